@@ -1,0 +1,6 @@
+// libconvnext: ConvNeXT (transformers semantics) in C++. Include this one header.
+#pragma once
+#include "convnext/config.h"
+#include "convnext/error.h"
+#include "convnext/model.h"
+#include "convnext/tensor.h"

@@ -1,0 +1,14 @@
+// Errors: one exception type whose message is a single line a user can act on
+// ("<file>: tensor 'x' has shape [3,4], expected [3,5]").
+#pragma once
+#include <stdexcept>
+#include <string>
+
+namespace convnext {
+
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& message) : std::runtime_error(message) {}
+};
+
+}  // namespace convnext

@@ -1,0 +1,122 @@
+// The three ConvNeXT model classes of transformers, loaded from a save_pretrained directory:
+//
+//   auto model = convnext::ConvNextForImageClassification::from_pretrained("path/to/dir");
+//   auto out = model.forward(pixel_values);          // pixel_values: float [N, C, H, W]
+//   out.logits                                        // [N, num_labels]
+//
+// Tensors at the API edge are NCHW, as transformers exposes them; inside everything is NHWC.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "convnext/config.h"
+#include "convnext/tensor.h"
+
+namespace convnext {
+
+// Threads used by every forward pass (OpenMP underneath). n <= 0: one per core.
+void set_num_threads(int n);
+int num_threads();
+
+struct LoadOptions {
+  // Like transformers' ignore_mismatched_sizes: a checkpoint tensor whose shape differs from
+  // the config (typically the classifier of another label set) is replaced by a freshly
+  // initialised one instead of being an error.
+  bool ignore_mismatched_sizes = false;
+  // Overrides the number of labels of config.json (with generic names LABEL_i).
+  std::optional<int64_t> num_labels;
+  uint64_t seed = 0;  // for freshly initialised tensors
+};
+
+// Targets for the loss. Integer class ids (single-label classification, -100 = ignore) or float
+// values: [N] or [N, num_labels] for regression and multi-label classification.
+struct Labels {
+  std::vector<int64_t> class_ids;
+  Tensor values;
+  bool is_integer() const { return values.empty(); }
+  static Labels classes(std::vector<int64_t> ids) { return Labels{std::move(ids), {}}; }
+  static Labels floats(Tensor v) { return Labels{{}, std::move(v)}; }
+};
+
+struct ModelOutput {
+  Tensor last_hidden_state;           // [N, C_last, H/32, W/32] (no norm applied)
+  Tensor pooler_output;               // [N, C_last]: mean over H,W then LayerNorm(layer_norm_eps)
+  std::vector<Tensor> hidden_states;  // num_stages + 1 tensors when requested: embeddings, each stage
+};
+
+struct ImageClassifierOutput {
+  std::optional<float> loss;  // when labels were given
+  std::string problem_type;   // the loss that was used (config's, or inferred as transformers does)
+  Tensor logits;              // [N, num_labels] ([N, C_last] pooled features when num_labels == 0)
+  Tensor pooler_output, last_hidden_state;
+  std::vector<Tensor> hidden_states;
+};
+
+struct BackboneOutput {
+  std::vector<Tensor> feature_maps;   // one per out_features entry, in stage order
+  std::vector<Tensor> hidden_states;  // when requested
+};
+
+namespace detail {
+struct Network;
+
+class ModelBase {
+ public:
+  const ConvNextConfig& config() const;
+  Architecture architecture() const;
+  int64_t num_parameters() const;
+  // Writes config.json and model.safetensors that transformers' from_pretrained reads.
+  void save_pretrained(const std::string& dir) const;
+  // What loading noticed but did not refuse (freshly initialised heads, ignored tensors).
+  const std::vector<std::string>& load_warnings() const;
+  // The checkpoint's file format ("safetensors", "safetensors (sharded, 3 files)", "new").
+  const std::string& weights_format() const;
+
+ protected:
+  ModelBase(const std::string& path, const LoadOptions& options, Architecture arch);
+  ModelBase(const ConvNextConfig& config, uint64_t seed, Architecture arch);
+  std::shared_ptr<Network> net_;
+};
+}  // namespace detail
+
+class ConvNextModel : public detail::ModelBase {
+ public:
+  static ConvNextModel from_pretrained(const std::string& path, const LoadOptions& options = {});
+  // A model with freshly initialised weights (transformers' _init_weights).
+  explicit ConvNextModel(const ConvNextConfig& config, uint64_t seed = 0);
+  ModelOutput forward(const Tensor& pixel_values, bool output_hidden_states = false) const;
+
+ private:
+  ConvNextModel(const std::string& path, const LoadOptions& options);
+};
+
+class ConvNextForImageClassification : public detail::ModelBase {
+ public:
+  static ConvNextForImageClassification from_pretrained(const std::string& path, const LoadOptions& options = {});
+  explicit ConvNextForImageClassification(const ConvNextConfig& config, uint64_t seed = 0);
+  ImageClassifierOutput forward(const Tensor& pixel_values, const Labels* labels = nullptr,
+                                bool output_hidden_states = false) const;
+
+ private:
+  ConvNextForImageClassification(const std::string& path, const LoadOptions& options);
+};
+
+class ConvNextBackbone : public detail::ModelBase {
+ public:
+  static ConvNextBackbone from_pretrained(const std::string& path, const LoadOptions& options = {});
+  explicit ConvNextBackbone(const ConvNextConfig& config, uint64_t seed = 0);
+  BackboneOutput forward(const Tensor& pixel_values, bool output_hidden_states = false) const;
+
+ private:
+  ConvNextBackbone(const std::string& path, const LoadOptions& options);
+};
+
+// Loss of transformers' ForImageClassification for the given logits and labels. `problem_type`
+// may be empty: it is then inferred (num_labels 1 → regression, integer labels → single-label,
+// otherwise multi-label) and written back.
+float classification_loss(const Tensor& logits, const Labels& labels, std::string& problem_type);
+
+}  // namespace convnext

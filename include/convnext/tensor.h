@@ -1,0 +1,53 @@
+// A float32 tensor: a shape and a pointer to contiguous row-major data, which it either owns
+// or borrows from something kept alive by `owner` (for example a memory-mapped checkpoint).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace convnext {
+
+using Shape = std::vector<int64_t>;
+
+std::string shape_str(const Shape& shape);  // "[2,3,64,64]"
+int64_t shape_numel(const Shape& shape);
+
+class Tensor {
+ public:
+  Tensor() = default;
+  // A new zero-filled tensor.
+  explicit Tensor(Shape shape);
+  Tensor(Shape shape, const std::vector<float>& values);
+  // A tensor that borrows `data`; `owner` keeps the memory alive.
+  static Tensor borrow(Shape shape, float* data, std::shared_ptr<void> owner);
+
+  const Shape& shape() const { return shape_; }
+  int ndim() const { return static_cast<int>(shape_.size()); }
+  int64_t dim(int i) const { return shape_.at(static_cast<size_t>(i < 0 ? i + ndim() : i)); }
+  int64_t numel() const { return shape_numel(shape_); }
+  bool empty() const { return data_ == nullptr; }
+
+  float* data() { return data_; }
+  const float* data() const { return data_; }
+  float operator[](int64_t i) const { return data_[i]; }
+  float& operator[](int64_t i) { return data_[i]; }
+
+  // A deep copy that owns its data.
+  Tensor clone() const;
+  // Same data, new shape with the same number of elements.
+  Tensor reshape(Shape shape) const;
+
+ private:
+  Shape shape_;
+  std::shared_ptr<void> owner_;
+  float* data_ = nullptr;
+};
+
+// Reads one tensor (F32, or F16/BF16/F64 converted) from a safetensors file.
+Tensor load_tensor(const std::string& safetensors_path, const std::string& name);
+// Writes F32 tensors to a safetensors file, in the order given.
+void save_tensors(const std::string& safetensors_path, const std::vector<std::pair<std::string, Tensor>>& tensors);
+
+}  // namespace convnext

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs everything this project needs on a fresh Debian 12 machine (run as root).
+#   build:  g++ 12, CMake, nlohmann-json (config files), OpenMP (part of g++)
+#   tests:  GoogleTest; python3-torch + numpy build an independent PyTorch reference for
+#           configurations the shared fixtures do not cover (test-time tool only, never linked)
+set -euo pipefail
+pkgs=(build-essential cmake nlohmann-json3-dev libgtest-dev googletest zlib1g-dev)
+if [[ "${1:-}" == "--tests" ]]; then
+  pkgs+=(python3 python3-numpy python3-torch dataset-fashion-mnist)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,74 @@
+#include "cli/args.h"
+
+#include "convnext/error.h"
+
+namespace convnext::cli {
+
+Args::Args(int argc, char** argv, int first, const std::set<std::string>& flags, const std::set<std::string>& options) {
+  for (int i = first; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-h") a = "--help";
+    if (a.rfind("--", 0) != 0 || a == "--") {
+      positional_.push_back(a);
+      continue;
+    }
+    std::string key = a.substr(2), value;
+    const size_t eq = key.find('=');
+    bool inline_value = eq != std::string::npos;
+    if (inline_value) {
+      value = key.substr(eq + 1);
+      key = key.substr(0, eq);
+    }
+    if (key == "help" || flags.count(key)) {
+      if (inline_value) throw Error("--" + key + " takes no value");
+      values_[key] = "1";
+    } else if (options.count(key)) {
+      if (!inline_value) {
+        if (i + 1 >= argc) throw Error("--" + key + " needs a value");
+        value = argv[++i];
+      }
+      values_[key] = value;
+    } else {
+      throw Error("unknown option --" + key + " (see --help)");
+    }
+  }
+}
+
+std::string Args::get(const std::string& name, const std::string& fallback) const {
+  auto it = values_.find(name);
+  return it == values_.end() ? fallback : it->second;
+}
+
+std::string Args::required(const std::string& name) const {
+  auto it = values_.find(name);
+  if (it == values_.end() || it->second.empty()) throw Error("--" + name + " is required (see --help)");
+  return it->second;
+}
+
+int64_t Args::get_int(const std::string& name, int64_t fallback) const {
+  if (!has(name)) return fallback;
+  const std::string v = get(name);
+  try {
+    size_t pos = 0;
+    const long long x = std::stoll(v, &pos);
+    if (pos != v.size()) throw std::invalid_argument(v);
+    return x;
+  } catch (const std::exception&) {
+    throw Error("--" + name + " expects an integer, got '" + v + "'");
+  }
+}
+
+double Args::get_double(const std::string& name, double fallback) const {
+  if (!has(name)) return fallback;
+  const std::string v = get(name);
+  try {
+    size_t pos = 0;
+    const double x = std::stod(v, &pos);
+    if (pos != v.size()) throw std::invalid_argument(v);
+    return x;
+  } catch (const std::exception&) {
+    throw Error("--" + name + " expects a number, got '" + v + "'");
+  }
+}
+
+}  // namespace convnext::cli

@@ -1,0 +1,28 @@
+// A small command-line parser: --flag, --key value, --key=value, and positional arguments.
+#pragma once
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace convnext::cli {
+
+class Args {
+ public:
+  // `flags` take no value; `options` take one. Anything else starting with "--" is an error.
+  Args(int argc, char** argv, int first, const std::set<std::string>& flags, const std::set<std::string>& options);
+
+  bool has(const std::string& name) const { return values_.count(name) > 0; }
+  std::string get(const std::string& name, const std::string& fallback = "") const;
+  std::string required(const std::string& name) const;
+  int64_t get_int(const std::string& name, int64_t fallback) const;
+  double get_double(const std::string& name, double fallback) const;
+  const std::vector<std::string>& positional() const { return positional_; }
+  bool help() const { return has("help"); }
+
+ private:
+  std::map<std::string, std::string> values_;
+  std::vector<std::string> positional_;
+};
+
+}  // namespace convnext::cli

@@ -1,0 +1,112 @@
+// convnext bench: median forward time of a model, with random weights for --arch.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "convnext/convnext.h"
+#include "kernels/kernels.h"
+
+namespace convnext::cli {
+
+namespace {
+const char* kHelp = R"(usage: convnext bench (--arch tiny|small|base|large|xlarge | --model DIR)
+                      [--batch B] [--size S] [--threads T] [--dtype f32] [--iters N] [--warmup W] [--json]
+
+Times ConvNextForImageClassification.forward on random pixel_values [B,3,S,S] (default 1, 224):
+W warm-up runs (default 2), then N timed runs (default 10); reports the median. --arch uses
+freshly initialised weights (1000 labels). With --json prints one line:
+{"arch", "batch", "size", "threads", "dtype", "median_ms", "images_per_s", "gflops", "peak_rss_mb", ...}
+)";
+
+// Multiply-adds of one forward pass (convolutions and linear layers).
+double forward_macs(const ConvNextConfig& c, int64_t H, int64_t W) {
+  const auto& hs = c.hidden_sizes;
+  int64_t h = H / c.patch_size, w = W / c.patch_size;
+  double macs = static_cast<double>(h * w) * hs[0] * c.num_channels * c.patch_size * c.patch_size;
+  for (int64_t s = 0; s < c.num_stages; ++s) {
+    const double C = static_cast<double>(hs[static_cast<size_t>(s)]);
+    if (s > 0) {
+      h /= 2;
+      w /= 2;
+      macs += static_cast<double>(h * w) * C * static_cast<double>(hs[static_cast<size_t>(s - 1)]) * 4;
+    }
+    macs += static_cast<double>(c.depths[static_cast<size_t>(s)]) * static_cast<double>(h * w) * (49 * C + 8 * C * C);
+  }
+  macs += static_cast<double>(hs[static_cast<size_t>(c.num_stages - 1)]) * static_cast<double>(c.num_labels());
+  return macs;
+}
+}  // namespace
+
+int cmd_bench(int argc, char** argv, int first) {
+  Args a(argc, argv, first, {"json"}, {"arch", "model", "batch", "size", "threads", "dtype", "iters", "warmup"});
+  if (a.help()) {
+    std::fputs(kHelp, stdout);
+    return 0;
+  }
+  const int64_t batch = a.get_int("batch", 1), size = a.get_int("size", 224), iters = a.get_int("iters", 10),
+                warmup = a.get_int("warmup", 2);
+  if (batch < 1 || size < 1 || iters < 1 || warmup < 0) throw Error("--batch, --size and --iters must be >= 1");
+  const std::string dtype = a.get("dtype", "f32");
+  if (dtype != "f32") throw Error("--dtype " + dtype + " is not supported yet (f32 only)");
+  set_num_threads(static_cast<int>(a.get_int("threads", 0)));
+
+  std::string arch = a.get("arch");
+  std::optional<ConvNextForImageClassification> model;
+  if (a.has("model")) {
+    model.emplace(ConvNextForImageClassification::from_pretrained(a.get("model")));
+    arch = model->config().variant_name().empty() ? "custom" : model->config().variant_name();
+  } else {
+    if (arch.empty()) throw Error("--arch or --model is required (see --help)");
+    model.emplace(ConvNextConfig::preset(arch, 1000), 0);
+  }
+  const ConvNextConfig& cfg = model->config();
+  Tensor px({batch, cfg.num_channels, size, size});
+  std::mt19937 rng(0);
+  std::normal_distribution<float> dist;
+  for (int64_t i = 0; i < px.numel(); ++i) px[i] = dist(rng);
+
+  if (!a.has("json")) std::fprintf(stderr, "bench %s batch %lld size %lld threads %d: ", arch.c_str(),
+                                   static_cast<long long>(batch), static_cast<long long>(size), num_threads());
+  for (int64_t i = 0; i < warmup; ++i) model->forward(px);
+  std::vector<double> ms;
+  for (int64_t i = 0; i < iters; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    model->forward(px);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    if (!a.has("json")) std::fputc('.', stderr);
+  }
+  if (!a.has("json")) std::fputc('\n', stderr);
+  std::sort(ms.begin(), ms.end());
+  const double median = ms.size() % 2 ? ms[ms.size() / 2] : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  const double rss_mb = static_cast<double>(ru.ru_maxrss) / 1024.0;
+  const double gflop = 2.0 * forward_macs(cfg, size, size) * static_cast<double>(batch) / 1e9;
+  nlohmann::json j = {{"arch", arch},
+                      {"batch", batch},
+                      {"size", size},
+                      {"threads", num_threads()},
+                      {"dtype", dtype},
+                      {"median_ms", median},
+                      {"min_ms", ms.front()},
+                      {"images_per_s", 1000.0 * static_cast<double>(batch) / median},
+                      {"gflops", gflop / (median / 1000.0)},
+                      {"peak_rss_mb", rss_mb},
+                      {"kernels", kernels::active_family()}};
+  if (a.has("json")) {
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("%s batch %lld at %lld: median %.2f ms (min %.2f), %.1f images/s, %.1f GFLOP/s, peak RSS %.0f MB [%s, %d threads]\n",
+                arch.c_str(), static_cast<long long>(batch), static_cast<long long>(size), median, ms.front(),
+                j["images_per_s"].get<double>(), j["gflops"].get<double>(), rss_mb, kernels::active_family(), num_threads());
+  }
+  return 0;
+}
+
+}  // namespace convnext::cli

@@ -1,0 +1,141 @@
+// convnext forward: pixel_values (and optional labels) in, transformers' output fields out.
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "convnext/convnext.h"
+#include "io/safetensors.h"
+
+namespace convnext::cli {
+
+namespace {
+
+const char* kHelp = R"(usage: convnext forward --model DIR --input IN.safetensors --output OUT.safetensors
+                        [--hidden-states] [--threads N] [--ignore-mismatched-sizes] [--json]
+
+Runs the checkpoint in DIR (config.json + model.safetensors, or a sharded index) as the class
+its config.json names in "architectures", on IN's `pixel_values` (F32 [N,C,H,W]).
+
+IN may also hold `labels`: I64 [N] for single-label classification, F32 [N] or [N,num_labels]
+for regression and multi-label; the loss then follows transformers' problem_type rules.
+
+OUT receives F32 tensors named as transformers' output fields:
+  ConvNextForImageClassification  logits, pooler_output, last_hidden_state, loss ([1], with labels)
+  ConvNextModel                   pooler_output, last_hidden_state
+  ConvNextBackbone                feature_maps.0 ... (out_features order)
+  --hidden-states                 hidden_states.0 ... hidden_states.{num_stages}
+
+A summary goes to stdout (one JSON object with --json).
+  --threads N   threads (default: one per core)
+)";
+
+Labels read_labels(const io::SafetensorsFile& f) {
+  const io::TensorInfo* t = f.find("labels");
+  if (t->dtype == "F32" || t->dtype == "F64" || t->dtype == "F16" || t->dtype == "BF16")
+    return Labels::floats(f.get_f32("labels"));
+  return Labels::classes(f.get_i64("labels"));
+}
+
+nlohmann::json describe(const Tensor& t) { return {{"shape", t.shape()}}; }
+
+}  // namespace
+
+int cmd_forward(int argc, char** argv, int first) {
+  Args a(argc, argv, first, {"hidden-states", "ignore-mismatched-sizes", "json"}, {"model", "input", "output", "threads"});
+  if (a.help()) {
+    std::fputs(kHelp, stdout);
+    return 0;
+  }
+  if (!a.positional().empty()) throw Error("unexpected argument '" + a.positional()[0] + "' (see --help)");
+  const std::string model_dir = a.required("model"), input = a.required("input"), output = a.required("output");
+  set_num_threads(static_cast<int>(a.get_int("threads", 0)));
+  const bool hidden = a.has("hidden-states");
+  LoadOptions opts;
+  opts.ignore_mismatched_sizes = a.has("ignore-mismatched-sizes");
+
+  auto in = io::SafetensorsFile::open(input);
+  if (!in->contains("pixel_values")) throw Error(input + ": no tensor named 'pixel_values'");
+  const Tensor px = in->get_f32("pixel_values");
+  if (px.ndim() != 4) throw Error(input + ": pixel_values must be [N,C,H,W], got shape " + shape_str(px.shape()));
+  std::optional<Labels> labels;
+  if (in->contains("labels")) labels = read_labels(*in);
+
+  const ConvNextConfig config = ConvNextConfig::from_file(model_dir);
+  io::SafetensorsWriter w;
+  nlohmann::json summary = {{"model", model_dir}, {"architecture", architecture_name(config.architecture())}};
+  auto put = [&](const std::string& name, const Tensor& t) {
+    w.add(name, t);
+    summary["outputs"][name] = describe(t);
+  };
+  auto put_hidden = [&](const std::vector<Tensor>& hs) {
+    for (size_t i = 0; i < hs.size(); ++i) put("hidden_states." + std::to_string(i), hs[i]);
+  };
+
+  switch (config.architecture()) {
+    case Architecture::ForImageClassification: {
+      auto model = ConvNextForImageClassification::from_pretrained(model_dir, opts);
+      for (const auto& warn : model.load_warnings()) std::fprintf(stderr, "convnext forward: warning: %s\n", warn.c_str());
+      auto out = model.forward(px, labels ? &*labels : nullptr, hidden);
+      put("logits", out.logits);
+      if (out.loss) {
+        put("loss", Tensor({1}, {*out.loss}));
+        summary["loss"] = *out.loss;
+        summary["problem_type"] = out.problem_type;
+      }
+      put("pooler_output", out.pooler_output);
+      put("last_hidden_state", out.last_hidden_state);
+      put_hidden(out.hidden_states);
+      const auto& cfg = model.config();
+      if (cfg.num_labels() > 1) {
+        nlohmann::json preds = nlohmann::json::array();
+        const int64_t L = out.logits.dim(1);
+        for (int64_t n = 0; n < out.logits.dim(0); ++n) {
+          int64_t best = 0;
+          for (int64_t j = 1; j < L; ++j)
+            if (out.logits[n * L + j] > out.logits[n * L + best]) best = j;
+          preds.push_back({{"index", best}, {"label", cfg.id2label.at(best)}, {"logit", out.logits[n * L + best]}});
+        }
+        summary["predictions"] = preds;
+      }
+      break;
+    }
+    case Architecture::Model: {
+      auto model = ConvNextModel::from_pretrained(model_dir, opts);
+      auto out = model.forward(px, hidden);
+      put("pooler_output", out.pooler_output);
+      put("last_hidden_state", out.last_hidden_state);
+      put_hidden(out.hidden_states);
+      break;
+    }
+    case Architecture::Backbone: {
+      auto model = ConvNextBackbone::from_pretrained(model_dir, opts);
+      auto out = model.forward(px, hidden);
+      for (size_t i = 0; i < out.feature_maps.size(); ++i) put("feature_maps." + std::to_string(i), out.feature_maps[i]);
+      put_hidden(out.hidden_states);
+      break;
+    }
+  }
+  w.save(output);
+  summary["output"] = output;
+
+  if (a.has("json")) {
+    std::printf("%s\n", summary.dump().c_str());
+    return 0;
+  }
+  std::printf("%s (%s) on pixel_values %s -> %s\n", model_dir.c_str(), summary["architecture"].get<std::string>().c_str(),
+              shape_str(px.shape()).c_str(), output.c_str());
+  for (auto& [name, d] : summary["outputs"].items())
+    std::printf("  %-20s %s\n", name.c_str(), shape_str(d["shape"].get<Shape>()).c_str());
+  if (summary.contains("loss"))
+    std::printf("  loss = %.6g (%s)\n", summary["loss"].get<double>(), summary["problem_type"].get<std::string>().c_str());
+  if (summary.contains("predictions"))
+    for (size_t n = 0; n < summary["predictions"].size(); ++n) {
+      const auto& p = summary["predictions"][n];
+      std::printf("  image %zu: %s (class %lld, logit %.4f)\n", n, p["label"].get<std::string>().c_str(),
+                  static_cast<long long>(p["index"].get<int64_t>()), p["logit"].get<double>());
+    }
+  return 0;
+}
+
+}  // namespace convnext::cli

@@ -1,0 +1,12 @@
+// One function per `convnext` command; each parses its own arguments (argv[first..]).
+#pragma once
+
+namespace convnext::cli {
+
+int cmd_forward(int argc, char** argv, int first);
+int cmd_info(int argc, char** argv, int first);
+int cmd_bench(int argc, char** argv, int first);
+int cmd_init(int argc, char** argv, int first);
+int cmd_make_input(int argc, char** argv, int first);
+
+}  // namespace convnext::cli

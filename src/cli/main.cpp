@@ -1,0 +1,52 @@
+// convnext: the command-line tool. Errors print one line on stderr and exit with status 1.
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "cli/commands.h"
+#include "convnext/error.h"
+
+namespace {
+
+const char* kUsage = R"(convnext: ConvNeXT image models (Hugging Face transformers semantics) in C++
+
+usage: convnext <command> [options]     (convnext <command> --help for each)
+
+commands:
+  forward      run a checkpoint on pixel_values from a safetensors file, write the outputs
+  info         describe a checkpoint: architecture, variant, parameters, labels, format
+  bench        time the forward pass (random weights for --arch, or a checkpoint)
+  init         write a checkpoint directory with freshly initialised weights
+  make-input   write a safetensors file of random pixel_values
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
+    std::fputs(kUsage, stdout);
+    return argc < 2 ? 1 : 0;
+  }
+  if (!std::strcmp(argv[1], "--version")) {
+    std::puts("convnext 0.1.0");
+    return 0;
+  }
+  const std::string cmd = argv[1];
+  try {
+    if (cmd == "forward") return convnext::cli::cmd_forward(argc, argv, 2);
+    if (cmd == "info") return convnext::cli::cmd_info(argc, argv, 2);
+    if (cmd == "bench") return convnext::cli::cmd_bench(argc, argv, 2);
+    if (cmd == "init") return convnext::cli::cmd_init(argc, argv, 2);
+    if (cmd == "make-input") return convnext::cli::cmd_make_input(argc, argv, 2);
+    std::fprintf(stderr, "convnext: unknown command '%s' (see convnext --help)\n", cmd.c_str());
+    return 2;
+  } catch (const convnext::Error& e) {
+    std::fprintf(stderr, "convnext %s: error: %s\n", cmd.c_str(), e.what());
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "convnext %s: error: out of memory\n", cmd.c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "convnext %s: error: %s\n", cmd.c_str(), e.what());
+  }
+  return 1;
+}

@@ -1,0 +1,87 @@
+#include "io/checkpoint.h"
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "convnext/error.h"
+
+namespace convnext::io {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+Checkpoint Checkpoint::open(const std::string& path) {
+  Checkpoint c;
+  fs::path p(path);
+  std::error_code ec;
+  fs::path single, index;
+  if (fs::is_directory(p, ec)) {
+    if (fs::exists(p / "model.safetensors", ec)) single = p / "model.safetensors";
+    else if (fs::exists(p / "model.safetensors.index.json", ec)) index = p / "model.safetensors.index.json";
+    else if (fs::exists(p / "pytorch_model.bin", ec) || fs::exists(p / "pytorch_model.bin.index.json", ec) ||
+             fs::exists(p / "tf_model.h5", ec))
+      throw Error(p.string() + ": only pytorch_model.bin / tf_model.h5 weights found; this build reads safetensors (convert them with a safetensors export)");
+    else
+      throw Error(p.string() + ": no model.safetensors or model.safetensors.index.json in the directory");
+  } else if (p.string().ends_with(".index.json")) {
+    index = p;
+  } else {
+    single = p;
+  }
+  c.origin_ = path;
+  if (!single.empty()) {
+    c.files_.push_back(SafetensorsFile::open(single.string()));
+    for (const TensorInfo& t : c.files_[0]->tensors()) c.where_[t.name] = 0;
+    c.format_ = "safetensors";
+    return c;
+  }
+  std::ifstream in(index, std::ios::binary);
+  if (!in) throw Error(index.string() + ": cannot open");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  json j;
+  try {
+    j = json::parse(ss.str());
+  } catch (const json::parse_error& e) {
+    throw Error(index.string() + ": not valid JSON (" + e.what() + ")");
+  }
+  if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
+    throw Error(index.string() + ": no 'weight_map' object");
+  std::map<std::string, size_t> file_index;
+  for (auto& [name, file] : j["weight_map"].items()) {
+    if (!file.is_string()) throw Error(index.string() + ": weight_map['" + name + "'] is not a file name");
+    const std::string fname = file.get<std::string>();
+    if (fname.find('/') != std::string::npos || fname == ".." || fname.empty())
+      throw Error(index.string() + ": weight_map['" + name + "'] names '" + fname + "', outside the checkpoint directory");
+    auto it = file_index.find(fname);
+    if (it == file_index.end()) {
+      c.files_.push_back(SafetensorsFile::open((index.parent_path() / fname).string()));
+      it = file_index.emplace(fname, c.files_.size() - 1).first;
+    }
+    if (!c.files_[it->second]->contains(name))
+      throw Error(index.string() + ": weight_map puts '" + name + "' in " + fname + ", which does not hold it");
+    c.where_[name] = it->second;
+  }
+  c.format_ = "safetensors (sharded, " + std::to_string(c.files_.size()) + " files)";
+  return c;
+}
+
+std::vector<std::string> Checkpoint::names() const {
+  std::vector<std::string> v;
+  for (auto& [n, i] : where_) v.push_back(n);
+  return v;
+}
+
+Shape Checkpoint::shape(const std::string& name) const { return files_.at(where_.at(name))->find(name)->shape; }
+
+std::string Checkpoint::dtype(const std::string& name) const { return files_.at(where_.at(name))->find(name)->dtype; }
+
+Tensor Checkpoint::get(const std::string& name) const {
+  auto it = where_.find(name);
+  if (it == where_.end()) throw Error(origin_ + ": no tensor named '" + name + "'");
+  return files_[it->second]->get_f32(name);
+}
+
+}  // namespace convnext::io

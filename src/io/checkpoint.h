@@ -1,0 +1,33 @@
+// A checkpoint directory as save_pretrained writes it: config.json plus model.safetensors, or
+// model.safetensors.index.json and its shards. Gives tensors by their transformers names.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "convnext/tensor.h"
+#include "io/safetensors.h"
+
+namespace convnext::io {
+
+class Checkpoint {
+ public:
+  // `path`: a directory, or a .safetensors / .safetensors.index.json file.
+  static Checkpoint open(const std::string& path);
+
+  std::vector<std::string> names() const;  // sorted
+  bool contains(const std::string& name) const { return where_.count(name) > 0; }
+  Shape shape(const std::string& name) const;
+  std::string dtype(const std::string& name) const;
+  Tensor get(const std::string& name) const;  // float32 (converted from F16/BF16 at load)
+  const std::string& format() const { return format_; }  // "safetensors" or "safetensors (sharded, N files)"
+  const std::string& origin() const { return origin_; }
+
+ private:
+  std::vector<std::shared_ptr<SafetensorsFile>> files_;
+  std::map<std::string, size_t> where_;  // tensor name -> files_ index
+  std::string format_, origin_;
+};
+
+}  // namespace convnext::io

@@ -1,0 +1,86 @@
+// The compute kernels. They take pointers, sizes and strides and know nothing of models.
+// Layout is channels-last (NHWC): a feature map is `rows` pixels of C contiguous floats.
+// Each entry point dispatches once to the AVX-512 kernels (x86/) when the CPU has them and to
+// portable C++ otherwise; reference/ holds the plain twins that tests compare against.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "convnext/config.h"  // Activation
+
+namespace convnext::kernels {
+
+constexpr int64_t kPanel = 32;  // output columns per packed weight panel
+
+// The weight of an nn.Linear (out × in = N × K) packed for the GEMM once at load:
+// panel p holds, for every k, the 32 weights of outputs 32p..32p+31 (zero padded).
+struct PackedLinear {
+  int64_t N = 0, K = 0;
+  std::vector<float> panels;  // ceil(N/32) × K × 32
+  std::vector<float> bias;    // ceil(N/32)·32, zero padded
+};
+PackedLinear pack_linear(const float* W, const float* bias, int64_t N, int64_t K);
+
+// C[M,N] = act(A[M,K]·Wᵀ + b), or with `accumulate` C += A·Wᵀ + b (act must then be Linear).
+// Rows of A and C are lda / ldc floats apart. Threads split the output over rows and columns.
+void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
+            Activation act);
+
+// y[r,:] = (x[r,:] − mean) / sqrt(var + eps) · gamma + beta for each of `rows` rows of C floats
+// (biased variance, two passes, as F.layer_norm). x and y may alias.
+void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y);
+
+// Depthwise 7×7 convolution, stride 1, zero padding 3, NHWC. Weights as [49][C] (tap-major).
+void dwconv7(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y);
+
+// x = act(x), in place.
+void activation(Activation act, float* x, int64_t n);
+
+// Gathers non-overlapping p×p patches for a stride-p convolution as GEMM rows of K = p·p·C,
+// ordered [ky][kx][c]. Trailing rows and columns that do not fill a patch are dropped (floor).
+void patchify_nhwc(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, int64_t p, float* out);
+void patchify_nchw(const float* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, float* out);
+// Conv weight [O][C][p][p] → Linear weight [O][p·p·C] in the patch order above.
+std::vector<float> conv_weight_to_patch_linear(const float* w, int64_t O, int64_t C, int64_t p);
+
+// out[n,c] = mean over the H·W pixels of x[n,:,:,c] (accumulated in double).
+void mean_pool(const float* x, int64_t N, int64_t HW, int64_t C, float* out);
+
+// NHWC <-> NCHW.
+void nhwc_to_nchw(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, float* out);
+
+// Which family the dispatcher uses: "avx512" or "portable".
+const char* active_family();
+
+namespace reference {
+// Plain loops in double precision, for tests. W is the nn.Linear weight [N][K].
+void linear(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* W, const float* bias, float* C,
+            int64_t ldc, bool accumulate, Activation act);
+void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y);
+// Depthwise k×k, padding k/2, weight as PyTorch stores it: [C][1][k][k].
+void dwconv(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w, int64_t k, const float* bias,
+            float* y);
+double activation(Activation act, double x);
+// A stride-p, kernel-p convolution on NCHW input with PyTorch's [O][C][p][p] weight; NCHW output.
+void patch_conv_nchw(const float* x, int64_t N, int64_t C, int64_t H, int64_t W, const float* w, const float* b,
+                     int64_t O, int64_t p, float* y);
+}  // namespace reference
+
+namespace portable {
+void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
+            Activation act);
+void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y);
+void dwconv7(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y);
+void activation(Activation act, float* x, int64_t n);
+float activation_scalar(Activation act, float x);
+}  // namespace portable
+
+namespace x86 {
+void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
+            Activation act);
+void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y);
+void dwconv7(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y);
+void activation(Activation act, float* x, int64_t n);
+}  // namespace x86
+
+}  // namespace convnext::kernels

@@ -1,0 +1,81 @@
+// Data movement: weight packing, patch gathering, pooling and layout changes.
+#include <omp.h>
+
+#include <cstring>
+
+#include "kernels/kernels.h"
+
+namespace convnext::kernels {
+
+PackedLinear pack_linear(const float* W, const float* bias, int64_t N, int64_t K) {
+  PackedLinear P;
+  P.N = N;
+  P.K = K;
+  const int64_t panels = (N + kPanel - 1) / kPanel;
+  P.panels.assign(static_cast<size_t>(panels * K * kPanel), 0.0f);
+  P.bias.assign(static_cast<size_t>(panels * kPanel), 0.0f);
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t p = n / kPanel, j = n % kPanel;
+    for (int64_t k = 0; k < K; ++k) P.panels[static_cast<size_t>((p * K + k) * kPanel + j)] = W[n * K + k];
+    if (bias) P.bias[static_cast<size_t>(n)] = bias[n];
+  }
+  return P;
+}
+
+void patchify_nhwc(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, int64_t p, float* out) {
+  const int64_t Ho = H / p, Wo = W / p, K = p * p * C;
+#pragma omp parallel for collapse(2) schedule(static) if (N * Ho * Wo * K > 65536)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t i = 0; i < Ho; ++i)
+      for (int64_t j = 0; j < Wo; ++j) {
+        float* dst = out + ((n * Ho + i) * Wo + j) * K;
+        for (int64_t ky = 0; ky < p; ++ky)  // the p pixels of one patch row are contiguous in NHWC
+          std::memcpy(dst + ky * p * C, x + ((n * H + i * p + ky) * W + j * p) * C,
+                      static_cast<size_t>(p * C) * sizeof(float));
+      }
+}
+
+void patchify_nchw(const float* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, float* out) {
+  const int64_t Ho = H / p, Wo = W / p, K = p * p * C;
+#pragma omp parallel for collapse(2) schedule(static) if (N * Ho * Wo * K > 65536)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t i = 0; i < Ho; ++i)
+      for (int64_t j = 0; j < Wo; ++j) {
+        float* dst = out + ((n * Ho + i) * Wo + j) * K;
+        for (int64_t ky = 0; ky < p; ++ky)
+          for (int64_t kx = 0; kx < p; ++kx)
+            for (int64_t c = 0; c < C; ++c)
+              dst[(ky * p + kx) * C + c] = x[((n * C + c) * H + i * p + ky) * W + j * p + kx];
+      }
+}
+
+std::vector<float> conv_weight_to_patch_linear(const float* w, int64_t O, int64_t C, int64_t p) {
+  std::vector<float> out(static_cast<size_t>(O * p * p * C));
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t ky = 0; ky < p; ++ky)
+        for (int64_t kx = 0; kx < p; ++kx)
+          out[static_cast<size_t>(o * p * p * C + (ky * p + kx) * C + c)] = w[((o * C + c) * p + ky) * p + kx];
+  return out;
+}
+
+void mean_pool(const float* x, int64_t N, int64_t HW, int64_t C, float* out) {
+  for (int64_t n = 0; n < N; ++n) {
+    std::vector<double> acc(static_cast<size_t>(C), 0.0);
+    for (int64_t q = 0; q < HW; ++q) {
+      const float* px = x + (n * HW + q) * C;
+      for (int64_t c = 0; c < C; ++c) acc[static_cast<size_t>(c)] += px[c];
+    }
+    for (int64_t c = 0; c < C; ++c) out[n * C + c] = static_cast<float>(acc[static_cast<size_t>(c)] / static_cast<double>(HW));
+  }
+}
+
+void nhwc_to_nchw(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, float* out) {
+  const int64_t HW = H * W;
+#pragma omp parallel for collapse(2) schedule(static) if (N * HW * C > 65536)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t q = 0; q < HW; ++q) out[(n * C + c) * HW + q] = x[(n * HW + q) * C + c];
+}
+
+}  // namespace convnext::kernels

@@ -1,0 +1,125 @@
+// Portable kernels: plain C++ that the compiler vectorises for whatever the target is. Used
+// when the CPU has no AVX-512, and tested against reference/ like the x86 kernels.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/kernels.h"
+
+namespace convnext::kernels::portable {
+
+float activation_scalar(Activation act, float x) {
+  switch (act) {
+    case Activation::Gelu: return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752440f));
+    case Activation::GeluTanh:
+      return 0.5f * x * (1.0f + std::tanh(0.79788456080286535588f * (x + 0.044715f * x * x * x)));
+    case Activation::GeluFast: return 0.5f * x * (1.0f + std::tanh(x * 0.7978845608f * (1.0f + 0.044715f * x * x)));
+    case Activation::QuickGelu: return x / (1.0f + std::exp(-1.702f * x));
+    case Activation::Gelu10: return std::clamp(0.5f * x * (1.0f + std::erf(x * 0.70710678118654752440f)), -10.0f, 10.0f);
+    case Activation::Relu: return x > 0 ? x : 0.0f;
+    case Activation::Relu6: return x > 0 ? (x < 6.0f ? x : 6.0f) : 0.0f;
+    case Activation::Relu2: return x > 0 ? x * x : 0.0f;
+    case Activation::LeakyRelu: return x >= 0 ? x : 0.01f * x;
+    case Activation::Silu: return x / (1.0f + std::exp(-x));
+    case Activation::Selu:
+      return 1.0507009873554804934f * (x > 0 ? x : 1.6732632423543772848f * std::expm1(x));
+    case Activation::Sigmoid: return 1.0f / (1.0f + std::exp(-x));
+    case Activation::Tanh: return std::tanh(x);
+    case Activation::Mish: return x * std::tanh(std::log1p(std::exp(x)));
+    case Activation::Linear: return x;
+  }
+  return x;
+}
+
+void activation(Activation act, float* x, int64_t n) {
+  if (act == Activation::Linear) return;
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) x[i] = activation_scalar(act, x[i]);
+}
+
+namespace {
+
+// One MR×32 tile over K: C[0..MR) x [0..nc) (+)= A·Bpanel.
+template <int MR>
+void tile(int64_t K, const float* A, int64_t lda, const float* Bp, const float* bias, float* C, int64_t ldc, int64_t nc,
+          bool load_c) {
+  float acc[MR][kPanel];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < kPanel; ++j) acc[i][j] = (load_c && j < nc) ? C[i * ldc + j] : 0.0f;
+  for (int64_t k = 0; k < K; ++k) {
+    const float* b = Bp + k * kPanel;
+    for (int i = 0; i < MR; ++i) {
+      const float a = A[i * lda + k];
+      for (int j = 0; j < kPanel; ++j) acc[i][j] += a * b[j];
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < nc; ++j) C[i * ldc + j] = acc[i][j] + (bias ? bias[j] : 0.0f);
+}
+
+}  // namespace
+
+void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
+            Activation act) {
+  const int64_t N = W.N, K = W.K, panels = (N + kPanel - 1) / kPanel;
+  constexpr int64_t MR = 4;
+  const int64_t mtiles = (M + MR - 1) / MR;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t p = 0; p < panels; ++p)
+    for (int64_t t = 0; t < mtiles; ++t) {
+      const int64_t m0 = t * MR, mr = std::min(MR, M - m0), n0 = p * kPanel, nc = std::min(kPanel, N - n0);
+      const float* Bp = W.panels.data() + p * K * kPanel;
+      const float* b = W.bias.data() + n0;
+      const float* Ap = A + m0 * lda;
+      float* Cp = C + m0 * ldc + n0;
+      switch (mr) {
+        case 4: tile<4>(K, Ap, lda, Bp, b, Cp, ldc, nc, accumulate); break;
+        case 3: tile<3>(K, Ap, lda, Bp, b, Cp, ldc, nc, accumulate); break;
+        case 2: tile<2>(K, Ap, lda, Bp, b, Cp, ldc, nc, accumulate); break;
+        default: tile<1>(K, Ap, lda, Bp, b, Cp, ldc, nc, accumulate); break;
+      }
+      if (act != Activation::Linear)
+        for (int64_t i = 0; i < mr; ++i)
+          for (int64_t j = 0; j < nc; ++j) Cp[i * ldc + j] = activation_scalar(act, Cp[i * ldc + j]);
+    }
+}
+
+void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y) {
+#pragma omp parallel for schedule(static) if (rows * C > 16384)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * C;
+    float* yr = y + r * C;
+    double s = 0;
+    for (int64_t c = 0; c < C; ++c) s += xr[c];
+    const float mean = static_cast<float>(s / static_cast<double>(C));
+    double v = 0;
+    for (int64_t c = 0; c < C; ++c) v += static_cast<double>(xr[c] - mean) * (xr[c] - mean);
+    const float rstd = static_cast<float>(1.0 / std::sqrt(v / static_cast<double>(C) + eps));
+    for (int64_t c = 0; c < C; ++c) yr[c] = (xr[c] - mean) * rstd * (gamma ? gamma[c] : 1.0f) + (beta ? beta[c] : 0.0f);
+  }
+}
+
+void dwconv7(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t i = 0; i < H; ++i)
+      for (int64_t j = 0; j < W; ++j) {
+        float* out = y + ((n * H + i) * W + j) * C;
+        for (int64_t c = 0; c < C; ++c) out[c] = bias ? bias[c] : 0.0f;
+        for (int64_t ky = 0; ky < 7; ++ky) {
+          const int64_t yy = i + ky - 3;
+          if (yy < 0 || yy >= H) continue;
+          for (int64_t kx = 0; kx < 7; ++kx) {
+            const int64_t xx = j + kx - 3;
+            if (xx < 0 || xx >= W) continue;
+            const float* in = x + ((n * H + yy) * W + xx) * C;
+            const float* wk = w49 + (ky * 7 + kx) * C;
+            for (int64_t c = 0; c < C; ++c) out[c] += in[c] * wk[c];
+          }
+        }
+      }
+}
+
+}  // namespace convnext::kernels::portable

@@ -1,0 +1,246 @@
+// Parameters of the network: shapes from the config, transformers names, initialisation,
+// loading from a checkpoint with strict checks, and the inference (packed, folded) form.
+#include "model/network.h"
+
+#include <random>
+#include <set>
+
+#include "convnext/error.h"
+#include "io/checkpoint.h"
+
+namespace convnext::detail {
+
+Network::Network(const ConvNextConfig& cfg, Architecture a) : config(cfg), arch(a) {
+  config.validate_and_align();
+  act = config.activation();
+  const auto& hs = config.hidden_sizes;
+  const int64_t p = config.patch_size, cin = config.num_channels;
+  patch_weight = Tensor({hs[0], cin, p, p});
+  patch_bias = Tensor({hs[0]});
+  embed_norm = {Tensor({hs[0]}), Tensor({hs[0]})};
+  for (int64_t s = 0; s < config.num_stages; ++s) {
+    Stage st;
+    st.in_channels = s == 0 ? hs[0] : hs[static_cast<size_t>(s - 1)];
+    st.out_channels = hs[static_cast<size_t>(s)];
+    st.stride = s > 0 ? 2 : 1;
+    // As ConvNextStage: a downsampling layer exists iff the width changes or the stride is > 1.
+    st.has_downsample = st.in_channels != st.out_channels || st.stride > 1;
+    if (st.has_downsample) {
+      st.down_norm = {Tensor({st.in_channels}), Tensor({st.in_channels})};
+      st.down_weight = Tensor({st.out_channels, st.in_channels, 2, 2});
+      st.down_bias = Tensor({st.out_channels});
+    }
+    const int64_t C = st.out_channels;
+    for (int64_t j = 0; j < config.depths[static_cast<size_t>(s)]; ++j) {
+      Block b;
+      b.dw_weight = Tensor({C, 1, 7, 7});
+      b.dw_bias = Tensor({C});
+      b.norm = {Tensor({C}), Tensor({C})};
+      b.pw1_weight = Tensor({4 * C, C});
+      b.pw1_bias = Tensor({4 * C});
+      b.pw2_weight = Tensor({C, 4 * C});
+      b.pw2_bias = Tensor({C});
+      if (config.layer_scale_init_value > 0) b.layer_scale = Tensor({C});
+      st.blocks.push_back(std::move(b));
+    }
+    stages.push_back(std::move(st));
+  }
+  const int64_t last = hs[static_cast<size_t>(config.num_stages - 1)];
+  if (arch != Architecture::Backbone) final_norm = {Tensor({last}), Tensor({last})};
+  if (arch == Architecture::ForImageClassification && config.num_labels() > 0) {
+    classifier_weight = Tensor({config.num_labels(), last});
+    classifier_bias = Tensor({config.num_labels()});
+  }
+  if (arch == Architecture::Backbone) {
+    for (int64_t idx : config.out_indices) {
+      const int64_t ch = idx == 0 ? hs[0] : hs[static_cast<size_t>(idx - 1)];
+      if (idx > config.num_stages)
+        throw Error("out_indices " + std::to_string(idx) + " is beyond num_stages " + std::to_string(config.num_stages));
+      backbone_norms.push_back({Tensor({ch}), Tensor({ch})});
+    }
+  }
+}
+
+void Network::for_each_parameter(const std::function<void(const std::string&, Tensor&)>& fn) {
+  const std::string pre = arch == Architecture::ForImageClassification ? "convnext." : "";
+  fn(pre + "embeddings.patch_embeddings.weight", patch_weight);
+  fn(pre + "embeddings.patch_embeddings.bias", patch_bias);
+  fn(pre + "embeddings.layernorm.weight", embed_norm.weight);
+  fn(pre + "embeddings.layernorm.bias", embed_norm.bias);
+  for (size_t s = 0; s < stages.size(); ++s) {
+    Stage& st = stages[s];
+    const std::string sp = pre + "encoder.stages." + std::to_string(s) + ".";
+    if (st.has_downsample) {
+      fn(sp + "downsampling_layer.0.weight", st.down_norm.weight);
+      fn(sp + "downsampling_layer.0.bias", st.down_norm.bias);
+      fn(sp + "downsampling_layer.1.weight", st.down_weight);
+      fn(sp + "downsampling_layer.1.bias", st.down_bias);
+    }
+    for (size_t j = 0; j < st.blocks.size(); ++j) {
+      Block& b = st.blocks[j];
+      const std::string lp = sp + "layers." + std::to_string(j) + ".";
+      if (!b.layer_scale.empty()) fn(lp + "layer_scale_parameter", b.layer_scale);
+      fn(lp + "dwconv.weight", b.dw_weight);
+      fn(lp + "dwconv.bias", b.dw_bias);
+      fn(lp + "layernorm.weight", b.norm.weight);
+      fn(lp + "layernorm.bias", b.norm.bias);
+      fn(lp + "pwconv1.weight", b.pw1_weight);
+      fn(lp + "pwconv1.bias", b.pw1_bias);
+      fn(lp + "pwconv2.weight", b.pw2_weight);
+      fn(lp + "pwconv2.bias", b.pw2_bias);
+    }
+  }
+  if (!final_norm.weight.empty()) {
+    fn(pre + "layernorm.weight", final_norm.weight);
+    fn(pre + "layernorm.bias", final_norm.bias);
+  }
+  for (size_t k = 0; k < backbone_norms.size(); ++k) {
+    const std::string np = "hidden_states_norms." + config.out_features[k] + ".";
+    fn(np + "weight", backbone_norms[k].weight);
+    fn(np + "bias", backbone_norms[k].bias);
+  }
+  if (!classifier_weight.empty()) {
+    fn("classifier.weight", classifier_weight);
+    fn("classifier.bias", classifier_bias);
+  }
+}
+
+void Network::init_parameter(const std::string& name, Tensor& t, uint64_t seed) const {
+  // Seed per parameter from its name, so a head initialised alone equals the same head
+  // initialised with the whole network.
+  const uint64_t h = std::hash<std::string>{}(name) ^ (seed * 0x9E3779B97F4A7C15ull);
+  std::mt19937_64 rng(h);
+  const bool is_norm = name.find("layernorm") != std::string::npos || name.find("downsampling_layer.0") != std::string::npos ||
+                       name.find("hidden_states_norms") != std::string::npos;
+  float* d = t.data();
+  const int64_t n = t.numel();
+  if (name.ends_with("layer_scale_parameter")) {
+    for (int64_t i = 0; i < n; ++i) d[i] = static_cast<float>(config.layer_scale_init_value);
+  } else if (name.ends_with(".bias")) {
+    for (int64_t i = 0; i < n; ++i) d[i] = 0.0f;
+  } else if (is_norm) {
+    for (int64_t i = 0; i < n; ++i) d[i] = 1.0f;
+  } else {
+    std::normal_distribution<float> dist(0.0f, static_cast<float>(config.initializer_range));
+    for (int64_t i = 0; i < n; ++i) d[i] = dist(rng);
+  }
+}
+
+void Network::init_weights(uint64_t seed) {
+  for_each_parameter([&](const std::string& name, Tensor& t) { init_parameter(name, t, seed); });
+}
+
+void Network::prepare() {
+  using kernels::pack_linear;
+  const int64_t p = config.patch_size;
+  {
+    const int64_t O = patch_weight.dim(0), C = patch_weight.dim(1);
+    const auto w = kernels::conv_weight_to_patch_linear(patch_weight.data(), O, C, p);
+    patch = pack_linear(w.data(), patch_bias.data(), O, p * p * C);
+  }
+  for (Stage& st : stages) {
+    if (st.has_downsample) {
+      const auto w = kernels::conv_weight_to_patch_linear(st.down_weight.data(), st.out_channels, st.in_channels, 2);
+      st.down = pack_linear(w.data(), st.down_bias.data(), st.out_channels, 4 * st.in_channels);
+    }
+    const int64_t C = st.out_channels, H4 = 4 * C;
+    for (Block& b : st.blocks) {
+      b.dw_taps.assign(static_cast<size_t>(49 * C), 0.0f);
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t t = 0; t < 49; ++t) b.dw_taps[static_cast<size_t>(t * C + c)] = b.dw_weight[c * 49 + t];
+      // LayerNorm folded into pwconv1: W·(γ⊙x̂ + β) + b = (W·diag γ)·x̂ + (b + W·β).
+      std::vector<float> w1(static_cast<size_t>(H4 * C)), b1(static_cast<size_t>(H4));
+      for (int64_t o = 0; o < H4; ++o) {
+        double acc = b.pw1_bias[o];
+        for (int64_t k = 0; k < C; ++k) {
+          const float w = b.pw1_weight[o * C + k];
+          w1[static_cast<size_t>(o * C + k)] = w * b.norm.weight[k];
+          acc += static_cast<double>(w) * b.norm.bias[k];
+        }
+        b1[static_cast<size_t>(o)] = static_cast<float>(acc);
+      }
+      b.pw1 = pack_linear(w1.data(), b1.data(), H4, C);
+      // Layer scale folded into pwconv2: γ ⊙ (W·h + b) = (diag γ·W)·h + γ⊙b.
+      std::vector<float> w2(b.pw2_weight.data(), b.pw2_weight.data() + C * H4), b2(b.pw2_bias.data(), b.pw2_bias.data() + C);
+      if (!b.layer_scale.empty())
+        for (int64_t o = 0; o < C; ++o) {
+          for (int64_t k = 0; k < H4; ++k) w2[static_cast<size_t>(o * H4 + k)] *= b.layer_scale[o];
+          b2[static_cast<size_t>(o)] *= b.layer_scale[o];
+        }
+      b.pw2 = pack_linear(w2.data(), b2.data(), C, H4);
+    }
+  }
+  if (!classifier_weight.empty())
+    classifier = pack_linear(classifier_weight.data(), classifier_bias.data(), classifier_weight.dim(0),
+                             classifier_weight.dim(1));
+}
+
+namespace {
+
+bool is_head_parameter(const std::string& name) {
+  return name.starts_with("classifier.") || name.starts_with("hidden_states_norms.") || name.starts_with("layernorm.") ||
+         name.starts_with("convnext.layernorm.");
+}
+
+}  // namespace
+
+std::shared_ptr<Network> Network::load(const std::string& path, const LoadOptions& options, Architecture arch) {
+  ConvNextConfig config = ConvNextConfig::from_file(path);
+  const Architecture saved_arch = config.architecture();
+  if (options.num_labels) config.set_num_labels(*options.num_labels);
+  config.architectures = {architecture_name(arch)};
+  auto net = std::make_shared<Network>(config, arch);
+  const io::Checkpoint ckpt = io::Checkpoint::open(path);
+  net->weights_format = ckpt.format();
+
+  // The prefix the checkpoint uses for the body: "convnext." when saved by the classifier.
+  const bool has_prefix = ckpt.contains("convnext.embeddings.patch_embeddings.weight");
+  auto source_name = [&](const std::string& name) -> std::string {
+    if (is_head_parameter(name) && name.starts_with("classifier.")) return name;
+    if (name.starts_with("hidden_states_norms.")) return name;
+    const std::string bare = name.starts_with("convnext.") ? name.substr(9) : name;
+    return has_prefix ? "convnext." + bare : bare;
+  };
+
+  std::set<std::string> used;
+  net->for_each_parameter([&](const std::string& name, Tensor& t) {
+    const std::string src = source_name(name);
+    if (!ckpt.contains(src)) {
+      // A head the checkpoint's own class does not have starts fresh, as in transformers.
+      if (arch != saved_arch && is_head_parameter(name)) {
+        net->init_parameter(name, t, options.seed);
+        net->warnings.push_back("'" + name + "' is not in the checkpoint (saved as " + architecture_name(saved_arch) +
+                                "): newly initialised");
+        return;
+      }
+      throw Error(ckpt.origin() + ": missing tensor '" + src + "' (expected shape " + shape_str(t.shape()) + ")");
+    }
+    used.insert(src);
+    const Shape have = ckpt.shape(src);
+    if (have != t.shape()) {
+      if (options.ignore_mismatched_sizes) {
+        net->init_parameter(name, t, options.seed);
+        net->warnings.push_back("'" + src + "' has shape " + shape_str(have) + " in the checkpoint and " +
+                                shape_str(t.shape()) + " in the model: newly initialised (ignore_mismatched_sizes)");
+        return;
+      }
+      throw Error(ckpt.origin() + ": tensor '" + src + "' has shape " + shape_str(have) + ", the config expects " +
+                  shape_str(t.shape()) + (name.starts_with("classifier.") ? " (a different number of labels? see --ignore-mismatched-sizes)" : ""));
+    }
+    t = ckpt.get(src);
+  });
+  for (const std::string& name : ckpt.names()) {
+    if (used.count(name)) continue;
+    const std::string bare = name.starts_with("convnext.") ? name.substr(9) : name;
+    if (arch != saved_arch && (is_head_parameter(name) || is_head_parameter(bare))) {
+      net->warnings.push_back("'" + name + "' is not used by " + std::string(architecture_name(arch)));
+      continue;
+    }
+    throw Error(ckpt.origin() + ": unexpected tensor '" + name + "' (shape " + shape_str(ckpt.shape(name)) +
+                ") is not a parameter of " + architecture_name(arch) + " with this config.json");
+  }
+  net->prepare();
+  return net;
+}
+
+}  // namespace convnext::detail

@@ -1,0 +1,163 @@
+// Every model fixture that transformers produced (../shared/fixtures/hf), every output tensor,
+// at the fixtures' tolerance: max |ours − ref| ≤ 1e-4 · max(1, max |ref|).
+#include <zlib.h>
+
+#include <fstream>
+
+#include "convnext/convnext.h"
+#include "io/safetensors.h"
+#include "test_util.h"
+
+namespace convnext::test {
+namespace {
+
+struct Expected {
+  std::shared_ptr<io::SafetensorsFile> file;
+  Tensor operator[](const std::string& name) const { return file->get_f32(name); }
+  bool has(const std::string& name) const { return file->contains(name); }
+};
+
+Expected expected(const std::string& dir) { return {io::SafetensorsFile::open(fixture(dir + "/expected.safetensors"))}; }
+
+Labels labels_of(const Expected& e) {
+  if (e.file->find("labels")->dtype == "I64") return Labels::classes(e.file->get_i64("labels"));
+  return Labels::floats(e["labels"]);
+}
+
+// The classifier fixtures: logits, loss, pooler, last hidden state, every hidden state and
+// batch independence.
+void check_classifier_fixture(const std::string& dir, const std::string& problem_type) {
+  const Expected e = expected(dir);
+  auto model = ConvNextForImageClassification::from_pretrained(fixture(dir));
+  const Labels labels = labels_of(e);
+  auto out = model.forward(e["pixel_values"], &labels, /*output_hidden_states=*/true);
+  EXPECT_TRUE(close(out.logits, e["logits"])) << dir << " logits";
+  EXPECT_TRUE(close(out.pooler_output, e["pooler_output"])) << dir << " pooler_output";
+  EXPECT_TRUE(close(out.last_hidden_state, e["last_hidden_state"])) << dir << " last_hidden_state";
+  ASSERT_TRUE(out.loss.has_value());
+  EXPECT_TRUE(close(Tensor({1}, {*out.loss}), e["loss"])) << dir << " loss";
+  EXPECT_EQ(out.problem_type, problem_type);
+  const int64_t n_hidden = model.config().num_stages + 1;
+  ASSERT_EQ(static_cast<int64_t>(out.hidden_states.size()), n_hidden);
+  for (int64_t i = 0; i < n_hidden; ++i)
+    EXPECT_TRUE(close(out.hidden_states[static_cast<size_t>(i)], e["hidden_states." + std::to_string(i)]))
+        << dir << " hidden_states." << i;
+
+  // The first image alone gives the same logits as inside the batch.
+  const Tensor px = e["pixel_values"];
+  const int64_t per = px.numel() / px.dim(0);
+  Tensor first({1, px.dim(1), px.dim(2), px.dim(3)});
+  std::copy(px.data(), px.data() + per, first.data());
+  EXPECT_TRUE(close(model.forward(first).logits, e["logits_first_alone"])) << dir << " logits_first_alone";
+}
+
+TEST(Fixtures, Tiny4SingleLabelGelu) {
+  REQUIRE_FIXTURES();
+  check_classifier_fixture("tiny4", "single_label_classification");
+}
+
+TEST(Fixtures, Gray3ReluNoLayerScaleRegression) {
+  REQUIRE_FIXTURES();
+  check_classifier_fixture("gray3_relu_noscale", "regression");
+}
+
+TEST(Fixtures, MultilabelGeluNew) {
+  REQUIRE_FIXTURES();
+  check_classifier_fixture("multilabel_gelunew", "multi_label_classification");
+}
+
+TEST(Fixtures, Tiny4Backbone) {
+  REQUIRE_FIXTURES();
+  const Expected e = expected("tiny4");
+  auto bb = ConvNextBackbone::from_pretrained(fixture("tiny4/backbone"));
+  EXPECT_EQ(bb.config().out_features, (std::vector<std::string>{"stage1", "stage3", "stage4"}));
+  auto out = bb.forward(e["pixel_values"], true);
+  ASSERT_EQ(out.feature_maps.size(), 3u);
+  for (size_t i = 0; i < 3; ++i)
+    EXPECT_TRUE(close(out.feature_maps[i], e["backbone.feature_maps." + std::to_string(i)])) << "feature_maps." << i;
+  ASSERT_EQ(out.hidden_states.size(), 5u);
+  for (size_t i = 0; i < 5; ++i)
+    EXPECT_TRUE(close(out.hidden_states[i], e["backbone.hidden_states." + std::to_string(i)])) << "hidden_states." << i;
+}
+
+TEST(Fixtures, ClassifierCheckpointLoadsAsBackboneWithFreshNorms) {
+  REQUIRE_FIXTURES();
+  // As transformers: the classifier's head is unused and hidden_states_norms start at 1/0.
+  ConvNextConfig c = ConvNextConfig::from_file(fixture("tiny4"));
+  auto bb = ConvNextBackbone::from_pretrained(fixture("tiny4"));
+  EXPECT_FALSE(bb.load_warnings().empty());
+  const Expected e = expected("tiny4");
+  auto out = bb.forward(e["pixel_values"], true);
+  ASSERT_EQ(out.feature_maps.size(), 1u);  // out_features of tiny4's config: stage4
+  EXPECT_TRUE(close(out.hidden_states[4], e["hidden_states.4"]));
+}
+
+TEST(Fixtures, ShardedSafetensors) {
+  REQUIRE_FIXTURES();
+  const Expected e = expected("variants_tiny4");
+  auto model = ConvNextForImageClassification::from_pretrained(fixture("variants_tiny4/sharded"));
+  EXPECT_NE(model.weights_format().find("sharded"), std::string::npos);
+  EXPECT_TRUE(close(model.forward(e["pixel_values"]).logits, e["logits"]));
+}
+
+TEST(Fixtures, HalfPrecisionWeightsConvertedAtLoad) {
+  REQUIRE_FIXTURES();
+  const Expected e = expected("variants_tiny4");
+  auto f16 = ConvNextForImageClassification::from_pretrained(fixture("variants_tiny4/fp16"));
+  EXPECT_TRUE(close(f16.forward(e["pixel_values"]).logits, e["logits_fp16_weights_fp32_compute"]));
+  auto bf16 = ConvNextForImageClassification::from_pretrained(fixture("variants_tiny4/bf16"));
+  EXPECT_TRUE(close(bf16.forward(e["pixel_values"]).logits, e["logits_bf16_weights_fp32_compute"]));
+}
+
+TEST(Fixtures, BareConvNextModel) {
+  REQUIRE_FIXTURES();
+  const Expected e = expected("variants_tiny4");
+  auto base = ConvNextModel::from_pretrained(fixture("variants_tiny4/base_model"));
+  auto out = base.forward(e["pixel_values"]);
+  EXPECT_TRUE(close(out.last_hidden_state, e["base.last_hidden_state"]));
+  EXPECT_TRUE(close(out.pooler_output, e["base.pooler_output"]));
+}
+
+// Reads an idx file, gzip or plain (zlib's gzread reads both).
+std::vector<uint8_t> read_idx(const std::string& path, size_t header) {
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (!f) return {};
+  std::vector<uint8_t> all;
+  uint8_t buf[65536];
+  int n;
+  while ((n = gzread(f, buf, sizeof buf)) > 0) all.insert(all.end(), buf, buf + n);
+  gzclose(f);
+  if (all.size() < header) return {};
+  return std::vector<uint8_t>(all.begin() + static_cast<long>(header), all.end());
+}
+
+TEST(Fixtures, FashionMnistTrainedModelOnRealImages) {
+  REQUIRE_FIXTURES();
+  std::string images;
+  for (const char* p : {"/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz",
+                        "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte"})
+    if (std::filesystem::exists(p)) images = p;
+  if (images.empty()) GTEST_SKIP() << "Debian's dataset-fashion-mnist is not installed (scripts/setup.sh --tests)";
+  const std::vector<uint8_t> px = read_idx(images, 16);
+  ASSERT_GE(px.size(), 512u * 784u);
+  const int64_t n = 512;
+  Tensor x({n, 1, 28, 28});
+  for (int64_t i = 0; i < n * 784; ++i)  // as the processor: (float32(x/255) − mean) / std in float32
+    x[i] = (static_cast<float>(static_cast<double>(px[static_cast<size_t>(i)]) / 255.0) - 0.2860f) / 0.3530f;
+  auto model = ConvNextForImageClassification::from_pretrained(fixture("fashion_mnist/model"));
+  auto ref = io::SafetensorsFile::open(fixture("fashion_mnist/test_first512.safetensors"));
+  const Tensor logits = model.forward(x).logits;
+  EXPECT_TRUE(close(logits, ref->get_f32("logits")));
+  const auto labels = ref->get_i64("labels");
+  int correct = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t best = 0;
+    for (int64_t j = 1; j < 10; ++j)
+      if (logits[i * 10 + j] > logits[i * 10 + best]) best = j;
+    correct += best == labels[static_cast<size_t>(i)];
+  }
+  EXPECT_GT(correct, 512 * 0.85) << "top-1 on the first 512 test images";
+}
+
+}  // namespace
+}  // namespace convnext::test

@@ -1,0 +1,47 @@
+// Helpers shared by the tests: fixture paths and the tolerance check of shared/fixtures/hf.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include "convnext/tensor.h"
+
+namespace convnext::test {
+
+inline std::string fixtures_dir() {
+  const char* e = std::getenv("CONVNEXT_FIXTURES");
+  return e ? e : CONVNEXT_FIXTURES_DIR;
+}
+
+inline std::string fixture(const std::string& rel) { return fixtures_dir() + "/" + rel; }
+
+#define REQUIRE_FIXTURES()                                                                        \
+  do {                                                                                            \
+    if (!std::filesystem::exists(::convnext::test::fixtures_dir()))                               \
+      GTEST_SKIP() << "shared fixtures not found at " << ::convnext::test::fixtures_dir()         \
+                   << " (place ../shared beside the project or set CONVNEXT_FIXTURES)";           \
+  } while (0)
+
+// The fixtures' tolerance: max |ours − ref| ≤ rel · max(1, max |ref|), shapes equal.
+inline ::testing::AssertionResult close(const Tensor& ours, const Tensor& ref, double rel = 1e-4) {
+  if (ours.shape() != ref.shape())
+    return ::testing::AssertionFailure() << "shape " << shape_str(ours.shape()) << " vs reference " << shape_str(ref.shape());
+  double max_ref = 1.0, max_err = 0.0;
+  int64_t worst = -1;
+  for (int64_t i = 0; i < ref.numel(); ++i) {
+    max_ref = std::max(max_ref, static_cast<double>(std::fabs(ref[i])));
+    const double e = std::fabs(static_cast<double>(ours[i]) - ref[i]);
+    if (!(e <= max_err)) {  // also catches NaN
+      max_err = std::isnan(e) ? INFINITY : e;
+      worst = i;
+    }
+  }
+  if (max_err <= rel * max_ref) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "max |diff| " << max_err << " at " << worst << " (ours " << ours[worst]
+                                       << ", ref " << ref[worst] << ") > " << rel << " * " << max_ref;
+}
+
+}  // namespace convnext::test
