@@ -108,9 +108,9 @@ const char* architecture_name(Architecture a) {
 }
 
 ConvNextConfig::ConvNextConfig() {
+  // out_features / out_indices stay empty: validate_and_align() gives the default (the last
+  // stage) for whatever depths the caller sets.
   stage_names = default_stage_names(depths.size());
-  out_features = {"stage4"};
-  out_indices = {4};
   set_num_labels(2);
 }
 

@@ -1,0 +1,156 @@
+// Fast kernels (AVX-512 and portable) against the reference twins, on odd shapes:
+// channels 1, 3, 13, 57 (and 96, 100 for the GEMM), images 1×1, 5×9, 57×61, batch 1 and 3.
+#include <random>
+
+#include "core/cpu.h"
+#include "kernels/kernels.h"
+#include "test_util.h"
+
+namespace convnext::test {
+namespace {
+
+using kernels::PackedLinear;
+
+std::vector<float> randn(int64_t n, uint64_t seed, float scale = 1.0f) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+Tensor as_tensor(const std::vector<float>& v) { return Tensor({static_cast<int64_t>(v.size())}, v); }
+
+struct Family {
+  const char* name;
+  void (*linear)(int64_t, const float*, int64_t, const PackedLinear&, float*, int64_t, bool, Activation);
+  void (*layer_norm)(const float*, int64_t, int64_t, const float*, const float*, float, float*);
+  void (*dwconv7)(const float*, int64_t, int64_t, int64_t, int64_t, const float*, const float*, float*);
+  void (*activation)(Activation, float*, int64_t);
+};
+
+std::vector<Family> families() {
+  std::vector<Family> f = {{"portable", kernels::portable::linear, kernels::portable::layer_norm,
+                            kernels::portable::dwconv7, kernels::portable::activation}};
+  if (cpu_has_avx512())
+    f.push_back({"avx512", kernels::x86::linear, kernels::x86::layer_norm, kernels::x86::dwconv7, kernels::x86::activation});
+  return f;
+}
+
+TEST(Kernels, LinearMatchesReferenceOnOddShapes) {
+  // (M, N, K) cover: remainders of the 12-row microkernel and of the 32-column panels, one
+  // pixel, K over the 384 K-block, K = 1.
+  const std::vector<std::array<int64_t, 3>> shapes = {{1, 1, 1},    {1, 3, 13},   {3, 13, 57},  {5, 57, 3},
+                                                      {13, 33, 96}, {45, 100, 13}, {57, 61, 400}, {100, 96, 800},
+                                                      {200, 129, 384}};
+  for (const Family& fam : families())
+    for (auto [M, N, K] : shapes)
+      for (int mode = 0; mode < 3; ++mode) {  // plain, gelu epilogue, accumulate
+        const Activation act = mode == 1 ? Activation::Gelu : Activation::Linear;
+        const bool acc = mode == 2;
+        const int64_t lda = K + 3, ldc = N + 5;  // row strides wider than the rows
+        auto A = randn(M * lda, 1), W = randn(N * K, 2, 1.0f / std::sqrt(static_cast<float>(K))), b = randn(N, 3);
+        auto C0 = randn(M * ldc, 4);
+        std::vector<float> ours = C0, ref = C0;
+        const PackedLinear P = kernels::pack_linear(W.data(), b.data(), N, K);
+        fam.linear(M, A.data(), lda, P, ours.data(), ldc, acc, act);
+        kernels::reference::linear(M, N, K, A.data(), lda, W.data(), b.data(), ref.data(), ldc, acc, act);
+        EXPECT_TRUE(close(as_tensor(ours), as_tensor(ref), 2e-6)) << fam.name << " M=" << M << " N=" << N << " K=" << K
+                                                                  << " mode " << mode;
+      }
+}
+
+TEST(Kernels, LayerNormMatchesReference) {
+  for (const Family& fam : families())
+    for (int64_t C : {1, 3, 13, 57, 96, 100})
+      for (int64_t rows : {1, 7, 45}) {
+        auto x = randn(rows * C, 5, 3.0f), g = randn(C, 6), b = randn(C, 7);
+        for (int64_t i = 0; i < rows * C; ++i) x[static_cast<size_t>(i)] += 10.0f;  // an offset: tests the two-pass variance
+        std::vector<float> ours(x.size()), ref(x.size());
+        fam.layer_norm(x.data(), rows, C, g.data(), b.data(), 1e-6f, ours.data());
+        kernels::reference::layer_norm(x.data(), rows, C, g.data(), b.data(), 1e-6f, ref.data());
+        EXPECT_TRUE(close(as_tensor(ours), as_tensor(ref), 1e-5)) << fam.name << " C=" << C << " rows=" << rows;
+        // In place, no affine.
+        std::vector<float> inplace = x;
+        fam.layer_norm(inplace.data(), rows, C, nullptr, nullptr, 1e-12f, inplace.data());
+        kernels::reference::layer_norm(x.data(), rows, C, nullptr, nullptr, 1e-12f, ref.data());
+        EXPECT_TRUE(close(as_tensor(inplace), as_tensor(ref), 1e-5)) << fam.name << " in place C=" << C;
+      }
+}
+
+TEST(Kernels, DepthwiseConv7MatchesReference) {
+  const std::vector<std::array<int64_t, 4>> shapes = {{1, 1, 1, 1},  {1, 5, 9, 3},   {3, 5, 9, 13}, {1, 57, 61, 57},
+                                                      {3, 1, 1, 57}, {1, 9, 5, 100}, {2, 2, 13, 1}, {1, 8, 11, 16}};
+  for (const Family& fam : families())
+    for (auto [N, H, W, C] : shapes) {
+      auto x = randn(N * H * W * C, 8), w = randn(C * 49, 9, 0.2f), b = randn(C, 10);
+      std::vector<float> taps(static_cast<size_t>(49 * C));
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t t = 0; t < 49; ++t) taps[static_cast<size_t>(t * C + c)] = w[static_cast<size_t>(c * 49 + t)];
+      std::vector<float> ours(x.size()), ref(x.size());
+      fam.dwconv7(x.data(), N, H, W, C, taps.data(), b.data(), ours.data());
+      kernels::reference::dwconv(x.data(), N, H, W, C, w.data(), 7, b.data(), ref.data());
+      EXPECT_TRUE(close(as_tensor(ours), as_tensor(ref), 1e-5)) << fam.name << " N=" << N << " H=" << H << " W=" << W
+                                                                << " C=" << C;
+    }
+}
+
+TEST(Kernels, ActivationsMatchReference) {
+  const Activation all[] = {Activation::Gelu,  Activation::GeluTanh,  Activation::GeluFast, Activation::QuickGelu,
+                            Activation::Gelu10, Activation::Relu,     Activation::Relu6,    Activation::Relu2,
+                            Activation::LeakyRelu, Activation::Silu,  Activation::Selu,     Activation::Sigmoid,
+                            Activation::Tanh,  Activation::Mish,      Activation::Linear};
+  std::vector<float> x;
+  for (float v = -12.0f; v <= 12.0f; v += 0.01f) x.push_back(v);
+  for (float v : {-100.0f, -30.0f, 0.0f, 1e-8f, -1e-8f, 30.0f, 100.0f}) x.push_back(v);
+  for (const Family& fam : families())
+    for (Activation act : all) {
+      std::vector<float> ours = x, ref(x.size());
+      fam.activation(act, ours.data(), static_cast<int64_t>(ours.size()));
+      for (size_t i = 0; i < x.size(); ++i) ref[i] = static_cast<float>(kernels::reference::activation(act, x[i]));
+      // Per element: |ours − ref| ≤ 1e-6 · max(1, |ref|), float32 accuracy of these functions.
+      for (size_t i = 0; i < x.size(); ++i)
+        ASSERT_LE(std::fabs(ours[i] - ref[i]), 1e-6 * std::max(1.0f, std::fabs(ref[i])))
+            << fam.name << " activation " << static_cast<int>(act) << " at x = " << x[i];
+    }
+}
+
+TEST(Kernels, GeluIsTheExactErfForm) {
+  // gelu(1) = 0.8413447460685429 (erf form); the tanh form gives 0.8411919906082768.
+  float v = 1.0f;
+  kernels::activation(Activation::Gelu, &v, 1);
+  EXPECT_NEAR(v, 0.8413447460685429, 2e-7);
+  float t = 1.0f;
+  kernels::activation(Activation::GeluTanh, &t, 1);
+  EXPECT_NEAR(t, 0.8411919906082768, 2e-7);
+}
+
+TEST(Kernels, PatchConvolutionAsGemmMatchesDirectConvolution) {
+  // The stem and downsampling layers: patch gathering + packed GEMM = a stride-p convolution.
+  for (int64_t p : {1, 2, 4, 8})
+    for (auto [N, C, H, W, O] : std::vector<std::array<int64_t, 5>>{{1, 1, 8, 8, 3}, {3, 3, 17, 9, 13}, {2, 5, 9, 23, 57}}) {
+      if (H < p || W < p) continue;
+      auto x = randn(N * C * H * W, 11), w = randn(O * C * p * p, 12), b = randn(O, 13);
+      const int64_t Ho = H / p, Wo = W / p, K = p * p * C;
+      std::vector<float> patches(static_cast<size_t>(N * Ho * Wo * K)), y(static_cast<size_t>(N * Ho * Wo * O));
+      kernels::patchify_nchw(x.data(), N, C, H, W, p, patches.data());
+      const auto wl = kernels::conv_weight_to_patch_linear(w.data(), O, C, p);
+      const auto P = kernels::pack_linear(wl.data(), b.data(), O, K);
+      kernels::linear(N * Ho * Wo, patches.data(), K, P, y.data(), O, false, Activation::Linear);
+      std::vector<float> ours(y.size()), ref(y.size());
+      kernels::nhwc_to_nchw(y.data(), N, Ho, Wo, O, ours.data());
+      kernels::reference::patch_conv_nchw(x.data(), N, C, H, W, w.data(), b.data(), O, p, ref.data());
+      EXPECT_TRUE(close(as_tensor(ours), as_tensor(ref), 1e-5)) << "p=" << p << " C=" << C << " H=" << H << " W=" << W;
+
+      // The NHWC gatherer (used by the downsampling layers) gives the same patches.
+      std::vector<float> nhwc(x.size()), patches2(patches.size());
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t q = 0; q < H * W; ++q) nhwc[static_cast<size_t>((n * H * W + q) * C + c)] = x[static_cast<size_t>((n * C + c) * H * W + q)];
+      kernels::patchify_nhwc(nhwc.data(), N, H, W, C, p, patches2.data());
+      EXPECT_EQ(patches, patches2);
+    }
+}
+
+}  // namespace
+}  // namespace convnext::test
