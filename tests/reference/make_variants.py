@@ -1,0 +1,687 @@
+#!/usr/bin/env python3
+"""Independent PyTorch twin of Hugging Face transformers' modeling_convnext (ConvNeXT v1).
+
+This is a test-time tool, never a runtime dependency of the engine. It re-implements, in plain
+torch (Debian's python3-torch, no transformers, no safetensors package), the forward semantics of
+ConvNextForImageClassification, ConvNextModel and ConvNextBackbone, plus the classification loss.
+The real transformers fixtures in ../shared/fixtures/hf stay the ground truth; this twin is used as
+ground truth only for configurations those fixtures do not cover (other activations, stage counts,
+patch sizes, odd channel counts, num_labels 0, multi-output regression, ignore_index, backbone
+out_features including "stem", and full-size 22k checkpoints).
+
+  --check-shared DIR   validates the twin itself: it recomputes every output stored in the shared
+                       transformers fixtures (tiny4, tiny4/backbone, gray3_relu_noscale,
+                       multilabel_gelunew) in float64 and in float32 and fails on any mismatch.
+  --out DIR [--large]  writes variant fixtures in the same layout as the shared ones
+                       (config.json, model.safetensors, expected.safetensors, meta.json).
+
+Run it with the interpreter that has torch, e.g. /usr/bin/python3. Without torch it prints a
+message and exits 0 without writing anything (the C++ tests then skip).
+"""
+
+import argparse
+import json
+import math
+import os
+import shutil
+import struct
+import sys
+import time
+import zlib
+
+try:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+except ImportError as exc:  # pragma: no cover - depends on the machine
+    print(f"make_variants: torch/numpy not importable ({exc}); nothing written. "
+          "Install python3-torch python3-numpy and run with /usr/bin/python3.")
+    sys.exit(0)
+
+TOL = 1e-4  # max|ours - ref| <= TOL * max(1, max|ref|), the project's forward tolerance
+BLOCK_LN_EPS = 1e-6  # hard-coded in modeling_convnext for every LayerNorm except the pooled one
+TRANSFORMERS_VERSION = "5.17.0"  # the version the shared fixtures' config.json files carry
+
+# --------------------------------------------------------------------------------------------
+# safetensors: 8-byte little-endian header length, JSON header, raw little-endian data
+# --------------------------------------------------------------------------------------------
+
+_ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64,
+              "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+_ST_NAMES = {np.dtype(v): k for k, v in _ST_DTYPES.items()}
+
+
+def read_safetensors(path):
+    """Returns {name: numpy array} (BF16 is widened to float32)."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + n].decode("utf-8"))
+    base = 8 + n
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = info["data_offsets"]
+        raw = blob[base + begin:base + end]
+        if info["dtype"] == "BF16":
+            arr = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+        else:
+            arr = np.frombuffer(raw, dtype=np.dtype(_ST_DTYPES[info["dtype"]]).newbyteorder("<"))
+        out[name] = arr.reshape(info["shape"]).copy()
+    return out
+
+
+def write_safetensors(path, tensors, metadata=None):
+    """Writes {name: numpy array} the way the safetensors library lays files out: tensors ordered
+    by alignment (widest dtype first) then name, compact JSON header padded with spaces to 8."""
+    arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    order = sorted(arrays, key=lambda k: (-arrays[k].dtype.itemsize, k))
+    header = {}
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    offset = 0
+    for k in order:
+        a = arrays[k]
+        header[k] = {"dtype": _ST_NAMES[a.dtype], "shape": list(a.shape),
+                     "data_offsets": [offset, offset + a.nbytes]}
+        offset += a.nbytes
+    hbytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    hbytes += b" " * ((8 - len(hbytes) % 8) % 8)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(hbytes)))
+        f.write(hbytes)
+        for k in order:
+            a = arrays[k]
+            if a.dtype.byteorder == ">":
+                a = a.astype(a.dtype.newbyteorder("<"))
+            f.write(memoryview(a.reshape(-1)).cast("B"))
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------
+# activations: transformers' ACT2FN, formulas as activations.py writes them
+# --------------------------------------------------------------------------------------------
+
+def _gelu_tanh(x):  # NewGELUActivation ("gelu_new"); F.gelu(approximate="tanh") is the same function
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+
+
+ACT2FN = {
+    "gelu": lambda x: F.gelu(x),  # exact erf form
+    "gelu_python": lambda x: x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0))),
+    "gelu_new": _gelu_tanh,
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_accurate": _gelu_tanh,
+    "gelu_fast": lambda x: 0.5 * x * (1.0 + torch.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x))),
+    "gelu_10": lambda x: torch.clip(F.gelu(x), -10.0, 10.0),
+    "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
+    "relu": F.relu,
+    "relu2": lambda x: torch.square(F.relu(x)),
+    "relu6": F.relu6,
+    "leaky_relu": lambda x: F.leaky_relu(x, 0.01),
+    "silu": F.silu,
+    "swish": F.silu,
+    "mish": F.mish,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "linear": lambda x: x,
+    "laplace": lambda x: 0.5 * (1.0 + torch.erf((x - 0.707107) / (0.282095 * math.sqrt(2.0)))),
+    # Not in transformers' ACT2FN (ConvNextConfig(hidden_act="selu") fails there with KeyError);
+    # kept because the engine accepts it as an extension.
+    "selu": F.selu,
+}
+NOT_IN_TRANSFORMERS = {"selu"}
+
+# --------------------------------------------------------------------------------------------
+# config helpers (ConvNextConfig / BackboneConfigMixin semantics)
+# --------------------------------------------------------------------------------------------
+
+
+def num_labels_of(cfg):
+    if cfg.get("id2label") is not None:
+        return len(cfg["id2label"])
+    return cfg.get("num_labels", 2)
+
+
+def stage_names_of(cfg):
+    return ["stem"] + [f"stage{i}" for i in range(1, len(cfg["depths"]) + 1)]
+
+
+def out_features_of(cfg):
+    names = stage_names_of(cfg)
+    feats, idx = cfg.get("out_features"), cfg.get("out_indices")
+    if feats is None and idx is None:
+        return [names[-1]]
+    if feats is None:
+        return [names[i % len(names)] for i in idx]
+    return [s for s in names if s in feats]  # stage order
+
+
+class Params:
+    """A state dict that records which keys were read, so the checks can see unused keys."""
+
+    def __init__(self, tensors):
+        self.t = tensors
+        self.used = set()
+
+    def __getitem__(self, k):
+        self.used.add(k)
+        return self.t[k]
+
+    def __contains__(self, k):
+        return k in self.t
+
+    def unused(self):
+        return sorted(set(self.t) - self.used)
+
+
+# --------------------------------------------------------------------------------------------
+# the forward
+# --------------------------------------------------------------------------------------------
+
+
+def ln_channels_first(x, w, b, eps):
+    # v5 ConvNextLayerNorm(channels_first): permute to NHWC, F.layer_norm over C, permute back
+    return F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), w, b, eps).permute(0, 3, 1, 2)
+
+
+def encoder_forward(P, cfg, pixel_values, prefix):
+    """Embeddings + encoder. Returns hidden_states: [embedding output, stage 1 .. stage n]."""
+    hs, depths = cfg["hidden_sizes"], cfg["depths"]
+    if pixel_values.shape[1] != cfg["num_channels"]:
+        raise ValueError("Make sure that the channel dimension of the pixel values match with the "
+                         "one set in the configuration.")
+    act = ACT2FN[cfg["hidden_act"]]
+    use_scale = cfg.get("layer_scale_init_value", 1e-6) > 0
+    p = prefix + "embeddings."
+    x = F.conv2d(pixel_values, P[p + "patch_embeddings.weight"], P[p + "patch_embeddings.bias"],
+                 stride=cfg["patch_size"])
+    x = ln_channels_first(x, P[p + "layernorm.weight"], P[p + "layernorm.bias"], BLOCK_LN_EPS)
+    hidden = [x]
+    for s in range(cfg["num_stages"]):
+        cin = hs[s - 1] if s > 0 else hs[0]
+        cout = hs[s]
+        stride = 2 if s > 0 else 1
+        sp = f"{prefix}encoder.stages.{s}."
+        if cin != cout or stride > 1:
+            x = ln_channels_first(x, P[sp + "downsampling_layer.0.weight"],
+                                  P[sp + "downsampling_layer.0.bias"], BLOCK_LN_EPS)
+            x = F.conv2d(x, P[sp + "downsampling_layer.1.weight"], P[sp + "downsampling_layer.1.bias"],
+                         stride=stride)
+        for j in range(depths[s]):
+            lp = f"{sp}layers.{j}."
+            residual = x
+            y = F.conv2d(x, P[lp + "dwconv.weight"], P[lp + "dwconv.bias"], padding=3, groups=cout)
+            y = y.permute(0, 2, 3, 1)
+            y = F.layer_norm(y, (cout,), P[lp + "layernorm.weight"], P[lp + "layernorm.bias"], BLOCK_LN_EPS)
+            y = F.linear(y, P[lp + "pwconv1.weight"], P[lp + "pwconv1.bias"])
+            y = act(y)
+            y = F.linear(y, P[lp + "pwconv2.weight"], P[lp + "pwconv2.bias"])
+            if use_scale:
+                y = P[lp + "layer_scale_parameter"] * y
+            y = y.permute(0, 3, 1, 2)
+            x = residual + y  # drop_path is the identity at inference
+        hidden.append(x)
+    return hidden
+
+
+def model_forward(P, cfg, pixel_values, prefix="convnext."):
+    """ConvNextModel (prefix "") or the body of ConvNextForImageClassification (prefix "convnext.")."""
+    hidden = encoder_forward(P, cfg, pixel_values, prefix)
+    last = hidden[-1]
+    pooled = F.layer_norm(last.mean([-2, -1]), (last.shape[1],), P[prefix + "layernorm.weight"],
+                          P[prefix + "layernorm.bias"], cfg["layer_norm_eps"])
+    return {"last_hidden_state": last, "pooler_output": pooled, "hidden_states": hidden}
+
+
+def classification_loss(logits, labels, cfg):
+    """ForSequenceClassificationLoss (v5) == the inline v4 code. Returns (loss, problem_type)."""
+    n = num_labels_of(cfg)
+    pt = cfg.get("problem_type")
+    if pt is None:
+        if n == 1:
+            pt = "regression"
+        elif n > 1 and labels.dtype in (torch.long, torch.int):
+            pt = "single_label_classification"
+        else:
+            pt = "multi_label_classification"
+    if pt == "regression":
+        labels = labels.to(logits.dtype)
+        if n == 1:
+            return F.mse_loss(logits.squeeze(), labels.squeeze()), pt
+        return F.mse_loss(logits, labels), pt
+    if pt == "single_label_classification":
+        return F.cross_entropy(logits.view(-1, n), labels.view(-1), ignore_index=-100), pt
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype)), pt
+
+
+def classifier_forward(P, cfg, pixel_values, labels=None):
+    out = model_forward(P, cfg, pixel_values, "convnext.")
+    if num_labels_of(cfg) > 0:
+        logits = F.linear(out["pooler_output"], P["classifier.weight"], P["classifier.bias"])
+    else:
+        logits = out["pooler_output"]  # classifier is nn.Identity
+    out["logits"] = logits
+    if labels is not None:
+        out["loss"], out["problem_type"] = classification_loss(logits, labels, cfg)
+    return out
+
+
+def backbone_forward(P, cfg, pixel_values):
+    hidden = encoder_forward(P, cfg, pixel_values, "")
+    names = stage_names_of(cfg)
+    wanted = set(out_features_of(cfg))
+    maps = []
+    for name, h in zip(names, hidden):
+        if name in wanted:
+            maps.append(ln_channels_first(h, P[f"hidden_states_norms.{name}.weight"],
+                                          P[f"hidden_states_norms.{name}.bias"], BLOCK_LN_EPS))
+    return {"feature_maps": maps, "hidden_states": hidden}
+
+
+def run_architecture(arch, P, cfg, pixel_values, labels=None):
+    if arch == "ConvNextBackbone":
+        return backbone_forward(P, cfg, pixel_values)
+    if arch == "ConvNextModel":
+        return model_forward(P, cfg, pixel_values, "")
+    return classifier_forward(P, cfg, pixel_values, labels)
+
+
+def flatten_outputs(out, prefix=""):
+    """Output dict -> {expected.safetensors key: tensor}."""
+    flat = {}
+    for k, v in out.items():
+        if k in ("hidden_states", "feature_maps"):
+            for i, t in enumerate(v):
+                flat[f"{prefix}{k}.{i}"] = t
+        elif k == "loss":
+            flat[prefix + k] = v.reshape(1)
+        elif torch.is_tensor(v):
+            flat[prefix + k] = v
+    return flat
+
+
+def to_torch(params, dtype):
+    return {k: torch.from_numpy(np.asarray(v)).to(dtype) for k, v in params.items()}
+
+
+def labels_to_torch(a, dtype):
+    t = torch.from_numpy(np.asarray(a))
+    return t if t.dtype == torch.int64 else t.to(dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# --check-shared
+# --------------------------------------------------------------------------------------------
+
+INPUT_KEYS = {"pixel_values", "labels"}
+
+
+def compare(tag, name, ours, ref):
+    ours = ours.detach().to(torch.float64).numpy()
+    ref = np.asarray(ref, dtype=np.float64)
+    if ours.shape != ref.shape:
+        print(f"  FAIL {tag:6s} {name:28s} shape {list(ours.shape)} != {list(ref.shape)}")
+        return False
+    diff = float(np.max(np.abs(ours - ref))) if ref.size else 0.0
+    scale = max(1.0, float(np.max(np.abs(ref))) if ref.size else 0.0)
+    ok = diff <= TOL * scale
+    print(f"  {'ok  ' if ok else 'FAIL'} {tag:6s} {name:28s} max|d| {diff:.3e}  tol {TOL * scale:.3e}"
+          f"  ({diff / scale:.2e} rel)")
+    return ok
+
+
+def check_shared(root):
+    failures = 0
+    checked = 0
+    cases = [("tiny4", "tiny4", "", True), ("tiny4/backbone", "tiny4", "backbone.", False),
+             ("gray3_relu_noscale", "gray3_relu_noscale", "", True),
+             ("multilabel_gelunew", "multilabel_gelunew", "", True)]
+    for model_dir, exp_dir, key_prefix, with_labels in cases:
+        mdir = os.path.join(root, model_dir)
+        cfg_path = os.path.join(mdir, "config.json")
+        if not os.path.exists(cfg_path):
+            print(f"FAIL {model_dir}: missing {cfg_path}")
+            failures += 1
+            continue
+        with open(cfg_path) as f:
+            cfg = json.load(f)
+        arch = cfg["architectures"][0]
+        weights = read_safetensors(os.path.join(mdir, "model.safetensors"))
+        expected = read_safetensors(os.path.join(root, exp_dir, "expected.safetensors"))
+        targets = {k[len(key_prefix):]: v for k, v in expected.items()
+                   if k.startswith(key_prefix) and k not in INPUT_KEYS}
+        if key_prefix == "":
+            targets = {k: v for k, v in targets.items() if not k.startswith("backbone.")}
+        print(f"{model_dir} ({arch}, act {cfg['hidden_act']}, {len(weights)} tensors, "
+              f"input {list(expected['pixel_values'].shape)})")
+        for dtype, tag in ((torch.float64, "f64"), (torch.float32, "f32")):
+            P = Params(to_torch(weights, dtype))
+            pv = torch.from_numpy(expected["pixel_values"]).to(dtype)
+            labels = labels_to_torch(expected["labels"], dtype) if with_labels else None
+            with torch.no_grad():
+                out = run_architecture(arch, P, cfg, pv, labels)
+                flat = flatten_outputs(out)
+                if "logits_first_alone" in targets:
+                    flat["logits_first_alone"] = run_architecture(arch, P, cfg, pv[:1])["logits"]
+            for name in sorted(targets):
+                if name not in flat:
+                    print(f"  FAIL {tag:6s} {name:28s} not produced by the twin")
+                    failures += 1
+                    continue
+                checked += 1
+                if not compare(tag, name, flat[name], targets[name]):
+                    failures += 1
+            unused = P.unused()
+            if unused:
+                print(f"  FAIL {tag:6s} state-dict keys the twin never read: {unused}")
+                failures += 1
+            if with_labels and "problem_type" in out:
+                print(f"  info {tag:6s} problem_type {out['problem_type']}")
+    print(f"check-shared: {checked} comparisons, {failures} failure(s)")
+    return failures == 0
+
+
+# --------------------------------------------------------------------------------------------
+# variant generation
+# --------------------------------------------------------------------------------------------
+
+
+def rng_for(name):
+    return np.random.default_rng(zlib.crc32(name.encode("utf-8")))
+
+
+def draw_params(cfg, arch, rng):
+    """Random float32 parameters so that every part matters: weights N(0,1)/sqrt(fan_in),
+    biases N(0,0.1), LayerNorm weights 1+N(0,0.1) (biases N(0,0.1)), layer scale 0.4+N(0,0.05)."""
+    P = {}
+
+    def normal(shape, mean, std):
+        a = rng.standard_normal(size=shape, dtype=np.float32)
+        a *= np.float32(std)
+        if mean:
+            a += np.float32(mean)
+        return a
+
+    def dense(name, shape, fan_in):
+        P[name + ".weight"] = normal(shape, 0.0, 1.0 / math.sqrt(fan_in))
+        P[name + ".bias"] = normal((shape[0],), 0.0, 0.1)
+
+    def norm(name, c):
+        P[name + ".weight"] = normal((c,), 1.0, 0.1)
+        P[name + ".bias"] = normal((c,), 0.0, 0.1)
+
+    pre = "convnext." if arch == "ConvNextForImageClassification" else ""
+    hs, depths, cin0, ps = cfg["hidden_sizes"], cfg["depths"], cfg["num_channels"], cfg["patch_size"]
+    dense(pre + "embeddings.patch_embeddings", (hs[0], cin0, ps, ps), cin0 * ps * ps)
+    norm(pre + "embeddings.layernorm", hs[0])
+    for s in range(cfg["num_stages"]):
+        cin, c = (hs[s - 1] if s > 0 else hs[0]), hs[s]
+        sp = f"{pre}encoder.stages.{s}."
+        if cin != c or s > 0:
+            norm(sp + "downsampling_layer.0", cin)
+            dense(sp + "downsampling_layer.1", (c, cin, 2, 2), cin * 4)
+        for j in range(depths[s]):
+            lp = f"{sp}layers.{j}."
+            dense(lp + "dwconv", (c, 1, 7, 7), 49)
+            norm(lp + "layernorm", c)
+            dense(lp + "pwconv1", (4 * c, c), c)
+            dense(lp + "pwconv2", (c, 4 * c), 4 * c)
+            if cfg["layer_scale_init_value"] > 0:
+                P[lp + "layer_scale_parameter"] = normal((c,), 0.4, 0.05)
+    if arch == "ConvNextBackbone":
+        num_features = [hs[0]] + list(hs)
+        names = stage_names_of(cfg)
+        for stage in out_features_of(cfg):
+            norm(f"hidden_states_norms.{stage}", num_features[names.index(stage)])
+    else:
+        norm(pre + "layernorm", hs[-1])
+        n = num_labels_of(cfg)
+        if arch == "ConvNextForImageClassification" and n > 0:
+            dense("classifier", (n, hs[-1]), hs[-1])
+    return P
+
+
+def make_config(spec):
+    """A config.json dict as transformers 5.17's save_pretrained writes it (see tiny4/config.json)."""
+    arch = spec.get("arch", "ConvNextForImageClassification")
+    n = spec.get("num_labels", 5)
+    names = spec.get("label_names") or [f"LABEL_{i}" for i in range(n)]
+    depths = list(spec["depths"])
+    stage_names = ["stem"] + [f"stage{i}" for i in range(1, len(depths) + 1)]
+    if "out_features" in spec:
+        out_features = [s for s in stage_names if s in spec["out_features"]]
+    else:
+        out_features = [stage_names[-1]]
+    cfg = {
+        "architectures": [arch],
+        "depths": depths,
+        "drop_path_rate": 0.0,
+        "dtype": "float32",
+        "hidden_act": spec.get("hidden_act", "gelu"),
+        "hidden_sizes": list(spec["hidden_sizes"]),
+        "id2label": {i: names[i] for i in range(n)},  # int keys: json sorts them numerically
+        "image_size": spec.get("image_size", 224),
+        "initializer_range": 0.02,
+        "label2id": {names[i]: i for i in range(n)},
+        "layer_norm_eps": spec.get("layer_norm_eps", 1e-12),
+        "layer_scale_init_value": float(spec.get("layer_scale_init_value", 1e-6)),
+        "model_type": "convnext",
+        "num_channels": spec.get("num_channels", 3),
+        "num_stages": len(depths),
+        "out_features": out_features,
+        "out_indices": [stage_names.index(s) for s in out_features],
+        "patch_size": spec.get("patch_size", 4),
+        "stage_names": stage_names,
+        "transformers_version": TRANSFORMERS_VERSION,
+    }
+    if spec.get("problem_type") is not None:
+        cfg["problem_type"] = spec["problem_type"]
+    return cfg
+
+
+def config_json_text(cfg):
+    return json.dumps(cfg, indent=2, sort_keys=True) + "\n"
+
+
+def draw_labels(spec, cfg, n_img, rng):
+    n = num_labels_of(cfg)
+    kind = spec.get("labels", "single")
+    if kind == "single":
+        lab = rng.integers(0, n, size=n_img).astype(np.int64)
+        for i in spec.get("ignored", []):
+            lab[i] = -100
+        return lab
+    if kind == "regression":
+        shape = (n_img,) if n == 1 else (n_img, n)
+        return rng.standard_normal(size=shape).astype(np.float32)
+    if kind == "multi":
+        width = n if n > 0 else cfg["hidden_sizes"][-1]  # num_labels 0: logits are the pooled features
+        return (rng.random(size=(n_img, width)) < 0.5).astype(np.float32)
+    raise ValueError(kind)
+
+
+SMALL = dict(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 2, 1], input=[2, 3, 64, 64])
+
+
+def small_variants():
+    v = []
+    for act in ["relu", "gelu_fast", "quick_gelu", "silu", "selu", "mish", "gelu_pytorch_tanh", "relu6",
+                "leaky_relu", "sigmoid", "tanh", "linear"]:
+        note = f"hidden_act {act}"
+        if act in NOT_IN_TRANSFORMERS:
+            note += " (NOT in transformers' ACT2FN: transformers cannot load this config; engine extension)"
+        v.append(dict(name=f"act_{act}", note=note, hidden_act=act, **SMALL))
+    v += [
+        dict(name="stages2", note="2 stages", hidden_sizes=[8, 16], depths=[2, 1], input=[2, 3, 64, 64]),
+        dict(name="stages3", note="3 stages, odd input, final LN eps 1e-5 (read from config)",
+             hidden_sizes=[8, 16, 24], depths=[1, 2, 1], input=[2, 3, 50, 42], layer_norm_eps=1e-5),
+        dict(name="patch2", note="patch 2, odd input (floor division everywhere)", patch_size=2,
+             hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 2, 1], input=[2, 3, 37, 45]),
+        dict(name="patch8", note="patch 8, 4 stages, odd input 135x71 (stem drops 7 rows/cols)",
+             patch_size=8, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 2, 1], input=[2, 3, 135, 71]),
+        dict(name="no_layer_scale", note="layer_scale_init_value 0: no layer_scale_parameter keys",
+             layer_scale_init_value=0.0, **SMALL),
+        dict(name="num_labels0", note="num_labels 0: classifier is Identity, logits = pooler_output; "
+             "problem_type unset -> inferred multi_label_classification (BCE on [N, C_last] float labels)",
+             num_labels=0, labels="multi", **SMALL),
+        dict(name="regression_multi", note="num_labels 3, problem_type regression: MSE on [N,3]",
+             num_labels=3, problem_type="regression", labels="regression", **SMALL),
+        dict(name="ignore_index", note="single-label cross-entropy with one label = -100 (mean over the others)",
+             num_labels=5, ignored=[1], hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 2, 1], input=[3, 3, 64, 64]),
+        dict(name="wide_odd_channels", note="odd channel counts, 5 input channels, odd input, 7 labels",
+             num_channels=5, num_labels=7, hidden_sizes=[13, 57, 35, 71], depths=[1, 1, 1, 1],
+             input=[2, 5, 70, 66]),
+        dict(name="backbone_stem_all", note="ConvNextBackbone, out_features stem/stage2/stage4",
+             arch="ConvNextBackbone", num_labels=2, out_features=["stem", "stage2", "stage4"], **SMALL),
+    ]
+    for spec in v:
+        if spec.get("num_labels", 5) == 5 and spec.get("arch") is None:
+            spec.setdefault("label_names", [f"class_{i}" for i in range(5)])
+    return v
+
+
+def large_variants():
+    tiny = dict(hidden_sizes=[96, 192, 384, 768], depths=[3, 3, 9, 3])
+    base = dict(hidden_sizes=[128, 256, 512, 1024], depths=[3, 3, 27, 3])
+    v = []
+    for preset, shape in (("tiny", tiny), ("base", base)):
+        for size in (224, 384):
+            v.append(dict(name=f"{preset}_{size}_22k", preset=preset, note=f"{preset} preset, 21841 labels, "
+                          f"{size}x{size}, float32 reference", num_labels=21841, image_size=size,
+                          layer_norm_eps=1e-12, input=[1, 3, size, size], large=True, **shape))
+    return v
+
+
+def spec_args(spec):
+    skip = {"name", "note", "input", "labels", "ignored", "label_names", "large", "preset"}
+    return {k: v for k, v in spec.items() if k not in skip}
+
+
+def write_variant(root, spec, weights_cache):
+    t0 = time.time()
+    name = spec["name"]
+    large = spec.get("large", False)
+    d = os.path.join(root, name)
+    os.makedirs(d, exist_ok=True)
+    cfg = make_config(spec)
+    arch = cfg["architectures"][0]
+    rng = rng_for(name)
+
+    # weights: the 224 and 384 large variants of one preset share one draw (a hard link on disk)
+    key = spec.get("preset")
+    model_path = os.path.join(d, "model.safetensors")
+    if key is not None and key in weights_cache:
+        params, src = weights_cache[key]
+        if os.path.exists(model_path):
+            os.remove(model_path)
+        try:
+            os.link(src, model_path)
+        except OSError:
+            shutil.copyfile(src, model_path)
+    else:
+        params = draw_params(cfg, arch, rng_for(key or name))
+        write_safetensors(model_path, params, {"format": "pt"})
+        if key is not None:
+            weights_cache[key] = (params, model_path)
+    t_weights = time.time() - t0
+
+    pv = rng.standard_normal(size=spec["input"], dtype=np.float32)
+    labels = None if arch == "ConvNextBackbone" else draw_labels(spec, cfg, spec["input"][0], rng)
+
+    expected = {"pixel_values": pv}
+    if labels is not None:
+        expected["labels"] = labels
+    meta = {"note": spec["note"], "config": spec_args(spec), "input_shape": list(spec["input"]),
+            "generator": "tests/reference/make_variants.py (PyTorch twin of modeling_convnext, not transformers)",
+            "torch": torch.__version__}
+    with torch.no_grad():
+        if large:
+            # float32 straight through: a float64 pass of base at 384 would cost minutes on 2 cores
+            P = Params(to_torch(params, torch.float32))
+            out = run_architecture(arch, P, cfg, torch.from_numpy(pv),
+                                   labels_to_torch(labels, torch.float32))
+            flat = flatten_outputs(out)
+            last = f"hidden_states.{cfg['num_stages']}"
+            flat = {k: v for k, v in flat.items() if not k.startswith("hidden_states.") or k == last}
+            meta["compute"] = "float32 (torch CPU)"
+        else:
+            P = Params(to_torch(params, torch.float64))
+            pv64 = torch.from_numpy(pv).to(torch.float64)
+            lab64 = None if labels is None else labels_to_torch(labels, torch.float64)
+            out = run_architecture(arch, P, cfg, pv64, lab64)
+            flat = flatten_outputs(out)
+            if arch != "ConvNextBackbone":
+                flat["logits_first_alone"] = run_architecture(arch, P, cfg, pv64[:1])["logits"]
+            # how far a plain float32 forward lands from the float64 truth (for the report/meta)
+            P32 = to_torch(params, torch.float32)
+            out32 = run_architecture(arch, P32, cfg, torch.from_numpy(pv),
+                                     None if labels is None else labels_to_torch(labels, torch.float32))
+            flat32 = flatten_outputs(out32)
+            worst = 0.0
+            for k, v in flat32.items():
+                ref = flat[k].numpy()
+                worst = max(worst, float(np.max(np.abs(v.double().numpy() - ref))) /
+                            max(1.0, float(np.max(np.abs(ref)))))
+            meta["compute"] = "float64 (torch CPU), stored as float32"
+            meta["float32_forward_worst_rel_error"] = worst
+        unused = P.unused()
+        if unused:
+            raise RuntimeError(f"{name}: parameters never used: {unused}")
+    for k, v in flat.items():
+        expected[k] = v.to(torch.float32).numpy()
+    write_safetensors(os.path.join(d, "expected.safetensors"), expected)
+
+    if "problem_type" in out:
+        meta["problem_type"] = out["problem_type"]
+        meta["loss"] = float(flat["loss"][0])
+    if arch == "ConvNextBackbone":
+        meta["backbone"] = {"out_features": cfg["out_features"], "out_indices": cfg["out_indices"],
+                            "stage_names": cfg["stage_names"]}
+    meta["num_hidden_states"] = cfg["num_stages"] + 1
+    meta["expected_keys"] = sorted(expected)
+    with open(os.path.join(d, "config.json"), "w") as f:
+        f.write(config_json_text(cfg))
+    with open(os.path.join(d, "meta.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+    dt = time.time() - t0
+    extra = ""
+    if "float32_forward_worst_rel_error" in meta:
+        extra = f", f32-vs-f64 worst {meta['float32_forward_worst_rel_error']:.1e}"
+    print(f"  wrote {d}/ ({arch}, {len(params)} tensors, {len(expected)} expected keys, "
+          f"weights {t_weights:.2f}s, total {dt:.2f}s{extra})", flush=True)
+
+
+def generate(root, large, only):
+    specs = small_variants() + (large_variants() if large else [])
+    if only:
+        specs = [s for s in specs if s["name"] in only]
+    os.makedirs(root, exist_ok=True)
+    cache = {}
+    t0 = time.time()
+    for spec in specs:
+        print(f"{spec['name']}: {spec['note']}", flush=True)
+        write_variant(root, spec, cache)
+    print(f"wrote {len(specs)} variant(s) under {root} in {time.time() - t0:.1f}s: "
+          + " ".join(s["name"] for s in specs))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    mode = ap.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--check-shared", metavar="DIR", help="validate the twin on ../shared/fixtures/hf")
+    mode.add_argument("--out", metavar="DIR", help="write variant fixtures under DIR")
+    ap.add_argument("--large", action="store_true", help="also write the full-size 22k variants (--out)")
+    ap.add_argument("--only", nargs="+", metavar="NAME", help="write only these variants (--out)")
+    args = ap.parse_args()
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    if args.check_shared:
+        return 0 if check_shared(args.check_shared) else 1
+    generate(args.out, args.large, set(args.only or []))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
