@@ -2,6 +2,7 @@
 // the problem, and nothing crashes or reads out of bounds (this suite also runs under ASan/UBSan).
 #include <cmath>
 #include <fstream>
+#include <random>
 
 #include "convnext/convnext.h"
 #include "io/safetensors.h"
@@ -104,6 +105,10 @@ TEST_F(BadInput, MissingOrCorruptConfig) {
   EXPECT_ERROR(ConvNextForImageClassification::from_pretrained(d), "stage9");
   write("m/config.json", "{\"model_type\": \"resnet\"}");
   EXPECT_ERROR(ConvNextForImageClassification::from_pretrained(d), "model_type");
+  write("m/config.json", "{\"depths\": [1000000000, 1], \"hidden_sizes\": [8, 16], \"num_stages\": 2}");
+  EXPECT_ERROR(ConvNextForImageClassification::from_pretrained(d), "depths");
+  write("m/config.json", "{\"hidden_sizes\": [8, 16], \"depths\": [1, 1, 1, 1]}");
+  EXPECT_ERROR(ConvNextForImageClassification::from_pretrained(d), "hidden_sizes has 2 entries but num_stages is 4");
   write("m/config.json", "[1, 2]");
   EXPECT_ERROR(ConvNextForImageClassification::from_pretrained(d), "JSON object");
 }
@@ -145,6 +150,36 @@ TEST_F(BadInput, HostileSafetensorsHeaders) {
   write_st("fields.safetensors", R"({"a":{"dtype":"F32"}})", "");
   EXPECT_ERROR(io::SafetensorsFile::open(path("fields.safetensors")), "needs dtype, shape and data_offsets");
   EXPECT_ERROR(io::SafetensorsFile::open(path("nothing-here.safetensors")), "nothing-here.safetensors", "cannot open");
+}
+
+TEST_F(BadInput, MutatedCheckpointsNeverCrash) {
+  // A small fuzz loop: flip bytes of a valid model.safetensors (header and data) and load it.
+  // Every outcome must be a model or an Error; ASan/UBSan runs make this a memory-safety check.
+  const std::string d = make_model("m");
+  std::ifstream in(d + "/model.safetensors", std::ios::binary);
+  const std::string orig((std::istreambuf_iterator<char>(in)), {});
+  std::mt19937 rng(1234);
+  int loaded = 0, refused = 0;
+  for (int it = 0; it < 300; ++it) {
+    std::string bytes = orig;
+    const int flips = 1 + static_cast<int>(rng() % 4);
+    for (int f = 0; f < flips; ++f) {
+      // Mostly in the header, where the structure is.
+      const size_t limit = (rng() % 4) ? std::min<size_t>(bytes.size(), 2048) : bytes.size();
+      bytes[rng() % limit] = static_cast<char>(rng());
+    }
+    if (rng() % 8 == 0) bytes.resize(rng() % bytes.size());
+    write("m/model.safetensors", bytes);
+    try {
+      auto m = ConvNextForImageClassification::from_pretrained(d);
+      (void)m.forward(Tensor({1, 3, 8, 8}));
+      ++loaded;
+    } catch (const Error&) {
+      ++refused;
+    }
+  }
+  EXPECT_EQ(loaded + refused, 300);
+  EXPECT_GT(refused, 0);
 }
 
 TEST_F(BadInput, WeightOfTheWrongShapeOrDtypeOrMissingOrUnexpected) {

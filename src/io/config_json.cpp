@@ -143,8 +143,15 @@ void ConvNextConfig::validate_and_align() {
            std::to_string(num_stages));
   need(static_cast<int64_t>(depths.size()) >= num_stages,
        "depths has " + std::to_string(depths.size()) + " entries but num_stages is " + std::to_string(num_stages));
-  for (int64_t h : hidden_sizes) need(h >= 1, "hidden_sizes entries must be >= 1, got " + json(hidden_sizes).dump());
-  for (int64_t d : depths) need(d >= 0, "depths entries must be >= 0, got " + json(depths).dump());
+  // Upper bounds far above any real ConvNeXt, so a hostile config.json cannot make the loader
+  // allocate without limit before a single weight is read.
+  need(num_channels <= 4096, "num_channels " + std::to_string(num_channels) + " is implausibly large (max 4096)");
+  need(patch_size <= 1024, "patch_size " + std::to_string(patch_size) + " is implausibly large (max 1024)");
+  need(num_stages <= 16, "num_stages " + std::to_string(num_stages) + " is implausibly large (max 16)");
+  need(num_labels() <= 10000000, "num_labels " + std::to_string(num_labels()) + " is implausibly large");
+  for (int64_t h : hidden_sizes)
+    need(h >= 1 && h <= 65536, "hidden_sizes entries must be in 1..65536, got " + json(hidden_sizes).dump());
+  for (int64_t d : depths) need(d >= 0 && d <= 4096, "depths entries must be in 0..4096, got " + json(depths).dump());
   need(layer_norm_eps >= 0, "layer_norm_eps must be >= 0");
   parse_activation(hidden_act);
   if (problem_type) {

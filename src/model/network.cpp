@@ -53,9 +53,9 @@ Network::Network(const ConvNextConfig& cfg, Architecture a) : config(cfg), arch(
   }
   if (arch == Architecture::Backbone) {
     for (int64_t idx : config.out_indices) {
-      const int64_t ch = idx == 0 ? hs[0] : hs[static_cast<size_t>(idx - 1)];
       if (idx > config.num_stages)
         throw Error("out_indices " + std::to_string(idx) + " is beyond num_stages " + std::to_string(config.num_stages));
+      const int64_t ch = idx == 0 ? hs[0] : hs[static_cast<size_t>(idx - 1)];
       backbone_norms.push_back({Tensor({ch}), Tensor({ch})});
     }
   }
