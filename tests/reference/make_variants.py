@@ -11,12 +11,16 @@ out_features including "stem", and full-size 22k checkpoints).
 
   --check-shared DIR   validates the twin itself: it recomputes every output stored in the shared
                        transformers fixtures (tiny4, tiny4/backbone, gray3_relu_noscale,
-                       multilabel_gelunew) in float64 and in float32 and fails on any mismatch.
+                       multilabel_gelunew) in float64, float32, and float32 channels_last (the
+                       path the large variants use) and fails on any mismatch or unused weight.
   --out DIR [--large]  writes variant fixtures in the same layout as the shared ones
-                       (config.json, model.safetensors, expected.safetensors, meta.json).
+                       (config.json, model.safetensors, expected.safetensors, meta.json);
+                       --large adds full-size tiny/base 22k checkpoints, --large-only writes
+                       only those.
 
 Run it with the interpreter that has torch, e.g. /usr/bin/python3. Without torch it prints a
-message and exits 0 without writing anything (the C++ tests then skip).
+message and exits 77 (ctest reads it as "skipped") without writing anything; the C++ variant
+tests then skip too.
 """
 
 import argparse
@@ -36,7 +40,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the machine
     print(f"make_variants: torch/numpy not importable ({exc}); nothing written. "
           "Install python3-torch python3-numpy and run with /usr/bin/python3.")
-    sys.exit(0)
+    sys.exit(77)  # ctest: SKIP_RETURN_CODE
 
 TOL = 1e-4  # max|ours - ref| <= TOL * max(1, max|ref|), the project's forward tolerance
 BLOCK_LN_EPS = 1e-6  # hard-coded in modeling_convnext for every LayerNorm except the pooled one
@@ -554,8 +558,9 @@ def small_variants():
              num_labels=0, labels="multi", **SMALL),
         dict(name="regression_multi", note="num_labels 3, problem_type regression: MSE on [N,3]",
              num_labels=3, problem_type="regression", labels="regression", **SMALL),
-        dict(name="ignore_index", note="single-label cross-entropy with one label = -100 (mean over the others)",
-             num_labels=5, ignored=[1], hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 2, 1], input=[3, 3, 64, 64]),
+        dict(name="ignore_index", note="single-label cross-entropy, one label = -100 (mean over the others)",
+             num_labels=5, ignored=[1], hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 2, 1],
+             input=[3, 3, 64, 64]),
         dict(name="wide_odd_channels", note="odd channel counts, 5 input channels, odd input, 7 labels",
              num_channels=5, num_labels=7, hidden_sizes=[13, 57, 35, 71], depths=[1, 1, 1, 1],
              input=[2, 5, 70, 66]),
@@ -600,6 +605,7 @@ def write_variant(root, spec, weights_cache):
     model_path = os.path.join(d, "model.safetensors")
     if key is not None and key in weights_cache:
         params, src = weights_cache[key]
+        shared_with = os.path.basename(os.path.dirname(src))
         if os.path.exists(model_path):
             os.remove(model_path)
         try:
@@ -607,6 +613,7 @@ def write_variant(root, spec, weights_cache):
         except OSError:
             shutil.copyfile(src, model_path)
     else:
+        shared_with = None
         params = draw_params(cfg, arch, rng_for(key or name))
         write_safetensors(model_path, params, {"format": "pt"})
         if key is not None:
@@ -620,8 +627,11 @@ def write_variant(root, spec, weights_cache):
     if labels is not None:
         expected["labels"] = labels
     meta = {"note": spec["note"], "config": spec_args(spec), "input_shape": list(spec["input"]),
-            "generator": "tests/reference/make_variants.py (PyTorch twin of modeling_convnext, not transformers)",
+            "generator": "tests/reference/make_variants.py (PyTorch twin of modeling_convnext, "
+                         "not transformers)",
             "torch": torch.__version__}
+    if shared_with:
+        meta["weights_shared_with"] = shared_with  # same draw; model.safetensors is a hard link
     with torch.no_grad():
         if large:
             # float32 straight through, channels_last + oneDNN (a float64 pass of base at 384 costs
@@ -632,7 +642,7 @@ def write_variant(root, spec, weights_cache):
             flat = flatten_outputs(out)
             last = f"hidden_states.{cfg['num_stages']}"
             flat = {k: v for k, v in flat.items() if not k.startswith("hidden_states.") or k == last}
-            meta["compute"] = "float32 (torch CPU)"
+            meta["compute"] = "float32 (torch CPU, channels_last, oneDNN 1x1 convolutions)"
         else:
             P = Params(to_torch(params, torch.float64))
             pv64 = torch.from_numpy(pv).to(torch.float64)
@@ -680,9 +690,12 @@ def write_variant(root, spec, weights_cache):
           f"weights {t_weights:.2f}s, total {dt:.2f}s{extra})", flush=True)
 
 
-def generate(root, large, only):
-    specs = small_variants() + (large_variants() if large else [])
+def generate(root, large, only, large_only=False):
+    specs = large_variants() if large_only else small_variants() + (large_variants() if large else [])
     if only:
+        unknown = sorted(set(only) - {s["name"] for s in specs})
+        if unknown:
+            raise SystemExit(f"unknown variant(s) {unknown} (the large ones need --large)")
         specs = [s for s in specs if s["name"] in only]
     os.makedirs(root, exist_ok=True)
     cache = {}
@@ -700,12 +713,19 @@ def main():
     mode.add_argument("--check-shared", metavar="DIR", help="validate the twin on ../shared/fixtures/hf")
     mode.add_argument("--out", metavar="DIR", help="write variant fixtures under DIR")
     ap.add_argument("--large", action="store_true", help="also write the full-size 22k variants (--out)")
+    ap.add_argument("--large-only", action="store_true", help="write only the full-size 22k variants (--out)")
     ap.add_argument("--only", nargs="+", metavar="NAME", help="write only these variants (--out)")
     args = ap.parse_args()
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    # Two threads (this machine's cores). It also matters for speed: with one thread torch 1.13
+    # routes batch<16 1x1 convolutions to its BLAS path instead of oneDNN (~40x slower here).
+    torch.set_num_threads(2)
     if args.check_shared:
+        if not os.path.isdir(args.check_shared):
+            print(f"make_variants: {args.check_shared} not found; skipping the self-check "
+                  "(place ../shared beside the project)")
+            return 77
         return 0 if check_shared(args.check_shared) else 1
-    generate(args.out, args.large, set(args.only or []))
+    generate(args.out, args.large, set(args.only or []), args.large_only)
     return 0
 
 

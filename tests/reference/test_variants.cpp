@@ -21,7 +21,9 @@ void check_variant(const fs::path& dir) {
   int checked = 0;
   auto check = [&](const std::string& name, const Tensor& ours) {
     if (!exp->contains(name)) return;
-    EXPECT_TRUE(close(ours, exp->get_f32(name))) << name;
+    // 2e-5, tighter than the fixtures' 1e-4: at 1e-4 an erf GELU and a tanh GELU (1.1e-4 apart
+    // on these models) could pass for each other. Measured fp32 error here is below 1e-5.
+    EXPECT_TRUE(close(ours, exp->get_f32(name), 2e-5)) << name;
     ++checked;
   };
   if (cfg.architecture() == Architecture::Backbone) {
