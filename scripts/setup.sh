@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs everything this project needs on a fresh Debian 12 machine (run as root).
-#   build:  g++ 12, CMake, nlohmann-json (config files), OpenMP (part of g++)
+#   build:  g++ 12, CMake, nlohmann-json (config files), OpenMP (part of g++),
+#           libjpeg-turbo, libpng, libwebp (+ pkg-config to find it) for image decoding
 #   tests:  GoogleTest; python3-torch + numpy build an independent PyTorch reference for
-#           configurations the shared fixtures do not cover (test-time tool only, never linked)
+#           configurations the shared fixtures do not cover (test-time tool only, never linked);
+#           python3-pil writes the images and reference pixels the decoder tests compare against
 set -euo pipefail
-pkgs=(build-essential cmake nlohmann-json3-dev libgtest-dev googletest zlib1g-dev)
+pkgs=(build-essential cmake nlohmann-json3-dev libgtest-dev googletest zlib1g-dev
+      libjpeg62-turbo-dev libpng-dev libwebp-dev pkg-config)
 if [[ "${1:-}" == "--tests" ]]; then
-  pkgs+=(python3 python3-numpy python3-torch dataset-fashion-mnist)
+  pkgs+=(python3 python3-numpy python3-torch dataset-fashion-mnist python3-pil)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

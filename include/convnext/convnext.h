@@ -2,5 +2,6 @@
 #pragma once
 #include "convnext/config.h"
 #include "convnext/error.h"
+#include "convnext/image_processor.h"
 #include "convnext/model.h"
 #include "convnext/tensor.h"

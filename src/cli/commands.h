@@ -8,5 +8,8 @@ int cmd_info(int argc, char** argv, int first);
 int cmd_bench(int argc, char** argv, int first);
 int cmd_init(int argc, char** argv, int first);
 int cmd_make_input(int argc, char** argv, int first);
+int cmd_preprocess(int argc, char** argv, int first);
+int cmd_classify(int argc, char** argv, int first);
+int cmd_features(int argc, char** argv, int first);
 
 }  // namespace convnext::cli

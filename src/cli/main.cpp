@@ -14,6 +14,9 @@ const char* kUsage = R"(convnext: ConvNeXT image models (Hugging Face transforme
 usage: convnext <command> [options]     (convnext <command> --help for each)
 
 commands:
+  classify     top-k labels of image files (decoded and preprocessed as transformers does)
+  preprocess   image files -> pixel_values (ConvNextImageProcessor, PIL or torchvision backend)
+  features     pooled features / hidden states / backbone maps of image files
   forward      run a checkpoint on pixel_values from a safetensors file, write the outputs
   info         describe a checkpoint: architecture, variant, parameters, labels, format
   bench        time the forward pass (random weights for --arch, or a checkpoint)
@@ -35,6 +38,9 @@ int main(int argc, char** argv) {
   const std::string cmd = argv[1];
   try {
     if (cmd == "forward") return convnext::cli::cmd_forward(argc, argv, 2);
+    if (cmd == "classify") return convnext::cli::cmd_classify(argc, argv, 2);
+    if (cmd == "preprocess") return convnext::cli::cmd_preprocess(argc, argv, 2);
+    if (cmd == "features") return convnext::cli::cmd_features(argc, argv, 2);
     if (cmd == "info") return convnext::cli::cmd_info(argc, argv, 2);
     if (cmd == "bench") return convnext::cli::cmd_bench(argc, argv, 2);
     if (cmd == "init") return convnext::cli::cmd_init(argc, argv, 2);

@@ -1,0 +1,84 @@
+// ConvNextImageProcessor: images in, pixel_values out, with transformers' exact pipeline.
+//
+//   auto proc = convnext::ConvNextImageProcessor::from_pretrained("path/to/checkpoint");
+//   convnext::Tensor pixel_values = proc.preprocess_files({"cat.jpg", "dog.png"});   // [2, 3, S, S]
+//
+// Two backends reproduce the two transformers 5 classes:
+//   ImageBackend::Pil          ConvNextImageProcessorPil (what the ConvNeXT docs describe):
+//                              Pillow's resampling, bit-exact float32 output
+//   ImageBackend::Torchvision  ConvNextImageProcessor, transformers 5's default (torchvision's
+//                              int16 antialiased resize, fused rescale+normalise): within one
+//                              uint8 step of transformers
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "convnext/tensor.h"
+
+namespace convnext {
+
+struct ImageProcessorConfig {
+  bool do_resize = true;
+  int64_t shortest_edge = 384;  // size: {"shortest_edge": N}, or the legacy int of ConvNextFeatureExtractor
+  double crop_pct = 224.0 / 256.0;
+  // PIL.Image.Resampling: 0 NEAREST, 1 LANCZOS, 2 BILINEAR, 3 BICUBIC, 4 BOX, 5 HAMMING.
+  // transformers 5 defaults to BICUBIC (PR #42934; BILINEAR before it).
+  int resample = 3;
+  bool do_rescale = true;
+  double rescale_factor = 1.0 / 255.0;
+  bool do_normalize = true;
+  std::vector<double> image_mean = {0.5, 0.5, 0.5};  // IMAGENET_STANDARD_MEAN
+  std::vector<double> image_std = {0.5, 0.5, 0.5};   // IMAGENET_STANDARD_STD
+
+  // preprocessor_config.json: every ConvNextImageProcessor key; unknown keys are ignored; a key
+  // of the wrong type is an Error naming it.
+  static ImageProcessorConfig from_json_string(const std::string& text, const std::string& origin = "preprocessor_config.json");
+  // A preprocessor_config.json, or a directory holding one.
+  static ImageProcessorConfig from_file(const std::string& path);
+  std::string to_json_string() const;
+};
+
+enum class ImageBackend { Pil, Torchvision };
+
+// An 8-bit image, rows of interleaved channels (HWC): 3 channels (RGB) or 1 (L).
+struct ImageU8 {
+  int64_t width = 0, height = 0, channels = 3;
+  std::vector<uint8_t> pixels;
+};
+
+struct DecodeSettings {
+  bool exif_transpose = true;        // as transformers' load_image (ImageOps.exif_transpose)
+  int64_t max_pixels = 89478485;     // Pillow's decompression-bomb limit; 0 = none
+};
+
+class ConvNextImageProcessor {
+ public:
+  explicit ConvNextImageProcessor(ImageProcessorConfig config = {}, ImageBackend backend = ImageBackend::Pil);
+  // `path`: a preprocessor_config.json or a directory; a directory without one gives the
+  // class defaults (as AutoImageProcessor would fail; we prefer a working default).
+  static ConvNextImageProcessor from_pretrained(const std::string& path, ImageBackend backend = ImageBackend::Pil);
+
+  const ImageProcessorConfig& config() const { return config_; }
+  ImageBackend backend() const { return backend_; }
+  // Channels of pixel_values: 1 when image_mean/image_std have one entry (grey models), else 3.
+  int64_t channels() const;
+
+  // One image (RGB, or L for a grey processor) → [C, H, W] float32.
+  Tensor preprocess(const ImageU8& image) const;
+  // Several images → [N, C, S, S], processed in parallel; all must come out the same size.
+  Tensor preprocess(const std::vector<ImageU8>& images) const;
+  // Decodes the files as transformers' load_image does (EXIF orientation, then RGB; L for
+  // grey processors) and preprocesses them. Errors name the file.
+  Tensor preprocess_files(const std::vector<std::string>& paths, const DecodeSettings& settings = {}) const;
+
+  // The files decoded as load_image does: exif_transpose, then convert("RGB") (or "L").
+  static ImageU8 load_image(const std::string& path, int64_t channels = 3, const DecodeSettings& settings = {});
+
+ private:
+  ImageProcessorConfig config_;
+  ImageBackend backend_;
+};
+
+}  // namespace convnext
