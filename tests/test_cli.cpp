@@ -6,8 +6,11 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "convnext/image_processor.h"
 #include "io/safetensors.h"
 #include "test_util.h"
+
+#include <sstream>
 
 namespace convnext::test {
 namespace {
@@ -169,6 +172,87 @@ TEST(Cli, BenchJsonLine) {
     EXPECT_TRUE(j.contains(key)) << key;
   EXPECT_EQ(j["arch"], "tiny");
   EXPECT_EQ(j["threads"], 1);
+}
+
+}  // namespace
+}  // namespace convnext::test
+
+namespace convnext::test {
+namespace {
+
+std::string repo(const std::string& rel) { return std::string(CONVNEXT_SOURCE_DIR) + "/" + rel; }
+
+TEST(CliImages, PreprocessWritesPixelValuesInArgumentOrder) {
+  REQUIRE_FIXTURES();
+  const std::string a = repo("examples/images/sneaker_t10k_9.png"), b = repo("examples/images/bag_t10k_18.png");
+  const std::string out2 = tmp("pp2.safetensors"), out1 = tmp("pp1.safetensors");
+  const std::string proc = fixture("preprocess/legacy_config");
+  CliRun r = run("preprocess --processor " + proc + " --output " + out2 + " " + a + " " + b);
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = run("preprocess --processor " + proc + "/preprocessor_config.json --backend torchvision --output " + out1 + " " + b);
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto two = io::SafetensorsFile::open(out2);
+  auto one = io::SafetensorsFile::open(out1);
+  const Tensor t2 = two->get_f32("pixel_values"), t1 = one->get_f32("pixel_values");
+  ASSERT_EQ(t2.shape(), (Shape{2, 3, 224, 224}));
+  ASSERT_EQ(t1.shape(), (Shape{1, 3, 224, 224}));
+  // The second image of the pair is b: within one uint8 step of the torchvision backend's b.
+  double worst = 0;
+  for (int64_t i = 0; i < t1.numel(); ++i) worst = std::max(worst, std::fabs(static_cast<double>(t2[t1.numel() + i]) - t1[i]));
+  EXPECT_LE(worst, 1.0 / 255.0 / 0.224 + 1e-5);
+  // And the library gives the same as the command.
+  const auto lib = ConvNextImageProcessor::from_pretrained(proc).preprocess_files({a, b});
+  EXPECT_TRUE(close(lib, t2, 0.0));
+  fs::remove(out1);
+  fs::remove(out2);
+}
+
+TEST(CliImages, ClassifyPrintsTopKAndCarriesOnPastBadFiles) {
+  const std::string bad = tmp("empty.png");
+  std::ofstream(bad).close();
+  const CliRun r = run("classify --model " + repo("models/convnext-demo") + " --top-k 3 --json " +
+                       repo("examples/images/sneaker_t10k_9.png") + " " + bad + " " + repo("examples/images/bag_t10k_18.png"));
+  EXPECT_NE(r.status, 0);  // one file could not be read
+  EXPECT_NE(r.err.find("empty.png"), std::string::npos) << r.err;
+  std::istringstream lines(r.out);
+  std::string line;
+  int n = 0;
+  while (std::getline(lines, line)) {
+    const auto j = nlohmann::json::parse(line);
+    EXPECT_EQ(j["predictions"].size(), 3u);
+    double prev = 2.0;
+    for (const auto& p : j["predictions"]) {
+      EXPECT_LE(p["score"].get<double>(), prev);
+      prev = p["score"].get<double>();
+    }
+    ++n;
+  }
+  EXPECT_EQ(n, 2);
+  fs::remove(bad);
+  // A directory is walked.
+  const CliRun d = run("classify --model " + repo("models/convnext-demo") + " " + repo("examples/images"));
+  EXPECT_EQ(d.status, 0) << d.err;
+  EXPECT_NE(d.out.find("ankle_boot_t10k_0.png"), std::string::npos);
+}
+
+TEST(CliImages, FeaturesWritesPooledOutput) {
+  const std::string out = tmp("feat.safetensors");
+  const CliRun r = run("features --model " + repo("models/convnext-demo") + " --hidden-states --output " + out + " " +
+                       repo("examples/images/trouser_t10k_2.png"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto f = io::SafetensorsFile::open(out);
+  EXPECT_EQ(f->find("pooler_output")->shape, (Shape{1, 128}));
+  EXPECT_TRUE(f->contains("last_hidden_state"));
+  EXPECT_TRUE(f->contains("hidden_states.4"));
+  fs::remove(out);
+}
+
+TEST(CliImages, HelpForImageCommands) {
+  for (const char* cmd : {"classify --help", "preprocess --help", "features --help"}) {
+    const CliRun r = run(cmd);
+    EXPECT_EQ(r.status, 0) << cmd;
+    EXPECT_NE(r.out.find("usage"), std::string::npos) << cmd;
+  }
 }
 
 }  // namespace

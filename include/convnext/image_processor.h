@@ -65,8 +65,10 @@ class ConvNextImageProcessor {
   // Channels of pixel_values: 1 when image_mean/image_std have one entry (grey models), else 3.
   int64_t channels() const;
 
-  // One image (RGB, or L for a grey processor) → [C, H, W] float32.
+  // One image (RGB, or L for a grey processor) → [C, H, W] float32. The rvalue overload
+  // works in the image's own buffer instead of copying it.
   Tensor preprocess(const ImageU8& image) const;
+  Tensor preprocess(ImageU8&& image) const;
   // Several images → [N, C, S, S], processed in parallel; all must come out the same size.
   Tensor preprocess(const std::vector<ImageU8>& images) const;
   // Decodes the files as transformers' load_image does (EXIF orientation, then RGB; L for

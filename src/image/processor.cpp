@@ -86,7 +86,9 @@ ConvNextImageProcessor ConvNextImageProcessor::from_pretrained(const std::string
 
 int64_t ConvNextImageProcessor::channels() const { return config_.image_mean.size() == 1 ? 1 : 3; }
 
-Tensor ConvNextImageProcessor::preprocess(const ImageU8& u8) const {
+Tensor ConvNextImageProcessor::preprocess(const ImageU8& u8) const { return preprocess(ImageU8(u8)); }
+
+Tensor ConvNextImageProcessor::preprocess(ImageU8&& u8) const {
   if (u8.width < 1 || u8.height < 1) throw Error("empty image");
   if (static_cast<int64_t>(u8.pixels.size()) != u8.width * u8.height * u8.channels)
     throw Error("image buffer has " + std::to_string(u8.pixels.size()) + " bytes for " + std::to_string(u8.width) + "x" +
@@ -100,7 +102,7 @@ Tensor ConvNextImageProcessor::preprocess(const ImageU8& u8) const {
   img.width = u8.width;
   img.height = u8.height;
   img.channels = u8.channels;
-  img.pixels = u8.pixels;
+  img.pixels = std::move(u8.pixels);
 
   if (c.do_resize) {
     const auto filter = static_cast<image::Filter>(c.resample);
