@@ -31,6 +31,9 @@ struct ImageProcessorConfig {
   bool do_normalize = true;
   std::vector<double> image_mean = {0.5, 0.5, 0.5};  // IMAGENET_STANDARD_MEAN
   std::vector<double> image_std = {0.5, 0.5, 0.5};   // IMAGENET_STANDARD_STD
+  // image_mean and image_std were single numbers: they apply to any channel count (a grey
+  // model then gets "L" images, see channels_for).
+  bool broadcast_mean_std = false;
 
   // preprocessor_config.json: every ConvNextImageProcessor key; unknown keys are ignored; a key
   // of the wrong type is an Error naming it.
@@ -64,6 +67,9 @@ class ConvNextImageProcessor {
   ImageBackend backend() const { return backend_; }
   // Channels of pixel_values: 1 when image_mean/image_std have one entry (grey models), else 3.
   int64_t channels() const;
+  // The channels to decode images to for a model with `model_channels` input channels: the
+  // processor's, unless its mean/std broadcast, in which case the model's.
+  int64_t channels_for(int64_t model_channels) const;
 
   // One image (RGB, or L for a grey processor) → [C, H, W] float32. The rvalue overload
   // works in the image's own buffer instead of copying it.
@@ -73,7 +79,9 @@ class ConvNextImageProcessor {
   Tensor preprocess(const std::vector<ImageU8>& images) const;
   // Decodes the files as transformers' load_image does (EXIF orientation, then RGB; L for
   // grey processors) and preprocesses them. Errors name the file.
-  Tensor preprocess_files(const std::vector<std::string>& paths, const DecodeSettings& settings = {}) const;
+  // `channels` 0 means channels().
+  Tensor preprocess_files(const std::vector<std::string>& paths, const DecodeSettings& settings = {},
+                          int64_t channels = 0) const;
 
   // The files decoded as load_image does: exif_transpose, then convert("RGB") (or "L").
   static ImageU8 load_image(const std::string& path, int64_t channels = 3, const DecodeSettings& settings = {});

@@ -66,8 +66,9 @@ int cmd_classify(int argc, char** argv, int first) {
   auto model = ConvNextForImageClassification::from_pretrained(dir);
   const ConvNextConfig& cfg = model.config();
   const auto proc = ConvNextImageProcessor::from_pretrained(dir, parse_backend(a));
-  if (proc.channels() != cfg.num_channels)
-    throw Error(dir + ": preprocessor_config.json gives " + std::to_string(proc.channels()) + "-channel images, the model takes " +
+  const int64_t channels = proc.channels_for(cfg.num_channels);
+  if (channels != cfg.num_channels)
+    throw Error(dir + ": preprocessor_config.json gives " + std::to_string(channels) + "-channel images, the model takes " +
                 std::to_string(cfg.num_channels));
   std::string problem = cfg.problem_type.value_or(cfg.num_labels() == 1 ? "regression" : "single_label_classification");
   const std::vector<std::string> files = collect_images(a.positional());
@@ -82,7 +83,7 @@ int cmd_classify(int argc, char** argv, int first) {
 #pragma omp parallel for schedule(dynamic, 1)
     for (size_t i = b0; i < b1; ++i) {
       try {
-        pix[i - b0] = proc.preprocess(ConvNextImageProcessor::load_image(files[i], proc.channels(), decode));
+        pix[i - b0] = proc.preprocess(ConvNextImageProcessor::load_image(files[i], channels, decode));
       } catch (const std::exception& e) {
         err[i - b0] = e.what();
       }

@@ -86,6 +86,10 @@ ConvNextImageProcessor ConvNextImageProcessor::from_pretrained(const std::string
 
 int64_t ConvNextImageProcessor::channels() const { return config_.image_mean.size() == 1 ? 1 : 3; }
 
+int64_t ConvNextImageProcessor::channels_for(int64_t model_channels) const {
+  return config_.broadcast_mean_std && model_channels == 1 ? 1 : channels();
+}
+
 Tensor ConvNextImageProcessor::preprocess(const ImageU8& u8) const { return preprocess(ImageU8(u8)); }
 
 Tensor ConvNextImageProcessor::preprocess(ImageU8&& u8) const {
@@ -94,7 +98,7 @@ Tensor ConvNextImageProcessor::preprocess(ImageU8&& u8) const {
     throw Error("image buffer has " + std::to_string(u8.pixels.size()) + " bytes for " + std::to_string(u8.width) + "x" +
                 std::to_string(u8.height) + "x" + std::to_string(u8.channels));
   const ImageProcessorConfig& c = config_;
-  if ((c.do_normalize) && static_cast<int64_t>(c.image_mean.size()) != u8.channels)
+  if (c.do_normalize && !c.broadcast_mean_std && static_cast<int64_t>(c.image_mean.size()) != u8.channels)
     throw Error("image has " + std::to_string(u8.channels) + " channels but image_mean/image_std have " +
                 std::to_string(c.image_mean.size()) + " entries");
   const bool pil = backend_ == ImageBackend::Pil;
@@ -124,8 +128,9 @@ Tensor ConvNextImageProcessor::preprocess(ImageU8&& u8) const {
   const int64_t C = img.channels, HW = img.width * img.height;
   Tensor out({C, img.height, img.width});
   for (int64_t ch = 0; ch < C; ++ch) {
-    const float mean = c.do_normalize ? static_cast<float>(c.image_mean[static_cast<size_t>(ch)]) : 0.0f;
-    const float stdv = c.do_normalize ? static_cast<float>(c.image_std[static_cast<size_t>(ch)]) : 1.0f;
+    const size_t mi = static_cast<size_t>(ch) % c.image_mean.size();
+    const float mean = c.do_normalize ? static_cast<float>(c.image_mean[mi]) : 0.0f;
+    const float stdv = c.do_normalize ? static_cast<float>(c.image_std[mi]) : 1.0f;
     float* dst = out.data() + ch * HW;
     const uint8_t* src = img.pixels.data() + ch;
     if (pil || !(c.do_rescale && c.do_normalize)) {
@@ -185,11 +190,12 @@ ImageU8 ConvNextImageProcessor::load_image(const std::string& path, int64_t chan
   return u;
 }
 
-Tensor ConvNextImageProcessor::preprocess_files(const std::vector<std::string>& paths, const DecodeSettings& settings) const {
+Tensor ConvNextImageProcessor::preprocess_files(const std::vector<std::string>& paths, const DecodeSettings& settings,
+                                                int64_t channels_wanted) const {
   if (paths.empty()) throw Error("no images to preprocess");
   std::vector<Tensor> outs(paths.size());
   std::vector<std::string> errors(paths.size());
-  const int64_t ch = channels();
+  const int64_t ch = channels_wanted > 0 ? channels_wanted : channels();
 #pragma omp parallel for schedule(dynamic, 1) if (paths.size() > 1)
   for (size_t i = 0; i < paths.size(); ++i) {
     try {

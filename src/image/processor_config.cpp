@@ -18,9 +18,10 @@ namespace {
   throw Error(origin + ": '" + key + "' must be " + expected + ", got " + v.dump());
 }
 
-std::vector<double> number_list(const json& v, const std::string& origin, const char* key) {
+std::vector<double> number_list(const json& v, const std::string& origin, const char* key, bool& scalar) {
   std::vector<double> out;
-  if (v.is_number()) return {v.get<double>()};
+  scalar = v.is_number();
+  if (scalar) return {v.get<double>()};
   if (!v.is_array() || v.empty()) bad(origin, key, "a number or a non-empty list of numbers", v);
   for (const json& e : v) {
     if (!e.is_number()) bad(origin, key, "a list of numbers", v);
@@ -79,8 +80,17 @@ ImageProcessorConfig ImageProcessorConfig::from_json_string(const std::string& t
     if (!j["rescale_factor"].is_number()) bad(origin, "rescale_factor", "a number", j["rescale_factor"]);
     c.rescale_factor = j["rescale_factor"].get<double>();
   }
-  if (has("image_mean")) c.image_mean = number_list(j["image_mean"], origin, "image_mean");
-  if (has("image_std")) c.image_std = number_list(j["image_std"], origin, "image_std");
+  // A single number broadcasts over the channels (numpy semantics in transformers' normalize).
+  bool mean_scalar = false, std_scalar = false;
+  if (has("image_mean")) c.image_mean = number_list(j["image_mean"], origin, "image_mean", mean_scalar);
+  if (has("image_std")) c.image_std = number_list(j["image_std"], origin, "image_std", std_scalar);
+  if (mean_scalar && c.image_std.size() == 3) c.image_mean.assign(3, c.image_mean[0]);
+  if (std_scalar && c.image_mean.size() == 3) c.image_std.assign(3, c.image_std[0]);
+  if (mean_scalar && std_scalar) {
+    c.image_mean.assign(3, c.image_mean[0]);
+    c.image_std.assign(3, c.image_std[0]);
+    c.broadcast_mean_std = true;
+  }
   if (c.image_mean.size() != c.image_std.size())
     throw Error(origin + ": image_mean has " + std::to_string(c.image_mean.size()) + " entries and image_std " +
                 std::to_string(c.image_std.size()));

@@ -5,7 +5,10 @@
 // inputs. Ground truth: tests/reference/pil_processor_twin.py --sweep, an independent Pillow +
 // numpy twin of transformers 5's ConvNextImageProcessorPil that first checks itself, bit for
 // bit, against the real transformers outputs in ../shared/fixtures/hf/preprocess.
+#include <gtest/gtest.h>
+
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -20,7 +23,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr double kTol = 1e-6;  // PIL-backend preprocessing: the same float32 numbers
+// The fixtures allow 1e-6; both sides here are Pillow's integer resize plus the same float32 steps,
+// so anything short of bit-identical is a bug: demand exact equality.
+constexpr double kTol = 0.0;
 
 fs::path sweep_dir() { return fs::path(CONVNEXT_GENERATED_DIR) / "processor_sweep"; }
 
