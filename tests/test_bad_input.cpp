@@ -109,6 +109,8 @@ TEST_F(BadInput, MissingOrCorruptConfig) {
   EXPECT_ERROR(ConvNextForImageClassification::from_pretrained(d), "depths");
   write("m/config.json", "{\"hidden_sizes\": [8, 16], \"depths\": [1, 1, 1, 1]}");
   EXPECT_ERROR(ConvNextForImageClassification::from_pretrained(d), "hidden_sizes has 2 entries but num_stages is 4");
+  write("m/config.json", "{\"patch_size\": 1e999999}");
+  EXPECT_ERROR(ConvNextForImageClassification::from_pretrained(d), "config.json", "not valid JSON");
   write("m/config.json", "[1, 2]");
   EXPECT_ERROR(ConvNextForImageClassification::from_pretrained(d), "JSON object");
 }
@@ -147,6 +149,9 @@ TEST_F(BadInput, HostileSafetensorsHeaders) {
   EXPECT_ERROR(io::SafetensorsFile::open(path("json.safetensors")), "not valid JSON");
   write_st("gap.safetensors", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", data);
   EXPECT_ERROR(io::SafetensorsFile::open(path("gap.safetensors")), "after the last tensor");
+  // Found by fuzz_safetensors: a number too large for any integer type is a JSON error too.
+  write_st("overflow.safetensors", R"({"a":{"dtype":"F32","shape":[666600000000000000080920.5e0000080920],"data_offsets":[0,16]}})", data);
+  EXPECT_ERROR(io::SafetensorsFile::open(path("overflow.safetensors")), "overflow.safetensors", "not valid JSON");
   write_st("fields.safetensors", R"({"a":{"dtype":"F32"}})", "");
   EXPECT_ERROR(io::SafetensorsFile::open(path("fields.safetensors")), "needs dtype, shape and data_offsets");
   EXPECT_ERROR(io::SafetensorsFile::open(path("nothing-here.safetensors")), "nothing-here.safetensors", "cannot open");

@@ -36,7 +36,7 @@ ImageProcessorConfig ImageProcessorConfig::from_json_string(const std::string& t
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw Error(origin + ": not valid JSON (" + e.what() + ")");
   }
   if (!j.is_object()) throw Error(origin + ": expected a JSON object");

@@ -208,7 +208,7 @@ ConvNextConfig ConvNextConfig::from_json_string(const std::string& text, const s
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     bad(origin, std::string("not valid JSON (") + e.what() + ")");
   }
   if (!j.is_object()) bad(origin, "expected a JSON object");

@@ -97,7 +97,7 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   json h;
   try {
     h = json::parse(base + 8, base + 8 + hlen);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     fail(path, std::string("safetensors header is not valid JSON (") + e.what() + ")");
   }
   if (!h.is_object()) fail(path, "safetensors header is not a JSON object");
