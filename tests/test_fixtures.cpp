@@ -161,3 +161,31 @@ TEST(Fixtures, FashionMnistTrainedModelOnRealImages) {
 
 }  // namespace
 }  // namespace convnext::test
+
+namespace convnext::test {
+namespace {
+
+TEST(Checkpoints, SaveAndReloadGivesTheSameOutputs) {
+  REQUIRE_FIXTURES();
+  LoadOptions keep;
+  keep.inference_only = false;
+  auto m = ConvNextForImageClassification::from_pretrained(fixture("tiny4"), keep);
+  const std::string dir = (std::filesystem::temp_directory_path() / ("convnext_save_" + std::to_string(::getpid()))).string();
+  m.save_pretrained(dir);
+  auto back = ConvNextForImageClassification::from_pretrained(dir);
+  const Tensor px = io::SafetensorsFile::open(fixture("tiny4/expected.safetensors"))->get_f32("pixel_values");
+  EXPECT_TRUE(close(back.forward(px).logits, m.forward(px).logits, 0.0));  // the same weights: bit-identical
+  EXPECT_EQ(back.num_parameters(), m.num_parameters());
+  EXPECT_EQ(back.config().to_json_string(), m.config().to_json_string());
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Checkpoints, InferenceOnlyModelsRefuseToSave) {
+  REQUIRE_FIXTURES();
+  auto m = ConvNextForImageClassification::from_pretrained(fixture("tiny4"));  // inference_only by default
+  EXPECT_GT(m.num_parameters(), 0);
+  EXPECT_THROW(m.save_pretrained((std::filesystem::temp_directory_path() / "convnext_never").string()), Error);
+}
+
+}  // namespace
+}  // namespace convnext::test

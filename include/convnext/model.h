@@ -29,6 +29,11 @@ struct LoadOptions {
   // Overrides the number of labels of config.json (with generic names LABEL_i).
   std::optional<int64_t> num_labels;
   uint64_t seed = 0;  // for freshly initialised tensors
+  // Keep only what inference needs: once the weights are packed for the kernels (LayerNorm and
+  // layer scale folded in), the original weight matrices are released and the checkpoint's
+  // mapped pages handed back, which halves the memory. Such a model cannot be saved or trained;
+  // set false for that.
+  bool inference_only = true;
 };
 
 // Targets for the loss. Integer class ids (single-label classification, -100 = ignore) or float
@@ -77,7 +82,7 @@ class ModelBase {
 
  protected:
   ModelBase(const std::string& path, const LoadOptions& options, Architecture arch);
-  ModelBase(const ConvNextConfig& config, uint64_t seed, Architecture arch);
+  ModelBase(const ConvNextConfig& config, uint64_t seed, Architecture arch, bool inference_only);
   std::shared_ptr<Network> net_;
 };
 }  // namespace detail
@@ -86,7 +91,7 @@ class ConvNextModel : public detail::ModelBase {
  public:
   static ConvNextModel from_pretrained(const std::string& path, const LoadOptions& options = {});
   // A model with freshly initialised weights (transformers' _init_weights).
-  explicit ConvNextModel(const ConvNextConfig& config, uint64_t seed = 0);
+  explicit ConvNextModel(const ConvNextConfig& config, uint64_t seed = 0, bool inference_only = false);
   ModelOutput forward(const Tensor& pixel_values, bool output_hidden_states = false) const;
 
  private:
@@ -96,7 +101,7 @@ class ConvNextModel : public detail::ModelBase {
 class ConvNextForImageClassification : public detail::ModelBase {
  public:
   static ConvNextForImageClassification from_pretrained(const std::string& path, const LoadOptions& options = {});
-  explicit ConvNextForImageClassification(const ConvNextConfig& config, uint64_t seed = 0);
+  explicit ConvNextForImageClassification(const ConvNextConfig& config, uint64_t seed = 0, bool inference_only = false);
   ImageClassifierOutput forward(const Tensor& pixel_values, const Labels* labels = nullptr,
                                 bool output_hidden_states = false) const;
 
@@ -107,7 +112,7 @@ class ConvNextForImageClassification : public detail::ModelBase {
 class ConvNextBackbone : public detail::ModelBase {
  public:
   static ConvNextBackbone from_pretrained(const std::string& path, const LoadOptions& options = {});
-  explicit ConvNextBackbone(const ConvNextConfig& config, uint64_t seed = 0);
+  explicit ConvNextBackbone(const ConvNextConfig& config, uint64_t seed = 0, bool inference_only = false);
   BackboneOutput forward(const Tensor& pixel_values, bool output_hidden_states = false) const;
 
  private:

@@ -28,6 +28,7 @@ class Tensor {
   int64_t dim(int i) const { return shape_.at(static_cast<size_t>(i < 0 ? i + ndim() : i)); }
   int64_t numel() const { return shape_numel(shape_); }
   bool empty() const { return data_ == nullptr; }
+  bool borrowed() const { return borrowed_; }  // made by borrow(): memory someone else owns
 
   float* data() { return data_; }
   const float* data() const { return data_; }
@@ -43,6 +44,7 @@ class Tensor {
   Shape shape_;
   std::shared_ptr<void> owner_;
   float* data_ = nullptr;
+  bool borrowed_ = false;
 };
 
 // Reads one tensor (F32, or F16/BF16/F64 converted) from a safetensors file.

@@ -63,7 +63,8 @@ int cmd_bench(int argc, char** argv, int first) {
     arch = model->config().variant_name().empty() ? "custom" : model->config().variant_name();
   } else {
     if (arch.empty()) throw Error("--arch or --model is required (see --help)");
-    model.emplace(ConvNextConfig::preset(arch, 1000), 0);
+    // inference_only: as a loaded checkpoint, only the packed weights stay.
+    model.emplace(ConvNextConfig::preset(arch, 1000), 0, /*inference_only=*/true);
   }
   const ConvNextConfig& cfg = model->config();
   Tensor px({batch, cfg.num_channels, size, size});

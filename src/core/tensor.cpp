@@ -49,6 +49,7 @@ Tensor Tensor::borrow(Shape shape, float* data, std::shared_ptr<void> owner) {
   t.shape_ = std::move(shape);
   t.data_ = data;
   t.owner_ = std::move(owner);
+  t.borrowed_ = true;
   return t;
 }
 

@@ -68,6 +68,10 @@ Checkpoint Checkpoint::open(const std::string& path) {
   return c;
 }
 
+void Checkpoint::release_resident_pages() const {
+  for (const auto& f : files_) f->release_resident_pages();
+}
+
 std::vector<std::string> Checkpoint::names() const {
   std::vector<std::string> v;
   for (auto& [n, i] : where_) v.push_back(n);

@@ -23,6 +23,9 @@ class Checkpoint {
   Tensor get(const std::string& name) const;  // float32 (converted from F16/BF16 at load)
   const std::string& format() const { return format_; }  // "safetensors" or "safetensors (sharded, N files)"
   const std::string& origin() const { return origin_; }
+  // Drops the mapped pages from this process (they stay in the page cache): tensors still
+  // borrowed from the files fault them back in on use. Only for mappings never written.
+  void release_resident_pages() const;
 
  private:
   std::vector<std::shared_ptr<SafetensorsFile>> files_;

@@ -36,6 +36,10 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
   return f;
 }
 
+void MappedFile::release_resident_pages() const {
+  if (data_) madvise(data_, size_, MADV_DONTNEED);
+}
+
 MappedFile::~MappedFile() {
   if (data_) munmap(data_, size_);
 }

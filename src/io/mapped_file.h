@@ -18,6 +18,9 @@ class MappedFile {
   uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // madvise(MADV_DONTNEED): unwritten pages of the private mapping leave this process's RSS and
+  // are read again from the page cache when touched.
+  void release_resident_pages() const;
 
  private:
   MappedFile() = default;

@@ -30,6 +30,7 @@ class SafetensorsFile {
   const TensorInfo* find(const std::string& name) const;
   bool contains(const std::string& name) const { return find(name) != nullptr; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  void release_resident_pages() const { file_->release_resident_pages(); }
 
   // A float32 tensor: borrowed from the mapping when stored as aligned F32, converted otherwise.
   // Throws Error naming the file and tensor for a missing tensor or a non-float dtype.

@@ -20,6 +20,10 @@ struct PackedLinear {
   std::vector<float> bias;    // ceil(N/32)·32, zero padded
 };
 PackedLinear pack_linear(const float* W, const float* bias, int64_t N, int64_t K);
+// The same for W'[n][k] = row_scale[n] · W[n][k] · col_scale[k] (either scale may be null): how
+// a LayerNorm's γ (columns) or a layer scale (rows) is folded in without a copy of W.
+PackedLinear pack_linear_scaled(const float* W, const float* row_scale, const float* col_scale, const float* bias,
+                                int64_t N, int64_t K);
 
 // C[M,N] = act(A[M,K]·Wᵀ + b), or with `accumulate` C += A·Wᵀ + b (act must then be Linear).
 // Rows of A and C are lda / ldc floats apart. Threads split the output over rows and columns.

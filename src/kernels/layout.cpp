@@ -8,6 +8,11 @@
 namespace convnext::kernels {
 
 PackedLinear pack_linear(const float* W, const float* bias, int64_t N, int64_t K) {
+  return pack_linear_scaled(W, nullptr, nullptr, bias, N, K);
+}
+
+PackedLinear pack_linear_scaled(const float* W, const float* row_scale, const float* col_scale, const float* bias,
+                                int64_t N, int64_t K) {
   PackedLinear P;
   P.N = N;
   P.K = K;
@@ -16,7 +21,9 @@ PackedLinear pack_linear(const float* W, const float* bias, int64_t N, int64_t K
   P.bias.assign(static_cast<size_t>(panels * kPanel), 0.0f);
   for (int64_t n = 0; n < N; ++n) {
     const int64_t p = n / kPanel, j = n % kPanel;
-    for (int64_t k = 0; k < K; ++k) P.panels[static_cast<size_t>((p * K + k) * kPanel + j)] = W[n * K + k];
+    const float rs = row_scale ? row_scale[n] : 1.0f;
+    for (int64_t k = 0; k < K; ++k)
+      P.panels[static_cast<size_t>((p * K + k) * kPanel + j)] = rs * W[n * K + k] * (col_scale ? col_scale[k] : 1.0f);
     if (bias) P.bias[static_cast<size_t>(n)] = bias[n];
   }
   return P;

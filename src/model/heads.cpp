@@ -13,12 +13,12 @@ namespace detail {
 ModelBase::ModelBase(const std::string& path, const LoadOptions& options, Architecture arch)
     : net_(Network::load(path, options, arch)) {}
 
-ModelBase::ModelBase(const ConvNextConfig& config, uint64_t seed, Architecture arch) {
+ModelBase::ModelBase(const ConvNextConfig& config, uint64_t seed, Architecture arch, bool inference_only) {
   ConvNextConfig c = config;
   c.architectures = {architecture_name(arch)};
   net_ = std::make_shared<Network>(c, arch);
   net_->init_weights(seed);
-  net_->prepare();
+  net_->prepare(inference_only);
 }
 
 const ConvNextConfig& ModelBase::config() const { return net_->config; }
@@ -26,13 +26,12 @@ Architecture ModelBase::architecture() const { return net_->arch; }
 const std::vector<std::string>& ModelBase::load_warnings() const { return net_->warnings; }
 const std::string& ModelBase::weights_format() const { return net_->weights_format; }
 
-int64_t ModelBase::num_parameters() const {
-  int64_t n = 0;
-  net_->for_each_parameter([&](const std::string&, Tensor& t) { n += t.numel(); });
-  return n;
-}
+int64_t ModelBase::num_parameters() const { return net_->parameter_count; }
 
 void ModelBase::save_pretrained(const std::string& dir) const {
+  if (net_->inference_only)
+    throw Error("this model was loaded with LoadOptions::inference_only, which releases the original weights; "
+                "load it with inference_only = false to save it");
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw Error(dir + ": cannot create directory (" + ec.message() + ")");
@@ -63,7 +62,8 @@ std::vector<Tensor> hidden_states_nchw(const Network::Result& r) {
 using detail::Network;
 
 ConvNextModel::ConvNextModel(const std::string& path, const LoadOptions& o) : ModelBase(path, o, Architecture::Model) {}
-ConvNextModel::ConvNextModel(const ConvNextConfig& c, uint64_t seed) : ModelBase(c, seed, Architecture::Model) {}
+ConvNextModel::ConvNextModel(const ConvNextConfig& c, uint64_t seed, bool inference_only)
+    : ModelBase(c, seed, Architecture::Model, inference_only) {}
 ConvNextModel ConvNextModel::from_pretrained(const std::string& path, const LoadOptions& o) { return ConvNextModel(path, o); }
 
 ModelOutput ConvNextModel::forward(const Tensor& pixel_values, bool output_hidden_states) const {
@@ -78,8 +78,8 @@ ModelOutput ConvNextModel::forward(const Tensor& pixel_values, bool output_hidde
 
 ConvNextForImageClassification::ConvNextForImageClassification(const std::string& path, const LoadOptions& o)
     : ModelBase(path, o, Architecture::ForImageClassification) {}
-ConvNextForImageClassification::ConvNextForImageClassification(const ConvNextConfig& c, uint64_t seed)
-    : ModelBase(c, seed, Architecture::ForImageClassification) {}
+ConvNextForImageClassification::ConvNextForImageClassification(const ConvNextConfig& c, uint64_t seed, bool inference_only)
+    : ModelBase(c, seed, Architecture::ForImageClassification, inference_only) {}
 ConvNextForImageClassification ConvNextForImageClassification::from_pretrained(const std::string& path,
                                                                                const LoadOptions& o) {
   return ConvNextForImageClassification(path, o);
@@ -92,7 +92,7 @@ ImageClassifierOutput ConvNextForImageClassification::forward(const Tensor& pixe
   const int64_t N = r.pooled.dim(0), C = r.pooled.dim(1);
   out.pooler_output = detail::layer_norm_rows(r.pooled, N, C, net_->final_norm, static_cast<float>(net_->config.layer_norm_eps));
   // classifier = nn.Linear(C_last, num_labels), or nn.Identity when num_labels == 0.
-  if (net_->classifier_weight.empty()) {
+  if (net_->classifier.N == 0) {
     out.logits = out.pooler_output.clone();
   } else {
     out.logits = Tensor({N, net_->config.num_labels()});
@@ -109,7 +109,8 @@ ImageClassifierOutput ConvNextForImageClassification::forward(const Tensor& pixe
 }
 
 ConvNextBackbone::ConvNextBackbone(const std::string& path, const LoadOptions& o) : ModelBase(path, o, Architecture::Backbone) {}
-ConvNextBackbone::ConvNextBackbone(const ConvNextConfig& c, uint64_t seed) : ModelBase(c, seed, Architecture::Backbone) {}
+ConvNextBackbone::ConvNextBackbone(const ConvNextConfig& c, uint64_t seed, bool inference_only)
+    : ModelBase(c, seed, Architecture::Backbone, inference_only) {}
 ConvNextBackbone ConvNextBackbone::from_pretrained(const std::string& path, const LoadOptions& o) { return ConvNextBackbone(path, o); }
 
 BackboneOutput ConvNextBackbone::forward(const Tensor& pixel_values, bool output_hidden_states) const {

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "convnext/error.h"
+#include "core/memory.h"
 #include "io/checkpoint.h"
 
 namespace convnext::detail {
@@ -59,6 +60,14 @@ Network::Network(const ConvNextConfig& cfg, Architecture a) : config(cfg), arch(
       backbone_norms.push_back({Tensor({ch}), Tensor({ch})});
     }
   }
+  for_each_parameter([&](const std::string&, Tensor& t) { parameter_count += t.numel(); });
+}
+
+// Frees a packed weight matrix: heap memory is released, and pages borrowed from a mapped
+// checkpoint leave the process (they stay in the page cache).
+static void release(Tensor& t) {
+  if (t.borrowed()) release_pages(t.data(), static_cast<size_t>(t.numel()) * sizeof(float));
+  t = Tensor();
 }
 
 void Network::for_each_parameter(const std::function<void(const std::string&, Tensor&)>& fn) {
@@ -130,18 +139,21 @@ void Network::init_weights(uint64_t seed) {
   for_each_parameter([&](const std::string& name, Tensor& t) { init_parameter(name, t, seed); });
 }
 
-void Network::prepare() {
+void Network::prepare(bool release_originals) {
+  if (release_originals) inference_only = true;
   using kernels::pack_linear;
   const int64_t p = config.patch_size;
   {
     const int64_t O = patch_weight.dim(0), C = patch_weight.dim(1);
     const auto w = kernels::conv_weight_to_patch_linear(patch_weight.data(), O, C, p);
     patch = pack_linear(w.data(), patch_bias.data(), O, p * p * C);
+    if (release_originals) release(patch_weight);
   }
   for (Stage& st : stages) {
     if (st.has_downsample) {
       const auto w = kernels::conv_weight_to_patch_linear(st.down_weight.data(), st.out_channels, st.in_channels, 2);
       st.down = pack_linear(w.data(), st.down_bias.data(), st.out_channels, 4 * st.in_channels);
+      if (release_originals) release(st.down_weight);
     }
     const int64_t C = st.out_channels, H4 = 4 * C;
     for (Block& b : st.blocks) {
@@ -149,25 +161,24 @@ void Network::prepare() {
       for (int64_t c = 0; c < C; ++c)
         for (int64_t t = 0; t < 49; ++t) b.dw_taps[static_cast<size_t>(t * C + c)] = b.dw_weight[c * 49 + t];
       // LayerNorm folded into pwconv1: W·(γ⊙x̂ + β) + b = (W·diag γ)·x̂ + (b + W·β).
-      std::vector<float> w1(static_cast<size_t>(H4 * C)), b1(static_cast<size_t>(H4));
+      std::vector<float> b1(static_cast<size_t>(H4));
       for (int64_t o = 0; o < H4; ++o) {
         double acc = b.pw1_bias[o];
-        for (int64_t k = 0; k < C; ++k) {
-          const float w = b.pw1_weight[o * C + k];
-          w1[static_cast<size_t>(o * C + k)] = w * b.norm.weight[k];
-          acc += static_cast<double>(w) * b.norm.bias[k];
-        }
+        for (int64_t k = 0; k < C; ++k) acc += static_cast<double>(b.pw1_weight[o * C + k]) * b.norm.bias[k];
         b1[static_cast<size_t>(o)] = static_cast<float>(acc);
       }
-      b.pw1 = pack_linear(w1.data(), b1.data(), H4, C);
+      b.pw1 = kernels::pack_linear_scaled(b.pw1_weight.data(), nullptr, b.norm.weight.data(), b1.data(), H4, C);
+      if (release_originals) release(b.pw1_weight);
       // Layer scale folded into pwconv2: γ ⊙ (W·h + b) = (diag γ·W)·h + γ⊙b.
-      std::vector<float> w2(b.pw2_weight.data(), b.pw2_weight.data() + C * H4), b2(b.pw2_bias.data(), b.pw2_bias.data() + C);
-      if (!b.layer_scale.empty())
-        for (int64_t o = 0; o < C; ++o) {
-          for (int64_t k = 0; k < H4; ++k) w2[static_cast<size_t>(o * H4 + k)] *= b.layer_scale[o];
-          b2[static_cast<size_t>(o)] *= b.layer_scale[o];
-        }
-      b.pw2 = pack_linear(w2.data(), b2.data(), C, H4);
+      std::vector<float> b2(b.pw2_bias.data(), b.pw2_bias.data() + C);
+      const float* gamma = b.layer_scale.empty() ? nullptr : b.layer_scale.data();
+      if (gamma)
+        for (int64_t o = 0; o < C; ++o) b2[static_cast<size_t>(o)] *= gamma[o];
+      b.pw2 = kernels::pack_linear_scaled(b.pw2_weight.data(), gamma, nullptr, b2.data(), C, H4);
+      if (release_originals) {
+        release(b.dw_weight);
+        release(b.pw2_weight);
+      }
     }
   }
   if (!classifier_weight.empty())
@@ -239,7 +250,8 @@ std::shared_ptr<Network> Network::load(const std::string& path, const LoadOption
     throw Error(ckpt.origin() + ": unexpected tensor '" + name + "' (shape " + shape_str(ckpt.shape(name)) +
                 ") is not a parameter of " + architecture_name(arch) + " with this config.json");
   }
-  net->prepare();
+  net->prepare(options.inference_only);
+  if (options.inference_only) ckpt.release_resident_pages();  // what packing touched of the small tensors too
   return net;
 }
 

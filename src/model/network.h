@@ -52,6 +52,8 @@ struct Network {
   std::vector<LayerNormParams> backbone_norms;  // hidden_states_norms.<out_feature>, in out_features order
 
   std::string weights_format = "new";
+  bool inference_only = false;  // the original weight matrices were released (see LoadOptions)
+  int64_t parameter_count = 0;
   std::vector<std::string> warnings;
 
   // Builds the parameter tensors for `config` and `arch` (zero-filled; see init_weights).
@@ -65,7 +67,9 @@ struct Network {
   // One parameter, initialised as init_weights would (for replaced or missing heads).
   void init_parameter(const std::string& name, Tensor& t, uint64_t seed) const;
   // Packs and folds the parameters for inference; call after the parameters change.
-  void prepare();
+  // With `release_originals` each weight matrix is released as soon as it is packed (and its
+  // mapped pages handed back), so memory never holds both forms of the whole model.
+  void prepare(bool release_originals = false);
 
   // Loads config.json and the weights of `path` as `arch`.
   static std::shared_ptr<Network> load(const std::string& path, const LoadOptions& options, Architecture arch);
