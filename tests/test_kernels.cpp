@@ -154,3 +154,29 @@ TEST(Kernels, PatchConvolutionAsGemmMatchesDirectConvolution) {
 
 }  // namespace
 }  // namespace convnext::test
+
+namespace convnext::test {
+namespace {
+
+TEST(Kernels, DepthwiseConvWithLayerNormMatchesReference) {
+  const std::vector<std::array<int64_t, 4>> shapes = {{1, 1, 1, 1}, {1, 5, 9, 3}, {3, 5, 9, 13}, {1, 57, 61, 57}, {2, 7, 7, 100}};
+  for (int family = 0; family < 2; ++family) {
+    if (family == 1 && !cpu_has_avx512()) continue;
+    auto fn = family == 0 ? kernels::portable::dwconv7_ln : kernels::x86::dwconv7_ln;
+    for (auto [N, H, W, C] : shapes) {
+      auto x = randn(N * H * W * C, 21), w = randn(C * 49, 22, 0.2f), b = randn(C, 23);
+      std::vector<float> taps(static_cast<size_t>(49 * C));
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t t = 0; t < 49; ++t) taps[static_cast<size_t>(t * C + c)] = w[static_cast<size_t>(c * 49 + t)];
+      std::vector<float> ours(x.size()), ref(x.size());
+      fn(x.data(), N, H, W, C, taps.data(), b.data(), 1e-6f, ours.data());
+      kernels::reference::dwconv(x.data(), N, H, W, C, w.data(), 7, b.data(), ref.data());
+      kernels::reference::layer_norm(ref.data(), N * H * W, C, nullptr, nullptr, 1e-6f, ref.data());
+      EXPECT_TRUE(close(as_tensor(ours), as_tensor(ref), 2e-5)) << (family ? "avx512" : "portable") << " N=" << N
+                                                                << " H=" << H << " W=" << W << " C=" << C;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace convnext::test

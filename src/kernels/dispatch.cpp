@@ -33,6 +33,12 @@ void dwconv7(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const f
   else portable::dwconv7(x, N, H, W, C, w49, bias, y);
 }
 
+void dwconv7_ln(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
+                float eps, float* y) {
+  if (use_x86()) x86::dwconv7_ln(x, N, H, W, C, w49, bias, eps, y);
+  else portable::dwconv7_ln(x, N, H, W, C, w49, bias, eps, y);
+}
+
 void activation(Activation act, float* x, int64_t n) {
   if (act == Activation::Linear) return;
   if (!use_x86()) return portable::activation(act, x, n);

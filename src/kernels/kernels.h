@@ -37,6 +37,11 @@ void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, con
 // Depthwise 7×7 convolution, stride 1, zero padding 3, NHWC. Weights as [49][C] (tap-major).
 void dwconv7(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y);
 
+// y = LayerNorm(dwconv7(x)) with no affine (γ, β are folded into the next layer): the block's
+// first two steps, normalising each output row while it is still in cache.
+void dwconv7_ln(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
+                float eps, float* y);
+
 // x = act(x), in place.
 void activation(Activation act, float* x, int64_t n);
 
@@ -71,6 +76,8 @@ void patch_conv_nchw(const float* x, int64_t N, int64_t C, int64_t H, int64_t W,
 }  // namespace reference
 
 namespace portable {
+void dwconv7_ln(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
+                float eps, float* y);
 void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
             Activation act);
 void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y);
@@ -80,6 +87,8 @@ float activation_scalar(Activation act, float x);
 }  // namespace portable
 
 namespace x86 {
+void dwconv7_ln(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
+                float eps, float* y);
 void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
             Activation act);
 void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y);

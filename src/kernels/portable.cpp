@@ -122,4 +122,10 @@ void dwconv7(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const f
       }
 }
 
+void dwconv7_ln(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
+                float eps, float* y) {
+  dwconv7(x, N, H, W, C, w49, bias, y);
+  layer_norm(y, N * H * W, C, nullptr, nullptr, eps, y);
+}
+
 }  // namespace convnext::kernels::portable

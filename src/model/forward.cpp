@@ -7,6 +7,9 @@
 //
 // Feature maps live in NHWC, so the two pointwise layers, the patch convolutions and every
 // LayerNorm are row operations over contiguous channels.
+#include <omp.h>
+
+#include <algorithm>
 #include <cmath>
 
 #include "convnext/error.h"
@@ -25,15 +28,40 @@ struct Map {
   int64_t pixels() const { return N * H * W; }
 };
 
-// ConvNextLayer, with LayerNorm's affine folded into pwconv1 and γ into pwconv2 (see prepare()).
+// Rows of pixels per MLP tile: enough to keep the microkernel busy, few enough that the tile's
+// 4C-wide hidden activations (≤ 512 KiB) stay in the core's L2 between pwconv1 and pwconv2,
+// and enough tiles to share among the threads.
+int64_t mlp_tile_rows(int64_t M, int64_t C, int threads) {
+  const int64_t cap = std::max<int64_t>(24, (131072 / (4 * C)) / 12 * 12);
+  const int64_t want = (M / (12 * threads)) / 12 * 12;
+  return std::clamp<int64_t>(want, 48, std::max<int64_t>(48, cap));
+}
+
+// ConvNextLayer, with LayerNorm's affine folded into pwconv1 and γ into pwconv2 (see prepare()):
+//   t = LayerNorm(dwconv(x));  x += pwconv2(act(pwconv1(t)))
+// When the map has enough pixels, the MLP runs tile by tile, each thread taking whole tiles, so
+// the hidden activations never leave the core's cache; otherwise (the small late stages at
+// batch 1) each GEMM is split over the threads by output columns.
 void block_forward(const Block& b, Map& x, Activation act, std::vector<float>& t, std::vector<float>& h) {
-  const int64_t M = x.pixels(), C = x.C;
+  const int64_t M = x.pixels(), C = x.C, H4 = 4 * C;
   t.resize(static_cast<size_t>(M * C));
-  h.resize(static_cast<size_t>(M * 4 * C));
-  kernels::dwconv7(x.data.data(), x.N, x.H, x.W, C, b.dw_taps.data(), b.dw_bias.data(), t.data());
-  kernels::layer_norm(t.data(), M, C, nullptr, nullptr, kBlockEps, t.data());
-  kernels::linear(M, t.data(), C, b.pw1, h.data(), 4 * C, /*accumulate=*/false, act);
-  kernels::linear(M, h.data(), 4 * C, b.pw2, x.data.data(), C, /*accumulate=*/true, Activation::Linear);
+  kernels::dwconv7_ln(x.data.data(), x.N, x.H, x.W, C, b.dw_taps.data(), b.dw_bias.data(), kBlockEps, t.data());
+  const int threads = num_threads();
+  const int64_t tm = mlp_tile_rows(M, C, threads), tiles = (M + tm - 1) / tm;
+  if (threads > 1 && tiles >= 4 * threads) {
+    h.resize(static_cast<size_t>(threads * tm * H4));
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int64_t i = 0; i < tiles; ++i) {
+      const int64_t m0 = i * tm, rows = std::min(tm, M - m0);
+      float* hidden = h.data() + static_cast<int64_t>(omp_get_thread_num()) * tm * H4;
+      kernels::linear(rows, t.data() + m0 * C, C, b.pw1, hidden, H4, /*accumulate=*/false, act);
+      kernels::linear(rows, hidden, H4, b.pw2, x.data.data() + m0 * C, C, /*accumulate=*/true, Activation::Linear);
+    }
+    return;
+  }
+  h.resize(static_cast<size_t>(M * H4));
+  kernels::linear(M, t.data(), C, b.pw1, h.data(), H4, /*accumulate=*/false, act);
+  kernels::linear(M, h.data(), H4, b.pw2, x.data.data(), C, /*accumulate=*/true, Activation::Linear);
 }
 
 // Downsampling layer: LayerNorm over channels, then a 2×2 stride-2 conv as a GEMM over patches.

@@ -37,31 +37,34 @@ void activation(Activation act, float* x, int64_t n) {
   }
 }
 
+namespace {
+// One row: y = (x − mean) / sqrt(var + eps) · gamma + beta, two passes over C.
+inline void ln_row(const float* xr, int64_t C, const float* gamma, const float* beta, float eps, float* yr) {
+  __m512 s = _mm512_setzero_ps();
+  for (int64_t c = 0; c < C; c += 16) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(tail_mask(C - c), xr + c));
+  const float mean = _mm512_reduce_add_ps(s) / static_cast<float>(C);
+  const __m512 vm = _mm512_set1_ps(mean);
+  __m512 v = _mm512_setzero_ps();
+  for (int64_t c = 0; c < C; c += 16) {
+    const __mmask16 m = tail_mask(C - c);
+    const __m512 d = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, xr + c), vm);
+    v = _mm512_fmadd_ps(d, d, v);
+  }
+  const float var = _mm512_reduce_add_ps(v) / static_cast<float>(C);
+  const __m512 rstd = _mm512_set1_ps(1.0f / std::sqrt(var + eps));
+  for (int64_t c = 0; c < C; c += 16) {
+    const __mmask16 m = tail_mask(C - c);
+    __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, xr + c), vm), rstd);
+    if (gamma) d = _mm512_mul_ps(d, _mm512_maskz_loadu_ps(m, gamma + c));
+    if (beta) d = _mm512_add_ps(d, _mm512_maskz_loadu_ps(m, beta + c));
+    _mm512_mask_storeu_ps(yr + c, m, d);
+  }
+}
+}  // namespace
+
 void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y) {
 #pragma omp parallel for schedule(static) if (rows * C > 16384)
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * C;
-    float* yr = y + r * C;
-    __m512 s = _mm512_setzero_ps();
-    for (int64_t c = 0; c < C; c += 16) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(tail_mask(C - c), xr + c));
-    const float mean = _mm512_reduce_add_ps(s) / static_cast<float>(C);
-    const __m512 vm = _mm512_set1_ps(mean);
-    __m512 v = _mm512_setzero_ps();
-    for (int64_t c = 0; c < C; c += 16) {
-      const __mmask16 m = tail_mask(C - c);
-      const __m512 d = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, xr + c), vm);
-      v = _mm512_fmadd_ps(d, d, v);
-    }
-    const float var = _mm512_reduce_add_ps(v) / static_cast<float>(C);
-    const __m512 rstd = _mm512_set1_ps(1.0f / std::sqrt(var + eps));
-    for (int64_t c = 0; c < C; c += 16) {
-      const __mmask16 m = tail_mask(C - c);
-      __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, xr + c), vm), rstd);
-      if (gamma) d = _mm512_mul_ps(d, _mm512_maskz_loadu_ps(m, gamma + c));
-      if (beta) d = _mm512_add_ps(d, _mm512_maskz_loadu_ps(m, beta + c));
-      _mm512_mask_storeu_ps(yr + c, m, d);
-    }
-  }
+  for (int64_t r = 0; r < rows; ++r) ln_row(x + r * C, C, gamma, beta, eps, y + r * C);
 }
 
 // One output row (n, i) of the depthwise 7×7. Blocks of 4 output pixels share each weight
@@ -110,6 +113,17 @@ static void dw_row(const float* x, int64_t H, int64_t W, int64_t C, int64_t i, c
       const __m512 outs[4] = {a0, a1, a2, a3};
       for (int jj = 0; jj < 4 && j + jj < W; ++jj) _mm512_mask_storeu_ps(yrow + (j + jj) * C + c, m, outs[jj]);
     }
+  }
+}
+
+void dwconv7_ln(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
+                float eps, float* y) {
+#pragma omp parallel for schedule(static) if (N * H * W * C > 16384)
+  for (int64_t r = 0; r < N * H; ++r) {
+    const int64_t n = r / H, i = r % H;
+    float* out = y + r * W * C;
+    dw_row(x + n * H * W * C, H, W, C, i, w49, bias, out);
+    for (int64_t j = 0; j < W; ++j) ln_row(out + j * C, C, nullptr, nullptr, eps, out + j * C);
   }
 }
 
