@@ -73,13 +73,23 @@ void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float
   const int64_t N = W.N, K = W.K;
   if (M <= 0 || N <= 0) return;
   const int64_t panels = (N + kPanel - 1) / kPanel;
-  const int64_t mtiles = (M + kMc - 1) / kMc, ntiles = (panels + kNp - 1) / kNp;
+  // Output tiles: kMc rows (a small M in one tile) × np panels, with np lowered until there are
+  // enough tiles for every thread to get several (the late stages at batch 1 have few pixels).
+  const int64_t mc = M <= 2 * kMc ? M : kMc;
+  const int64_t mtiles = (M + mc - 1) / mc;
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  int64_t np = kNp;
+  while (np > 1 && mtiles * ((panels + np - 1) / np) < 6 * threads) np /= 2;
+  const int64_t ntiles = (panels + np - 1) / np;
   const int64_t tiles = mtiles * ntiles;
 #pragma omp parallel for schedule(dynamic, 1) if (tiles > 1 && M * N * K > 32768)
   for (int64_t t = 0; t < tiles; ++t) {
     const int64_t tm = t / ntiles, tn = t % ntiles;
-    const int64_t m0 = tm * kMc, m1 = std::min(M, m0 + kMc);
-    const int64_t p0 = tn * kNp, p1 = std::min(panels, p0 + kNp);
+    const int64_t m0 = tm * mc, m1 = std::min(M, m0 + mc);
+    const int64_t p0 = tn * np, p1 = std::min(panels, p0 + np);
+    // Rows split evenly over microkernel calls (49 = 10+10+10+10+9, not 12+12+12+12+1): each
+    // call streams the weight panel once, so a 1-row call would cost as much as a 12-row one.
+    const int64_t calls = (m1 - m0 + kMr - 1) / kMr;
     for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += kKc) {
       const int64_t kc = std::min(kKc, K - k0);
       const bool first = k0 == 0, last = k0 + kKc >= K;
@@ -89,9 +99,10 @@ void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float
         const __mmask16 mk1 = static_cast<__mmask16>(nc >= 32 ? 0xffff : nc <= 16 ? 0 : (1u << (nc - 16)) - 1);
         const float* Bp = W.panels.data() + (p * K + k0) * kPanel;
         const float* bias = last ? W.bias.data() + n0 : nullptr;
-        for (int64_t m = m0; m < m1; m += kMr) {
-          const int mr = static_cast<int>(std::min<int64_t>(kMr, m1 - m));
+        for (int64_t c = 0, m = m0; c < calls; ++c) {
+          const int mr = static_cast<int>((m1 - m) / (calls - c) + ((m1 - m) % (calls - c) ? 1 : 0));
           kMicro[mr](kc, A + m * lda + k0, lda, Bp, bias, C + m * ldc + n0, ldc, mk0, mk1, accumulate || !first);
+          m += mr;
         }
       }
       if (K == 0) break;
