@@ -75,8 +75,7 @@ void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float
   const int64_t panels = (N + kPanel - 1) / kPanel;
   // Output tiles: kMc rows (a small M in one tile) × np panels, with np lowered until there are
   // enough tiles for every thread to get several (the late stages at batch 1 have few pixels).
-  const int64_t mc = M <= 2 * kMc ? M : kMc;
-  const int64_t mtiles = (M + mc - 1) / mc;
+  const int64_t mtiles = (M + kMc - 1) / kMc, mc = (M + mtiles - 1) / mtiles;  // 196 rows: 3 × 66, not 96+96+4
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
   int64_t np = kNp;
   while (np > 1 && mtiles * ((panels + np - 1) / np) < 6 * threads) np /= 2;
