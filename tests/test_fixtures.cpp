@@ -189,3 +189,52 @@ TEST(Checkpoints, InferenceOnlyModelsRefuseToSave) {
 
 }  // namespace
 }  // namespace convnext::test
+
+namespace convnext::test {
+namespace {
+
+// bf16 against fp32 on real data: the trained Fashion-MNIST model on 512 test images, and the
+// random-weight fixtures. Prints the figures the README reports.
+TEST(Bf16, AgreesWithFp32OnTheFixtures) {
+  REQUIRE_FIXTURES();
+  LoadOptions bf;
+  bf.precision = Precision::BF16;
+  for (const char* dir : {"tiny4", "multilabel_gelunew", "gray3_relu_noscale"}) {
+    const Tensor px = io::SafetensorsFile::open(fixture(std::string(dir) + "/expected.safetensors"))->get_f32("pixel_values");
+    const Tensor ref = io::SafetensorsFile::open(fixture(std::string(dir) + "/expected.safetensors"))->get_f32("logits");
+    const Tensor got = ConvNextForImageClassification::from_pretrained(fixture(dir), bf).forward(px).logits;
+    double err = 0, scale = 1;
+    for (int64_t i = 0; i < ref.numel(); ++i) {
+      err = std::max(err, static_cast<double>(std::fabs(got[i] - ref[i])));
+      scale = std::max(scale, static_cast<double>(std::fabs(ref[i])));
+    }
+    std::printf("[bf16] %s: max |logit - fp32 ref| = %.4g (max |ref| %.3g)\n", dir, err, scale);
+    EXPECT_LT(err, 0.05 * scale) << dir;
+  }
+  std::string images;
+  for (const char* p : {"/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"})
+    if (std::filesystem::exists(p)) images = p;
+  if (images.empty()) GTEST_SKIP() << "Debian's dataset-fashion-mnist is not installed";
+  const std::vector<uint8_t> raw = read_idx(images, 16);
+  Tensor x({512, 1, 28, 28});
+  for (int64_t i = 0; i < 512 * 784; ++i)
+    x[i] = (static_cast<float>(static_cast<double>(raw[static_cast<size_t>(i)]) / 255.0) - 0.2860f) / 0.3530f;
+  const Tensor ref = io::SafetensorsFile::open(fixture("fashion_mnist/test_first512.safetensors"))->get_f32("logits");
+  const Tensor got = ConvNextForImageClassification::from_pretrained(fixture("fashion_mnist/model"), bf).forward(x).logits;
+  int agree = 0;
+  double err = 0;
+  for (int64_t n = 0; n < 512; ++n) {
+    int64_t a = 0, b = 0;
+    for (int64_t j = 1; j < 10; ++j) {
+      if (got[n * 10 + j] > got[n * 10 + a]) a = j;
+      if (ref[n * 10 + j] > ref[n * 10 + b]) b = j;
+    }
+    agree += a == b;
+    for (int64_t j = 0; j < 10; ++j) err = std::max(err, static_cast<double>(std::fabs(got[n * 10 + j] - ref[n * 10 + j])));
+  }
+  std::printf("[bf16] fashion_mnist: top-1 agrees with fp32 on %d/512 images, max |logit diff| %.4g\n", agree, err);
+  EXPECT_GE(agree, 507);  // ≥ 99%
+}
+
+}  // namespace
+}  // namespace convnext::test

@@ -3,6 +3,7 @@
 #include <random>
 
 #include "core/cpu.h"
+#include "io/safetensors.h"
 #include "kernels/kernels.h"
 #include "test_util.h"
 
@@ -175,6 +176,41 @@ TEST(Kernels, DepthwiseConvWithLayerNormMatchesReference) {
       EXPECT_TRUE(close(as_tensor(ours), as_tensor(ref), 2e-5)) << (family ? "avx512" : "portable") << " N=" << N
                                                                 << " H=" << H << " W=" << W << " C=" << C;
     }
+  }
+}
+
+}  // namespace
+}  // namespace convnext::test
+
+namespace convnext::test {
+namespace {
+
+float round_bf16(float v) { return io::bf16_to_f32(io::f32_to_bf16(v)); }
+
+TEST(Kernels, Bf16LinearMatchesReferenceOnRoundedOperands) {
+  // Both bf16 kernels must equal the double-precision product of the bf16-rounded operands up to
+  // fp32 accumulation error: the only approximation is the rounding to bf16 itself.
+  const std::vector<std::array<int64_t, 3>> shapes = {{1, 1, 1},   {1, 3, 13},   {3, 13, 57},   {5, 57, 3},
+                                                      {13, 33, 96}, {45, 100, 13}, {57, 61, 777}, {100, 96, 800}};
+  for (int family = 0; family < 2; ++family) {
+    if (family == 1 && !kernels::native_bf16()) continue;
+    auto fn = family == 0 ? kernels::portable::linear_bf16 : kernels::x86::linear_bf16;
+    for (auto [M, N, K] : shapes)
+      for (int mode = 0; mode < 3; ++mode) {
+        const Activation act = mode == 1 ? Activation::Gelu : Activation::Linear;
+        const bool acc = mode == 2;
+        const int64_t lda = K + 3, ldc = N + 5;
+        auto A = randn(M * lda, 31), W = randn(N * K, 32, 1.0f / std::sqrt(static_cast<float>(K))), b = randn(N, 33);
+        auto C0 = randn(M * ldc, 34);
+        std::vector<float> ours = C0, ref = C0, Ar = A, Wr = W;
+        for (float& v : Ar) v = round_bf16(v);
+        for (float& v : Wr) v = round_bf16(v);
+        const auto P = kernels::pack_linear_scaled(W.data(), nullptr, nullptr, b.data(), N, K, /*bf16=*/true);
+        fn(M, A.data(), lda, P, ours.data(), ldc, acc, act);
+        kernels::reference::linear(M, N, K, Ar.data(), lda, Wr.data(), b.data(), ref.data(), ldc, acc, act);
+        EXPECT_TRUE(close(as_tensor(ours), as_tensor(ref), 2e-6)) << (family ? "avx512_bf16" : "portable") << " M=" << M
+                                                                  << " N=" << N << " K=" << K << " mode " << mode;
+      }
   }
 }
 

@@ -16,7 +16,7 @@ namespace convnext::cli {
 
 namespace {
 const char* kHelp = R"(usage: convnext bench (--arch tiny|small|base|large|xlarge | --model DIR)
-                      [--batch B] [--size S] [--threads T] [--dtype f32] [--iters N] [--warmup W] [--json]
+                      [--batch B] [--size S] [--threads T] [--dtype f32|bf16] [--iters N] [--warmup W] [--json]
 
 Times ConvNextForImageClassification.forward on random pixel_values [B,3,S,S] (default 1, 224):
 W warm-up runs (default 2), then N timed runs (default 10); reports the median. --arch uses
@@ -53,18 +53,21 @@ int cmd_bench(int argc, char** argv, int first) {
                 warmup = a.get_int("warmup", 2);
   if (batch < 1 || size < 1 || iters < 1 || warmup < 0) throw Error("--batch, --size and --iters must be >= 1");
   const std::string dtype = a.get("dtype", "f32");
-  if (dtype != "f32") throw Error("--dtype " + dtype + " is not supported yet (f32 only)");
+  if (dtype != "f32" && dtype != "bf16") throw Error("--dtype must be f32 or bf16, got '" + dtype + "'");
+  const Precision precision = dtype == "bf16" ? Precision::BF16 : Precision::F32;
   set_num_threads(static_cast<int>(a.get_int("threads", 0)));
 
   std::string arch = a.get("arch");
   std::optional<ConvNextForImageClassification> model;
   if (a.has("model")) {
-    model.emplace(ConvNextForImageClassification::from_pretrained(a.get("model")));
+    LoadOptions o;
+    o.precision = precision;
+    model.emplace(ConvNextForImageClassification::from_pretrained(a.get("model"), o));
     arch = model->config().variant_name().empty() ? "custom" : model->config().variant_name();
   } else {
     if (arch.empty()) throw Error("--arch or --model is required (see --help)");
     // inference_only: as a loaded checkpoint, only the packed weights stay.
-    model.emplace(ConvNextConfig::preset(arch, 1000), 0, /*inference_only=*/true);
+    model.emplace(ConvNextConfig::preset(arch, 1000), 0, /*inference_only=*/true, precision);
   }
   const ConvNextConfig& cfg = model->config();
   Tensor px({batch, cfg.num_channels, size, size});
@@ -99,7 +102,8 @@ int cmd_bench(int argc, char** argv, int first) {
                       {"images_per_s", 1000.0 * static_cast<double>(batch) / median},
                       {"gflops", gflop / (median / 1000.0)},
                       {"peak_rss_mb", rss_mb},
-                      {"kernels", kernels::active_family()}};
+                      {"kernels", dtype == "bf16" ? (kernels::native_bf16() ? "avx512_bf16" : "portable_bf16")
+                                                  : kernels::active_family()}};
   if (a.has("json")) {
     std::printf("%s\n", j.dump().c_str());
   } else {

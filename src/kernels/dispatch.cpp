@@ -17,8 +17,18 @@ bool use_x86() {
 
 const char* active_family() { return use_x86() ? "avx512" : "portable"; }
 
+bool native_bf16() {
+  static const bool v = cpu_has_avx512_bf16() && std::strcmp(forced_kernels(), "portable") != 0;
+  return v;
+}
+
 void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
             Activation act) {
+  if (W.is_bf16()) {
+    if (native_bf16()) x86::linear_bf16(M, A, lda, W, C, ldc, accumulate, act);
+    else portable::linear_bf16(M, A, lda, W, C, ldc, accumulate, act);
+    return;
+  }
   if (use_x86()) x86::linear(M, A, lda, W, C, ldc, accumulate, act);
   else portable::linear(M, A, lda, W, C, ldc, accumulate, act);
 }

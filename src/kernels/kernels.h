@@ -16,14 +16,22 @@ constexpr int64_t kPanel = 32;  // output columns per packed weight panel
 // panel p holds, for every k, the 32 weights of outputs 32p..32p+31 (zero padded).
 struct PackedLinear {
   int64_t N = 0, K = 0;
-  std::vector<float> panels;  // ceil(N/32) × K × 32
+  std::vector<float> panels;  // fp32: ceil(N/32) × K × 32
   std::vector<float> bias;    // ceil(N/32)·32, zero padded
+  // bf16 instead (panels empty): ceil(N/32) × ceil(K/2) × 32 × 2, the two k of a pair adjacent,
+  // as vdpbf16ps consumes them. The GEMM then rounds A to bf16 too and accumulates in fp32.
+  std::vector<uint16_t> panels_bf16;
+  bool is_bf16() const { return !panels_bf16.empty(); }
 };
 PackedLinear pack_linear(const float* W, const float* bias, int64_t N, int64_t K);
 // The same for W'[n][k] = row_scale[n] · W[n][k] · col_scale[k] (either scale may be null): how
-// a LayerNorm's γ (columns) or a layer scale (rows) is folded in without a copy of W.
+// a LayerNorm's γ (columns) or a layer scale (rows) is folded in without a copy of W. With
+// `bf16` the panels hold W' rounded to bfloat16 (round to nearest even).
 PackedLinear pack_linear_scaled(const float* W, const float* row_scale, const float* col_scale, const float* bias,
-                                int64_t N, int64_t K);
+                                int64_t N, int64_t K, bool bf16 = false);
+// True when this CPU runs the bf16 GEMM natively (AVX512_BF16); elsewhere bf16 weights work
+// through a portable kernel that gives the same numbers, slowly.
+bool native_bf16();
 
 // C[M,N] = act(A[M,K]·Wᵀ + b), or with `accumulate` C += A·Wᵀ + b (act must then be Linear).
 // Rows of A and C are lda / ldc floats apart. Threads split the output over rows and columns.
@@ -76,6 +84,8 @@ void patch_conv_nchw(const float* x, int64_t N, int64_t C, int64_t H, int64_t W,
 }  // namespace reference
 
 namespace portable {
+void linear_bf16(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
+                 Activation act);
 void dwconv7_ln(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
                 float eps, float* y);
 void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
@@ -87,6 +97,8 @@ float activation_scalar(Activation act, float x);
 }  // namespace portable
 
 namespace x86 {
+void linear_bf16(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
+                 Activation act);
 void dwconv7_ln(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
                 float eps, float* y);
 void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,

@@ -3,6 +3,7 @@
 
 #include <cstring>
 
+#include "io/safetensors.h"  // f32_to_bf16
 #include "kernels/kernels.h"
 
 namespace convnext::kernels {
@@ -12,18 +13,22 @@ PackedLinear pack_linear(const float* W, const float* bias, int64_t N, int64_t K
 }
 
 PackedLinear pack_linear_scaled(const float* W, const float* row_scale, const float* col_scale, const float* bias,
-                                int64_t N, int64_t K) {
+                                int64_t N, int64_t K, bool bf16) {
   PackedLinear P;
   P.N = N;
   P.K = K;
-  const int64_t panels = (N + kPanel - 1) / kPanel;
-  P.panels.assign(static_cast<size_t>(panels * K * kPanel), 0.0f);
+  const int64_t panels = (N + kPanel - 1) / kPanel, K2 = (K + 1) / 2;
+  if (bf16) P.panels_bf16.assign(static_cast<size_t>(panels * K2 * kPanel * 2), 0);
+  else P.panels.assign(static_cast<size_t>(panels * K * kPanel), 0.0f);
   P.bias.assign(static_cast<size_t>(panels * kPanel), 0.0f);
   for (int64_t n = 0; n < N; ++n) {
     const int64_t p = n / kPanel, j = n % kPanel;
     const float rs = row_scale ? row_scale[n] : 1.0f;
-    for (int64_t k = 0; k < K; ++k)
-      P.panels[static_cast<size_t>((p * K + k) * kPanel + j)] = rs * W[n * K + k] * (col_scale ? col_scale[k] : 1.0f);
+    for (int64_t k = 0; k < K; ++k) {
+      const float v = rs * W[n * K + k] * (col_scale ? col_scale[k] : 1.0f);
+      if (bf16) P.panels_bf16[static_cast<size_t>(((p * K2 + k / 2) * kPanel + j) * 2 + k % 2)] = io::f32_to_bf16(v);
+      else P.panels[static_cast<size_t>((p * K + k) * kPanel + j)] = v;
+    }
     if (bias) P.bias[static_cast<size_t>(n)] = bias[n];
   }
   return P;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "io/safetensors.h"  // bf16 conversions
 #include "kernels/kernels.h"
 
 namespace convnext::kernels::portable {
@@ -126,6 +127,32 @@ void dwconv7_ln(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, cons
                 float eps, float* y) {
   dwconv7(x, N, H, W, C, w49, bias, y);
   layer_norm(y, N * H * W, C, nullptr, nullptr, eps, y);
+}
+
+}  // namespace convnext::kernels::portable
+
+namespace convnext::kernels::portable {
+
+// The bf16 GEMM's numbers without AVX512_BF16: A rounded to bf16 (nearest even) as the native
+// kernel does, the bf16 weights widened, products summed in fp32.
+void linear_bf16(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
+                 Activation act) {
+  const int64_t N = W.N, K = W.K, K2 = (K + 1) / 2;
+#pragma omp parallel for schedule(static) if (M * N * K > 32768)
+  for (int64_t m = 0; m < M; ++m) {
+    std::vector<float> a(static_cast<size_t>(2 * K2), 0.0f);
+    for (int64_t k = 0; k < K; ++k) a[static_cast<size_t>(k)] = io::bf16_to_f32(io::f32_to_bf16(A[m * lda + k]));
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t p = n / kPanel, j = n % kPanel;
+      float acc = 0.0f;
+      for (int64_t kk = 0; kk < K2; ++kk) {
+        const uint16_t* w = W.panels_bf16.data() + ((p * K2 + kk) * kPanel + j) * 2;
+        acc += a[static_cast<size_t>(2 * kk)] * io::bf16_to_f32(w[0]) + a[static_cast<size_t>(2 * kk + 1)] * io::bf16_to_f32(w[1]);
+      }
+      const float v = activation_scalar(act, acc + W.bias[static_cast<size_t>(n)]);
+      C[m * ldc + n] = accumulate ? C[m * ldc + n] + v : v;
+    }
+  }
 }
 
 }  // namespace convnext::kernels::portable

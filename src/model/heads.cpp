@@ -13,10 +13,12 @@ namespace detail {
 ModelBase::ModelBase(const std::string& path, const LoadOptions& options, Architecture arch)
     : net_(Network::load(path, options, arch)) {}
 
-ModelBase::ModelBase(const ConvNextConfig& config, uint64_t seed, Architecture arch, bool inference_only) {
+ModelBase::ModelBase(const ConvNextConfig& config, uint64_t seed, Architecture arch, bool inference_only,
+                     Precision precision) {
   ConvNextConfig c = config;
   c.architectures = {architecture_name(arch)};
   net_ = std::make_shared<Network>(c, arch);
+  net_->precision = precision;
   net_->init_weights(seed);
   net_->prepare(inference_only);
 }
@@ -24,6 +26,7 @@ ModelBase::ModelBase(const ConvNextConfig& config, uint64_t seed, Architecture a
 const ConvNextConfig& ModelBase::config() const { return net_->config; }
 Architecture ModelBase::architecture() const { return net_->arch; }
 const std::vector<std::string>& ModelBase::load_warnings() const { return net_->warnings; }
+Precision ModelBase::precision() const { return net_->precision; }
 const std::string& ModelBase::weights_format() const { return net_->weights_format; }
 
 int64_t ModelBase::num_parameters() const { return net_->parameter_count; }
@@ -62,8 +65,8 @@ std::vector<Tensor> hidden_states_nchw(const Network::Result& r) {
 using detail::Network;
 
 ConvNextModel::ConvNextModel(const std::string& path, const LoadOptions& o) : ModelBase(path, o, Architecture::Model) {}
-ConvNextModel::ConvNextModel(const ConvNextConfig& c, uint64_t seed, bool inference_only)
-    : ModelBase(c, seed, Architecture::Model, inference_only) {}
+ConvNextModel::ConvNextModel(const ConvNextConfig& c, uint64_t seed, bool inference_only, Precision precision)
+    : ModelBase(c, seed, Architecture::Model, inference_only, precision) {}
 ConvNextModel ConvNextModel::from_pretrained(const std::string& path, const LoadOptions& o) { return ConvNextModel(path, o); }
 
 ModelOutput ConvNextModel::forward(const Tensor& pixel_values, bool output_hidden_states) const {
@@ -78,8 +81,8 @@ ModelOutput ConvNextModel::forward(const Tensor& pixel_values, bool output_hidde
 
 ConvNextForImageClassification::ConvNextForImageClassification(const std::string& path, const LoadOptions& o)
     : ModelBase(path, o, Architecture::ForImageClassification) {}
-ConvNextForImageClassification::ConvNextForImageClassification(const ConvNextConfig& c, uint64_t seed, bool inference_only)
-    : ModelBase(c, seed, Architecture::ForImageClassification, inference_only) {}
+ConvNextForImageClassification::ConvNextForImageClassification(const ConvNextConfig& c, uint64_t seed, bool inference_only, Precision precision)
+    : ModelBase(c, seed, Architecture::ForImageClassification, inference_only, precision) {}
 ConvNextForImageClassification ConvNextForImageClassification::from_pretrained(const std::string& path,
                                                                                const LoadOptions& o) {
   return ConvNextForImageClassification(path, o);
@@ -109,8 +112,8 @@ ImageClassifierOutput ConvNextForImageClassification::forward(const Tensor& pixe
 }
 
 ConvNextBackbone::ConvNextBackbone(const std::string& path, const LoadOptions& o) : ModelBase(path, o, Architecture::Backbone) {}
-ConvNextBackbone::ConvNextBackbone(const ConvNextConfig& c, uint64_t seed, bool inference_only)
-    : ModelBase(c, seed, Architecture::Backbone, inference_only) {}
+ConvNextBackbone::ConvNextBackbone(const ConvNextConfig& c, uint64_t seed, bool inference_only, Precision precision)
+    : ModelBase(c, seed, Architecture::Backbone, inference_only, precision) {}
 ConvNextBackbone ConvNextBackbone::from_pretrained(const std::string& path, const LoadOptions& o) { return ConvNextBackbone(path, o); }
 
 BackboneOutput ConvNextBackbone::forward(const Tensor& pixel_values, bool output_hidden_states) const {

@@ -141,6 +141,7 @@ void Network::init_weights(uint64_t seed) {
 
 void Network::prepare(bool release_originals) {
   if (release_originals) inference_only = true;
+  const bool bf16 = precision == Precision::BF16;
   using kernels::pack_linear;
   const int64_t p = config.patch_size;
   {
@@ -152,7 +153,8 @@ void Network::prepare(bool release_originals) {
   for (Stage& st : stages) {
     if (st.has_downsample) {
       const auto w = kernels::conv_weight_to_patch_linear(st.down_weight.data(), st.out_channels, st.in_channels, 2);
-      st.down = pack_linear(w.data(), st.down_bias.data(), st.out_channels, 4 * st.in_channels);
+      st.down = kernels::pack_linear_scaled(w.data(), nullptr, nullptr, st.down_bias.data(), st.out_channels,
+                                            4 * st.in_channels, bf16);
       if (release_originals) release(st.down_weight);
     }
     const int64_t C = st.out_channels, H4 = 4 * C;
@@ -167,14 +169,14 @@ void Network::prepare(bool release_originals) {
         for (int64_t k = 0; k < C; ++k) acc += static_cast<double>(b.pw1_weight[o * C + k]) * b.norm.bias[k];
         b1[static_cast<size_t>(o)] = static_cast<float>(acc);
       }
-      b.pw1 = kernels::pack_linear_scaled(b.pw1_weight.data(), nullptr, b.norm.weight.data(), b1.data(), H4, C);
+      b.pw1 = kernels::pack_linear_scaled(b.pw1_weight.data(), nullptr, b.norm.weight.data(), b1.data(), H4, C, bf16);
       if (release_originals) release(b.pw1_weight);
       // Layer scale folded into pwconv2: γ ⊙ (W·h + b) = (diag γ·W)·h + γ⊙b.
       std::vector<float> b2(b.pw2_bias.data(), b.pw2_bias.data() + C);
       const float* gamma = b.layer_scale.empty() ? nullptr : b.layer_scale.data();
       if (gamma)
         for (int64_t o = 0; o < C; ++o) b2[static_cast<size_t>(o)] *= gamma[o];
-      b.pw2 = kernels::pack_linear_scaled(b.pw2_weight.data(), gamma, nullptr, b2.data(), C, H4);
+      b.pw2 = kernels::pack_linear_scaled(b.pw2_weight.data(), gamma, nullptr, b2.data(), C, H4, bf16);
       if (release_originals) {
         release(b.dw_weight);
         release(b.pw2_weight);
@@ -250,6 +252,7 @@ std::shared_ptr<Network> Network::load(const std::string& path, const LoadOption
     throw Error(ckpt.origin() + ": unexpected tensor '" + name + "' (shape " + shape_str(ckpt.shape(name)) +
                 ") is not a parameter of " + architecture_name(arch) + " with this config.json");
   }
+  net->precision = options.precision;
   net->prepare(options.inference_only);
   if (options.inference_only) ckpt.release_resident_pages();  // what packing touched of the small tensors too
   return net;

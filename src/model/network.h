@@ -53,6 +53,7 @@ struct Network {
 
   std::string weights_format = "new";
   bool inference_only = false;  // the original weight matrices were released (see LoadOptions)
+  Precision precision = Precision::F32;  // of the packed GEMM weights
   int64_t parameter_count = 0;
   std::vector<std::string> warnings;
 
