@@ -31,8 +31,11 @@ for cfg in "${configs[@]}"; do
   for ((r = 0; r < rounds; ++r)); do
     ours() { "$bin" bench --arch tiny --batch "$batch" --size 224 --threads "$threads" --iters "$iters" --warmup "$warmup" --json \
                | sed 's/^{/{"engine":"ours",/'; }
+    ours_bf16() { "$bin" bench --arch tiny --batch "$batch" --size 224 --threads "$threads" --iters "$iters" --warmup "$warmup" \
+                    --dtype bf16 --json | sed 's/^{/{"engine":"ours_bf16",/'; }
     ort() { node bench/ort_bench.js --model "$model" --batch "$batch" --threads "$threads" --iters "$iters" --warmup "$warmup"; }
     if ((r % 2 == 0)); then order="ours ort"; else order="ort ours"; fi
+    if ((threads == 2)); then order="$order ours_bf16"; fi  # bf16 (ours) against ORT's fp32
     for e in $order; do
       line=$($e)
       echo "$line" >>"$raw"
@@ -45,7 +48,7 @@ import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 def pick(engine, b, t):
     return [r for r in rows if r["engine"] == engine and r["batch"] == b and r["threads"] == t]
-print(f"\nConvNeXt-T 224 fp32, {sys.argv[2]} rounds per engine; ms = median over rounds of each run's median forward time\n")
+print(f"\nConvNeXt-T 224, {sys.argv[2]} rounds per engine; ms = median over rounds of each run's median forward time\n")
 print("| config | ours median ms | ORT median ms | ratio ORT/ours (>1: ours faster) | ours ms/img | ORT ms/img | ours peak RSS MB | ORT peak RSS MB (raw) |")
 print("|---|---|---|---|---|---|---|---|")
 med = {}
@@ -58,6 +61,14 @@ for b, t in [(1, 2), (1, 1), (8, 2), (8, 1)]:
           f"| {max(r['peak_rss_mb'] for r in o):.0f} | {max(r['peak_rss_mb'] for r in x):.0f} ({max(r['max_rss_mb'] for r in x):.0f}) |")
 print(f"\nORT runs ranged: " + ", ".join(f"b{b}t{t} {min(r['median_ms'] for r in pick('onnxruntime', b, t)):.1f}-{max(r['median_ms'] for r in pick('onnxruntime', b, t)):.1f} ms" for b, t in [(1,2),(1,1),(8,2),(8,1)] if pick('onnxruntime', b, t)))
 print(f"ours runs ranged: " + ", ".join(f"b{b}t{t} {min(r['median_ms'] for r in pick('ours', b, t)):.1f}-{max(r['median_ms'] for r in pick('ours', b, t)):.1f} ms" for b, t in [(1,2),(1,1),(8,2),(8,1)] if pick('ours', b, t)))
+print("\nbf16 (ours, vdpbf16ps GEMMs) against ORT fp32, same rounds:\n")
+print("| config | ours bf16 median ms | ORT fp32 median ms | ratio ORT/ours bf16 | ours bf16 peak RSS MB |")
+print("|---|---|---|---|---|")
+for b, t in [(1, 2), (8, 2)]:
+    o, x = pick("ours_bf16", b, t), pick("onnxruntime", b, t)
+    if not o or not x: continue
+    om = statistics.median(r["median_ms"] for r in o); xm = statistics.median(r["median_ms"] for r in x)
+    print(f"| batch {b}, {t} threads | {om:.1f} | {xm:.1f} | {xm / om:.3f} | {max(r['peak_rss_mb'] for r in o):.0f} |")
 if (8, 2) in med and (8, 1) in med:
     s = med[(8, 1)] / med[(8, 2)]
     print(f"\nours, batch 8: 1 thread {med[(8, 1)]:.1f} ms, 2 threads {med[(8, 2)]:.1f} ms -> speed-up {s:.2f}x on 2 threads (parallel efficiency {s / 2 * 100:.0f}%)")
