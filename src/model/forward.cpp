@@ -21,12 +21,17 @@ namespace {
 
 constexpr float kBlockEps = 1e-6f;  // every LayerNorm but the final one (hard-coded in transformers)
 
-// A feature map in NHWC.
+// A feature map in NHWC, in one of the workspace's buffers.
 struct Map {
-  Tensor data;  // [N, H, W, C]
+  float* data;
   int64_t N, H, W, C;
   int64_t pixels() const { return N * H * W; }
 };
+
+float* grow(std::vector<float>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
 
 // Rows of pixels per MLP tile: enough to keep the microkernel busy, few enough that the tile's
 // 4C-wide hidden activations (≤ 512 KiB) stay in the core's L2 between pwconv1 and pwconv2,
@@ -37,43 +42,50 @@ int64_t mlp_tile_rows(int64_t M, int64_t C, int threads) {
   return std::clamp<int64_t>(want, 48, std::max<int64_t>(48, cap));
 }
 
+// The hidden buffer a block needs: one tile per thread when the MLP runs in tiles, else M × 4C.
+bool mlp_in_tiles(int64_t M, int64_t C, int threads) {
+  const int64_t tm = mlp_tile_rows(M, C, threads);
+  return threads > 1 && (M + tm - 1) / tm >= 4 * threads;
+}
+int64_t hidden_floats(int64_t M, int64_t C, int threads) {
+  return mlp_in_tiles(M, C, threads) ? threads * mlp_tile_rows(M, C, threads) * 4 * C : M * 4 * C;
+}
+
 // ConvNextLayer, with LayerNorm's affine folded into pwconv1 and γ into pwconv2 (see prepare()):
 //   t = LayerNorm(dwconv(x));  x += pwconv2(act(pwconv1(t)))
 // When the map has enough pixels, the MLP runs tile by tile, each thread taking whole tiles, so
 // the hidden activations never leave the core's cache; otherwise (the small late stages at
 // batch 1) each GEMM is split over the threads by output columns.
-void block_forward(const Block& b, Map& x, Activation act, std::vector<float>& t, std::vector<float>& h) {
+void block_forward(const Block& b, const Map& x, Activation act, float* t, float* h, int threads) {
   const int64_t M = x.pixels(), C = x.C, H4 = 4 * C;
-  t.resize(static_cast<size_t>(M * C));
-  kernels::dwconv7_ln(x.data.data(), x.N, x.H, x.W, C, b.dw_taps.data(), b.dw_bias.data(), kBlockEps, t.data());
-  const int threads = num_threads();
-  const int64_t tm = mlp_tile_rows(M, C, threads), tiles = (M + tm - 1) / tm;
-  if (threads > 1 && tiles >= 4 * threads) {
-    h.resize(static_cast<size_t>(threads * tm * H4));
+  kernels::dwconv7_ln(x.data, x.N, x.H, x.W, C, b.dw_taps.data(), b.dw_bias.data(), kBlockEps, t);
+  if (mlp_in_tiles(M, C, threads)) {
+    const int64_t tm = mlp_tile_rows(M, C, threads), tiles = (M + tm - 1) / tm;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int64_t i = 0; i < tiles; ++i) {
       const int64_t m0 = i * tm, rows = std::min(tm, M - m0);
-      float* hidden = h.data() + static_cast<int64_t>(omp_get_thread_num()) * tm * H4;
-      kernels::linear(rows, t.data() + m0 * C, C, b.pw1, hidden, H4, /*accumulate=*/false, act);
-      kernels::linear(rows, hidden, H4, b.pw2, x.data.data() + m0 * C, C, /*accumulate=*/true, Activation::Linear);
+      float* hidden = h + static_cast<int64_t>(omp_get_thread_num()) * tm * H4;
+      kernels::linear(rows, t + m0 * C, C, b.pw1, hidden, H4, /*accumulate=*/false, act);
+      kernels::linear(rows, hidden, H4, b.pw2, x.data + m0 * C, C, /*accumulate=*/true, Activation::Linear);
     }
     return;
   }
-  h.resize(static_cast<size_t>(M * H4));
-  kernels::linear(M, t.data(), C, b.pw1, h.data(), H4, /*accumulate=*/false, act);
-  kernels::linear(M, h.data(), H4, b.pw2, x.data.data(), C, /*accumulate=*/true, Activation::Linear);
+  kernels::linear(M, t, C, b.pw1, h, H4, /*accumulate=*/false, act);
+  kernels::linear(M, h, H4, b.pw2, x.data, C, /*accumulate=*/true, Activation::Linear);
 }
 
 // Downsampling layer: LayerNorm over channels, then a 2×2 stride-2 conv as a GEMM over patches.
-Map downsample(const Stage& st, const Map& x, std::vector<float>& t) {
+void downsample(const Stage& st, const Map& x, const Map& y, float* t, float* patches) {
   const int64_t M = x.pixels(), C = x.C;
-  t.resize(static_cast<size_t>(M * C));
-  kernels::layer_norm(x.data.data(), M, C, st.down_norm.weight.data(), st.down_norm.bias.data(), kBlockEps, t.data());
-  Map y{Tensor({x.N, x.H / 2, x.W / 2, st.out_channels}), x.N, x.H / 2, x.W / 2, st.out_channels};
-  std::vector<float> patches(static_cast<size_t>(y.pixels() * 4 * C));
-  kernels::patchify_nhwc(t.data(), x.N, x.H, x.W, C, 2, patches.data());
-  kernels::linear(y.pixels(), patches.data(), 4 * C, st.down, y.data.data(), y.C, false, Activation::Linear);
-  return y;
+  kernels::layer_norm(x.data, M, C, st.down_norm.weight.data(), st.down_norm.bias.data(), kBlockEps, t);
+  kernels::patchify_nhwc(t, x.N, x.H, x.W, C, 2, patches);
+  kernels::linear(y.pixels(), patches, 4 * C, st.down, y.data, y.C, false, Activation::Linear);
+}
+
+Tensor copy_out(const Map& x) {
+  Tensor t({x.N, x.H, x.W, x.C});
+  std::copy(x.data, x.data + x.pixels() * x.C, t.data());
+  return t;
 }
 
 }  // namespace
@@ -108,35 +120,84 @@ void Network::check_input(const Tensor& px) const {
   }
 }
 
+// The stages' geometry for an input, and the workspace it needs (grown, never shrunk).
+struct Sizes {
+  std::vector<Map> maps;
+};
+
+Sizes Network::reserve_workspace(int64_t N, int64_t H, int64_t W) const {
+  const int64_t p = config.patch_size, Cin = config.num_channels;
+  const int threads = num_threads();
+  Sizes sz;
+  int64_t h = H / p, w = W / p;
+  int64_t map_floats = N * h * w * config.hidden_sizes[0], hidden = 0, patch_floats = N * h * w * p * p * Cin;
+  for (const Stage& st : stages) {
+    if (st.has_downsample) {
+      patch_floats = std::max(patch_floats, N * (h / 2) * (w / 2) * 4 * st.in_channels);
+      h /= 2;
+      w /= 2;
+    }
+    sz.maps.push_back({nullptr, N, h, w, st.out_channels});
+    map_floats = std::max(map_floats, N * h * w * std::max(st.in_channels, st.out_channels));
+    hidden = std::max(hidden, hidden_floats(N * h * w, st.out_channels, threads));
+  }
+  grow(workspace.map[0], map_floats);
+  grow(workspace.map[1], map_floats);
+  grow(workspace.normed, map_floats);
+  grow(workspace.hidden, hidden);
+  grow(workspace.patches, patch_floats);
+  return sz;
+}
+
+void Network::reserve_default_workspace() const {
+  const int64_t s = config.image_size;
+  int64_t h = s / config.patch_size;
+  for (const Stage& st : stages) h = st.has_downsample ? h / 2 : h;
+  if (h >= 1) reserve_workspace(1, s, s);  // an image_size too small for the model reserves nothing
+}
+
 Network::Result Network::run_encoder(const Tensor& px, bool keep_hidden) const {
   check_input(px);
   const int64_t N = px.dim(0), p = config.patch_size, Cin = config.num_channels;
+  const int threads = num_threads();
+  std::lock_guard<std::mutex> lock(workspace_mutex);
+  const Sizes sz = reserve_workspace(N, px.dim(2), px.dim(3));
+  Workspace& ws = workspace;
+  float* buf[2] = {ws.map[0].data(), ws.map[1].data()};
+  float* t = ws.normed.data();
+  float* hbuf = ws.hidden.data();
+  float* patches = ws.patches.data();
+  const std::vector<Map>& maps = sz.maps;
   Result r;
-  std::vector<float> t, h;
 
   // Embeddings.
   const int64_t C0 = config.hidden_sizes[0];
-  Map x{Tensor({N, px.dim(2) / p, px.dim(3) / p, C0}), N, px.dim(2) / p, px.dim(3) / p, C0};
-  {
-    std::vector<float> patches(static_cast<size_t>(x.pixels() * p * p * Cin));
-    kernels::patchify_nchw(px.data(), N, Cin, px.dim(2), px.dim(3), p, patches.data());
-    kernels::linear(x.pixels(), patches.data(), p * p * Cin, patch, x.data.data(), C0, false, Activation::Linear);
-    kernels::layer_norm(x.data.data(), x.pixels(), C0, embed_norm.weight.data(), embed_norm.bias.data(), kBlockEps,
-                        x.data.data());
-  }
-  if (keep_hidden) r.hidden_nhwc.push_back(x.data.clone());
+  Map x{buf[0], N, px.dim(2) / p, px.dim(3) / p, C0};
+  kernels::patchify_nchw(px.data(), N, Cin, px.dim(2), px.dim(3), p, patches);
+  kernels::linear(x.pixels(), patches, p * p * Cin, patch, x.data, C0, false, Activation::Linear);
+  kernels::layer_norm(x.data, x.pixels(), C0, embed_norm.weight.data(), embed_norm.bias.data(), kBlockEps, x.data);
+  if (keep_hidden) r.hidden_nhwc.push_back(copy_out(x));
 
-  // Encoder stages.
-  for (const Stage& st : stages) {
-    if (st.has_downsample) x = downsample(st, x, t);
-    for (const Block& b : st.blocks) block_forward(b, x, act, t, h);
-    if (keep_hidden) r.hidden_nhwc.push_back(x.data.clone());
+  // Encoder stages; a downsampling layer writes into the other buffer.
+  int cur = 0;
+  for (size_t s = 0; s < stages.size(); ++s) {
+    const Stage& st = stages[s];
+    if (st.has_downsample) {
+      Map y = maps[s];
+      y.data = buf[1 - cur];
+      downsample(st, x, y, t, patches);
+      x = y;
+      cur = 1 - cur;
+    }
+    for (const Block& b : st.blocks) block_forward(b, x, act, t, hbuf, threads);
+    if (keep_hidden) r.hidden_nhwc.push_back(copy_out(x));
   }
-  r.last_hidden_state = nhwc_to_nchw(x.data);
+  r.last_hidden_state = Tensor({N, x.C, x.H, x.W});
+  kernels::nhwc_to_nchw(x.data, N, x.H, x.W, x.C, r.last_hidden_state.data());
 
   // Global average pooling over H, W (the final LayerNorm is the head's).
   r.pooled = Tensor({N, x.C});
-  kernels::mean_pool(x.data.data(), N, x.H * x.W, x.C, r.pooled.data());
+  kernels::mean_pool(x.data, N, x.H * x.W, x.C, r.pooled.data());
   return r;
 }
 

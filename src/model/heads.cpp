@@ -21,6 +21,7 @@ ModelBase::ModelBase(const ConvNextConfig& config, uint64_t seed, Architecture a
   net_->precision = precision;
   net_->init_weights(seed);
   net_->prepare(inference_only);
+  net_->reserve_default_workspace();
 }
 
 const ConvNextConfig& ModelBase::config() const { return net_->config; }

@@ -254,6 +254,7 @@ std::shared_ptr<Network> Network::load(const std::string& path, const LoadOption
   }
   net->precision = options.precision;
   net->prepare(options.inference_only);
+  net->reserve_default_workspace();
   if (options.inference_only) ckpt.release_resident_pages();  // what packing touched of the small tensors too
   return net;
 }

@@ -2,6 +2,7 @@
 // transformers names, the inference-ready (packed, folded) form of them, and the forward pass.
 #pragma once
 #include <functional>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,14 @@ struct Network {
   kernels::PackedLinear classifier;
   std::vector<LayerNormParams> backbone_norms;  // hidden_states_norms.<out_feature>, in out_features order
 
+  // Activation buffers reused by every forward pass (grown when an input needs more), so the
+  // hot path allocates only its outputs. One forward at a time per model uses them.
+  struct Workspace {
+    std::vector<float> map[2], normed, hidden, patches;
+  };
+  mutable Workspace workspace;
+  mutable std::mutex workspace_mutex;
+
   std::string weights_format = "new";
   bool inference_only = false;  // the original weight matrices were released (see LoadOptions)
   Precision precision = Precision::F32;  // of the packed GEMM weights
@@ -83,6 +92,12 @@ struct Network {
     std::vector<Shape> hidden_shapes;   // [N, H, W, C] of each
   };
   Result run_encoder(const Tensor& pixel_values, bool keep_hidden) const;
+  // Grows the workspace for an [N, C, H, W] input (call with workspace_mutex held, or before the
+  // model is shared); returns the stages' feature-map shapes.
+  struct Sizes reserve_workspace(int64_t N, int64_t H, int64_t W) const;
+  // At load: the workspace for one image of config.image_size, so a first forward at that size
+  // allocates only its outputs.
+  void reserve_default_workspace() const;
   void check_input(const Tensor& pixel_values) const;
 };
 
