@@ -34,6 +34,12 @@ Args::Args(int argc, char** argv, int first, const std::set<std::string>& flags,
   }
 }
 
+bool Args::bf16() const {
+  const std::string d = get("dtype", "f32");
+  if (d != "f32" && d != "bf16") throw Error("--dtype must be f32 or bf16, got '" + d + "'");
+  return d == "bf16";
+}
+
 std::string Args::get(const std::string& name, const std::string& fallback) const {
   auto it = values_.find(name);
   return it == values_.end() ? fallback : it->second;

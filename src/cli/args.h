@@ -19,6 +19,8 @@ class Args {
   double get_double(const std::string& name, double fallback) const;
   const std::vector<std::string>& positional() const { return positional_; }
   bool help() const { return has("help"); }
+  // --dtype f32|bf16 (default f32): the precision of the GEMMs.
+  bool bf16() const;
 
  private:
   std::map<std::string, std::string> values_;

@@ -14,7 +14,7 @@ namespace convnext::cli {
 
 namespace {
 const char* kHelp = R"(usage: convnext classify --model DIR [--top-k K] [--json] [--batch-size B] [--backend pil|torchvision]
-                         [--no-exif] [--max-pixels N] [--threads N] IMAGE_OR_DIR...
+                         [--no-exif] [--max-pixels N] [--threads N] [--dtype f32|bf16] IMAGE_OR_DIR...
 
 Classifies images with the ConvNextForImageClassification checkpoint in DIR, preprocessed with
 DIR's own preprocessor_config.json (the class defaults when there is none). Directories are
@@ -50,7 +50,7 @@ std::vector<Scored> scores_for(const float* z, int64_t L, const std::string& pro
 }  // namespace
 
 int cmd_classify(int argc, char** argv, int first) {
-  Args a(argc, argv, first, {"json", "no-exif"}, {"model", "top-k", "batch-size", "backend", "max-pixels", "threads"});
+  Args a(argc, argv, first, {"json", "no-exif"}, {"model", "top-k", "batch-size", "backend", "max-pixels", "threads", "dtype"});
   if (a.help()) {
     std::fputs(kHelp, stdout);
     return 0;
@@ -63,7 +63,9 @@ int cmd_classify(int argc, char** argv, int first) {
   const bool json = a.has("json");
   const DecodeSettings decode = parse_decode(a);
 
-  auto model = ConvNextForImageClassification::from_pretrained(dir);
+  LoadOptions opts;
+  if (a.bf16()) opts.precision = Precision::BF16;
+  auto model = ConvNextForImageClassification::from_pretrained(dir, opts);
   const ConvNextConfig& cfg = model.config();
   const auto proc = ConvNextImageProcessor::from_pretrained(dir, parse_backend(a));
   const int64_t channels = proc.channels_for(cfg.num_channels);

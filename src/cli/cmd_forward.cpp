@@ -12,7 +12,7 @@ namespace convnext::cli {
 namespace {
 
 const char* kHelp = R"(usage: convnext forward --model DIR --input IN.safetensors --output OUT.safetensors
-                        [--hidden-states] [--threads N] [--ignore-mismatched-sizes] [--json]
+                        [--hidden-states] [--threads N] [--dtype f32|bf16] [--ignore-mismatched-sizes] [--json]
 
 Runs the checkpoint in DIR (config.json + model.safetensors, or a sharded index) as the class
 its config.json names in "architectures", on IN's `pixel_values` (F32 [N,C,H,W]).
@@ -28,6 +28,7 @@ OUT receives F32 tensors named as transformers' output fields:
 
 A summary goes to stdout (one JSON object with --json).
   --threads N   threads (default: one per core)
+  --dtype bf16  bfloat16 GEMMs (vdpbf16ps, fp32 accumulation): about twice as fast, ~1e-2 logit error
 )";
 
 Labels read_labels(const io::SafetensorsFile& f) {
@@ -42,7 +43,7 @@ nlohmann::json describe(const Tensor& t) { return {{"shape", t.shape()}}; }
 }  // namespace
 
 int cmd_forward(int argc, char** argv, int first) {
-  Args a(argc, argv, first, {"hidden-states", "ignore-mismatched-sizes", "json"}, {"model", "input", "output", "threads"});
+  Args a(argc, argv, first, {"hidden-states", "ignore-mismatched-sizes", "json"}, {"model", "input", "output", "threads", "dtype"});
   if (a.help()) {
     std::fputs(kHelp, stdout);
     return 0;
@@ -53,6 +54,7 @@ int cmd_forward(int argc, char** argv, int first) {
   const bool hidden = a.has("hidden-states");
   LoadOptions opts;
   opts.ignore_mismatched_sizes = a.has("ignore-mismatched-sizes");
+  if (a.bf16()) opts.precision = Precision::BF16;
 
   auto in = io::SafetensorsFile::open(input);
   if (!in->contains("pixel_values")) throw Error(input + ": no tensor named 'pixel_values'");

@@ -11,25 +11,19 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "kernels/x86/gemm_common.h"
 
 namespace convnext::kernels::x86 {
 
 namespace {
 
-constexpr int kMr = 12;
 constexpr int64_t kKc2 = 256;  // k-pairs per block: 256 × 32 × 2 bf16 = 32 KiB of panel
-constexpr int64_t kMc = 96;
-constexpr int64_t kNp = 4;
 
 template <int MR>
 void micro(int64_t k2, const uint32_t* A, int64_t lda2, const uint16_t* Bp, const float* bias, float* C, int64_t ldc,
            __mmask16 m0, __mmask16 m1, bool load_c) {
   __m512 c0[MR], c1[MR];
-#pragma GCC unroll 12
-  for (int i = 0; i < MR; ++i) {
-    c0[i] = load_c ? _mm512_maskz_loadu_ps(m0, C + i * ldc) : _mm512_setzero_ps();
-    c1[i] = load_c ? _mm512_maskz_loadu_ps(m1, C + i * ldc + 16) : _mm512_setzero_ps();
-  }
+  load_tile<MR>(c0, c1, C, ldc, m0, m1, load_c);
   for (int64_t kk = 0; kk < k2; ++kk) {
     const __m512bh b0 = (__m512bh)_mm512_loadu_si512(Bp + kk * kPanel * 2);
     const __m512bh b1 = (__m512bh)_mm512_loadu_si512(Bp + kk * kPanel * 2 + 32);
@@ -40,19 +34,7 @@ void micro(int64_t k2, const uint32_t* A, int64_t lda2, const uint16_t* Bp, cons
       c1[i] = _mm512_dpbf16_ps(c1[i], a, b1);
     }
   }
-  if (bias) {
-    const __m512 bb0 = _mm512_loadu_ps(bias), bb1 = _mm512_loadu_ps(bias + 16);
-#pragma GCC unroll 12
-    for (int i = 0; i < MR; ++i) {
-      c0[i] = _mm512_add_ps(c0[i], bb0);
-      c1[i] = _mm512_add_ps(c1[i], bb1);
-    }
-  }
-#pragma GCC unroll 12
-  for (int i = 0; i < MR; ++i) {
-    _mm512_mask_storeu_ps(C + i * ldc, m0, c0[i]);
-    _mm512_mask_storeu_ps(C + i * ldc + 16, m1, c1[i]);
-  }
+  store_tile<MR>(c0, c1, bias, C, ldc, m0, m1);
 }
 
 using MicroFn = void (*)(int64_t, const uint32_t*, int64_t, const uint16_t*, const float*, float*, int64_t, __mmask16,
@@ -87,41 +69,32 @@ void linear_bf16(int64_t M, const float* A, int64_t lda, const PackedLinear& W, 
                  Activation act) {
   const int64_t N = W.N, K = W.K, K2 = (K + 1) / 2;
   if (M <= 0 || N <= 0) return;
-  const int64_t panels = (N + kPanel - 1) / kPanel;
-  const int64_t mtiles = (M + kMc - 1) / kMc, mc = (M + mtiles - 1) / mtiles;
-  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-  int64_t np = kNp;
-  while (np > 1 && mtiles * ((panels + np - 1) / np) < 6 * threads) np /= 2;
-  const int64_t ntiles = (panels + np - 1) / np, tiles = mtiles * ntiles;
+  const TilePlan plan = plan_tiles(M, N, omp_in_parallel() ? 1 : omp_get_max_threads());
+  const int64_t tiles = plan.tiles();
 #pragma omp parallel if (tiles > 1 && M * N * K > 32768)
   {
-    std::vector<uint32_t> abuf(static_cast<size_t>(mc * K2));
-    int64_t converted_tile = -1;
+    std::vector<uint32_t> abuf(static_cast<size_t>(plan.mc * K2));
+    int64_t converted = -1;  // the row tile now in abuf: a thread's consecutive tiles often share it
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tiles; ++t) {
-      const int64_t tm = t / ntiles, tn = t % ntiles;
-      const int64_t m0 = tm * mc, m1 = std::min(M, m0 + mc);
-      const int64_t p0 = tn * np, p1 = std::min(panels, p0 + np);
-      if (converted_tile != tm) {  // consecutive tiles of one thread often share their rows
+      const int64_t tm = t / plan.ntiles;
+      const int64_t m0 = tm * plan.mc, m1 = std::min(M, m0 + plan.mc);
+      const int64_t p0 = (t % plan.ntiles) * plan.np, p1 = std::min(plan.panels, p0 + plan.np);
+      if (converted != tm) {
         convert_rows(A + m0 * lda, lda, m1 - m0, K, K2, abuf.data());
-        converted_tile = tm;
+        converted = tm;
       }
-      const int64_t calls = (m1 - m0 + kMr - 1) / kMr;
       for (int64_t k0 = 0; k0 < K2 || k0 == 0; k0 += kKc2) {
         const int64_t kc = std::min(kKc2, K2 - k0);
         const bool first = k0 == 0, last = k0 + kKc2 >= K2;
         for (int64_t p = p0; p < p1; ++p) {
           const int64_t n0 = p * kPanel, nc = std::min(kPanel, N - n0);
-          const __mmask16 mk0 = static_cast<__mmask16>(nc >= 16 ? 0xffff : (1u << nc) - 1);
-          const __mmask16 mk1 = static_cast<__mmask16>(nc >= 32 ? 0xffff : nc <= 16 ? 0 : (1u << (nc - 16)) - 1);
           const uint16_t* Bp = W.panels_bf16.data() + (p * K2 + k0) * kPanel * 2;
           const float* bias = last ? W.bias.data() + n0 : nullptr;
-          for (int64_t c = 0, m = m0; c < calls; ++c) {
-            const int mr = static_cast<int>((m1 - m) / (calls - c) + ((m1 - m) % (calls - c) ? 1 : 0));
-            kMicro[mr](kc, abuf.data() + (m - m0) * K2 + k0, K2, Bp, bias, C + m * ldc + n0, ldc, mk0, mk1,
-                       accumulate || !first);
-            m += mr;
-          }
+          for_each_row_run(m0, m1, [&](int64_t m, int rows) {
+            kMicro[rows](kc, abuf.data() + (m - m0) * K2 + k0, K2, Bp, bias, C + m * ldc + n0, ldc, mask_lo(nc),
+                         mask_hi(nc), accumulate || !first);
+          });
         }
         if (K2 == 0) break;
       }

@@ -1,0 +1,84 @@
+// Pieces the fp32 and bf16 GEMMs share: how the output is cut into tiles for the threads, how a
+// tile's rows are shared between microkernel calls, and the epilogue that adds the bias and
+// stores a 32-column strip under masks.
+#pragma once
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "kernels/kernels.h"
+
+namespace convnext::kernels::x86 {
+
+constexpr int kMr = 12;      // rows per microkernel call (24 accumulators)
+constexpr int64_t kMc = 96;  // rows per tile at most
+constexpr int64_t kNp = 4;   // 32-column panels per tile at most
+
+// Output tiles: up to kMc rows (rows shared evenly: 196 = 3 × 66, not 96+96+4) × np panels, np
+// lowered until every thread gets several tiles (the late stages at batch 1 have few rows).
+struct TilePlan {
+  int64_t panels, mtiles, mc, np, ntiles;
+  int64_t tiles() const { return mtiles * ntiles; }
+};
+
+inline TilePlan plan_tiles(int64_t M, int64_t N, int threads) {
+  TilePlan t;
+  t.panels = (N + kPanel - 1) / kPanel;
+  t.mtiles = (M + kMc - 1) / kMc;
+  t.mc = (M + t.mtiles - 1) / t.mtiles;
+  t.np = kNp;
+  while (t.np > 1 && t.mtiles * ((t.panels + t.np - 1) / t.np) < 6 * threads) t.np /= 2;
+  t.ntiles = (t.panels + t.np - 1) / t.np;
+  return t;
+}
+
+// Masks for the two 16-column halves of a panel with nc valid columns.
+inline __mmask16 mask_lo(int64_t nc) { return static_cast<__mmask16>(nc >= 16 ? 0xffff : (1u << nc) - 1); }
+inline __mmask16 mask_hi(int64_t nc) {
+  return static_cast<__mmask16>(nc >= 32 ? 0xffff : nc <= 16 ? 0 : (1u << (nc - 16)) - 1);
+}
+
+// Calls f(m, rows) for consecutive runs of at most kMr rows covering [m0, m1), as even as possible:
+// each call streams the weight panel once, so 49 rows go as 10+10+10+10+9, not 12+12+12+12+1.
+template <typename F>
+inline void for_each_row_run(int64_t m0, int64_t m1, F&& f) {
+  const int64_t calls = (m1 - m0 + kMr - 1) / kMr;
+  for (int64_t c = 0, m = m0; c < calls; ++c) {
+    const int64_t rest = m1 - m, left = calls - c;
+    const int rows = static_cast<int>(rest / left + (rest % left ? 1 : 0));
+    f(m, rows);
+    m += rows;
+  }
+}
+
+// The epilogue of an MR×32 microkernel: + bias (on the last K block), masked stores.
+template <int MR>
+inline void store_tile(__m512 (&c0)[MR], __m512 (&c1)[MR], const float* bias, float* C, int64_t ldc, __mmask16 m0,
+                       __mmask16 m1) {
+  if (bias) {
+    const __m512 bb0 = _mm512_loadu_ps(bias), bb1 = _mm512_loadu_ps(bias + 16);
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; ++i) {
+      c0[i] = _mm512_add_ps(c0[i], bb0);
+      c1[i] = _mm512_add_ps(c1[i], bb1);
+    }
+  }
+#pragma GCC unroll 12
+  for (int i = 0; i < MR; ++i) {
+    _mm512_mask_storeu_ps(C + i * ldc, m0, c0[i]);
+    _mm512_mask_storeu_ps(C + i * ldc + 16, m1, c1[i]);
+  }
+}
+
+template <int MR>
+inline void load_tile(__m512 (&c0)[MR], __m512 (&c1)[MR], const float* C, int64_t ldc, __mmask16 m0, __mmask16 m1,
+                      bool load_c) {
+#pragma GCC unroll 12
+  for (int i = 0; i < MR; ++i) {
+    c0[i] = load_c ? _mm512_maskz_loadu_ps(m0, C + i * ldc) : _mm512_setzero_ps();
+    c1[i] = load_c ? _mm512_maskz_loadu_ps(m1, C + i * ldc + 16) : _mm512_setzero_ps();
+  }
+}
+
+}  // namespace convnext::kernels::x86
