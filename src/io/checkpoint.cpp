@@ -17,24 +17,34 @@ Checkpoint Checkpoint::open(const std::string& path) {
   fs::path p(path);
   std::error_code ec;
   fs::path single, index;
+  bool bin = false;
   if (fs::is_directory(p, ec)) {
     if (fs::exists(p / "model.safetensors", ec)) single = p / "model.safetensors";
     else if (fs::exists(p / "model.safetensors.index.json", ec)) index = p / "model.safetensors.index.json";
-    else if (fs::exists(p / "pytorch_model.bin", ec) || fs::exists(p / "pytorch_model.bin.index.json", ec) ||
-             fs::exists(p / "tf_model.h5", ec))
-      throw Error(p.string() + ": only pytorch_model.bin / tf_model.h5 weights found; this build reads safetensors (convert them with a safetensors export)");
+    else if (fs::exists(p / "pytorch_model.bin", ec)) single = p / "pytorch_model.bin", bin = true;
+    else if (fs::exists(p / "pytorch_model.bin.index.json", ec)) index = p / "pytorch_model.bin.index.json", bin = true;
+    else if (fs::exists(p / "tf_model.h5", ec))
+      throw Error(p.string() + ": only tf_model.h5 weights found; this build reads safetensors and pytorch_model.bin");
     else
-      throw Error(p.string() + ": no model.safetensors or model.safetensors.index.json in the directory");
+      throw Error(p.string() + ": no model.safetensors, model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json in the directory");
   } else if (p.string().ends_with(".index.json")) {
     index = p;
+    bin = p.string().ends_with(".bin.index.json");
   } else {
     single = p;
+    bin = p.string().ends_with(".bin");
   }
   c.origin_ = path;
   if (!single.empty()) {
-    c.files_.push_back(SafetensorsFile::open(single.string()));
-    for (const TensorInfo& t : c.files_[0]->tensors()) c.where_[t.name] = 0;
-    c.format_ = "safetensors";
+    if (bin) {
+      c.bins_.push_back(TorchBinFile::open(single.string()));
+      for (const TorchTensorRecord& t : c.bins_[0]->tensors()) c.where_[t.name] = 0;
+      c.format_ = "pytorch_model.bin (zip + restricted pickle)";
+    } else {
+      c.files_.push_back(SafetensorsFile::open(single.string()));
+      for (const TensorInfo& t : c.files_[0]->tensors()) c.where_[t.name] = 0;
+      c.format_ = "safetensors";
+    }
     return c;
   }
   std::ifstream in(index, std::ios::binary);
@@ -53,23 +63,27 @@ Checkpoint Checkpoint::open(const std::string& path) {
   for (auto& [name, file] : j["weight_map"].items()) {
     if (!file.is_string()) throw Error(index.string() + ": weight_map['" + name + "'] is not a file name");
     const std::string fname = file.get<std::string>();
-    if (fname.find('/') != std::string::npos || fname == ".." || fname.empty())
+    if (fname.find('/') != std::string::npos || fname.find('\\') != std::string::npos || fname == ".." || fname == "." || fname.empty())
       throw Error(index.string() + ": weight_map['" + name + "'] names '" + fname + "', outside the checkpoint directory");
     auto it = file_index.find(fname);
     if (it == file_index.end()) {
-      c.files_.push_back(SafetensorsFile::open((index.parent_path() / fname).string()));
-      it = file_index.emplace(fname, c.files_.size() - 1).first;
+      const std::string shard = (index.parent_path() / fname).string();
+      if (bin) c.bins_.push_back(TorchBinFile::open(shard));
+      else c.files_.push_back(SafetensorsFile::open(shard));
+      it = file_index.emplace(fname, (bin ? c.bins_.size() : c.files_.size()) - 1).first;
     }
-    if (!c.files_[it->second]->contains(name))
-      throw Error(index.string() + ": weight_map puts '" + name + "' in " + fname + ", which does not hold it");
+    const bool holds = bin ? c.bins_[it->second]->contains(name) : c.files_[it->second]->contains(name);
+    if (!holds) throw Error(index.string() + ": weight_map puts '" + name + "' in " + fname + ", which does not hold it");
     c.where_[name] = it->second;
   }
-  c.format_ = "safetensors (sharded, " + std::to_string(c.files_.size()) + " files)";
+  c.format_ = std::string(bin ? "pytorch_model.bin (zip + restricted pickle)" : "safetensors") + " (sharded, " +
+              std::to_string(file_index.size()) + " files)";
   return c;
 }
 
 void Checkpoint::release_resident_pages() const {
   for (const auto& f : files_) f->release_resident_pages();
+  for (const auto& f : bins_) f->release_resident_pages();
 }
 
 std::vector<std::string> Checkpoint::names() const {
@@ -78,13 +92,20 @@ std::vector<std::string> Checkpoint::names() const {
   return v;
 }
 
-Shape Checkpoint::shape(const std::string& name) const { return files_.at(where_.at(name))->find(name)->shape; }
+Shape Checkpoint::shape(const std::string& name) const {
+  if (!bins_.empty()) return bins_.at(where_.at(name))->find(name)->shape;
+  return files_.at(where_.at(name))->find(name)->shape;
+}
 
-std::string Checkpoint::dtype(const std::string& name) const { return files_.at(where_.at(name))->find(name)->dtype; }
+std::string Checkpoint::dtype(const std::string& name) const {
+  if (!bins_.empty()) return bins_.at(where_.at(name))->find(name)->dtype;
+  return files_.at(where_.at(name))->find(name)->dtype;
+}
 
 Tensor Checkpoint::get(const std::string& name) const {
   auto it = where_.find(name);
   if (it == where_.end()) throw Error(origin_ + ": no tensor named '" + name + "'");
+  if (!bins_.empty()) return bins_[it->second]->get_f32(name);
   return files_[it->second]->get_f32(name);
 }
 

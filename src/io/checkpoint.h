@@ -1,5 +1,7 @@
 // A checkpoint directory as save_pretrained writes it: config.json plus model.safetensors, or
-// model.safetensors.index.json and its shards. Gives tensors by their transformers names.
+// model.safetensors.index.json and its shards; failing those, pytorch_model.bin or
+// pytorch_model.bin.index.json and its shards (torch.save zip, read by a restricted unpickler).
+// Gives tensors by their transformers names.
 #pragma once
 #include <map>
 #include <memory>
@@ -8,20 +10,22 @@
 
 #include "convnext/tensor.h"
 #include "io/safetensors.h"
+#include "io/torch_bin.h"
 
 namespace convnext::io {
 
 class Checkpoint {
  public:
-  // `path`: a directory, or a .safetensors / .safetensors.index.json file.
+  // `path`: a directory, or a .safetensors / .safetensors.index.json / .bin / .bin.index.json file.
   static Checkpoint open(const std::string& path);
 
   std::vector<std::string> names() const;  // sorted
   bool contains(const std::string& name) const { return where_.count(name) > 0; }
+  // shape() and dtype() read only the headers / pickle: no tensor data is touched.
   Shape shape(const std::string& name) const;
   std::string dtype(const std::string& name) const;
   Tensor get(const std::string& name) const;  // float32 (converted from F16/BF16 at load)
-  const std::string& format() const { return format_; }  // "safetensors" or "safetensors (sharded, N files)"
+  const std::string& format() const { return format_; }  // "safetensors", "pytorch_model.bin (zip + restricted pickle)", "... (sharded, N files)"
   const std::string& origin() const { return origin_; }
   // Drops the mapped pages from this process (they stay in the page cache): tensors still
   // borrowed from the files fault them back in on use. Only for mappings never written.
@@ -29,7 +33,8 @@ class Checkpoint {
 
  private:
   std::vector<std::shared_ptr<SafetensorsFile>> files_;
-  std::map<std::string, size_t> where_;  // tensor name -> files_ index
+  std::vector<std::shared_ptr<TorchBinFile>> bins_;  // used instead of files_ for pytorch_model.bin
+  std::map<std::string, size_t> where_;  // tensor name -> files_ (or bins_) index
   std::string format_, origin_;
 };
 
