@@ -9,7 +9,7 @@ set -euo pipefail
 pkgs=(build-essential cmake nlohmann-json3-dev libgtest-dev googletest zlib1g-dev
       libjpeg62-turbo-dev libpng-dev libwebp-dev pkg-config)
 if [[ "${1:-}" == "--tests" ]]; then
-  pkgs+=(python3 python3-numpy python3-torch dataset-fashion-mnist python3-pil)
+  pkgs+=(python3 python3-numpy python3-torch python3-torchvision dataset-fashion-mnist python3-pil)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -129,6 +129,10 @@ class ConvNextBackbone : public detail::ModelBase {
   ConvNextBackbone(const std::string& path, const LoadOptions& options);
 };
 
+// The config a checkpoint loads with: its config.json, or for a timm / facebookresearch /
+// torchvision state dict without one, the config inferred from the tensor shapes.
+ConvNextConfig config_of_checkpoint(const std::string& path);
+
 // Loss of transformers' ForImageClassification for the given logits and labels. `problem_type`
 // may be empty: it is then inferred (num_labels 1 → regression, integer labels → single-label,
 // otherwise multi-label) and written back.

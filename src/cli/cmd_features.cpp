@@ -29,7 +29,7 @@ int cmd_features(int argc, char** argv, int first) {
   if (a.positional().empty()) throw Error("no images given (see --help)");
   set_num_threads(static_cast<int>(a.get_int("threads", 0)));
   const bool hidden = a.has("hidden-states");
-  const ConvNextConfig cfg = ConvNextConfig::from_file(dir);
+  const ConvNextConfig cfg = config_of_checkpoint(dir);
   const auto proc = ConvNextImageProcessor::from_pretrained(dir, parse_backend(a));
   const Tensor px = proc.preprocess_files(collect_images(a.positional()), parse_decode(a), proc.channels_for(cfg.num_channels));
   std::vector<std::pair<std::string, Tensor>> tensors;

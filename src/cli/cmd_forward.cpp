@@ -63,7 +63,7 @@ int cmd_forward(int argc, char** argv, int first) {
   std::optional<Labels> labels;
   if (in->contains("labels")) labels = read_labels(*in);
 
-  const ConvNextConfig config = ConvNextConfig::from_file(model_dir);
+  const ConvNextConfig config = config_of_checkpoint(model_dir);
   io::SafetensorsWriter w;
   nlohmann::json summary = {{"model", model_dir}, {"architecture", architecture_name(config.architecture())}};
   auto put = [&](const std::string& name, const Tensor& t) {

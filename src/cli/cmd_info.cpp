@@ -11,7 +11,8 @@ namespace convnext::cli {
 namespace {
 const char* kHelp = R"(usage: convnext info --model DIR [--json]
 
-Loads the checkpoint in DIR (with every check `forward` makes) and prints its architecture, the
+Loads the checkpoint in DIR (with every check `forward` makes; DIR may also be a timm,
+facebookresearch or torchvision weights file or directory without config.json) and prints its architecture, the
 preset variant it matches (tiny, small, base, large, xlarge), the parameter count, the labels,
 the input size from config.json and the weights' file format.
 )";
@@ -32,6 +33,7 @@ nlohmann::json describe(const M& model) {
                       {"layer_norm_eps", c.layer_norm_eps},
                       {"format", model.weights_format()}};
   if (model.architecture() == Architecture::Backbone) j["out_features"] = c.out_features;
+  j["notes"] = model.load_warnings();  // names mapped, config inferred, heads initialised
   if (c.problem_type) j["problem_type"] = *c.problem_type;
   nlohmann::json labels = nlohmann::json::array();
   for (const auto& [id, name] : c.id2label) labels.push_back(name);
@@ -47,7 +49,7 @@ int cmd_info(int argc, char** argv, int first) {
     return 0;
   }
   const std::string dir = a.required("model");
-  const ConvNextConfig config = ConvNextConfig::from_file(dir);
+  const ConvNextConfig config = config_of_checkpoint(dir);
   nlohmann::json j;
   switch (config.architecture()) {
     case Architecture::ForImageClassification: j = describe(ConvNextForImageClassification::from_pretrained(dir)); break;
@@ -80,6 +82,7 @@ int cmd_info(int argc, char** argv, int first) {
     labels += (labels.empty() ? "" : ", ") + name;
   }
   std::printf("labels        %lld: %s\n", static_cast<long long>(config.num_labels()), labels.c_str());
+  for (const auto& note : j["notes"]) std::printf("note          %s\n", note.get<std::string>().c_str());
   return 0;
 }
 

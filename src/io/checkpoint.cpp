@@ -23,23 +23,42 @@ Checkpoint Checkpoint::open(const std::string& path) {
     else if (fs::exists(p / "model.safetensors.index.json", ec)) index = p / "model.safetensors.index.json";
     else if (fs::exists(p / "pytorch_model.bin", ec)) single = p / "pytorch_model.bin", bin = true;
     else if (fs::exists(p / "pytorch_model.bin.index.json", ec)) index = p / "pytorch_model.bin.index.json", bin = true;
-    else if (fs::exists(p / "tf_model.h5", ec))
-      throw Error(p.string() + ": only tf_model.h5 weights found; this build reads safetensors and pytorch_model.bin");
-    else
-      throw Error(p.string() + ": no model.safetensors, model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json in the directory");
+    else {
+      // One other weights file (a timm / torchvision / facebookresearch checkpoint dropped in a folder).
+      std::vector<fs::path> found;
+      for (const auto& e : fs::directory_iterator(p, ec)) {
+        const std::string n = e.path().filename().string();
+        if (e.is_regular_file(ec) && (n.ends_with(".safetensors") || n.ends_with(".bin") || n.ends_with(".pth") || n.ends_with(".pt")))
+          found.push_back(e.path());
+      }
+      if (found.size() == 1) {
+        single = found[0];
+        bin = !single.string().ends_with(".safetensors");
+      } else if (found.size() > 1) {
+        throw Error(p.string() + ": no model.safetensors or pytorch_model.bin, and " + std::to_string(found.size()) +
+                    " other weights files (" + found[0].filename().string() + ", " + found[1].filename().string() +
+                    ", ...): pass the file itself");
+      } else if (fs::exists(p / "tf_model.h5", ec)) {
+        throw Error(p.string() + ": only tf_model.h5 weights found; this build reads safetensors and pytorch_model.bin");
+      } else {
+        throw Error(p.string() + ": no model.safetensors, model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json in the directory");
+      }
+    }
   } else if (p.string().ends_with(".index.json")) {
     index = p;
     bin = p.string().ends_with(".bin.index.json");
   } else {
     single = p;
-    bin = p.string().ends_with(".bin");
+    const std::string ps = p.string();
+    bin = ps.ends_with(".bin") || ps.ends_with(".pth") || ps.ends_with(".pt");
   }
   c.origin_ = path;
   if (!single.empty()) {
     if (bin) {
       c.bins_.push_back(TorchBinFile::open(single.string()));
       for (const TorchTensorRecord& t : c.bins_[0]->tensors()) c.where_[t.name] = 0;
-      c.format_ = "pytorch_model.bin (zip + restricted pickle)";
+      c.format_ = single.string().ends_with(".bin") ? "pytorch_model.bin (zip + restricted pickle)"
+                                                    : "torch.save " + single.extension().string() + " (zip + restricted pickle)";
     } else {
       c.files_.push_back(SafetensorsFile::open(single.string()));
       for (const TensorInfo& t : c.files_[0]->tensors()) c.where_[t.name] = 0;
@@ -86,6 +105,34 @@ void Checkpoint::release_resident_pages() const {
   for (const auto& f : bins_) f->release_resident_pages();
 }
 
+void Checkpoint::rename(const std::map<std::string, std::string>& hf_of, const std::map<std::string, Shape>& shape_of) {
+  std::map<std::string, size_t> where;
+  std::map<std::string, std::string> stored;
+  std::map<std::string, Shape> reshape;
+  for (const auto& [name, idx] : where_) {
+    const std::string old = stored_name(name);
+    auto it = hf_of.find(name);
+    if (it == hf_of.end()) throw Error(origin_ + ": tensor '" + name + "' has no new name");
+    const std::string& hf = it->second;
+    if (!where.emplace(hf, idx).second) throw Error(origin_ + ": two tensors are renamed '" + hf + "'");
+    stored[hf] = old;
+    const Shape have = shape(name);
+    if (auto s = shape_of.find(hf); s != shape_of.end() && s->second != have) {
+      if (shape_numel(s->second) != shape_numel(have))
+        throw Error(origin_ + ": tensor '" + old + "' " + shape_str(have) + " cannot be served as " + shape_str(s->second));
+      reshape[hf] = s->second;
+    }
+  }
+  where_ = std::move(where);
+  stored_ = std::move(stored);
+  reshape_ = std::move(reshape);
+}
+
+std::string Checkpoint::stored_name(const std::string& name) const {
+  auto it = stored_.find(name);
+  return it == stored_.end() ? name : it->second;
+}
+
 std::vector<std::string> Checkpoint::names() const {
   std::vector<std::string> v;
   for (auto& [n, i] : where_) v.push_back(n);
@@ -93,20 +140,25 @@ std::vector<std::string> Checkpoint::names() const {
 }
 
 Shape Checkpoint::shape(const std::string& name) const {
-  if (!bins_.empty()) return bins_.at(where_.at(name))->find(name)->shape;
-  return files_.at(where_.at(name))->find(name)->shape;
+  if (auto r = reshape_.find(name); r != reshape_.end()) return r->second;
+  const std::string s = stored_name(name);
+  if (!bins_.empty()) return bins_.at(where_.at(name))->find(s)->shape;
+  return files_.at(where_.at(name))->find(s)->shape;
 }
 
 std::string Checkpoint::dtype(const std::string& name) const {
-  if (!bins_.empty()) return bins_.at(where_.at(name))->find(name)->dtype;
-  return files_.at(where_.at(name))->find(name)->dtype;
+  const std::string s = stored_name(name);
+  if (!bins_.empty()) return bins_.at(where_.at(name))->find(s)->dtype;
+  return files_.at(where_.at(name))->find(s)->dtype;
 }
 
 Tensor Checkpoint::get(const std::string& name) const {
   auto it = where_.find(name);
   if (it == where_.end()) throw Error(origin_ + ": no tensor named '" + name + "'");
-  if (!bins_.empty()) return bins_[it->second]->get_f32(name);
-  return files_[it->second]->get_f32(name);
+  const std::string s = stored_name(name);
+  Tensor t = !bins_.empty() ? bins_[it->second]->get_f32(s) : files_[it->second]->get_f32(s);
+  if (auto r = reshape_.find(name); r != reshape_.end()) t = t.reshape(r->second);
+  return t;
 }
 
 }  // namespace convnext::io

@@ -1,7 +1,10 @@
 // A checkpoint directory as save_pretrained writes it: config.json plus model.safetensors, or
 // model.safetensors.index.json and its shards; failing those, pytorch_model.bin or
 // pytorch_model.bin.index.json and its shards (torch.save zip, read by a restricted unpickler).
-// Gives tensors by their transformers names.
+// Gives tensors by their transformers names. A directory without those files may hold exactly one
+// other weights file (*.safetensors, *.bin, *.pth, *.pt); a .pth / .pt file is read as a torch.save
+// zip (its state dict may sit under "model", "state_dict", "model_ema" or "state_dict_ema").
+// rename() serves tensors saved under another naming (timm, ...) by their transformers names.
 #pragma once
 #include <map>
 #include <memory>
@@ -16,7 +19,8 @@ namespace convnext::io {
 
 class Checkpoint {
  public:
-  // `path`: a directory, or a .safetensors / .safetensors.index.json / .bin / .bin.index.json file.
+  // `path`: a directory, or a .safetensors / .safetensors.index.json / .bin / .pth / .pt /
+  // .bin.index.json file.
   static Checkpoint open(const std::string& path);
 
   std::vector<std::string> names() const;  // sorted
@@ -30,11 +34,18 @@ class Checkpoint {
   // Drops the mapped pages from this process (they stay in the page cache): tensors still
   // borrowed from the files fault them back in on use. Only for mappings never written.
   void release_resident_pages() const;
+  // Serves the stored tensor `old` as `hf_of[old]` with shape `shape_of[hf_of[old]]` (same
+  // number of elements; the data is reshaped, not moved). Every stored name must be in hf_of.
+  void rename(const std::map<std::string, std::string>& hf_of, const std::map<std::string, Shape>& shape_of);
+  // The name a served tensor is stored under (itself unless renamed).
+  std::string stored_name(const std::string& name) const;
 
  private:
   std::vector<std::shared_ptr<SafetensorsFile>> files_;
   std::vector<std::shared_ptr<TorchBinFile>> bins_;  // used instead of files_ for pytorch_model.bin
   std::map<std::string, size_t> where_;  // tensor name -> files_ (or bins_) index
+  std::map<std::string, std::string> stored_;  // served name -> stored name, after rename()
+  std::map<std::string, Shape> reshape_;       // served name -> served shape, after rename()
   std::string format_, origin_;
 };
 

@@ -242,9 +242,11 @@ class Unpickler {
   void set_item(const V& d, const V& k, const V& v) {
     if (d->k != Value::K::Dict) refuse(std::string("SETITEM on a ") + kind_name(d->k));
     if (d->frozen) refuse("SETITEM on a dict already placed inside another object");
-    if (k->k != Value::K::Str) refuse(std::string("dict key is a ") + kind_name(k->k) + ", expected a string");
+    // Int keys appear in an optimizer's state ({0: {...}}): kept under their decimal spelling. A
+    // state dict itself must have string keys (checked in unpickle_state_dict).
+    if (k->k != Value::K::Str && k->k != Value::K::Int) refuse(std::string("dict key is a ") + kind_name(k->k) + ", expected a string");
     adopt(*d, v);
-    d->dict[k->s] = v;
+    d->dict[k->k == Value::K::Int ? "#int:" + std::to_string(k->i) : k->s] = v;
   }
   void append(const V& l, const V& v) {
     if (l->k != Value::K::List) refuse(std::string("APPEND on a ") + kind_name(l->k));
@@ -365,9 +367,28 @@ std::vector<TorchTensorRecord> unpickle_state_dict(const uint8_t* data, size_t s
   Unpickler u(data, size, file);
   V top = u.run();
   if (top->k != Value::K::Dict) throw Error(file + ": the pickle holds a " + std::string(kind_name(top->k)) + ", expected a state dict");
+  // A training checkpoint ({"model": state_dict, "epoch": 3, "optimizer": {...}}): its state
+  // dict is the first of these entries that is a dict; the other entries are ignored (they
+  // were only parsed, under the same restrictions).
+  V sd = top;
+  std::string where;
+  bool all_tensors = true;
+  for (auto& [name, v] : top->dict) all_tensors = all_tensors && v->k == Value::K::Tensor;
+  if (!all_tensors)
+    for (const char* key : {"model", "state_dict", "model_ema", "state_dict_ema"}) {
+      auto it = top->dict.find(key);
+      if (it != top->dict.end() && it->second->k == Value::K::Dict) {
+        sd = it->second;
+        where = std::string(" (under '") + key + "')";
+        break;
+      }
+    }
   std::vector<TorchTensorRecord> out;
-  for (auto& [name, v] : top->dict) {
-    if (v->k != Value::K::Tensor) throw Error(file + ": state dict entry '" + name + "' is a " + kind_name(v->k) + ", not a tensor");
+  for (auto& [name, v] : sd->dict) {
+    if (name.starts_with("#int:")) throw Error(file + ": state dict" + where + " has an integer key " + name.substr(5));
+    if (v->k != Value::K::Tensor)
+      throw Error(file + ": state dict" + where + " entry '" + name + "' is a " + kind_name(v->k) + ", not a tensor" +
+                  (sd == top ? " (and no 'model', 'state_dict', 'model_ema' or 'state_dict_ema' dict holds the state dict)" : ""));
     out.push_back(v->rec);
     out.back().name = name;
   }

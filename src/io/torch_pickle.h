@@ -25,7 +25,10 @@ struct TorchTensorRecord {
   std::vector<int64_t> stride;  // in elements
 };
 
-// Parses `data` (the pickle of a dict / OrderedDict of tensors). `file` names it in errors.
+// Parses `data` (the pickle of a dict / OrderedDict of tensors, or of a training checkpoint
+// dict whose "model" / "state_dict" / "model_ema" / "state_dict_ema" entry is that state dict,
+// its other entries being plain data: ints, floats, strings, lists, tuples, dicts, tensors).
+// `file` names it in errors.
 std::vector<TorchTensorRecord> unpickle_state_dict(const uint8_t* data, size_t size, const std::string& file);
 
 }  // namespace convnext::io

@@ -2,12 +2,15 @@
 // loading from a checkpoint with strict checks, and the inference (packed, folded) form.
 #include "model/network.h"
 
+#include <filesystem>
+#include <map>
 #include <random>
 #include <set>
 
 #include "convnext/error.h"
 #include "core/memory.h"
 #include "io/checkpoint.h"
+#include "io/key_mapping.h"
 
 namespace convnext::detail {
 
@@ -197,13 +200,39 @@ bool is_head_parameter(const std::string& name) {
 
 }  // namespace
 
+// The checkpoint's names mapped to transformers' (timm, facebookresearch, torchvision), and its
+// config: config.json of the directory or, without one, inferred from a non-transformers state
+// dict's shapes (transformers names keep requiring their config.json, as in transformers).
+ConvNextConfig resolve_config(const std::string& path, io::Checkpoint& ckpt, std::vector<std::string>& notes) {
+  std::map<std::string, Shape> stored;
+  for (const std::string& n : ckpt.names()) stored[n] = ckpt.shape(n);
+  const io::KeyMapping mapping = io::map_key_names(stored, ckpt.origin());
+  if (mapping.naming != io::Naming::Transformers || !mapping.stripped_prefix.empty()) {
+    ckpt.rename(mapping.hf_of, mapping.hf_shape);
+    notes.push_back(std::string("tensor names: ") + io::naming_name(mapping.naming) +
+                    (mapping.stripped_prefix.empty() ? "" : " with prefix '" + mapping.stripped_prefix + "'") +
+                    ", mapped to transformers names");
+  }
+  std::error_code ec;
+  const bool dir = std::filesystem::is_directory(path, ec);
+  if (mapping.naming == io::Naming::Transformers && !dir)
+    throw Error(path + ": transformers-named weights need their config.json: pass the directory holding both");
+  if (mapping.naming == io::Naming::Transformers || std::filesystem::exists(std::filesystem::path(path) / "config.json", ec))
+    return ConvNextConfig::from_file(path);
+  std::map<std::string, Shape> served;
+  for (const std::string& n : ckpt.names()) served[n] = ckpt.shape(n);
+  return io::infer_config(served, ckpt.origin(), notes);
+}
+
 std::shared_ptr<Network> Network::load(const std::string& path, const LoadOptions& options, Architecture arch) {
-  ConvNextConfig config = ConvNextConfig::from_file(path);
+  io::Checkpoint ckpt = io::Checkpoint::open(path);
+  std::vector<std::string> notes;
+  ConvNextConfig config = resolve_config(path, ckpt, notes);
   const Architecture saved_arch = config.architecture();
   if (options.num_labels) config.set_num_labels(*options.num_labels);
   config.architectures = {architecture_name(arch)};
   auto net = std::make_shared<Network>(config, arch);
-  const io::Checkpoint ckpt = io::Checkpoint::open(path);
+  net->warnings = notes;
   net->weights_format = ckpt.format();
 
   // The prefix the checkpoint uses for the body: "convnext." when saved by the classifier.
@@ -215,6 +244,10 @@ std::shared_ptr<Network> Network::load(const std::string& path, const LoadOption
     return has_prefix ? "convnext." + bare : bare;
   };
 
+  auto stored_as = [&](const std::string& n) {
+    const std::string s = ckpt.stored_name(n);
+    return s == n ? std::string() : " (stored as '" + s + "')";
+  };
   std::set<std::string> used;
   net->for_each_parameter([&](const std::string& name, Tensor& t) {
     const std::string src = source_name(name);
@@ -237,7 +270,7 @@ std::shared_ptr<Network> Network::load(const std::string& path, const LoadOption
                                 shape_str(t.shape()) + " in the model: newly initialised (ignore_mismatched_sizes)");
         return;
       }
-      throw Error(ckpt.origin() + ": tensor '" + src + "' has shape " + shape_str(have) + ", the config expects " +
+      throw Error(ckpt.origin() + ": tensor '" + src + "'" + stored_as(src) + " has shape " + shape_str(have) + ", the config expects " +
                   shape_str(t.shape()) + (name.starts_with("classifier.") ? " (a different number of labels? see --ignore-mismatched-sizes)" : ""));
     }
     t = ckpt.get(src);
@@ -249,8 +282,8 @@ std::shared_ptr<Network> Network::load(const std::string& path, const LoadOption
       net->warnings.push_back("'" + name + "' is not used by " + std::string(architecture_name(arch)));
       continue;
     }
-    throw Error(ckpt.origin() + ": unexpected tensor '" + name + "' (shape " + shape_str(ckpt.shape(name)) +
-                ") is not a parameter of " + architecture_name(arch) + " with this config.json");
+    throw Error(ckpt.origin() + ": unexpected tensor '" + name + "'" + stored_as(name) + " (shape " + shape_str(ckpt.shape(name)) +
+                ") is not a parameter of " + architecture_name(arch) + " with this config");
   }
   net->precision = options.precision;
   net->prepare(options.inference_only);
@@ -260,3 +293,13 @@ std::shared_ptr<Network> Network::load(const std::string& path, const LoadOption
 }
 
 }  // namespace convnext::detail
+
+namespace convnext {
+
+ConvNextConfig config_of_checkpoint(const std::string& path) {
+  io::Checkpoint ckpt = io::Checkpoint::open(path);
+  std::vector<std::string> notes;
+  return detail::resolve_config(path, ckpt, notes);
+}
+
+}  // namespace convnext

@@ -20,8 +20,8 @@ namespace {
 constexpr int64_t kKc = 384;
 
 template <int MR>
-inline void micro(int64_t kc, const float* A, int64_t lda, const float* Bp, const float* bias, float* C, int64_t ldc,
-                  __mmask16 m0, __mmask16 m1, bool load_c) {
+inline void micro(int64_t kc, const float* A, int64_t lda, const float* Bp, const float* bias, Activation act, float* C,
+                  int64_t ldc, __mmask16 m0, __mmask16 m1, bool load_c) {
   __m512 c0[MR], c1[MR];
   load_tile<MR>(c0, c1, C, ldc, m0, m1, load_c);
   for (int64_t k = 0; k < kc; ++k) {
@@ -34,11 +34,11 @@ inline void micro(int64_t kc, const float* A, int64_t lda, const float* Bp, cons
       c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
     }
   }
-  store_tile<MR>(c0, c1, bias, C, ldc, m0, m1);
+  store_tile<MR>(c0, c1, bias, act, C, ldc, m0, m1);
 }
 
-using MicroFn = void (*)(int64_t, const float*, int64_t, const float*, const float*, float*, int64_t, __mmask16,
-                         __mmask16, bool);
+using MicroFn = void (*)(int64_t, const float*, int64_t, const float*, const float*, Activation, float*, int64_t,
+                         __mmask16, __mmask16, bool);
 constexpr MicroFn kMicro[kMr + 1] = {nullptr,   micro<1>, micro<2>, micro<3>,  micro<4>,  micro<5>, micro<6>,
                                      micro<7>,  micro<8>, micro<9>, micro<10>, micro<11>, micro<12>};
 
@@ -50,6 +50,7 @@ void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float
   if (M <= 0 || N <= 0) return;
   const TilePlan plan = plan_tiles(M, N, omp_in_parallel() ? 1 : omp_get_max_threads());
   const int64_t tiles = plan.tiles();
+  const Activation reg_act = act_in_registers(act) ? act : Activation::Linear;
 #pragma omp parallel for schedule(dynamic, 1) if (tiles > 1 && M * N * K > 32768)
   for (int64_t t = 0; t < tiles; ++t) {
     const int64_t m0 = (t / plan.ntiles) * plan.mc, m1 = std::min(M, m0 + plan.mc);
@@ -62,13 +63,13 @@ void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float
         const float* Bp = W.panels.data() + (p * K + k0) * kPanel;
         const float* bias = last ? W.bias.data() + n0 : nullptr;
         for_each_row_run(m0, m1, [&](int64_t m, int rows) {
-          kMicro[rows](kc, A + m * lda + k0, lda, Bp, bias, C + m * ldc + n0, ldc, mask_lo(nc), mask_hi(nc),
+          kMicro[rows](kc, A + m * lda + k0, lda, Bp, bias, reg_act, C + m * ldc + n0, ldc, mask_lo(nc), mask_hi(nc),
                        accumulate || !first);
         });
       }
       if (K == 0) break;
     }
-    if (act != Activation::Linear) {
+    if (!act_in_registers(act)) {
       const int64_t n0 = p0 * kPanel, n1 = std::min(N, p1 * kPanel);
       for (int64_t m = m0; m < m1; ++m) activation(act, C + m * ldc + n0, n1 - n0);
     }

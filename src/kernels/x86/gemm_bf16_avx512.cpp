@@ -20,8 +20,8 @@ namespace {
 constexpr int64_t kKc2 = 256;  // k-pairs per block: 256 × 32 × 2 bf16 = 32 KiB of panel
 
 template <int MR>
-void micro(int64_t k2, const uint32_t* A, int64_t lda2, const uint16_t* Bp, const float* bias, float* C, int64_t ldc,
-           __mmask16 m0, __mmask16 m1, bool load_c) {
+void micro(int64_t k2, const uint32_t* A, int64_t lda2, const uint16_t* Bp, const float* bias, Activation act, float* C,
+           int64_t ldc, __mmask16 m0, __mmask16 m1, bool load_c) {
   __m512 c0[MR], c1[MR];
   load_tile<MR>(c0, c1, C, ldc, m0, m1, load_c);
   for (int64_t kk = 0; kk < k2; ++kk) {
@@ -34,11 +34,11 @@ void micro(int64_t k2, const uint32_t* A, int64_t lda2, const uint16_t* Bp, cons
       c1[i] = _mm512_dpbf16_ps(c1[i], a, b1);
     }
   }
-  store_tile<MR>(c0, c1, bias, C, ldc, m0, m1);
+  store_tile<MR>(c0, c1, bias, act, C, ldc, m0, m1);
 }
 
-using MicroFn = void (*)(int64_t, const uint32_t*, int64_t, const uint16_t*, const float*, float*, int64_t, __mmask16,
-                         __mmask16, bool);
+using MicroFn = void (*)(int64_t, const uint32_t*, int64_t, const uint16_t*, const float*, Activation, float*, int64_t,
+                         __mmask16, __mmask16, bool);
 constexpr MicroFn kMicro[kMr + 1] = {nullptr,   micro<1>, micro<2>, micro<3>,  micro<4>,  micro<5>, micro<6>,
                                      micro<7>,  micro<8>, micro<9>, micro<10>, micro<11>, micro<12>};
 
@@ -71,6 +71,7 @@ void linear_bf16(int64_t M, const float* A, int64_t lda, const PackedLinear& W, 
   if (M <= 0 || N <= 0) return;
   const TilePlan plan = plan_tiles(M, N, omp_in_parallel() ? 1 : omp_get_max_threads());
   const int64_t tiles = plan.tiles();
+  const Activation reg_act = act_in_registers(act) ? act : Activation::Linear;
 #pragma omp parallel if (tiles > 1 && M * N * K > 32768)
   {
     std::vector<uint32_t> abuf(static_cast<size_t>(plan.mc * K2));
@@ -92,13 +93,13 @@ void linear_bf16(int64_t M, const float* A, int64_t lda, const PackedLinear& W, 
           const uint16_t* Bp = W.panels_bf16.data() + (p * K2 + k0) * kPanel * 2;
           const float* bias = last ? W.bias.data() + n0 : nullptr;
           for_each_row_run(m0, m1, [&](int64_t m, int rows) {
-            kMicro[rows](kc, abuf.data() + (m - m0) * K2 + k0, K2, Bp, bias, C + m * ldc + n0, ldc, mask_lo(nc),
+            kMicro[rows](kc, abuf.data() + (m - m0) * K2 + k0, K2, Bp, bias, reg_act, C + m * ldc + n0, ldc, mask_lo(nc),
                          mask_hi(nc), accumulate || !first);
           });
         }
         if (K2 == 0) break;
       }
-      if (act != Activation::Linear) {
+      if (!act_in_registers(act)) {
         const int64_t n0 = p0 * kPanel, n1 = std::min(N, p1 * kPanel);
         for (int64_t m = m0; m < m1; ++m) activation(act, C + m * ldc + n0, n1 - n0);
       }

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "kernels/kernels.h"
+#include "kernels/x86/vmath_avx512.h"
 
 namespace convnext::kernels::x86 {
 
@@ -52,10 +53,28 @@ inline void for_each_row_run(int64_t m0, int64_t m1, F&& f) {
   }
 }
 
-// The epilogue of an MR×32 microkernel: + bias (on the last K block), masked stores.
+// Activations the epilogue applies in registers; the others run as a pass over the finished tile.
+inline bool act_in_registers(Activation a) {
+  return a == Activation::Linear || a == Activation::Gelu || a == Activation::GeluTanh || a == Activation::Relu ||
+         a == Activation::Silu || a == Activation::QuickGelu;
+}
+
+inline __m512 apply_act(Activation a, __m512 v) {
+  switch (a) {
+    case Activation::Gelu: return gelu16(v);
+    case Activation::GeluTanh: return gelu_tanh16(v);
+    case Activation::Relu: return _mm512_max_ps(v, _mm512_setzero_ps());
+    case Activation::Silu: return x_sigmoid16(v, v);
+    case Activation::QuickGelu: return x_sigmoid16(v, _mm512_mul_ps(v, _mm512_set1_ps(1.702f)));
+    default: return v;
+  }
+}
+
+// The epilogue of an MR×32 microkernel. On the last K block (bias given): + bias, then the
+// activation while the values are still in registers (act_in_registers); masked stores.
 template <int MR>
-inline void store_tile(__m512 (&c0)[MR], __m512 (&c1)[MR], const float* bias, float* C, int64_t ldc, __mmask16 m0,
-                       __mmask16 m1) {
+inline void store_tile(__m512 (&c0)[MR], __m512 (&c1)[MR], const float* bias, Activation act, float* C, int64_t ldc,
+                       __mmask16 m0, __mmask16 m1) {
   if (bias) {
     const __m512 bb0 = _mm512_loadu_ps(bias), bb1 = _mm512_loadu_ps(bias + 16);
 #pragma GCC unroll 12
@@ -63,6 +82,11 @@ inline void store_tile(__m512 (&c0)[MR], __m512 (&c1)[MR], const float* bias, fl
       c0[i] = _mm512_add_ps(c0[i], bb0);
       c1[i] = _mm512_add_ps(c1[i], bb1);
     }
+    if (act != Activation::Linear)
+      for (int i = 0; i < MR; ++i) {
+        c0[i] = apply_act(act, c0[i]);
+        c1[i] = apply_act(act, c1[i]);
+      }
   }
 #pragma GCC unroll 12
   for (int i = 0; i < MR; ++i) {
