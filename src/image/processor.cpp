@@ -18,6 +18,7 @@
 #include "convnext/error.h"
 #include "convnext/image_processor.h"
 #include "image/decode.h"
+#include "io/hub_cache.h"
 #include "image/resample.h"
 #include "image/resize_torchvision.h"
 
@@ -77,10 +78,22 @@ Image center_crop(const Image& in, int64_t ch, int64_t cw, bool pad_top_left) {
 ConvNextImageProcessor::ConvNextImageProcessor(ImageProcessorConfig config, ImageBackend backend)
     : config_(std::move(config)), backend_(backend) {}
 
-ConvNextImageProcessor ConvNextImageProcessor::from_pretrained(const std::string& path, ImageBackend backend) {
+ConvNextImageProcessor ConvNextImageProcessor::from_pretrained(const std::string& model, ImageBackend backend) {
+  const std::string path = io::resolve_model_path(model);
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec) && !std::filesystem::exists(std::filesystem::path(path) / "preprocessor_config.json", ec))
     return ConvNextImageProcessor(ImageProcessorConfig{}, backend);
+  if (!std::filesystem::is_directory(path, ec) && !path.ends_with(".json")) {
+    // A bare weights file (timm, facebookresearch, torchvision): those models were trained on
+    // ImageNet with mean/std IMAGENET_DEFAULT, bicubic, crop_pct 0.875 at 224 (timm's default_cfg).
+    ImageProcessorConfig c;
+    c.shortest_edge = 224;
+    c.crop_pct = 0.875;
+    c.resample = 3;
+    c.image_mean = {0.485, 0.456, 0.406};
+    c.image_std = {0.229, 0.224, 0.225};
+    return ConvNextImageProcessor(c, backend);
+  }
   return ConvNextImageProcessor(ImageProcessorConfig::from_file(path), backend);
 }
 

@@ -10,6 +10,7 @@
 #include "convnext/error.h"
 #include "core/memory.h"
 #include "io/checkpoint.h"
+#include "io/hub_cache.h"
 #include "io/key_mapping.h"
 
 namespace convnext::detail {
@@ -224,7 +225,8 @@ ConvNextConfig resolve_config(const std::string& path, io::Checkpoint& ckpt, std
   return io::infer_config(served, ckpt.origin(), notes);
 }
 
-std::shared_ptr<Network> Network::load(const std::string& path, const LoadOptions& options, Architecture arch) {
+std::shared_ptr<Network> Network::load(const std::string& model, const LoadOptions& options, Architecture arch) {
+  const std::string path = io::resolve_model_path(model);  // a hub id ("facebook/convnext-tiny-224") → its cached snapshot
   io::Checkpoint ckpt = io::Checkpoint::open(path);
   std::vector<std::string> notes;
   ConvNextConfig config = resolve_config(path, ckpt, notes);
@@ -296,7 +298,8 @@ std::shared_ptr<Network> Network::load(const std::string& path, const LoadOption
 
 namespace convnext {
 
-ConvNextConfig config_of_checkpoint(const std::string& path) {
+ConvNextConfig config_of_checkpoint(const std::string& model) {
+  const std::string path = io::resolve_model_path(model);
   io::Checkpoint ckpt = io::Checkpoint::open(path);
   std::vector<std::string> notes;
   return detail::resolve_config(path, ckpt, notes);
