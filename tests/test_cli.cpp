@@ -6,7 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "convnext/image_processor.h"
+#include "convnext/convnext.h"
 #include "io/safetensors.h"
 #include "test_util.h"
 
@@ -252,6 +252,30 @@ TEST(CliImages, HelpForImageCommands) {
     const CliRun r = run(cmd);
     EXPECT_EQ(r.status, 0) << cmd;
     EXPECT_NE(r.out.find("usage"), std::string::npos) << cmd;
+  }
+}
+
+}  // namespace
+}  // namespace convnext::test
+
+namespace convnext::test {
+namespace {
+
+TEST(CliConvert, HalfPrecisionOutputsMatchTransformersUpcastLogits) {
+  REQUIRE_FIXTURES();
+  // transformers saved this model's weights as fp16 and bf16 and computed the fp32 forward of
+  // those rounded weights: converting our way must round exactly as torch's .to() does.
+  const auto exp = io::SafetensorsFile::open(fixture("variants_tiny4/expected.safetensors"));
+  const Tensor px = exp->get_f32("pixel_values");
+  for (const auto& [flag, key] : std::vector<std::pair<std::string, std::string>>{
+           {"f16", "logits_fp16_weights_fp32_compute"}, {"bf16", "logits_bf16_weights_fp32_compute"}, {"f32", "logits"}}) {
+    const std::string out = tmp("converted_" + flag);
+    const CliRun r = run("convert --from " + fixture("variants_tiny4/sharded_bin") + " --to " + out + " --dtype " + flag);
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto m = ConvNextForImageClassification::from_pretrained(out);
+    EXPECT_TRUE(close(m.forward(px).logits, exp->get_f32(key))) << flag;
+    EXPECT_TRUE(fs::exists(out + "/preprocessor_config.json"));
+    fs::remove_all(out);
   }
 }
 

@@ -79,8 +79,9 @@ class ModelBase {
   const ConvNextConfig& config() const;
   Architecture architecture() const;
   int64_t num_parameters() const;
-  // Writes config.json and model.safetensors that transformers' from_pretrained reads.
-  void save_pretrained(const std::string& dir) const;
+  // Writes config.json and model.safetensors that transformers' from_pretrained reads, the
+  // weights as "float32", "float16" or "bfloat16" (rounded to nearest even, as torch's .to()).
+  void save_pretrained(const std::string& dir, const std::string& dtype = "float32") const;
   // What loading noticed but did not refuse (freshly initialised heads, ignored tensors).
   const std::vector<std::string>& load_warnings() const;
   // The checkpoint's file format ("safetensors", "safetensors (sharded, 3 files)", "new").

@@ -11,5 +11,6 @@ int cmd_make_input(int argc, char** argv, int first);
 int cmd_preprocess(int argc, char** argv, int first);
 int cmd_classify(int argc, char** argv, int first);
 int cmd_features(int argc, char** argv, int first);
+int cmd_convert(int argc, char** argv, int first);
 
 }  // namespace convnext::cli

@@ -32,17 +32,25 @@ const std::string& ModelBase::weights_format() const { return net_->weights_form
 
 int64_t ModelBase::num_parameters() const { return net_->parameter_count; }
 
-void ModelBase::save_pretrained(const std::string& dir) const {
+void ModelBase::save_pretrained(const std::string& dir, const std::string& dtype) const {
+  if (dtype != "float32" && dtype != "float16" && dtype != "bfloat16")
+    throw Error("save_pretrained: dtype must be float32, float16 or bfloat16, got '" + dtype + "'");
   if (net_->inference_only)
     throw Error("this model was loaded with LoadOptions::inference_only, which releases the original weights; "
                 "load it with inference_only = false to save it");
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw Error(dir + ": cannot create directory (" + ec.message() + ")");
-  net_->config.save((std::filesystem::path(dir) / "config.json").string());
+  ConvNextConfig config = net_->config;
+  config.dtype = dtype;
+  config.save((std::filesystem::path(dir) / "config.json").string());
   io::SafetensorsWriter w;
   w.set_metadata("format", "pt");
-  net_->for_each_parameter([&](const std::string& name, Tensor& t) { w.add(name, t); });
+  net_->for_each_parameter([&](const std::string& name, Tensor& t) {
+    if (dtype == "float16") w.add_f16(name, t);
+    else if (dtype == "bfloat16") w.add_bf16(name, t);
+    else w.add(name, t);
+  });
   w.save((std::filesystem::path(dir) / "model.safetensors").string());
 }
 

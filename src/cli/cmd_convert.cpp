@@ -1,0 +1,66 @@
+// convnext convert: any checkpoint this library reads → a transformers save_pretrained directory.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "convnext/convnext.h"
+
+namespace convnext::cli {
+
+namespace {
+const char* kHelp = R"(usage: convnext convert --from PATH --to DIR [--dtype f32|f16|bf16]
+
+Reads a checkpoint in any form this tool loads (a save_pretrained directory with safetensors or
+pytorch_model.bin, sharded or not; a hub id in the local Hugging Face cache; a timm,
+facebookresearch or torchvision state dict, with or without config.json) and writes DIR as
+transformers' save_pretrained would: config.json, model.safetensors (float32, float16 or
+bfloat16) and preprocessor_config.json (the source's, else ImageNet defaults for bare state dicts
+or the class defaults). Prints what was mapped or inferred.
+)";
+}  // namespace
+
+int cmd_convert(int argc, char** argv, int first) {
+  Args a(argc, argv, first, {}, {"from", "to", "dtype"});
+  if (a.help()) {
+    std::fputs(kHelp, stdout);
+    return 0;
+  }
+  const std::string from = a.required("from"), to = a.required("to");
+  const std::string d = a.get("dtype", "f32");
+  const std::string dtype = d == "f32" ? "float32" : d == "f16" ? "float16" : d == "bf16" ? "bfloat16" : "";
+  if (dtype.empty()) throw Error("--dtype must be f32, f16 or bf16, got '" + d + "'");
+  LoadOptions keep;
+  keep.inference_only = false;  // the original weights are what gets written
+  const ConvNextConfig config = config_of_checkpoint(from);
+  std::vector<std::string> notes;
+  switch (config.architecture()) {
+    case Architecture::ForImageClassification: {
+      auto m = ConvNextForImageClassification::from_pretrained(from, keep);
+      notes = m.load_warnings();
+      m.save_pretrained(to, dtype);
+      break;
+    }
+    case Architecture::Model: {
+      auto m = ConvNextModel::from_pretrained(from, keep);
+      notes = m.load_warnings();
+      m.save_pretrained(to, dtype);
+      break;
+    }
+    case Architecture::Backbone: {
+      auto m = ConvNextBackbone::from_pretrained(from, keep);
+      notes = m.load_warnings();
+      m.save_pretrained(to, dtype);
+      break;
+    }
+  }
+  const auto proc = ConvNextImageProcessor::from_pretrained(from);
+  std::ofstream(std::filesystem::path(to) / "preprocessor_config.json") << proc.config().to_json_string();
+  for (const std::string& n : notes) std::fprintf(stderr, "convnext convert: %s\n", n.c_str());
+  std::printf("wrote %s: config.json, model.safetensors (%s), preprocessor_config.json (%s)\n", to.c_str(), dtype.c_str(),
+              architecture_name(config.architecture()));
+  return 0;
+}
+
+}  // namespace convnext::cli
