@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Installs everything this project needs on a fresh Debian 12 machine (run as root).
 #   build:  g++ 12, CMake, nlohmann-json (config files), OpenMP (part of g++),
-#           libjpeg-turbo, libpng, libwebp (+ pkg-config to find it) for image decoding
+#           libjpeg-turbo, libpng, libwebp (+ pkg-config to find it) for image decoding,
+#           libhdf5 for TF checkpoints (tf_model.h5), libcurl (OpenSSL flavour) for `convnext download`
 #   tests:  GoogleTest; python3-torch + numpy build an independent PyTorch reference for
 #           configurations the shared fixtures do not cover (test-time tool only, never linked);
-#           python3-pil writes the images and reference pixels the decoder tests compare against
+#           python3-pil writes the images and reference pixels the decoder tests compare against;
+#           python3-h5py writes the tf_model.h5 the TF checkpoint tests read
 set -euo pipefail
 pkgs=(build-essential cmake nlohmann-json3-dev libgtest-dev googletest zlib1g-dev
-      libjpeg62-turbo-dev libpng-dev libwebp-dev pkg-config)
+      libjpeg62-turbo-dev libpng-dev libwebp-dev pkg-config libhdf5-dev
+      libcurl4-openssl-dev)
 if [[ "${1:-}" == "--tests" ]]; then
-  pkgs+=(python3 python3-numpy python3-torch python3-torchvision dataset-fashion-mnist python3-pil)
+  pkgs+=(python3 python3-numpy python3-torch python3-torchvision dataset-fashion-mnist python3-pil python3-h5py)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

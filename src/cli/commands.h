@@ -12,5 +12,6 @@ int cmd_preprocess(int argc, char** argv, int first);
 int cmd_classify(int argc, char** argv, int first);
 int cmd_features(int argc, char** argv, int first);
 int cmd_convert(int argc, char** argv, int first);
+int cmd_download(int argc, char** argv, int first);
 
 }  // namespace convnext::cli

@@ -21,6 +21,7 @@ commands:
   features     pooled features / hidden states / backbone maps of image files
   forward      run a checkpoint on pixel_values from a safetensors file, write the outputs
   convert      any checkpoint (safetensors, .bin, timm, torchvision, original, hub cache) -> save_pretrained dir
+  download     a model from the Hugging Face hub into the local hub cache (HF_ENDPOINT, HF_TOKEN)
   info         describe a checkpoint: architecture, variant, parameters, labels, format
   bench        time the forward pass (random weights for --arch, or a checkpoint)
   init         write a checkpoint directory with freshly initialised weights
@@ -50,6 +51,7 @@ int main(int argc, char** argv) {
     if (cmd == "preprocess") return convnext::cli::cmd_preprocess(argc, argv, 2);
     if (cmd == "features") return convnext::cli::cmd_features(argc, argv, 2);
     if (cmd == "convert") return convnext::cli::cmd_convert(argc, argv, 2);
+    if (cmd == "download") return convnext::cli::cmd_download(argc, argv, 2);
     if (cmd == "info") return convnext::cli::cmd_info(argc, argv, 2);
     if (cmd == "bench") return convnext::cli::cmd_bench(argc, argv, 2);
     if (cmd == "init") return convnext::cli::cmd_init(argc, argv, 2);

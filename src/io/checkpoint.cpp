@@ -17,12 +17,15 @@ Checkpoint Checkpoint::open(const std::string& path) {
   fs::path p(path);
   std::error_code ec;
   fs::path single, index;
-  bool bin = false;
+  bool bin = false, h5 = false;
   if (fs::is_directory(p, ec)) {
     if (fs::exists(p / "model.safetensors", ec)) single = p / "model.safetensors";
     else if (fs::exists(p / "model.safetensors.index.json", ec)) index = p / "model.safetensors.index.json";
     else if (fs::exists(p / "pytorch_model.bin", ec)) single = p / "pytorch_model.bin", bin = true;
     else if (fs::exists(p / "pytorch_model.bin.index.json", ec)) index = p / "pytorch_model.bin.index.json", bin = true;
+    else if (fs::exists(p / "tf_model.h5", ec)) single = p / "tf_model.h5", h5 = true;
+    else if (fs::exists(p / "tf_model.h5.index.json", ec))
+      throw Error((p / "tf_model.h5.index.json").string() + ": sharded TF checkpoints are not supported; convert to safetensors");
     else {
       // One other weights file (a timm / torchvision / facebookresearch checkpoint dropped in a folder).
       std::vector<fs::path> found;
@@ -38,10 +41,8 @@ Checkpoint Checkpoint::open(const std::string& path) {
         throw Error(p.string() + ": no model.safetensors or pytorch_model.bin, and " + std::to_string(found.size()) +
                     " other weights files (" + found[0].filename().string() + ", " + found[1].filename().string() +
                     ", ...): pass the file itself");
-      } else if (fs::exists(p / "tf_model.h5", ec)) {
-        throw Error(p.string() + ": only tf_model.h5 weights found; this build reads safetensors and pytorch_model.bin");
       } else {
-        throw Error(p.string() + ": no model.safetensors, model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json in the directory");
+        throw Error(p.string() + ": no model.safetensors, model.safetensors.index.json, pytorch_model.bin, pytorch_model.bin.index.json or tf_model.h5 in the directory");
       }
     }
   } else if (p.string().ends_with(".index.json")) {
@@ -51,10 +52,15 @@ Checkpoint Checkpoint::open(const std::string& path) {
     single = p;
     const std::string ps = p.string();
     bin = ps.ends_with(".bin") || ps.ends_with(".pth") || ps.ends_with(".pt");
+    h5 = ps.ends_with(".h5");
   }
   c.origin_ = path;
   if (!single.empty()) {
-    if (bin) {
+    if (h5) {
+      c.h5_ = TfH5File::open(single.string());
+      for (const TfH5Tensor& t : c.h5_->tensors()) c.where_[t.name] = 0;
+      c.format_ = "tf_model.h5 (Keras HDF5)";
+    } else if (bin) {
       c.bins_.push_back(TorchBinFile::open(single.string()));
       for (const TorchTensorRecord& t : c.bins_[0]->tensors()) c.where_[t.name] = 0;
       c.format_ = single.string().ends_with(".bin") ? "pytorch_model.bin (zip + restricted pickle)"
@@ -142,12 +148,14 @@ std::vector<std::string> Checkpoint::names() const {
 Shape Checkpoint::shape(const std::string& name) const {
   if (auto r = reshape_.find(name); r != reshape_.end()) return r->second;
   const std::string s = stored_name(name);
+  if (h5_) return h5_->find(s)->tensor.shape();
   if (!bins_.empty()) return bins_.at(where_.at(name))->find(s)->shape;
   return files_.at(where_.at(name))->find(s)->shape;
 }
 
 std::string Checkpoint::dtype(const std::string& name) const {
   const std::string s = stored_name(name);
+  if (h5_) return h5_->find(s)->dtype;
   if (!bins_.empty()) return bins_.at(where_.at(name))->find(s)->dtype;
   return files_.at(where_.at(name))->find(s)->dtype;
 }
@@ -156,7 +164,7 @@ Tensor Checkpoint::get(const std::string& name) const {
   auto it = where_.find(name);
   if (it == where_.end()) throw Error(origin_ + ": no tensor named '" + name + "'");
   const std::string s = stored_name(name);
-  Tensor t = !bins_.empty() ? bins_[it->second]->get_f32(s) : files_[it->second]->get_f32(s);
+  Tensor t = h5_ ? h5_->get_f32(s) : !bins_.empty() ? bins_[it->second]->get_f32(s) : files_[it->second]->get_f32(s);
   if (auto r = reshape_.find(name); r != reshape_.end()) t = t.reshape(r->second);
   return t;
 }

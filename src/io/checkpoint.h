@@ -4,6 +4,8 @@
 // Gives tensors by their transformers names. A directory without those files may hold exactly one
 // other weights file (*.safetensors, *.bin, *.pth, *.pt); a .pth / .pt file is read as a torch.save
 // zip (its state dict may sit under "model", "state_dict", "model_ema" or "state_dict_ema").
+// Failing safetensors and pytorch_model.bin, tf_model.h5 (TF / Keras HDF5, io/tf_h5.h) is read
+// and served under the transformers PyTorch names.
 // rename() serves tensors saved under another naming (timm, ...) by their transformers names.
 #pragma once
 #include <map>
@@ -13,6 +15,7 @@
 
 #include "convnext/tensor.h"
 #include "io/safetensors.h"
+#include "io/tf_h5.h"
 #include "io/torch_bin.h"
 
 namespace convnext::io {
@@ -20,7 +23,7 @@ namespace convnext::io {
 class Checkpoint {
  public:
   // `path`: a directory, or a .safetensors / .safetensors.index.json / .bin / .pth / .pt /
-  // .bin.index.json file.
+  // .bin.index.json / .h5 file.
   static Checkpoint open(const std::string& path);
 
   std::vector<std::string> names() const;  // sorted
@@ -29,7 +32,7 @@ class Checkpoint {
   Shape shape(const std::string& name) const;
   std::string dtype(const std::string& name) const;
   Tensor get(const std::string& name) const;  // float32 (converted from F16/BF16 at load)
-  const std::string& format() const { return format_; }  // "safetensors", "pytorch_model.bin (zip + restricted pickle)", "... (sharded, N files)"
+  const std::string& format() const { return format_; }  // "safetensors", "pytorch_model.bin (zip + restricted pickle)", "tf_model.h5 (Keras HDF5)", "... (sharded, N files)"
   const std::string& origin() const { return origin_; }
   // Drops the mapped pages from this process (they stay in the page cache): tensors still
   // borrowed from the files fault them back in on use. Only for mappings never written.
@@ -43,6 +46,7 @@ class Checkpoint {
  private:
   std::vector<std::shared_ptr<SafetensorsFile>> files_;
   std::vector<std::shared_ptr<TorchBinFile>> bins_;  // used instead of files_ for pytorch_model.bin
+  std::shared_ptr<TfH5File> h5_;                      // used instead of both for tf_model.h5
   std::map<std::string, size_t> where_;  // tensor name -> files_ (or bins_) index
   std::map<std::string, std::string> stored_;  // served name -> stored name, after rename()
   std::map<std::string, Shape> reshape_;       // served name -> served shape, after rename()

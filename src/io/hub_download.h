@@ -1,0 +1,73 @@
+// Downloads from the Hugging Face hub into the cache layout huggingface_hub writes (and
+// io/hub_cache.h reads), as huggingface_hub.hf_hub_download does:
+//   GET {HF_ENDPOINT or https://huggingface.co}/{id}/resolve/{revision}/{filename}
+//   (a HEAD first: X-Repo-Commit = the commit, X-Linked-Etag / ETag = the blob name,
+//    X-Linked-Size / Content-Length = the size, a 302 Location = where the bytes are (the CDN))
+//   models--org--name/blobs/<etag>.incomplete   while downloading (resumed with Range after a drop)
+//   models--org--name/blobs/<etag>              once complete and verified (sha256 for LFS files)
+//   models--org--name/snapshots/<commit>/<file> -> ../../blobs/<etag>   (relative symlink)
+//   models--org--name/refs/<revision>           the commit hash (when the revision is a name)
+// Only https is used, except plain http to a loopback host (127.0.0.1, localhost, ::1).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace convnext::io {
+
+struct HubDownloadOptions {
+  std::string revision = "main";
+  std::string endpoint;   // "" → $HF_ENDPOINT, else https://huggingface.co
+  std::string token;      // "" → $HF_TOKEN, $HUGGING_FACE_HUB_TOKEN, else the token file
+                          //      ($HF_TOKEN_PATH, else $HF_HOME/token, else ~/.cache/huggingface/token)
+  std::string cache_dir;  // "" → hub_cache_dir()
+  bool progress = false;  // a progress bar on stderr (drawn only when stderr is a terminal)
+  int max_attempts = 5;   // tries per file; each retry resumes the partial download with Range
+};
+
+struct HubFile {
+  std::string filename;  // as in the repository ("model.safetensors")
+  std::string path;      // snapshots/<commit>/<filename> in the cache
+  std::string blob;      // the blob name (the ETag: sha256 for LFS files, git blob id otherwise)
+  uint64_t size = 0;
+  bool downloaded = false;  // false: it was already in the cache
+};
+
+struct HubDownloadResult {
+  std::string commit;
+  std::string snapshot_dir;
+  std::vector<HubFile> files;
+};
+
+// One file. Returns false (and writes nothing) when `optional` and the hub answers 404; any other
+// failure throws an Error with one line (401/403/404 say what to do). `commit`, when not null,
+// receives the commit hash the hub resolved the revision to.
+bool hub_download_file(const std::string& repo_id, const std::string& filename, const HubDownloadOptions& options,
+                       bool optional, HubFile* out = nullptr, std::string* commit = nullptr);
+
+// A model: config.json, preprocessor_config.json (optional) and the weights: model.safetensors,
+// else model.safetensors.index.json and its shards, else pytorch_model.bin, else
+// pytorch_model.bin.index.json and its shards. All files come from the one commit the revision
+// resolved to (for config.json).
+HubDownloadResult hub_download_model(const std::string& repo_id, const HubDownloadOptions& options = {});
+
+// SHA-256 (FIPS 180-4), implemented here (no OpenSSL dependency).
+class Sha256 {
+ public:
+  Sha256();
+  void update(const void* data, size_t n);
+  std::string hex_digest();  // finishes; call once
+
+ private:
+  void block(const unsigned char* p);
+  uint32_t h_[8];
+  unsigned char buf_[64];
+  size_t buf_len_ = 0;
+  uint64_t total_ = 0;
+};
+
+std::string sha256_hex(const void* data, size_t n);
+std::string sha256_hex_of_file(const std::string& path);
+
+}  // namespace convnext::io
