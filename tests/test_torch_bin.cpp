@@ -194,6 +194,19 @@ TEST_F(TorchBin, RefusesTensorOutsideItsStorage) {
   EXPECT_NE(open_error(tensor_pickle("w", 8, {8}, {1}, 0)).find("has 16 bytes, expected 8 elements"), std::string::npos);
 }
 
+TEST_F(TorchBin, RefusesAPickleReferringToAMissingStorage) {
+  // The pickle names storage "0", but the archive holds no data/0 entry.
+  const std::string zip = make_zip({{"archive/data.pkl", tensor_pickle("w", 4, {4}, {1}, 0)}});
+  write("pytorch_model.bin", zip);
+  try {
+    io::TorchBinFile::open(path("pytorch_model.bin"));
+    ADD_FAILURE() << "a missing storage was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("is missing from the archive"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("tensor 'w'"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(TorchBin, RefusesBrokenZips) {
   EXPECT_NE(open_error(tensor_pickle("w", 4, {4}, {1}, 0), floats(4), false, true).find("CRC-32 mismatch"), std::string::npos);
   write("pytorch_model.bin", "this is not a zip archive, just text\n");
