@@ -14,8 +14,11 @@ namespace {
 const char* kHelp = R"(usage: convnext forward --model DIR --input IN.safetensors --output OUT.safetensors
                         [--hidden-states] [--threads N] [--dtype f32|bf16] [--ignore-mismatched-sizes] [--json]
 
-Runs the checkpoint in DIR (config.json + model.safetensors, or a sharded index) as the class
-its config.json names in "architectures", on IN's `pixel_values` (F32 [N,C,H,W]).
+Runs the checkpoint in DIR as the class its config.json names in "architectures", on IN's
+`pixel_values` (F32 [N,C,H,W]). DIR: a save_pretrained directory (model.safetensors,
+pytorch_model.bin or tf_model.h5, sharded or not), a hub id in the local Hugging Face cache
+(org/name[@revision]), or a timm / facebookresearch / torchvision state dict (file or directory,
+config inferred from the shapes when there is no config.json).
 
 IN may also hold `labels`: I64 [N] for single-label classification, F32 [N] or [N,num_labels]
 for regression and multi-label; the loss then follows transformers' problem_type rules.
