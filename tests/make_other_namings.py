@@ -13,50 +13,18 @@ torchvision.models.convnext_tiny() with random weights (no download), perturbed 
 block matters, saved with torch.save, and its logits on a fixed input computed by torchvision
 in float64. Exits 77 when torch or torchvision is missing.
 """
-import json
 import os
 import shutil
-import struct
 import sys
 
 try:
     import numpy as np
     import torch
     import torchvision
+    from safetensors_np import read_safetensors, write_safetensors
 except ImportError as e:  # pragma: no cover
     print(f"make_other_namings.py: skipped: {e}", file=sys.stderr)
     sys.exit(77)
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + n])
-    dtypes = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64}
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        a, b = info["data_offsets"]
-        arr = np.frombuffer(data[8 + n + a : 8 + n + b], dtype=dtypes[info["dtype"]]).reshape(info["shape"])
-        out[name] = arr.astype(np.float32).copy()
-    return out
-
-
-def write_safetensors(path, tensors):
-    header, blobs, off = {}, [], 0
-    for name, arr in tensors.items():
-        arr = np.ascontiguousarray(arr)
-        dt = {np.dtype(np.float32): "F32", np.dtype(np.float64): "F64"}[arr.dtype]
-        b = arr.tobytes()
-        header[name] = {"dtype": dt, "shape": list(arr.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
 def hf_to(naming, name):

@@ -21,31 +21,15 @@ usage: make_tf_h5.py MODEL.safetensors OUT.h5 [--variant keras|alt|f16|wrong|bas
   plain  an HDF5 file that is no Keras weights file (one dataset, no attributes)
 Exits 77 when numpy or h5py is missing.
 """
-import json
-import struct
 import sys
 
 try:
     import numpy as np
     import h5py
+    from safetensors_np import read_safetensors
 except ImportError as e:  # pragma: no cover
     print(f"make_tf_h5.py: {e}: skipping", file=sys.stderr)
     sys.exit(77)
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    dt = {"F32": np.float32, "F16": np.float16, "F64": np.float64}
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        b, e = info["data_offsets"]
-        out[name] = np.frombuffer(data[b:e], dtype=dt[info["dtype"]]).reshape(info["shape"]).astype(np.float32)
-    return out
 
 
 def keras_weight(hf, value, model_name, depthwise):

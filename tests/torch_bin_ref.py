@@ -3,13 +3,12 @@
 a storage offset, fp16 and bf16 tensors, a Parameter) and OUT/reference.safetensors holding the
 same values as contiguous float32 (raw safetensors: 8-byte header length + JSON + data).
 Exits 77 when torch is missing."""
-import json
 import os
-import struct
 import sys
 
 try:
     import torch
+    from safetensors_np import write_safetensors
 except ImportError:
     print("torch is not installed", file=sys.stderr)
     sys.exit(77)
@@ -31,13 +30,5 @@ sd = {
 }
 torch.save(sd, os.path.join(out, "pytorch_model.bin"))
 
-header, blobs, off = {}, [], 0
-for name, t in sd.items():
-    data = t.detach().float().contiguous().numpy().tobytes()
-    header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(data)]}
-    blobs.append(data)
-    off += len(data)
-h = json.dumps(header).encode()
-h += b" " * (-len(h) % 8)
-with open(os.path.join(out, "reference.safetensors"), "wb") as f:
-    f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+write_safetensors(os.path.join(out, "reference.safetensors"),
+                  {name: t.detach().float().contiguous().numpy() for name, t in sd.items()})

@@ -1,12 +1,11 @@
 // preprocessor_config.json <-> ImageProcessorConfig, including the legacy ConvNextFeatureExtractor
 // layout of the facebook/convnext-*-224 repositories ("size": 224, no rescale keys).
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "convnext/error.h"
 #include "convnext/image_processor.h"
+#include "io/json_file.h"
 
 namespace convnext {
 
@@ -103,11 +102,7 @@ ImageProcessorConfig ImageProcessorConfig::from_file(const std::string& path) {
   std::filesystem::path p(path);
   std::error_code ec;
   if (std::filesystem::is_directory(p, ec)) p /= "preprocessor_config.json";
-  std::ifstream in(p, std::ios::binary);
-  if (!in) throw Error(p.string() + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return from_json_string(ss.str(), p.string());
+  return from_json_string(io::read_text_file(p.string()), p.string());
 }
 
 std::string ImageProcessorConfig::to_json_string() const {

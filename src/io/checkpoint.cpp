@@ -1,9 +1,9 @@
 #include "io/checkpoint.h"
 
+#include "io/json_file.h"
+
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "convnext/error.h"
 
@@ -72,16 +72,7 @@ Checkpoint Checkpoint::open(const std::string& path) {
     }
     return c;
   }
-  std::ifstream in(index, std::ios::binary);
-  if (!in) throw Error(index.string() + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  json j;
-  try {
-    j = json::parse(ss.str());
-  } catch (const json::exception& e) {
-    throw Error(index.string() + ": not valid JSON (" + e.what() + ")");
-  }
+  const json j = read_json_file(index.string());
   if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
     throw Error(index.string() + ": no 'weight_map' object");
   std::map<std::string, size_t> file_index;

@@ -4,10 +4,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "convnext/config.h"
 #include "convnext/error.h"
+#include "io/json_file.h"
 
 namespace convnext {
 
@@ -277,11 +277,7 @@ ConvNextConfig ConvNextConfig::from_file(const std::string& path) {
   fs::path p(path);
   std::error_code ec;
   if (fs::is_directory(p, ec)) p /= "config.json";
-  std::ifstream in(p, std::ios::binary);
-  if (!in) throw Error(p.string() + ": cannot open (missing config.json?)");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return from_json_string(ss.str(), p.string());
+  return from_json_string(io::read_text_file(p.string()), p.string());
 }
 
 std::string ConvNextConfig::to_json_string() const {

@@ -1,5 +1,7 @@
 #include "io/hub_download.h"
 
+#include "io/json_file.h"
+
 #include <curl/curl.h>
 #include <unistd.h>
 
@@ -666,13 +668,7 @@ HubDownloadResult hub_download_model(const std::string& repo_id, const HubDownlo
   get("preprocessor_config.json", true);
   auto shards = [&](const std::string& index_name) {
     const std::string index_path = r.files.back().path;
-    std::ifstream in(index_path);
-    nlohmann::json j;
-    try {
-      in >> j;
-    } catch (const std::exception& e) {
-      throw Error(index_path + ": not valid JSON: " + e.what());
-    }
+    const nlohmann::json j = read_json_file(index_path);
     if (!j.contains("weight_map") || !j["weight_map"].is_object())
       throw Error(index_path + ": no \"weight_map\" object");
     std::set<std::string> names;

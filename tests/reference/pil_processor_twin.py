@@ -45,6 +45,8 @@ try:
     import numpy as np
     import PIL
     from PIL import Image, ImageOps
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from safetensors_np import read_safetensors, write_safetensors
 except ImportError as exc:  # pragma: no cover - depends on the machine
     print(f"pil_processor_twin: Pillow/numpy not importable for {sys.executable} ({exc}); nothing done. "
           "Install python3-pil python3-numpy and run with /usr/bin/python3.")
@@ -60,43 +62,6 @@ FILTERS = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5:
 # safetensors: 8-byte little-endian header length, JSON header, raw little-endian data
 # --------------------------------------------------------------------------------------------
 
-_ST_DTYPES = {"U8": np.uint8, "F32": np.float32}
-
-
-def read_safetensors(path):
-    """{name: numpy array} for the U8 and F32 tensors of a .safetensors file."""
-    with open(path, "rb") as f:
-        blob = f.read()
-    (n,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8:8 + n].decode("utf-8"))
-    base = 8 + n
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        if info["dtype"] not in _ST_DTYPES:
-            continue  # not needed here
-        begin, end = info["data_offsets"]
-        dt = np.dtype(_ST_DTYPES[info["dtype"]]).newbyteorder("<")
-        out[name] = np.frombuffer(blob[base + begin:base + end], dtype=dt).reshape(info["shape"]).copy()
-    return out
-
-
-def write_safetensors(path, tensors):
-    """{name: float32 array} -> .safetensors (tensors in name order, header padded to 8 bytes)."""
-    header, offset, order = {}, 0, sorted(tensors)
-    arrays = {k: np.ascontiguousarray(tensors[k], dtype="<f4") for k in order}
-    for k in order:
-        a = arrays[k]
-        header[k] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
-        offset += a.nbytes
-    hbytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    hbytes += b" " * ((8 - len(hbytes) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(hbytes)))
-        f.write(hbytes)
-        for k in order:
-            f.write(arrays[k].tobytes())
 
 
 # --------------------------------------------------------------------------------------------
@@ -680,7 +645,8 @@ def sweep(outdir):
         assert any(c["crop_pads"] for c in mine), (FILTERS[f], "padding")
     with open(os.path.join(tmp, "cases.json"), "w") as f:
         json.dump(listing, f, indent=1)
-    write_safetensors(os.path.join(tmp, "expected.safetensors"), expected)
+    write_safetensors(os.path.join(tmp, "expected.safetensors"),
+                      {k: np.asarray(v, dtype=np.float32) for k, v in expected.items()})
     shutil.rmtree(outdir, ignore_errors=True)
     os.replace(tmp, outdir)
     total = sum(os.path.getsize(os.path.join(outdir, n)) for n in os.listdir(outdir))

@@ -74,7 +74,9 @@ void linear_bf16(int64_t M, const float* A, int64_t lda, const PackedLinear& W, 
   const Activation reg_act = act_in_registers(act) ? act : Activation::Linear;
 #pragma omp parallel if (tiles > 1 && M * N * K > 32768)
   {
-    std::vector<uint32_t> abuf(static_cast<size_t>(plan.mc * K2));
+    // Each thread's bf16 copy of its rows of A, kept between calls: no allocation per GEMM.
+    static thread_local std::vector<uint32_t> abuf;
+    if (abuf.size() < static_cast<size_t>(plan.mc * K2)) abuf.resize(static_cast<size_t>(plan.mc * K2));
     int64_t converted = -1;  // the row tile now in abuf: a thread's consecutive tiles often share it
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tiles; ++t) {
