@@ -1,7 +1,9 @@
 // Chooses the kernel family once: AVX-512 when the CPU has it (unless CONVNEXT_KERNELS=portable).
 #include <omp.h>
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "core/cpu.h"
 #include "kernels/kernels.h"
@@ -56,6 +58,49 @@ void activation(Activation act, float* x, int64_t n) {
   const int64_t chunks = (n + kChunk - 1) / kChunk;
 #pragma omp parallel for schedule(static) if (chunks > 1)
   for (int64_t c = 0; c < chunks; ++c) x86::activation(act, x + c * kChunk, std::min(kChunk, n - c * kChunk));
+}
+
+}  // namespace convnext::kernels
+
+// ---- training ----
+namespace convnext::kernels {
+
+void linear_at(int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc, bool accumulate) {
+  if (use_x86()) x86::linear_at(M, A, lda, B, C, ldc, accumulate);
+  else portable::linear_at(M, A, lda, B, C, ldc, accumulate);
+}
+
+void layer_norm_train(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps,
+                      float* y, float* xhat, float* rstd) {
+  if (use_x86()) x86::layer_norm_train(x, rows, C, gamma, beta, eps, y, xhat, rstd);
+  else portable::layer_norm_train(x, rows, C, gamma, beta, eps, y, xhat, rstd);
+}
+
+void layer_norm_backward(const float* dy, const float* xhat, const float* rstd, int64_t rows, int64_t C,
+                         const float* gamma, float* dx, float* dgamma, float* dbeta) {
+  if (use_x86()) x86::layer_norm_backward(dy, xhat, rstd, rows, C, gamma, dx, dgamma, dbeta);
+  else portable::layer_norm_backward(dy, xhat, rstd, rows, C, gamma, dx, dgamma, dbeta);
+}
+
+void dwconv7_backward(const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49,
+                      float* dx, float* dw49, float* dbias) {
+  // dx is the forward convolution of dy with the 49 taps in reverse order (the kernel mirrored).
+  std::vector<float> mirrored(static_cast<size_t>(49 * C));
+  for (int64_t t = 0; t < 49; ++t)
+    std::copy(w49 + (48 - t) * C, w49 + (49 - t) * C, mirrored.begin() + t * C);
+  dwconv7(dy, N, H, W, C, mirrored.data(), nullptr, dx);
+  if (use_x86()) x86::dwconv7_weight_grad(x, dy, N, H, W, C, dw49, dbias);
+  else portable::dwconv7_weight_grad(x, dy, N, H, W, C, dw49, dbias);
+}
+
+void activation_backward(Activation act, const float* h, const float* dy, float* dx, int64_t n) {
+  if (use_x86()) x86::activation_backward(act, h, dy, dx, n);
+  else portable::activation_backward(act, h, dy, dx, n);
+}
+
+void column_sums(const float* x, int64_t rows, int64_t C, float* out) {
+  if (use_x86()) x86::column_sums(x, rows, C, out);
+  else portable::column_sums(x, rows, C, out);
 }
 
 }  // namespace convnext::kernels

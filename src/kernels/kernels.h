@@ -66,6 +66,34 @@ void mean_pool(const float* x, int64_t N, int64_t HW, int64_t C, float* out);
 // NHWC <-> NCHW.
 void nhwc_to_nchw(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, float* out);
 
+// ---- Training: what the backward pass needs -------------------------------------------------
+// B [K][N] (rows ldb floats apart) packed so that linear(M, A, lda, pack_kn(B), C) computes
+// C = A·B (zero bias). For a layer y = x·Wᵀ: dx = dy·W is linear with pack_kn(W, K=out, N=in).
+PackedLinear pack_kn(const float* B, int64_t ldb, int64_t K, int64_t N);
+// C[M,N] (+)= Aᵀ·B with A stored [K][M] (rows lda floats apart), B packed by pack_kn: the
+// weight gradient dW = dyᵀ·x without transposing dy.
+void linear_at(int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc, bool accumulate);
+// LayerNorm (affine) that also writes x̂ = (x − mean)/σ and 1/σ of each row for the backward.
+void layer_norm_train(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps,
+                      float* y, float* xhat, float* rstd);
+// LayerNorm backward from x̂ and 1/σ: dx (may alias dy); dgamma += Σ dy·x̂, dbeta += Σ dy (either may be null).
+void layer_norm_backward(const float* dy, const float* xhat, const float* rstd, int64_t rows, int64_t C,
+                         const float* gamma, float* dx, float* dgamma, float* dbeta);
+// Depthwise 7×7 backward. dx = the convolution of dy with the taps mirrored (written, not added);
+// dw49 [49][C] += Σ x·dy per tap; dbias += Σ dy (may be null).
+void dwconv7_backward(const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49,
+                      float* dx, float* dw49, float* dbias);
+// dx = dy · act'(h), h being the activation's input. dx may alias dy.
+void activation_backward(Activation act, const float* h, const float* dy, float* dx, int64_t n);
+// out[c] += Σ over rows of x[r, c].
+void column_sums(const float* x, int64_t rows, int64_t C, float* out);
+// The inverses of patchify_*: patch rows scattered back to the map; pixels outside every patch
+// (the floor division's leftover border) get 0.
+void unpatchify_nhwc(const float* patches, int64_t N, int64_t H, int64_t W, int64_t C, int64_t p, float* x);
+void unpatchify_nchw(const float* patches, int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, float* x);
+// The inverse of conv_weight_to_patch_linear, added into w: [O][p·p·C] → [O][C][p][p].
+void patch_linear_to_conv_weight_add(const float* lin, int64_t O, int64_t C, int64_t p, float* w);
+
 // Which family the dispatcher uses: "avx512" or "portable".
 const char* active_family();
 
@@ -81,6 +109,14 @@ double activation(Activation act, double x);
 // A stride-p, kernel-p convolution on NCHW input with PyTorch's [O][C][p][p] weight; NCHW output.
 void patch_conv_nchw(const float* x, int64_t N, int64_t C, int64_t H, int64_t W, const float* w, const float* b,
                      int64_t O, int64_t p, float* y);
+// d act(x) / dx.
+double activation_grad(Activation act, double x);
+// LayerNorm backward from its input x: dx, and dgamma/dbeta (+=).
+void layer_norm_backward(const float* x, const float* dy, int64_t rows, int64_t C, const float* gamma, float eps,
+                         float* dx, float* dgamma, float* dbeta);
+// Depthwise k×k backward with PyTorch's [C][1][k][k] weight: dx written, dw and dbias added.
+void dwconv_backward(const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C, const float* w,
+                     int64_t k, float* dx, float* dw, float* dbias);
 }  // namespace reference
 
 namespace portable {
@@ -94,6 +130,16 @@ void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, con
 void dwconv7(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y);
 void activation(Activation act, float* x, int64_t n);
 float activation_scalar(Activation act, float x);
+float activation_grad_scalar(Activation act, float x);
+void linear_at(int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc, bool accumulate);
+void layer_norm_train(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps,
+                      float* y, float* xhat, float* rstd);
+void layer_norm_backward(const float* dy, const float* xhat, const float* rstd, int64_t rows, int64_t C,
+                         const float* gamma, float* dx, float* dgamma, float* dbeta);
+void dwconv7_weight_grad(const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C, float* dw49,
+                         float* dbias);
+void activation_backward(Activation act, const float* h, const float* dy, float* dx, int64_t n);
+void column_sums(const float* x, int64_t rows, int64_t C, float* out);
 }  // namespace portable
 
 namespace x86 {
@@ -106,6 +152,15 @@ void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float
 void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y);
 void dwconv7(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y);
 void activation(Activation act, float* x, int64_t n);
+void linear_at(int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc, bool accumulate);
+void layer_norm_train(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps,
+                      float* y, float* xhat, float* rstd);
+void layer_norm_backward(const float* dy, const float* xhat, const float* rstd, int64_t rows, int64_t C,
+                         const float* gamma, float* dx, float* dgamma, float* dbeta);
+void dwconv7_weight_grad(const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C, float* dw49,
+                         float* dbias);
+void activation_backward(Activation act, const float* h, const float* dy, float* dx, int64_t n);
+void column_sums(const float* x, int64_t rows, int64_t C, float* out);
 }  // namespace x86
 
 }  // namespace convnext::kernels

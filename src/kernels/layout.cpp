@@ -1,6 +1,7 @@
 // Data movement: weight packing, patch gathering, pooling and layout changes.
 #include <omp.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "io/safetensors.h"  // f32_to_bf16
@@ -88,6 +89,60 @@ void nhwc_to_nchw(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, fl
   for (int64_t n = 0; n < N; ++n)
     for (int64_t c = 0; c < C; ++c)
       for (int64_t q = 0; q < HW; ++q) out[(n * C + c) * HW + q] = x[(n * HW + q) * C + c];
+}
+
+// ---- training ----
+
+PackedLinear pack_kn(const float* B, int64_t ldb, int64_t K, int64_t N) {
+  PackedLinear P;
+  P.N = N;
+  P.K = K;
+  const int64_t panels = (N + kPanel - 1) / kPanel;
+  P.panels.assign(static_cast<size_t>(panels * K * kPanel), 0.0f);
+  P.bias.assign(static_cast<size_t>(panels * kPanel), 0.0f);
+  // Panel p's row k is B[k][32p .. 32p+31]: a copy of 32 contiguous floats.
+  for (int64_t p = 0; p < panels; ++p) {
+    const int64_t n0 = p * kPanel, nc = std::min(kPanel, N - n0);
+    for (int64_t k = 0; k < K; ++k)
+      std::memcpy(P.panels.data() + (p * K + k) * kPanel, B + k * ldb + n0, static_cast<size_t>(nc) * sizeof(float));
+  }
+  return P;
+}
+
+void unpatchify_nhwc(const float* patches, int64_t N, int64_t H, int64_t W, int64_t C, int64_t p, float* x) {
+  const int64_t Ho = H / p, Wo = W / p, K = p * p * C;
+  if (Ho * p != H || Wo * p != W) std::memset(x, 0, static_cast<size_t>(N * H * W * C) * sizeof(float));
+#pragma omp parallel for collapse(2) schedule(static) if (N * Ho * Wo * K > 65536)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t i = 0; i < Ho; ++i)
+      for (int64_t j = 0; j < Wo; ++j) {
+        const float* src = patches + ((n * Ho + i) * Wo + j) * K;
+        for (int64_t ky = 0; ky < p; ++ky)
+          std::memcpy(x + ((n * H + i * p + ky) * W + j * p) * C, src + ky * p * C,
+                      static_cast<size_t>(p * C) * sizeof(float));
+      }
+}
+
+void unpatchify_nchw(const float* patches, int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, float* x) {
+  const int64_t Ho = H / p, Wo = W / p, K = p * p * C;
+  if (Ho * p != H || Wo * p != W) std::memset(x, 0, static_cast<size_t>(N * C * H * W) * sizeof(float));
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t i = 0; i < Ho; ++i)
+      for (int64_t j = 0; j < Wo; ++j) {
+        const float* src = patches + ((n * Ho + i) * Wo + j) * K;
+        for (int64_t ky = 0; ky < p; ++ky)
+          for (int64_t kx = 0; kx < p; ++kx)
+            for (int64_t c = 0; c < C; ++c)
+              x[((n * C + c) * H + i * p + ky) * W + j * p + kx] = src[(ky * p + kx) * C + c];
+      }
+}
+
+void patch_linear_to_conv_weight_add(const float* lin, int64_t O, int64_t C, int64_t p, float* w) {
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t ky = 0; ky < p; ++ky)
+        for (int64_t kx = 0; kx < p; ++kx)
+          w[((o * C + c) * p + ky) * p + kx] += lin[o * p * p * C + (ky * p + kx) * C + c];
 }
 
 }  // namespace convnext::kernels

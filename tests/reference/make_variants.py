@@ -295,7 +295,8 @@ def labels_to_torch(a, dtype):
 INPUT_KEYS = {"pixel_values", "labels"}
 
 
-def compare(tag, name, ours, ref):
+def compare(tag, name, ours, ref, tol=TOL, stats=None):
+    """max|ours - ref| <= tol * max(1, max|ref|); appends (name, relative figure) to stats if given."""
     ours = ours.detach().to(torch.float64).numpy()
     ref = np.asarray(ref, dtype=np.float64)
     if ours.shape != ref.shape:
@@ -303,9 +304,11 @@ def compare(tag, name, ours, ref):
         return False
     diff = float(np.max(np.abs(ours - ref))) if ref.size else 0.0
     scale = max(1.0, float(np.max(np.abs(ref))) if ref.size else 0.0)
-    ok = diff <= TOL * scale
-    print(f"  {'ok  ' if ok else 'FAIL'} {tag:6s} {name:28s} max|d| {diff:.3e}  tol {TOL * scale:.3e}"
+    ok = diff <= tol * scale
+    print(f"  {'ok  ' if ok else 'FAIL'} {tag:6s} {name:28s} max|d| {diff:.3e}  tol {tol * scale:.3e}"
           f"  ({diff / scale:.2e} rel)")
+    if stats is not None:
+        stats.append((name, diff / scale))
     return ok
 
 

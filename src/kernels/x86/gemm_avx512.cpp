@@ -19,7 +19,9 @@ namespace {
 
 constexpr int64_t kKc = 384;
 
-template <int MR>
+// TA: A is stored transposed (element (i, k) at A[k·lda + i]), as in dW = dYᵀ·X of the backward
+// pass; the MR broadcasts of one k then come from one contiguous run.
+template <int MR, bool TA = false>
 inline void micro(int64_t kc, const float* A, int64_t lda, const float* Bp, const float* bias, Activation act, float* C,
                   int64_t ldc, __mmask16 m0, __mmask16 m1, bool load_c) {
   __m512 c0[MR], c1[MR];
@@ -29,7 +31,7 @@ inline void micro(int64_t kc, const float* A, int64_t lda, const float* Bp, cons
     const __m512 b1 = _mm512_loadu_ps(Bp + k * kPanel + 16);
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) {
-      const __m512 a = _mm512_set1_ps(A[i * lda + k]);
+      const __m512 a = _mm512_set1_ps(TA ? A[k * lda + i] : A[i * lda + k]);
       c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
       c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
     }
@@ -41,11 +43,14 @@ using MicroFn = void (*)(int64_t, const float*, int64_t, const float*, const flo
                          __mmask16, __mmask16, bool);
 constexpr MicroFn kMicro[kMr + 1] = {nullptr,   micro<1>, micro<2>, micro<3>,  micro<4>,  micro<5>, micro<6>,
                                      micro<7>,  micro<8>, micro<9>, micro<10>, micro<11>, micro<12>};
+constexpr MicroFn kMicroT[kMr + 1] = {nullptr,         micro<1, true>,  micro<2, true>,  micro<3, true>, micro<4, true>,
+                                      micro<5, true>,  micro<6, true>,  micro<7, true>,  micro<8, true>, micro<9, true>,
+                                      micro<10, true>, micro<11, true>, micro<12, true>};
 
-}  // namespace
-
-void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
-            Activation act) {
+template <bool TA>
+void linear_impl(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
+                 Activation act) {
+  const MicroFn* kern = TA ? kMicroT : kMicro;
   const int64_t N = W.N, K = W.K;
   if (M <= 0 || N <= 0) return;
   const TilePlan plan = plan_tiles(M, N, omp_in_parallel() ? 1 : omp_get_max_threads());
@@ -63,7 +68,7 @@ void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float
         const float* Bp = W.panels.data() + (p * K + k0) * kPanel;
         const float* bias = last ? W.bias.data() + n0 : nullptr;
         for_each_row_run(m0, m1, [&](int64_t m, int rows) {
-          kMicro[rows](kc, A + m * lda + k0, lda, Bp, bias, reg_act, C + m * ldc + n0, ldc, mask_lo(nc), mask_hi(nc),
+          kern[rows](kc, TA ? A + k0 * lda + m : A + m * lda + k0, lda, Bp, bias, reg_act, C + m * ldc + n0, ldc, mask_lo(nc), mask_hi(nc),
                        accumulate || !first);
         });
       }
@@ -74,6 +79,17 @@ void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float
       for (int64_t m = m0; m < m1; ++m) activation(act, C + m * ldc + n0, n1 - n0);
     }
   }
+}
+
+}  // namespace
+
+void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
+            Activation act) {
+  linear_impl<false>(M, A, lda, W, C, ldc, accumulate, act);
+}
+
+void linear_at(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate) {
+  linear_impl<true>(M, A, lda, W, C, ldc, accumulate, Activation::Linear);
 }
 
 }  // namespace convnext::kernels::x86

@@ -1,0 +1,146 @@
+// The backward-pass kernels of training, written once as plain loops over contiguous channels
+// and compiled twice: in portable.cpp's family for any CPU and in x86/backward_avx512.cpp with
+// AVX-512 enabled, where the compiler vectorises the same loops 16 floats wide. Include it
+// inside the family's namespace. Threads split rows; per-row reductions (the LayerNorm and
+// depthwise parameter gradients) go to one accumulator per thread, summed in double at the end
+// so the result does not depend on how many threads ran.
+// The including file includes <omp.h>, <cmath> and <vector> first (this file is included
+// inside a namespace, so it includes nothing itself).
+
+// LayerNorm forward that keeps what its backward needs: x̂ = (x − mean)/σ and 1/σ per row.
+inline void layer_norm_train_impl(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta,
+                                  float eps, float* y, float* xhat, float* rstd) {
+#pragma omp parallel for schedule(static) if (rows * C > 16384)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * C;
+    float s = 0;
+    for (int64_t c = 0; c < C; ++c) s += xr[c];
+    const float mean = s / static_cast<float>(C);
+    float v = 0;
+    for (int64_t c = 0; c < C; ++c) v += (xr[c] - mean) * (xr[c] - mean);
+    const float rs = 1.0f / std::sqrt(v / static_cast<float>(C) + eps);
+    rstd[r] = rs;
+    float* hr = xhat + r * C;
+    float* yr = y + r * C;
+    for (int64_t c = 0; c < C; ++c) {
+      const float h = (xr[c] - mean) * rs;
+      hr[c] = h;
+      yr[c] = h * gamma[c] + beta[c];
+    }
+  }
+}
+
+// dx = (g − mean(g) − x̂·mean(g·x̂))/σ with g = dy·γ, per row; dgamma += Σ dy·x̂, dbeta += Σ dy.
+inline void layer_norm_backward_impl(const float* dy, const float* xhat, const float* rstd, int64_t rows, int64_t C,
+                                     const float* gamma, float* dx, float* dgamma, float* dbeta) {
+  const int threads = (rows * C > 16384 && !omp_in_parallel()) ? omp_get_max_threads() : 1;
+  std::vector<double> part(static_cast<size_t>(threads * 2 * C), 0.0);
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num();
+    std::vector<float> g(static_cast<size_t>(C)), accg(static_cast<size_t>(C), 0.0f), accb(static_cast<size_t>(C), 0.0f);
+    int64_t since_flush = 0;
+    auto flush = [&] {
+      double* pg = part.data() + static_cast<size_t>(t) * 2 * C;
+      for (int64_t c = 0; c < C; ++c) {
+        pg[c] += accg[static_cast<size_t>(c)];
+        pg[C + c] += accb[static_cast<size_t>(c)];
+        accg[static_cast<size_t>(c)] = accb[static_cast<size_t>(c)] = 0.0f;
+      }
+    };
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* dyr = dy + r * C;
+      const float* hr = xhat + r * C;
+      float s1 = 0, s2 = 0;
+      for (int64_t c = 0; c < C; ++c) {
+        const float gc = dyr[c] * gamma[c];
+        g[static_cast<size_t>(c)] = gc;
+        s1 += gc;
+        s2 += gc * hr[c];
+        accg[static_cast<size_t>(c)] += dyr[c] * hr[c];
+        accb[static_cast<size_t>(c)] += dyr[c];
+      }
+      const float m1 = s1 / static_cast<float>(C), m2 = s2 / static_cast<float>(C), rs = rstd[r];
+      float* dxr = dx + r * C;  // may alias dy: dy's row was fully read above
+      for (int64_t c = 0; c < C; ++c) dxr[c] = (g[static_cast<size_t>(c)] - m1 - hr[c] * m2) * rs;
+      if (++since_flush == 64) {  // short float sums, long double ones
+        flush();
+        since_flush = 0;
+      }
+    }
+    flush();
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    double sg = 0, sb = 0;
+    for (int t = 0; t < threads; ++t) {
+      sg += part[static_cast<size_t>(t * 2 * C + c)];
+      sb += part[static_cast<size_t>(t * 2 * C + C + c)];
+    }
+    if (dgamma) dgamma[c] += static_cast<float>(sg);
+    if (dbeta) dbeta[c] += static_cast<float>(sb);
+  }
+}
+
+// The depthwise 7×7 weight and bias gradients: dw49[tap][c] += Σ x(shifted by tap)·dy, db += Σ dy.
+inline void dwconv7_weight_grad_impl(const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C,
+                                     float* dw49, float* dbias) {
+  const int64_t rows = N * H;
+  const int threads = (rows * W * C > 16384 && !omp_in_parallel()) ? omp_get_max_threads() : 1;
+  const int64_t P = 50 * C;  // 49 taps + bias
+  std::vector<double> part(static_cast<size_t>(threads * P), 0.0);
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num();
+    std::vector<float> acc(static_cast<size_t>(P), 0.0f);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {  // one output row of one image; float sums over one row
+      const int64_t n = r / H, i = r % H;
+      for (int64_t j = 0; j < W; ++j) {
+        const float* g = dy + ((n * H + i) * W + j) * C;
+        float* ab = acc.data() + 49 * C;
+        for (int64_t c = 0; c < C; ++c) ab[c] += g[c];
+        for (int64_t ky = 0; ky < 7; ++ky) {
+          const int64_t yy = i + ky - 3;
+          if (yy < 0 || yy >= H) continue;
+          for (int64_t kx = 0; kx < 7; ++kx) {
+            const int64_t xx = j + kx - 3;
+            if (xx < 0 || xx >= W) continue;
+            const float* in = x + ((n * H + yy) * W + xx) * C;
+            float* a = acc.data() + (ky * 7 + kx) * C;
+            for (int64_t c = 0; c < C; ++c) a[c] += in[c] * g[c];
+          }
+        }
+      }
+      double* p = part.data() + static_cast<size_t>(t) * P;
+      for (int64_t q = 0; q < P; ++q) {
+        p[q] += acc[static_cast<size_t>(q)];
+        acc[static_cast<size_t>(q)] = 0.0f;
+      }
+    }
+  }
+  for (int64_t q = 0; q < P; ++q) {
+    double s = 0;
+    for (int t = 0; t < threads; ++t) s += part[static_cast<size_t>(t * P + q)];
+    if (q < 49 * C) dw49[q] += static_cast<float>(s);
+    else if (dbias) dbias[q - 49 * C] += static_cast<float>(s);
+  }
+}
+
+// out[c] += Σ_r x[r, c] (bias gradients), in double across rows.
+inline void column_sums_impl(const float* x, int64_t rows, int64_t C, float* out) {
+  const int threads = (rows * C > 65536 && !omp_in_parallel()) ? omp_get_max_threads() : 1;
+  std::vector<double> part(static_cast<size_t>(threads * C), 0.0);
+#pragma omp parallel num_threads(threads)
+  {
+    double* p = part.data() + static_cast<size_t>(omp_get_thread_num()) * C;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < C; ++c) p[c] += x[r * C + c];
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    double s = 0;
+    for (int t = 0; t < threads; ++t) s += part[static_cast<size_t>(t * C + c)];
+    out[c] += static_cast<float>(s);
+  }
+}

@@ -1,0 +1,97 @@
+// Portable backward-pass kernels (see backward_impl.h) and the activation derivatives.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+#include <cmath>
+
+#include "kernels/kernels.h"
+
+namespace convnext::kernels::portable {
+
+#include "kernels/backward_impl.h"
+
+// d act(x)/dx in float, with PyTorch's conventions at the kinks (relu'(0) = 0, leaky_relu'(0) =
+// 0.01, hardtanh/relu6 and clip pass the gradient on the closed range).
+float activation_grad_scalar(Activation act, float x) {
+  constexpr float kInvSqrt2 = 0.70710678118654752440f, kInvSqrt2Pi = 0.39894228040143267794f;
+  switch (act) {
+    case Activation::Gelu:
+      return 0.5f * (1.0f + std::erf(x * kInvSqrt2)) + x * kInvSqrt2Pi * std::exp(-0.5f * x * x);
+    case Activation::Gelu10: {
+      const float y = activation_scalar(Activation::Gelu, x);
+      if (y < -10.0f || y > 10.0f) return 0.0f;
+      return 0.5f * (1.0f + std::erf(x * kInvSqrt2)) + x * kInvSqrt2Pi * std::exp(-0.5f * x * x);
+    }
+    case Activation::GeluTanh:
+    case Activation::GeluFast: {
+      constexpr float k = 0.79788456080286535588f;
+      const float t = std::tanh(k * (x + 0.044715f * x * x * x));
+      return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * k * (1.0f + 3.0f * 0.044715f * x * x);
+    }
+    case Activation::QuickGelu: {
+      const float s = 1.0f / (1.0f + std::exp(-1.702f * x));
+      return s + 1.702f * x * s * (1.0f - s);
+    }
+    case Activation::Relu: return x > 0 ? 1.0f : 0.0f;
+    case Activation::Relu6: return (x > 0 && x < 6.0f) ? 1.0f : 0.0f;
+    case Activation::Relu2: return x > 0 ? 2.0f * x : 0.0f;
+    case Activation::LeakyRelu: return x > 0 ? 1.0f : 0.01f;
+    case Activation::Silu: {
+      const float s = 1.0f / (1.0f + std::exp(-x));
+      return s * (1.0f + x * (1.0f - s));
+    }
+    case Activation::Selu:
+      return 1.0507009873554804934f * (x > 0 ? 1.0f : 1.6732632423543772848f * std::exp(x));
+    case Activation::Sigmoid: {
+      const float s = 1.0f / (1.0f + std::exp(-x));
+      return s * (1.0f - s);
+    }
+    case Activation::Tanh: {
+      const float t = std::tanh(x);
+      return 1.0f - t * t;
+    }
+    case Activation::Mish: {
+      const float sp = std::log1p(std::exp(x)), t = std::tanh(sp), s = 1.0f / (1.0f + std::exp(-x));
+      return t + x * (1.0f - t * t) * s;
+    }
+    case Activation::Linear: return 1.0f;
+  }
+  return 1.0f;
+}
+
+void activation_backward(Activation act, const float* h, const float* dy, float* dx, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * activation_grad_scalar(act, h[i]);
+}
+
+void layer_norm_train(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps,
+                      float* y, float* xhat, float* rstd) {
+  layer_norm_train_impl(x, rows, C, gamma, beta, eps, y, xhat, rstd);
+}
+void layer_norm_backward(const float* dy, const float* xhat, const float* rstd, int64_t rows, int64_t C,
+                         const float* gamma, float* dx, float* dgamma, float* dbeta) {
+  layer_norm_backward_impl(dy, xhat, rstd, rows, C, gamma, dx, dgamma, dbeta);
+}
+void dwconv7_weight_grad(const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C, float* dw49,
+                         float* dbias) {
+  dwconv7_weight_grad_impl(x, dy, N, H, W, C, dw49, dbias);
+}
+void column_sums(const float* x, int64_t rows, int64_t C, float* out) { column_sums_impl(x, rows, C, out); }
+
+// C (+)= Aᵀ·B, A stored [K][M]: the plain loop over the packed panels.
+void linear_at(int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc, bool accumulate) {
+  const int64_t N = B.N, K = B.K;
+#pragma omp parallel for schedule(static) if (M * N * K > 32768)
+  for (int64_t m = 0; m < M; ++m) {
+    std::vector<float> acc(static_cast<size_t>(N), 0.0f);
+    for (int64_t k = 0; k < K; ++k) {
+      const float a = A[k * lda + m];
+      for (int64_t n = 0; n < N; ++n) acc[static_cast<size_t>(n)] += a * B.panels[static_cast<size_t>(((n / kPanel) * K + k) * kPanel + n % kPanel)];
+    }
+    for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = (accumulate ? C[m * ldc + n] : 0.0f) + acc[static_cast<size_t>(n)];
+  }
+}
+
+}  // namespace convnext::kernels::portable

@@ -1,0 +1,372 @@
+// The training pass, layer by layer as modeling_convnext.py runs it, each step followed in the
+// backward by its derivative (NHWC throughout, like the inference path):
+//
+//   embeddings  x = LN(patchify(px)·Wᵀ + b)               ← dW, db, dγ, dβ, (d px)
+//   downsample  y = patchify(LN(x))·Wᵀ + b                 ← the same in reverse
+//   block       d = dwconv7(x);  t = LN(d);  h = t·W1ᵀ + b1;  a = act(h);  z = a·W2ᵀ + b2
+//               x' = x + drop(γ ⊙ z)                      ← every step's adjoint, residual adds
+//   head        p = LN(mean_hw(x));  logits = p·Wcᵀ + bc   ← loss gradient enters here
+//
+// Unlike inference, nothing is folded: LayerNorm's affine and the layer scale have their own
+// gradients. Weights are packed for the GEMMs at every call (they change at every step); the
+// packs cost O(parameters), the GEMMs O(pixels × parameters).
+#include "train/backprop.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "convnext/error.h"
+#include "kernels/kernels.h"
+
+namespace convnext::train {
+
+using detail::Block;
+using detail::Network;
+using detail::Stage;
+using kernels::PackedLinear;
+
+namespace {
+
+constexpr float kBlockEps = 1e-6f;
+
+float* grow(std::vector<float>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
+// A linear layer's weight [N][K] packed both ways: for y = x·Wᵀ and for dx = dy·W.
+struct LinearPacks {
+  PackedLinear fwd, bwd;
+  void pack(const float* W, const float* b, int64_t N, int64_t K) {
+    fwd = kernels::pack_linear(W, b, N, K);
+    bwd = kernels::pack_kn(W, K, N, K);
+  }
+};
+
+// dW[N][K] += dyᵀ·x over M rows (dy [M][N], x [M][K]).
+void weight_grad(const float* dy, const float* x, int64_t M, int64_t N, int64_t K, float* dW) {
+  const PackedLinear xp = kernels::pack_kn(x, K, M, K);
+  kernels::linear_at(N, dy, N, xp, dW, K, /*accumulate=*/true);
+}
+
+// The per-sample factor of stochastic depth (mask / keep_prob), 1 when off.
+std::vector<float> drop_scales(int64_t N, float rate, std::mt19937_64* rng) {
+  std::vector<float> s(static_cast<size_t>(N), 1.0f);
+  if (rate <= 0.0f || !rng) return s;
+  const float keep = 1.0f - rate;
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  for (auto& v : s) v = std::floor(keep + u(*rng)) / keep;  // as drop_path: floor(keep + U[0,1)) / keep
+  return s;
+}
+
+}  // namespace
+
+// ---- Gradients -------------------------------------------------------------------------------
+
+Gradients::Gradients(Network& net) {
+  net.for_each_parameter([&](const std::string& name, Tensor& t) {
+    if (t.empty()) throw Error("parameter " + name + " was released (load the model with inference_only = false to train it)");
+    index_[t.data()] = names.size();
+    names.push_back(name);
+    params.push_back(&t);
+    grads.emplace_back(t.shape());
+  });
+}
+
+Tensor& Gradients::of(const Tensor& param) {
+  const auto it = index_.find(param.data());
+  if (it == index_.end()) throw Error("internal: gradient of an unknown parameter");
+  return grads[it->second];
+}
+
+void Gradients::zero() {
+  for (Tensor& g : grads) std::fill(g.data(), g.data() + g.numel(), 0.0f);
+}
+
+double Gradients::global_norm() const {
+  double s = 0;
+  for (const Tensor& g : grads)
+    for (int64_t i = 0; i < g.numel(); ++i) s += static_cast<double>(g[i]) * g[i];
+  return std::sqrt(s);
+}
+
+void Gradients::scale(float f) {
+  for (Tensor& g : grads)
+    for (int64_t i = 0; i < g.numel(); ++i) g[i] *= f;
+}
+
+std::vector<float> drop_path_rates(const ConvNextConfig& config) {
+  int64_t total = 0;
+  for (int64_t d : config.depths) total += d;
+  std::vector<float> r(static_cast<size_t>(total), 0.0f);
+  const float end = static_cast<float>(config.drop_path_rate);
+  // torch.linspace(0, end, n) in float32: start + i·step for the first half, end − (n−1−i)·step after.
+  if (total > 1) {
+    const float step = end / static_cast<float>(total - 1);
+    const int64_t half = total / 2;
+    for (int64_t i = 0; i < total; ++i)
+      r[static_cast<size_t>(i)] = i < half ? step * static_cast<float>(i) : end - step * static_cast<float>(total - 1 - i);
+  }
+  return r;
+}
+
+// ---- TrainGraph ------------------------------------------------------------------------------
+
+struct TrainGraph::Impl {
+  Network& net;
+  // Saved activations, one entry per map / block, grown as inputs need.
+  struct BlockState {
+    std::vector<float> xhat, rstd, h, z;
+    std::vector<float> scale;  // per sample
+  };
+  struct DownState {
+    std::vector<float> t, xhat, rstd;
+  };
+  std::vector<std::vector<float>> maps;  // maps[i]: input of layer i (stem output first)
+  std::vector<BlockState> blocks;
+  std::vector<DownState> downs;
+  std::vector<float> stem_xhat, stem_rstd, head_xhat, head_rstd, pooled, pooled_normed;
+  // Scratch.
+  std::vector<float> patches, s1, s2, s3, g, dpatch, dlin;
+
+  explicit Impl(Network& n) : net(n) {}
+};
+
+TrainGraph::TrainGraph(Network& net) : impl_(std::make_unique<Impl>(net)) {
+  if (net.arch != Architecture::ForImageClassification)
+    throw Error("training needs a ConvNextForImageClassification model");
+  if (net.config.num_labels() < 1) throw Error("training needs num_labels >= 1 (the model has no classifier)");
+}
+TrainGraph::~TrainGraph() = default;
+
+TrainGraph::Result TrainGraph::forward_backward(const Tensor& px, const Labels& labels, Gradients& grads,
+                                                float loss_scale, std::mt19937_64* rng, Tensor* grad_pixels) {
+  Impl& m = *impl_;
+  Network& net = m.net;
+  const ConvNextConfig& cfg = net.config;
+  net.check_input(px);
+  const int64_t N = px.dim(0), Cin = cfg.num_channels, p = cfg.patch_size, Hin = px.dim(2), Win = px.dim(3);
+  const Activation act = net.act;
+  const std::vector<float> rates = drop_path_rates(cfg);
+
+  // Geometry of every map.
+  struct Geo {
+    int64_t H, W, C;
+  };
+  std::vector<Geo> geo;  // per map
+  int64_t H = Hin / p, W = Win / p;
+  geo.push_back({H, W, cfg.hidden_sizes[0]});
+  for (const Stage& st : net.stages) {
+    if (st.has_downsample) {
+      H /= 2;
+      W /= 2;
+      geo.push_back({H, W, st.out_channels});
+    }
+    for (size_t j = 0; j < st.blocks.size(); ++j) geo.push_back({H, W, st.out_channels});
+  }
+  m.maps.resize(geo.size());
+  size_t nblocks = 0, ndowns = 0;
+  for (const Stage& st : net.stages) {
+    nblocks += st.blocks.size();
+    ndowns += st.has_downsample ? 1 : 0;
+  }
+  m.blocks.resize(nblocks);
+  m.downs.resize(ndowns);
+  auto rows_of = [&](size_t i) { return N * geo[i].H * geo[i].W; };
+
+  // ---------------- forward ----------------
+  const int64_t C0 = cfg.hidden_sizes[0], M0 = rows_of(0), Kp = p * p * Cin;
+  LinearPacks stem;
+  const std::vector<float> stem_lin = kernels::conv_weight_to_patch_linear(net.patch_weight.data(), C0, Cin, p);
+  stem.pack(stem_lin.data(), net.patch_bias.data(), C0, Kp);
+  kernels::patchify_nchw(px.data(), N, Cin, Hin, Win, p, grow(m.patches, M0 * Kp));
+  float* y0 = grow(m.s1, M0 * C0);
+  kernels::linear(M0, m.patches.data(), Kp, stem.fwd, y0, C0, false, Activation::Linear);
+  kernels::layer_norm_train(y0, M0, C0, net.embed_norm.weight.data(), net.embed_norm.bias.data(), kBlockEps,
+                            grow(m.maps[0], M0 * C0), grow(m.stem_xhat, M0 * C0), grow(m.stem_rstd, M0));
+
+  std::vector<LinearPacks> down_packs(ndowns), pw1(nblocks), pw2(nblocks);
+  std::vector<std::vector<float>> taps(nblocks);
+  size_t mi = 0, bi = 0, di = 0;
+  for (Stage& st : net.stages) {
+    if (st.has_downsample) {
+      // LayerNorm, then the 2×2 stride-2 conv as a GEMM over the patches of the normalised map.
+      Impl::DownState& ds = m.downs[di];
+      const Geo gi = geo[mi], go = geo[mi + 1];
+      const int64_t Mi = rows_of(mi), Mo = rows_of(mi + 1), K = 4 * gi.C;
+      kernels::layer_norm_train(m.maps[mi].data(), Mi, gi.C, st.down_norm.weight.data(), st.down_norm.bias.data(),
+                                kBlockEps, grow(ds.t, Mi * gi.C), grow(ds.xhat, Mi * gi.C), grow(ds.rstd, Mi));
+      const std::vector<float> lin = kernels::conv_weight_to_patch_linear(st.down_weight.data(), go.C, gi.C, 2);
+      down_packs[di].pack(lin.data(), st.down_bias.data(), go.C, K);
+      kernels::patchify_nhwc(ds.t.data(), N, gi.H, gi.W, gi.C, 2, grow(m.patches, Mo * K));
+      kernels::linear(Mo, m.patches.data(), K, down_packs[di].fwd, grow(m.maps[mi + 1], Mo * go.C), go.C, false,
+                      Activation::Linear);
+      ++di;
+      ++mi;
+    }
+    for (Block& b : st.blocks) {
+      Impl::BlockState& bs = m.blocks[bi];
+      const Geo gg = geo[mi];
+      const int64_t M = rows_of(mi), C = gg.C, C4 = 4 * C;
+      const float* x = m.maps[mi].data();
+      taps[bi].resize(static_cast<size_t>(49 * C));
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t t = 0; t < 49; ++t) taps[bi][static_cast<size_t>(t * C + c)] = b.dw_weight[c * 49 + t];
+      pw1[bi].pack(b.pw1_weight.data(), b.pw1_bias.data(), C4, C);
+      pw2[bi].pack(b.pw2_weight.data(), b.pw2_bias.data(), C, C4);
+      float* d = grow(m.s1, M * C);
+      kernels::dwconv7(x, N, gg.H, gg.W, C, taps[bi].data(), b.dw_bias.data(), d);
+      float* t = grow(m.s2, M * C);
+      kernels::layer_norm_train(d, M, C, b.norm.weight.data(), b.norm.bias.data(), kBlockEps, t, grow(bs.xhat, M * C),
+                                grow(bs.rstd, M));
+      float* h = grow(bs.h, M * C4);
+      kernels::linear(M, t, C, pw1[bi].fwd, h, C4, false, Activation::Linear);
+      float* a = grow(m.s3, M * C4);
+      std::memcpy(a, h, static_cast<size_t>(M * C4) * sizeof(float));
+      kernels::activation(act, a, M * C4);
+      float* z = grow(bs.z, M * C);
+      kernels::linear(M, a, C4, pw2[bi].fwd, z, C, false, Activation::Linear);
+      // x' = x + drop_path(γ ⊙ z), drop_path scaling whole samples by mask / keep_prob.
+      bs.scale = drop_scales(N, rates[bi], rng);
+      float* y = grow(m.maps[mi + 1], M * C);
+      const float* ls = b.layer_scale.empty() ? nullptr : b.layer_scale.data();
+      const int64_t per = M / N;
+      for (int64_t n = 0; n < N; ++n) {
+        const float sc = bs.scale[static_cast<size_t>(n)];
+        for (int64_t r = n * per; r < (n + 1) * per; ++r)
+          for (int64_t c = 0; c < C; ++c)
+            y[r * C + c] = x[r * C + c] + sc * ((ls ? ls[c] : 1.0f) * z[r * C + c]);
+      }
+      ++bi;
+      ++mi;
+    }
+  }
+
+  // Head: mean over H, W, final LayerNorm, classifier.
+  const size_t last = mi;
+  const int64_t CL = geo[last].C, HW = geo[last].H * geo[last].W, L = cfg.num_labels();
+  kernels::mean_pool(m.maps[last].data(), N, HW, CL, grow(m.pooled, N * CL));
+  kernels::layer_norm_train(m.pooled.data(), N, CL, net.final_norm.weight.data(), net.final_norm.bias.data(),
+                            static_cast<float>(cfg.layer_norm_eps), grow(m.pooled_normed, N * CL),
+                            grow(m.head_xhat, N * CL), grow(m.head_rstd, N));
+  LinearPacks cls;
+  cls.pack(net.classifier_weight.data(), net.classifier_bias.data(), L, CL);
+  Result r;
+  r.logits = Tensor({N, L});
+  kernels::linear(N, m.pooled_normed.data(), CL, cls.fwd, r.logits.data(), L, false, Activation::Linear);
+  r.problem_type = cfg.problem_type.value_or("");
+  Tensor dlogits;
+  r.loss = loss_and_grad(r.logits, labels, r.problem_type, dlogits);
+  if (loss_scale != 1.0f)
+    for (int64_t i = 0; i < dlogits.numel(); ++i) dlogits[i] *= loss_scale;
+
+  // ---------------- backward ----------------
+  weight_grad(dlogits.data(), m.pooled_normed.data(), N, L, CL, grads.of(net.classifier_weight).data());
+  kernels::column_sums(dlogits.data(), N, L, grads.of(net.classifier_bias).data());
+  std::vector<float> dp(static_cast<size_t>(N * CL));
+  kernels::linear(N, dlogits.data(), L, cls.bwd, dp.data(), CL, false, Activation::Linear);
+  kernels::layer_norm_backward(dp.data(), m.head_xhat.data(), m.head_rstd.data(), N, CL, net.final_norm.weight.data(),
+                               dp.data(), grads.of(net.final_norm.weight).data(), grads.of(net.final_norm.bias).data());
+  // The mean over H·W hands each pixel 1/HW of the pooled gradient.
+  float* G = grow(m.g, rows_of(last) * CL);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t q = 0; q < HW; ++q)
+      for (int64_t c = 0; c < CL; ++c) G[(n * HW + q) * CL + c] = dp[static_cast<size_t>(n * CL + c)] / static_cast<float>(HW);
+
+  for (size_t s = net.stages.size(); s-- > 0;) {
+    Stage& st = net.stages[s];
+    for (size_t j = st.blocks.size(); j-- > 0;) {
+      --bi;
+      --mi;
+      Block& b = st.blocks[j];
+      Impl::BlockState& bs = m.blocks[bi];
+      const Geo gg = geo[mi];
+      const int64_t M = rows_of(mi), C = gg.C, C4 = 4 * C, per = M / N;
+      const float* x = m.maps[mi].data();
+      // G is d loss / d x'. The residual passes it to x unchanged; the branch gets G·scale_n.
+      float* dz = grow(m.s1, M * C);
+      const float* ls = b.layer_scale.empty() ? nullptr : b.layer_scale.data();
+      float* dls = ls ? grads.of(b.layer_scale).data() : nullptr;
+      std::vector<double> dls_acc(static_cast<size_t>(C), 0.0);
+      for (int64_t n = 0; n < N; ++n) {
+        const float sc = bs.scale[static_cast<size_t>(n)];
+        for (int64_t r = n * per; r < (n + 1) * per; ++r)
+          for (int64_t c = 0; c < C; ++c) {
+            const float gz = G[r * C + c] * sc;
+            if (ls) dls_acc[static_cast<size_t>(c)] += static_cast<double>(gz) * bs.z[static_cast<size_t>(r * C + c)];
+            dz[r * C + c] = ls ? gz * ls[c] : gz;
+          }
+      }
+      if (dls)
+        for (int64_t c = 0; c < C; ++c) dls[c] += static_cast<float>(dls_acc[static_cast<size_t>(c)]);
+      // pwconv2: a = act(h) again (cheaper than keeping it), dW2 += dzᵀ·a, da = dz·W2.
+      float* a = grow(m.s3, M * C4);
+      std::memcpy(a, bs.h.data(), static_cast<size_t>(M * C4) * sizeof(float));
+      kernels::activation(act, a, M * C4);
+      weight_grad(dz, a, M, C, C4, grads.of(b.pw2_weight).data());
+      kernels::column_sums(dz, M, C, grads.of(b.pw2_bias).data());
+      float* dh = a;  // a is no longer needed
+      kernels::linear(M, dz, C, pw2[bi].bwd, dh, C4, false, Activation::Linear);
+      kernels::activation_backward(act, bs.h.data(), dh, dh, M * C4);
+      // pwconv1: t = x̂·γ + β again, dW1 += dhᵀ·t, dt = dh·W1.
+      float* t = grow(m.s2, M * C);
+      const float* gam = b.norm.weight.data();
+      const float* bet = b.norm.bias.data();
+      for (int64_t r = 0; r < M; ++r)
+        for (int64_t c = 0; c < C; ++c) t[r * C + c] = bs.xhat[static_cast<size_t>(r * C + c)] * gam[c] + bet[c];
+      weight_grad(dh, t, M, C4, C, grads.of(b.pw1_weight).data());
+      kernels::column_sums(dh, M, C4, grads.of(b.pw1_bias).data());
+      float* dt = t;
+      kernels::linear(M, dh, C4, pw1[bi].bwd, dt, C, false, Activation::Linear);
+      kernels::layer_norm_backward(dt, bs.xhat.data(), bs.rstd.data(), M, C, gam, dt, grads.of(b.norm.weight).data(),
+                                   grads.of(b.norm.bias).data());
+      // Depthwise conv: its input gradient joins the residual's.
+      float* dx = dz;  // dz is no longer needed
+      std::vector<float> dw49(static_cast<size_t>(49 * C), 0.0f);
+      kernels::dwconv7_backward(x, dt, N, gg.H, gg.W, C, taps[bi].data(), dx, dw49.data(), grads.of(b.dw_bias).data());
+      float* gdw = grads.of(b.dw_weight).data();
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t tp = 0; tp < 49; ++tp) gdw[c * 49 + tp] += dw49[static_cast<size_t>(tp * C + c)];
+      for (int64_t i = 0; i < M * C; ++i) G[i] += dx[i];
+    }
+    if (st.has_downsample) {
+      --di;
+      --mi;
+      Impl::DownState& ds = m.downs[di];
+      const Geo gi = geo[mi], go = geo[mi + 1];
+      const int64_t Mi = rows_of(mi), Mo = rows_of(mi + 1), K = 4 * gi.C;
+      kernels::patchify_nhwc(ds.t.data(), N, gi.H, gi.W, gi.C, 2, grow(m.patches, Mo * K));
+      std::vector<float> dlin(static_cast<size_t>(go.C * K), 0.0f);
+      weight_grad(G, m.patches.data(), Mo, go.C, K, dlin.data());
+      kernels::patch_linear_to_conv_weight_add(dlin.data(), go.C, gi.C, 2, grads.of(st.down_weight).data());
+      kernels::column_sums(G, Mo, go.C, grads.of(st.down_bias).data());
+      float* dpatch = grow(m.dpatch, Mo * K);
+      kernels::linear(Mo, G, go.C, down_packs[di].bwd, dpatch, K, false, Activation::Linear);
+      float* dt = grow(m.s1, Mi * gi.C);
+      kernels::unpatchify_nhwc(dpatch, N, gi.H, gi.W, gi.C, 2, dt);
+      G = grow(m.g, Mi * gi.C);  // the same buffer, now for the larger map (G's old values are consumed)
+      kernels::layer_norm_backward(dt, ds.xhat.data(), ds.rstd.data(), Mi, gi.C, st.down_norm.weight.data(), G,
+                                   grads.of(st.down_norm.weight).data(), grads.of(st.down_norm.bias).data());
+    }
+  }
+
+  // Embeddings.
+  float* dy0 = grow(m.s1, M0 * C0);
+  kernels::layer_norm_backward(G, m.stem_xhat.data(), m.stem_rstd.data(), M0, C0, net.embed_norm.weight.data(), dy0,
+                               grads.of(net.embed_norm.weight).data(), grads.of(net.embed_norm.bias).data());
+  kernels::patchify_nchw(px.data(), N, Cin, Hin, Win, p, grow(m.patches, M0 * Kp));
+  std::vector<float> dlin(static_cast<size_t>(C0 * Kp), 0.0f);
+  weight_grad(dy0, m.patches.data(), M0, C0, Kp, dlin.data());
+  kernels::patch_linear_to_conv_weight_add(dlin.data(), C0, Cin, p, grads.of(net.patch_weight).data());
+  kernels::column_sums(dy0, M0, C0, grads.of(net.patch_bias).data());
+  if (grad_pixels) {
+    float* dpatch = grow(m.dpatch, M0 * Kp);
+    kernels::linear(M0, dy0, C0, stem.bwd, dpatch, Kp, false, Activation::Linear);
+    *grad_pixels = Tensor({N, Cin, Hin, Win});
+    kernels::unpatchify_nchw(dpatch, N, Cin, Hin, Win, p, grad_pixels->data());
+  }
+  return r;
+}
+
+}  // namespace convnext::train

@@ -1,0 +1,60 @@
+// Training pass of ConvNextForImageClassification: the forward pass in training mode, keeping
+// what each layer's backward needs, the loss, and the backward pass that accumulates the
+// gradient of every parameter (and optionally of pixel_values).
+#pragma once
+#include <cstdint>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "convnext/model.h"
+#include "model/network.h"
+
+namespace convnext::train {
+
+// One gradient tensor per parameter, in the order and with the names of model.state_dict().
+struct Gradients {
+  std::vector<std::string> names;
+  std::vector<Tensor*> params;
+  std::vector<Tensor> grads;
+  explicit Gradients(detail::Network& net);
+  Tensor& of(const Tensor& param);  // the gradient of a parameter of the same network
+  void zero();
+  double global_norm() const;  // sqrt(Σ g²) over every parameter, as clip_grad_norm_ computes it
+  void scale(float s);
+
+ private:
+  std::unordered_map<const float*, size_t> index_;
+};
+
+// The loss of transformers' ForImageClassification and its gradient w.r.t. the logits.
+// `problem_type` as in classification_loss (empty: inferred, and written back).
+float loss_and_grad(const Tensor& logits, const Labels& labels, std::string& problem_type, Tensor& dlogits);
+
+// Stochastic depth rates per block, in network order: torch.linspace(0, drop_path_rate,
+// sum(depths)) split by stage, as ConvNextEncoder builds them.
+std::vector<float> drop_path_rates(const ConvNextConfig& config);
+
+class TrainGraph {
+ public:
+  explicit TrainGraph(detail::Network& net);
+  ~TrainGraph();
+
+  struct Result {
+    float loss = 0;
+    Tensor logits;
+    std::string problem_type;
+  };
+  // forward (training mode: stochastic depth drawn from `rng` when drop_path_rate > 0 and rng is
+  // given), loss, backward. Gradients are *added* to `grads` (scaled by loss_scale, e.g. 1/K for
+  // K accumulation steps); grad_pixels, when given, receives d loss / d pixel_values (NCHW).
+  Result forward_backward(const Tensor& pixel_values, const Labels& labels, Gradients& grads, float loss_scale = 1.0f,
+                          std::mt19937_64* rng = nullptr, Tensor* grad_pixels = nullptr);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace convnext::train

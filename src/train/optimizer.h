@@ -1,0 +1,52 @@
+// AdamW as torch.optim.AdamW computes it, the learning-rate schedules of transformers'
+// get_scheduler, and gradient clipping by global norm (torch.nn.utils.clip_grad_norm_).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "train/backprop.h"
+
+namespace convnext::train {
+
+struct AdamWOptions {
+  double lr = 5e-5;  // the Trainer's defaults
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double weight_decay = 0.0;
+  // false: as the Trainer, no decay on biases and LayerNorm weights; true: every parameter, as
+  // torch.optim.AdamW(model.parameters()).
+  bool decay_all = false;
+};
+
+// Whether the Trainer decays a parameter: not biases, not LayerNorm weights.
+bool trainer_decays(const std::string& name);
+
+class AdamW {
+ public:
+  AdamW(const Gradients& grads, AdamWOptions options);
+  // One step at learning rate `lr` with the gradients in `grads`.
+  void step(Gradients& grads, double lr);
+  int64_t steps() const { return step_; }
+  const AdamWOptions& options() const { return opt_; }
+
+  // State for --resume: exp_avg.<name>, exp_avg_sq.<name> and the step count.
+  std::vector<std::pair<std::string, Tensor>> state_tensors() const;
+  void load_state(const std::vector<std::pair<std::string, Tensor>>& tensors, int64_t step);
+
+ private:
+  AdamWOptions opt_;
+  std::vector<std::string> names_;
+  std::vector<Tensor> m_, v_;
+  std::vector<bool> decay_;
+  int64_t step_ = 0;
+};
+
+// transformers' get_scheduler: "constant", "linear", "cosine" (half a cosine to 0), each with
+// linear warmup from 0 over `warmup` steps ("constant" with warmup = constant_with_warmup).
+double scheduled_lr(const std::string& kind, double base_lr, int64_t step, int64_t warmup, int64_t total);
+
+// Scales the gradients so their global norm is at most max_norm (no-op when max_norm <= 0);
+// returns the norm before clipping, as clip_grad_norm_ does.
+double clip_grad_norm(Gradients& grads, double max_norm);
+
+}  // namespace convnext::train

@@ -1,0 +1,369 @@
+#!/usr/bin/env python3
+"""Training ground truth for ConvNeXt: loss, gradients and AdamW steps from the PyTorch twin.
+
+A test-time tool, never a runtime dependency of the engine. The forward and the loss are the ones
+of tests/reference/make_variants.py (an independent twin of transformers' modeling_convnext,
+imported here as a module); the gradients are torch autograd through that forward, the optimizer
+is torch.optim.AdamW itself. The real transformers training fixtures in
+../shared/fixtures/hf/train_* stay the ground truth; this tool is used as ground truth only for
+configurations they do not cover (other activations, no layer scale, 3 / deep stages, one input
+channel, regression, ignore_index, odd channel counts and input sizes, the plain transformers init).
+
+  --check-shared DIR   validates the twin itself on train_tiny4 and train_multilabel: float32
+                       forward, loss and backward against loss, logits, grad.pixel_values and
+                       every grad.<parameter> (1e-3 * max(1, max|ref|)), then 3 AdamW steps on the
+                       same batch against step1.<parameter>, step3.<parameter> and losses
+                       (2e-5 * max(1, max|ref|)); fails on any mismatch, missing key or unused
+                       weight.
+  --out DIR            writes training variant fixtures in the layout of train_tiny4
+                       (config.json, model.safetensors = initial weights, expected.safetensors,
+                       meta.json). They are computed in float64 and stored as float32; a float32
+                       rerun must land within the tolerances above or the generation fails.
+
+Protocol (the shared fixtures' meta.json): torch.optim.AdamW over all parameters, lr 1e-3,
+betas (0.9, 0.999), eps 1e-8, weight_decay 0.01, constant learning rate, no clipping; step k is
+zero_grad, forward(pixel_values, labels), loss.backward(), opt.step() on the same batch.
+drop_path_rate is 0, so nothing is random.
+
+expected.safetensors keys: pixel_values, labels (int64 for single-label classification, float32
+otherwise), loss [1], logits, grad.pixel_values, grad.<name>, step1.<name>, step3.<name>,
+losses [3] (the loss of the forward of step 1, 2, 3), where <name> runs over the keys of
+model.safetensors (transformers' state-dict names, e.g. convnext.encoder.stages.0.layers.0.
+pwconv1.weight, classifier.weight).
+
+Run it with the interpreter that has torch, e.g. /usr/bin/python3. Without torch it prints a
+message and exits 77 (ctest reads it as "skipped") without writing anything.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+try:
+    import numpy as np
+    import torch
+except ImportError as exc:  # pragma: no cover - depends on the machine
+    print(f"make_train_variants: torch/numpy not importable ({exc}); nothing written. "
+          "Install python3-torch python3-numpy and run with /usr/bin/python3.")
+    sys.exit(77)  # ctest: SKIP_RETURN_CODE
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_variants as mv  # noqa: E402  (the twin: forward, loss, config, safetensors I/O)
+
+GRAD_TOL = 1e-3  # loss, logits, grad.*: max|d| <= GRAD_TOL * max(1, max|ref|)
+STEP_TOL = 2e-5  # step1.*, step3.*, losses
+STEPS = 3
+OPTIMIZER = {
+    "name": "torch.optim.AdamW",
+    "lr": 1e-3,
+    "betas": [0.9, 0.999],
+    "eps": 1e-8,
+    "weight_decay": 0.01,
+    "steps": STEPS,
+    "protocol": "step k: zero_grad, forward(pixel_values, labels), loss.backward(), opt.step(); "
+                "same batch every step",
+}
+TRAIN_DIRS = ["train_tiny4", "train_multilabel"]
+
+
+def tolerance_of(key):
+    return STEP_TOL if key == "losses" or key.startswith(("step1.", "step3.")) else GRAD_TOL
+
+
+def category_of(key):
+    if key.startswith(("step1.", "step3.")) or key == "losses":
+        return "step"
+    if key.startswith("grad."):
+        return "grad"
+    return "forward"
+
+
+# --------------------------------------------------------------------------------------------
+# one training run: forward + loss + backward, then STEPS AdamW steps on the same batch
+# --------------------------------------------------------------------------------------------
+
+
+def train_run(weights, cfg, pixel_values, labels, dtype):
+    """weights: {state-dict name: numpy array}. Returns ({expected key: tensor}, problem_type,
+    names the forward never read)."""
+    arch = cfg["architectures"][0]
+    if arch != "ConvNextForImageClassification":
+        raise ValueError(f"training fixtures are ConvNextForImageClassification, not {arch}")
+    names = sorted(weights)
+    # torch.tensor copies: from_numpy(...).to(float32) would alias the caller's arrays, which the
+    # optimizer then updates in place
+    params = {k: torch.tensor(np.asarray(weights[k]), dtype=dtype, requires_grad=True) for k in names}
+    pv = torch.tensor(np.asarray(pixel_values), dtype=dtype, requires_grad=True)
+    lab = mv.labels_to_torch(labels, dtype)
+    o = OPTIMIZER
+    opt = torch.optim.AdamW([params[k] for k in names], lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"],
+                            weight_decay=o["weight_decay"])
+    flat, losses, unused, problem_type = {}, [], set(), None
+    for step in range(1, STEPS + 1):
+        opt.zero_grad()
+        P = mv.Params(params)
+        out = mv.classifier_forward(P, cfg, pv if step == 1 else pv.detach(), lab)
+        unused |= set(P.unused())
+        out["loss"].backward()
+        losses.append(out["loss"].detach().reshape(1))
+        if step == 1:
+            problem_type = out["problem_type"]
+            flat["loss"] = out["loss"].detach().reshape(1).clone()
+            flat["logits"] = out["logits"].detach().clone()
+            flat["grad.pixel_values"] = pv.grad.detach().clone()
+            for k in names:
+                g = params[k].grad
+                flat["grad." + k] = torch.zeros_like(params[k]) if g is None else g.detach().clone()
+        opt.step()
+        if step in (1, 3):
+            for k in names:
+                flat[f"step{step}.{k}"] = params[k].detach().clone()
+    flat["losses"] = torch.cat(losses)
+    return flat, problem_type, sorted(unused)
+
+
+def expected_keys(param_names):
+    keys = {"loss", "logits", "grad.pixel_values", "losses"}
+    for k in param_names:
+        keys |= {"grad." + k, "step1." + k, "step3." + k}
+    return keys
+
+
+# --------------------------------------------------------------------------------------------
+# --check-shared
+# --------------------------------------------------------------------------------------------
+
+
+def check_shared(root):
+    failures, checked = 0, 0
+    worst = {"forward": ("", 0.0), "grad": ("", 0.0), "step": ("", 0.0)}
+    for d in TRAIN_DIRS:
+        mdir = os.path.join(root, d)
+        cfg_path = os.path.join(mdir, "config.json")
+        if not os.path.exists(cfg_path):
+            print(f"FAIL {d}: missing {cfg_path}")
+            failures += 1
+            continue
+        with open(cfg_path) as f:
+            cfg = json.load(f)
+        weights = mv.read_safetensors(os.path.join(mdir, "model.safetensors"))
+        expected = mv.read_safetensors(os.path.join(mdir, "expected.safetensors"))
+        print(f"{d} (act {cfg['hidden_act']}, {len(weights)} parameters, "
+              f"input {list(expected['pixel_values'].shape)}, labels {expected['labels'].dtype})")
+        t0 = time.time()
+        ours, problem_type, unused = train_run(weights, cfg, expected["pixel_values"], expected["labels"],
+                                               torch.float32)
+        print(f"  info problem_type {problem_type}, forward/backward + {STEPS} steps in {time.time() - t0:.2f}s")
+        if unused:
+            print(f"  FAIL state-dict keys the twin never read: {unused}")
+            failures += 1
+        targets = {k: v for k, v in expected.items() if k not in mv.INPUT_KEYS}
+        want = expected_keys(weights)
+        for k in sorted(want - set(targets)):
+            print(f"  FAIL {k}: expected by the protocol but absent from expected.safetensors")
+            failures += 1
+        for k in sorted(set(targets) - want):
+            print(f"  FAIL {k}: in expected.safetensors but not a protocol key (parameter names differ?)")
+            failures += 1
+        for k in sorted(targets, key=lambda k: (category_of(k), k)):
+            if k not in ours:
+                continue
+            stats = []
+            checked += 1
+            if not mv.compare("f32", k, ours[k], targets[k], tol=tolerance_of(k), stats=stats):
+                failures += 1
+            for name, rel in stats:
+                c = category_of(name)
+                if rel >= worst[c][1]:
+                    worst[c] = (f"{d}/{name}", rel)
+    for c in ("forward", "grad", "step"):
+        name, rel = worst[c]
+        print(f"worst {c:7s} relative error {rel:.2e}  ({name})")
+    print(f"check-shared: {checked} comparisons, {failures} failure(s)")
+    return failures == 0
+
+
+# --------------------------------------------------------------------------------------------
+# variant generation
+# --------------------------------------------------------------------------------------------
+
+
+def init_params(cfg, rng, perturb):
+    """transformers' ConvNextPreTrainedModel._init_weights: Conv2d/Linear weights N(0,
+    initializer_range), their biases 0, LayerNorm weight 1 / bias 0, layer_scale_parameter =
+    layer_scale_init_value. perturb=True then moves every parameter so that all gradients are
+    of order 0.1 instead of ~1e-6 (layer scale 1e-6 and 0.02-weights starve the inner blocks):
+    weights += N(0, 1/fan_in), biases and LayerNorm parameters += 0.1 N(0,1), layer scale ~ U(0.1, 1).
+    The names and shapes come from the twin's draw_params (its values are discarded)."""
+    shapes = {k: v.shape for k, v in mv.draw_params(cfg, cfg["architectures"][0], rng).items()}
+    std = np.float32(cfg["initializer_range"])
+    P = {}
+    for k in sorted(shapes):
+        shape = shapes[k]
+        if k.endswith("layer_scale_parameter"):
+            P[k] = np.full(shape, cfg["layer_scale_init_value"], dtype=np.float32)
+            if perturb:
+                P[k] = rng.uniform(0.1, 1.0, size=shape).astype(np.float32)
+        elif len(shape) >= 2:  # Conv2d / Linear weight
+            P[k] = rng.standard_normal(size=shape, dtype=np.float32) * std
+            if perturb:
+                fan_in = int(np.prod(shape[1:]))
+                P[k] += rng.standard_normal(size=shape, dtype=np.float32) * np.float32(1.0 / math.sqrt(fan_in))
+        else:  # a bias, or a LayerNorm weight (1-D .weight)
+            P[k] = np.full(shape, 1.0 if k.endswith(".weight") else 0.0, dtype=np.float32)
+            if perturb:
+                P[k] += np.float32(0.1) * rng.standard_normal(size=shape, dtype=np.float32)
+    return P
+
+
+def train_variants():
+    return [
+        dict(name="relu_noscale", note="hidden_act relu, layer_scale_init_value 0 (no layer_scale_parameter "
+             "keys), 3 stages, single-label CE", hidden_act="relu", layer_scale_init_value=0.0,
+             hidden_sizes=[8, 16, 24], depths=[1, 2, 1], num_labels=4, input=[3, 3, 48, 40]),
+        dict(name="gray1_regression", note="num_channels 1, num_labels 1 (problem_type inferred: regression, "
+             "MSE on squeezed logits/labels), patch 2, input 30x26", num_channels=1, num_labels=1,
+             labels="regression", patch_size=2, hidden_sizes=[8, 12, 16, 20], depths=[1, 1, 1, 1],
+             input=[3, 1, 30, 26]),
+        dict(name="multi_regression", note="num_labels 3, problem_type regression: MSE on float labels [N,3]",
+             num_labels=3, problem_type="regression", labels="regression", hidden_sizes=[8, 16, 24, 24],
+             depths=[1, 1, 2, 1], input=[2, 3, 48, 48]),
+        dict(name="deep", note="depths [3,3,4,2], gelu, layer scale perturbed, single-label CE",
+             hidden_sizes=[8, 12, 16, 24], depths=[3, 3, 4, 2], num_labels=5, input=[2, 3, 64, 64]),
+        dict(name="ignore_index", note="single-label CE, labels[1] = -100 (mean over the other three)",
+             num_labels=5, ignored=[1], hidden_sizes=[8, 16, 24, 24], depths=[1, 1, 2, 1], input=[4, 3, 64, 64]),
+        dict(name="gelu_tanh_multilabel", note="gelu_new, multi-label BCE on float labels, odd channel counts",
+             hidden_act="gelu_new", num_labels=4, problem_type="multi_label_classification", labels="multi",
+             hidden_sizes=[5, 7, 11, 13], depths=[1, 1, 2, 1], input=[3, 3, 48, 56]),
+        dict(name="silu_init", note="silu, the plain transformers init (weights N(0,0.02), biases 0, LN 1/0, "
+             "layer scale 1e-6, not perturbed: inner-block gradients ~1e-6 and below), odd input 45x37",
+             hidden_act="silu", init="transformers", num_labels=3, hidden_sizes=[8, 16, 24, 24],
+             depths=[1, 1, 2, 1], input=[2, 3, 45, 37]),
+        dict(name="backbone_stem_eps", note="final LayerNorm eps 1e-6, num_labels 7, otherwise default-ish",
+             layer_norm_eps=1e-6, num_labels=7, hidden_sizes=[8, 16, 24, 24], depths=[1, 1, 2, 1],
+             input=[2, 3, 64, 64]),
+    ]
+
+
+def spec_args(spec):
+    skip = {"name", "note", "input", "labels", "ignored", "init"}
+    return {k: v for k, v in spec.items() if k not in skip}
+
+
+def worst_by_category(ours, ref):
+    worst = {"forward": 0.0, "grad": 0.0, "step": 0.0}
+    for k, v in ref.items():
+        r = v.to(torch.float64).numpy()
+        d = float(np.max(np.abs(ours[k].to(torch.float64).numpy() - r))) / max(1.0, float(np.max(np.abs(r))))
+        c = category_of(k)
+        worst[c] = max(worst[c], d)
+    return worst
+
+
+def write_variant(root, spec):
+    t0 = time.time()
+    name = spec["name"]
+    d = os.path.join(root, name)
+    os.makedirs(d, exist_ok=True)
+    cfg = mv.make_config(spec)
+    rng = mv.rng_for("train/" + name)
+    perturb = spec.get("init", "perturbed") != "transformers"
+    weights = init_params(cfg, rng, perturb)
+    pv = rng.standard_normal(size=spec["input"], dtype=np.float32)
+    labels = mv.draw_labels(spec, cfg, spec["input"][0], rng)
+
+    truth, problem_type, unused = train_run(weights, cfg, pv, labels, torch.float64)
+    if unused:
+        raise RuntimeError(f"{name}: parameters never used: {unused}")
+    f32, _, _ = train_run(weights, cfg, pv, labels, torch.float32)
+    truth32 = {k: v.to(torch.float32) for k, v in truth.items()}
+    worst = worst_by_category(f32, truth32)
+    if worst["forward"] > GRAD_TOL or worst["grad"] > GRAD_TOL or worst["step"] > STEP_TOL:
+        raise RuntimeError(f"{name}: a float32 run misses the float64 truth by {worst}; the tolerances "
+                           "would not hold")
+    grad_max = {k: float(truth["grad." + k].abs().max()) for k in weights}
+    weakest = min(grad_max, key=grad_max.get)
+    if perturb and grad_max[weakest] < 5e-3:
+        raise RuntimeError(f"{name}: gradient of {weakest} is only {grad_max[weakest]:.1e} at most")
+    if min(grad_max.values()) == 0.0:
+        raise RuntimeError(f"{name}: gradient of {weakest} is zero")
+
+    mv.write_safetensors(os.path.join(d, "model.safetensors"), weights, {"format": "pt"})
+    expected = {"pixel_values": pv, "labels": labels}
+    for k, v in truth32.items():
+        expected[k] = v.numpy()
+    assert set(expected) == expected_keys(weights) | mv.INPUT_KEYS
+    mv.write_safetensors(os.path.join(d, "expected.safetensors"), expected)
+    with open(os.path.join(d, "config.json"), "w") as f:
+        f.write(mv.config_json_text(cfg))
+    losses = [float(x) for x in truth32["losses"]]
+    meta = {
+        "note": spec["note"],
+        "config": spec_args(spec),
+        "input_shape": list(spec["input"]),
+        "labels": labels.tolist(),
+        "optimizer": OPTIMIZER,
+        "losses": losses,
+        "problem_type": problem_type,
+        "init": ("transformers _init_weights (N(0, initializer_range) weights, zero biases, LayerNorm 1/0, "
+                 "layer scale = layer_scale_init_value)" if not perturb else
+                 "transformers _init_weights, then perturbed: weights += N(0, 1/fan_in), biases and LayerNorm "
+                 "parameters += 0.1 N(0,1), layer scale ~ U(0.1, 1)"),
+        "generator": "tests/reference/make_train_variants.py (PyTorch twin of modeling_convnext + torch "
+                     "autograd + torch.optim.AdamW, not transformers)",
+        "compute": "float64 (torch CPU), stored as float32",
+        "float32_worst_rel_error": worst,
+        "grad_max_abs_min": {"parameter": weakest, "value": grad_max[weakest]},
+        "tolerances": {"loss/logits/grad": GRAD_TOL, "step/losses": STEP_TOL,
+                       "rule": "max|d| <= tol * max(1, max|ref|)"},
+        "torch": torch.__version__,
+        "expected_keys": sorted(expected),
+    }
+    with open(os.path.join(d, "meta.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+    print(f"  wrote {d}/ ({len(weights)} parameters, {len(expected)} expected keys, {problem_type}, "
+          f"losses {' '.join(f'{x:.4f}' for x in losses)}, min max|grad| {grad_max[weakest]:.1e} ({weakest}), "
+          f"f32-vs-f64 worst forward {worst['forward']:.1e} grad {worst['grad']:.1e} step {worst['step']:.1e}, "
+          f"{time.time() - t0:.2f}s)", flush=True)
+
+
+def generate(root, only):
+    specs = train_variants()
+    if only:
+        unknown = sorted(set(only) - {s["name"] for s in specs})
+        if unknown:
+            raise SystemExit(f"unknown variant(s) {unknown}")
+        specs = [s for s in specs if s["name"] in only]
+    os.makedirs(root, exist_ok=True)
+    t0 = time.time()
+    for spec in specs:
+        print(f"{spec['name']}: {spec['note']}", flush=True)
+        write_variant(root, spec)
+    print(f"wrote {len(specs)} training variant(s) under {root} in {time.time() - t0:.1f}s: "
+          + " ".join(s["name"] for s in specs))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    mode = ap.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--check-shared", metavar="DIR", help="validate against ../shared/fixtures/hf/train_*")
+    mode.add_argument("--out", metavar="DIR", help="write training variant fixtures under DIR")
+    ap.add_argument("--only", nargs="+", metavar="NAME", help="write only these variants (--out)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    if args.check_shared:
+        if not os.path.isdir(args.check_shared):
+            print(f"make_train_variants: {args.check_shared} not found; skipping the self-check "
+                  "(place ../shared beside the project)")
+            return 77
+        return 0 if check_shared(args.check_shared) else 1
+    generate(args.out, set(args.only or []))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

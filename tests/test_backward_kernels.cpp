@@ -1,0 +1,287 @@
+// The backward kernels of training: the fast ones (AVX-512 and portable) against the reference
+// twins on odd shapes (C = 1, 3, 13, 57; H×W = 1×1, 5×9, 57×61; batch 1 and 3), and the
+// reference twins against central finite differences of the forward definitions.
+#include <functional>
+#include <random>
+
+#include "core/cpu.h"
+#include "kernels/kernels.h"
+#include "test_util.h"
+#include "train/backprop.h"
+
+namespace convnext::test {
+namespace {
+
+std::vector<float> randn(int64_t n, uint64_t seed, float scale = 1.0f, float mean = 0.0f) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> d(mean, scale);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = d(rng);
+  return v;
+}
+Tensor T(const std::vector<float>& v) { return Tensor({static_cast<int64_t>(v.size())}, v); }
+
+// d/dθ of Σ w·f(θ) by central differences in double-evaluated forward (the reference kernels).
+double numeric(const std::function<double()>& loss, float& theta, double eps = 1e-3) {
+  const float keep = theta;
+  theta = static_cast<float>(keep + eps);
+  const double up = loss();
+  theta = static_cast<float>(keep - eps);
+  const double down = loss();
+  theta = keep;
+  return (up - down) / (2 * eps);
+}
+
+struct BackwardFamily {
+  const char* name;
+  void (*ln_train)(const float*, int64_t, int64_t, const float*, const float*, float, float*, float*, float*);
+  void (*ln_back)(const float*, const float*, const float*, int64_t, int64_t, const float*, float*, float*, float*);
+  void (*dw_grad)(const float*, const float*, int64_t, int64_t, int64_t, int64_t, float*, float*);
+  void (*act_back)(Activation, const float*, const float*, float*, int64_t);
+  void (*linear_at)(int64_t, const float*, int64_t, const kernels::PackedLinear&, float*, int64_t, bool);
+};
+
+std::vector<BackwardFamily> families() {
+  namespace p = kernels::portable;
+  std::vector<BackwardFamily> f = {
+      {"portable", p::layer_norm_train, p::layer_norm_backward, p::dwconv7_weight_grad, p::activation_backward, p::linear_at}};
+  if (cpu_has_avx512()) {
+    namespace x = kernels::x86;
+    f.push_back({"avx512", x::layer_norm_train, x::layer_norm_backward, x::dwconv7_weight_grad, x::activation_backward,
+                 x::linear_at});
+  }
+  return f;
+}
+
+const Activation kActs[] = {Activation::Gelu,      Activation::GeluTanh, Activation::GeluFast, Activation::QuickGelu,
+                            Activation::Gelu10,    Activation::Relu,     Activation::Relu6,    Activation::Relu2,
+                            Activation::LeakyRelu, Activation::Silu,     Activation::Selu,     Activation::Sigmoid,
+                            Activation::Tanh,      Activation::Mish,     Activation::Linear};
+
+TEST(BackwardKernels, ActivationGradientsMatchReferenceAndFiniteDifferences) {
+  std::vector<float> x = randn(4099, 1, 3.0f);
+  x.push_back(20.0f);  // gelu_10's clip
+  x.push_back(-7.0f);
+  const int64_t n = static_cast<int64_t>(x.size());
+  const std::vector<float> dy = randn(n, 2);
+  for (Activation a : kActs) {
+    std::vector<float> want(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      want[static_cast<size_t>(i)] = static_cast<float>(dy[static_cast<size_t>(i)] * kernels::reference::activation_grad(a, x[static_cast<size_t>(i)]));
+      // The reference derivative against a central difference of the reference activation
+      // (away from the kinks of relu-like functions, where the difference is one-sided).
+      const double xi = x[static_cast<size_t>(i)];
+      if (std::fabs(xi) > 1e-2 && std::fabs(xi - 6.0) > 1e-2 && i % 7 == 0) {
+        const double h = 1e-5;
+        const double fd = (kernels::reference::activation(a, xi + h) - kernels::reference::activation(a, xi - h)) / (2 * h);
+        if (a != Activation::Gelu10 || std::fabs(kernels::reference::activation(Activation::Gelu, xi)) < 9.99)
+          EXPECT_NEAR(kernels::reference::activation_grad(a, xi), fd, 1e-5 * std::max(1.0, std::fabs(fd))) << int(a) << " x=" << xi;
+      }
+    }
+    for (const auto& f : families()) {
+      std::vector<float> got(static_cast<size_t>(n));
+      f.act_back(a, x.data(), dy.data(), got.data(), n);
+      EXPECT_TRUE(close(T(got), T(want), 2e-6)) << f.name << " activation " << int(a);
+    }
+    std::vector<float> inplace = dy;  // dx may alias dy
+    kernels::activation_backward(a, x.data(), inplace.data(), inplace.data(), n);
+    EXPECT_TRUE(close(T(inplace), T(want), 2e-6)) << "in place, activation " << int(a);
+  }
+}
+
+TEST(BackwardKernels, LayerNormBackwardMatchesReferenceOnOddShapes) {
+  for (int64_t C : {1, 3, 13, 57, 96}) {
+    for (int64_t rows : {1, 7, 301}) {
+      const auto x = randn(rows * C, 10 + C, 2.0f, 0.5f), dy = randn(rows * C, 20 + C);
+      const auto gamma = randn(C, 30 + C, 0.5f, 1.0f), beta = randn(C, 40 + C);
+      std::vector<float> rdx(static_cast<size_t>(rows * C)), rdg(static_cast<size_t>(C), 0.5f), rdb(static_cast<size_t>(C), 0.5f);
+      kernels::reference::layer_norm_backward(x.data(), dy.data(), rows, C, gamma.data(), 1e-6f, rdx.data(), rdg.data(), rdb.data());
+      for (const auto& f : families()) {
+        std::vector<float> y(static_cast<size_t>(rows * C)), xh(static_cast<size_t>(rows * C)), rs(static_cast<size_t>(rows));
+        f.ln_train(x.data(), rows, C, gamma.data(), beta.data(), 1e-6f, y.data(), xh.data(), rs.data());
+        std::vector<float> ry(static_cast<size_t>(rows * C));
+        kernels::reference::layer_norm(x.data(), rows, C, gamma.data(), beta.data(), 1e-6f, ry.data());
+        EXPECT_TRUE(close(T(y), T(ry), 1e-5)) << f.name << " forward C=" << C;
+        std::vector<float> dx = dy, dg(static_cast<size_t>(C), 0.5f), db(static_cast<size_t>(C), 0.5f);  // += semantics
+        f.ln_back(dx.data(), xh.data(), rs.data(), rows, C, gamma.data(), dx.data(), dg.data(), db.data());
+        EXPECT_TRUE(close(T(dx), T(rdx), 1e-4)) << f.name << " dx C=" << C << " rows=" << rows;
+        EXPECT_TRUE(close(T(dg), T(rdg), 1e-4)) << f.name << " dgamma C=" << C;
+        EXPECT_TRUE(close(T(db), T(rdb), 1e-4)) << f.name << " dbeta C=" << C;
+      }
+    }
+  }
+}
+
+TEST(BackwardKernels, LayerNormReferenceMatchesFiniteDifferences) {
+  const int64_t rows = 3, C = 13;
+  auto x = randn(rows * C, 5, 1.5f), gamma = randn(C, 6, 0.5f, 1.0f), beta = randn(C, 7);
+  const auto w = randn(rows * C, 8);  // loss = Σ w·y
+  auto loss = [&] {
+    std::vector<float> y(static_cast<size_t>(rows * C));
+    kernels::reference::layer_norm(x.data(), rows, C, gamma.data(), beta.data(), 1e-6f, y.data());
+    double s = 0;
+    for (size_t i = 0; i < y.size(); ++i) s += static_cast<double>(w[i]) * y[i];
+    return s;
+  };
+  std::vector<float> dx(static_cast<size_t>(rows * C)), dg(static_cast<size_t>(C), 0.0f), db(static_cast<size_t>(C), 0.0f);
+  kernels::reference::layer_norm_backward(x.data(), w.data(), rows, C, gamma.data(), 1e-6f, dx.data(), dg.data(), db.data());
+  for (int64_t i = 0; i < rows * C; i += 5) EXPECT_NEAR(dx[static_cast<size_t>(i)], numeric(loss, x[static_cast<size_t>(i)]), 2e-3);
+  for (int64_t c = 0; c < C; c += 3) {
+    EXPECT_NEAR(dg[static_cast<size_t>(c)], numeric(loss, gamma[static_cast<size_t>(c)]), 2e-3);
+    EXPECT_NEAR(db[static_cast<size_t>(c)], numeric(loss, beta[static_cast<size_t>(c)]), 2e-3);
+  }
+}
+
+// Taps [49][C] from PyTorch's [C][1][7][7].
+std::vector<float> taps_of(const std::vector<float>& w, int64_t C) {
+  std::vector<float> t(static_cast<size_t>(49 * C));
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t k = 0; k < 49; ++k) t[static_cast<size_t>(k * C + c)] = w[static_cast<size_t>(c * 49 + k)];
+  return t;
+}
+
+TEST(BackwardKernels, DepthwiseBackwardMatchesReferenceOnOddShapes) {
+  struct S {
+    int64_t N, H, W, C;
+  };
+  for (const S s : {S{1, 1, 1, 3}, S{3, 5, 9, 13}, S{1, 57, 61, 1}, S{1, 57, 61, 57}, S{3, 5, 9, 57}}) {
+    const int64_t n = s.N * s.H * s.W * s.C;
+    const auto x = randn(n, 50 + s.C), dy = randn(n, 60 + s.H), w = randn(49 * s.C, 70, 0.3f);
+    std::vector<float> rdx(static_cast<size_t>(n)), rdw(static_cast<size_t>(49 * s.C), 0.25f), rdb(static_cast<size_t>(s.C), 0.25f);
+    kernels::reference::dwconv_backward(x.data(), dy.data(), s.N, s.H, s.W, s.C, w.data(), 7, rdx.data(), rdw.data(), rdb.data());
+    const auto taps = taps_of(w, s.C);
+    // dx through the dispatcher (mirrored forward conv), weight gradients per family.
+    std::vector<float> dx(static_cast<size_t>(n)), dw49(static_cast<size_t>(49 * s.C), 0.25f), db(static_cast<size_t>(s.C), 0.25f);
+    kernels::dwconv7_backward(x.data(), dy.data(), s.N, s.H, s.W, s.C, taps.data(), dx.data(), dw49.data(), db.data());
+    EXPECT_TRUE(close(T(dx), T(rdx), 1e-4)) << "dx " << s.N << "x" << s.H << "x" << s.W << "x" << s.C;
+    EXPECT_TRUE(close(T(taps_of(rdw, s.C)), T(dw49), 1e-4)) << "dw";
+    EXPECT_TRUE(close(T(db), T(rdb), 1e-4)) << "db";
+    for (const auto& f : families()) {
+      std::vector<float> fw(static_cast<size_t>(49 * s.C), 0.25f), fb(static_cast<size_t>(s.C), 0.25f);
+      f.dw_grad(x.data(), dy.data(), s.N, s.H, s.W, s.C, fw.data(), fb.data());
+      EXPECT_TRUE(close(T(fw), T(taps_of(rdw, s.C)), 1e-4)) << f.name << " dw C=" << s.C;
+      EXPECT_TRUE(close(T(fb), T(rdb), 1e-4)) << f.name << " db";
+    }
+  }
+}
+
+TEST(BackwardKernels, DepthwiseReferenceMatchesFiniteDifferences) {
+  const int64_t N = 2, H = 5, W = 9, C = 3;
+  auto x = randn(N * H * W * C, 80), w = randn(49 * C, 81, 0.3f), b = randn(C, 82);
+  const auto g = randn(N * H * W * C, 83);
+  auto loss = [&] {
+    std::vector<float> y(x.size());
+    kernels::reference::dwconv(x.data(), N, H, W, C, w.data(), 7, b.data(), y.data());
+    double s = 0;
+    for (size_t i = 0; i < y.size(); ++i) s += static_cast<double>(g[i]) * y[i];
+    return s;
+  };
+  std::vector<float> dx(x.size()), dw(w.size(), 0.0f), db(static_cast<size_t>(C), 0.0f);
+  kernels::reference::dwconv_backward(x.data(), g.data(), N, H, W, C, w.data(), 7, dx.data(), dw.data(), db.data());
+  for (size_t i = 0; i < x.size(); i += 11) EXPECT_NEAR(dx[i], numeric(loss, x[i]), 5e-3);
+  for (size_t i = 0; i < w.size(); i += 7) EXPECT_NEAR(dw[i], numeric(loss, w[i]), 5e-3);
+  for (int64_t c = 0; c < C; ++c) EXPECT_NEAR(db[static_cast<size_t>(c)], numeric(loss, b[static_cast<size_t>(c)]), 5e-3);
+}
+
+// The three GEMMs of a linear layer's training: y = x·Wᵀ, dx = dy·W (pack_kn), dW = dyᵀ·x (linear_at).
+TEST(BackwardKernels, LinearBackwardGemmsMatchReference) {
+  for (int64_t M : {1, 13, 200}) {
+    for (int64_t N : {1, 3, 57, 100}) {
+      for (int64_t K : {1, 13, 57, 385}) {
+        const auto W = randn(N * K, M + N + K, 0.2f), dy = randn(M * N, 2 * M + N), x = randn(M * K, M + 3 * K);
+        // dx[M][K] = dy·W: reference::linear with the transposed weight.
+        std::vector<float> Wt(static_cast<size_t>(K * N));
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t k = 0; k < K; ++k) Wt[static_cast<size_t>(k * N + n)] = W[static_cast<size_t>(n * K + k)];
+        std::vector<float> rdx(static_cast<size_t>(M * K)), dx(static_cast<size_t>(M * K));
+        kernels::reference::linear(M, K, N, dy.data(), N, Wt.data(), nullptr, rdx.data(), K, false, Activation::Linear);
+        kernels::linear(M, dy.data(), N, kernels::pack_kn(W.data(), K, N, K), dx.data(), K, false, Activation::Linear);
+        EXPECT_TRUE(close(T(dx), T(rdx), 1e-4)) << "dx M=" << M << " N=" << N << " K=" << K;
+        // dW[N][K] += dyᵀ·x.
+        std::vector<float> dyt(static_cast<size_t>(N * M)), xt(static_cast<size_t>(K * M));
+        for (int64_t m = 0; m < M; ++m) {
+          for (int64_t n = 0; n < N; ++n) dyt[static_cast<size_t>(n * M + m)] = dy[static_cast<size_t>(m * N + n)];
+          for (int64_t k = 0; k < K; ++k) xt[static_cast<size_t>(k * M + m)] = x[static_cast<size_t>(m * K + k)];
+        }
+        std::vector<float> rdw(static_cast<size_t>(N * K), 1.0f);
+        kernels::reference::linear(N, K, M, dyt.data(), M, xt.data(), nullptr, rdw.data(), K, true, Activation::Linear);
+        for (const auto& f : families()) {
+          std::vector<float> dw(static_cast<size_t>(N * K), 1.0f);
+          f.linear_at(N, dy.data(), N, kernels::pack_kn(x.data(), K, M, K), dw.data(), K, true);
+          EXPECT_TRUE(close(T(dw), T(rdw), 1e-4)) << f.name << " dW M=" << M << " N=" << N << " K=" << K;
+        }
+      }
+    }
+  }
+}
+
+TEST(BackwardKernels, UnpatchifyInvertsPatchify) {
+  for (int64_t p : {2, 4}) {
+    const int64_t N = 3, C = 5, H = 9, W = 7;  // odd sizes: the floor leaves a border no patch covers
+    const auto x = randn(N * H * W * C, 90 + p);
+    const int64_t K = p * p * C, rows = N * (H / p) * (W / p);
+    std::vector<float> patches(static_cast<size_t>(rows * K)), back(x.size(), 7.0f);
+    kernels::patchify_nhwc(x.data(), N, H, W, C, p, patches.data());
+    kernels::unpatchify_nhwc(patches.data(), N, H, W, C, p, back.data());
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = 0; i < H; ++i)
+        for (int64_t j = 0; j < W; ++j)
+          for (int64_t c = 0; c < C; ++c) {
+            const size_t idx = static_cast<size_t>(((n * H + i) * W + j) * C + c);
+            const bool covered = i < (H / p) * p && j < (W / p) * p;
+            ASSERT_EQ(back[idx], covered ? x[idx] : 0.0f);
+          }
+    kernels::patchify_nchw(x.data(), N, C, H, W, p, patches.data());
+    std::fill(back.begin(), back.end(), 7.0f);
+    kernels::unpatchify_nchw(patches.data(), N, C, H, W, p, back.data());
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t i = 0; i < H; ++i)
+          for (int64_t j = 0; j < W; ++j) {
+            const size_t idx = static_cast<size_t>(((n * C + c) * H + i) * W + j);
+            const bool covered = i < (H / p) * p && j < (W / p) * p;
+            ASSERT_EQ(back[idx], covered ? x[idx] : 0.0f);
+          }
+  }
+}
+
+TEST(BackwardKernels, LossGradientsMatchFiniteDifferences) {
+  struct Case {
+    std::string problem;
+    Labels labels;
+    int64_t L;
+  };
+  std::vector<Case> cases = {
+      {"single_label_classification", Labels::classes({2, -100, 0}), 4},
+      {"multi_label_classification", Labels::floats(Tensor({3, 4}, randn(12, 3, 0.4f, 0.5f))), 4},
+      {"regression", Labels::floats(Tensor({3, 2}, randn(6, 4))), 2},
+      {"", Labels::floats(Tensor({3}, randn(3, 5))), 1},  // num_labels 1 → regression
+  };
+  for (auto& c : cases) {
+    Tensor logits({3, c.L}, randn(3 * c.L, 9, 2.0f));
+    Tensor dl;
+    std::string pt = c.problem;
+    train::loss_and_grad(logits, c.labels, pt, dl);
+    for (int64_t i = 0; i < logits.numel(); ++i) {
+      auto loss = [&] {
+        std::string p2 = c.problem;
+        return static_cast<double>(classification_loss(logits, c.labels, p2));
+      };
+      EXPECT_NEAR(dl[i], numeric(loss, logits[i], 1e-2), 2e-3) << pt << " logit " << i;
+    }
+  }
+}
+
+TEST(BackwardKernels, DropPathRatesAreTorchLinspace) {
+  ConvNextConfig c;
+  c.depths = {3, 3, 9, 3};
+  c.drop_path_rate = 0.1;
+  const auto r = train::drop_path_rates(c);
+  ASSERT_EQ(r.size(), 18u);
+  EXPECT_EQ(r.front(), 0.0f);
+  EXPECT_EQ(r.back(), 0.1f);
+  for (size_t i = 0; i < r.size(); ++i) EXPECT_NEAR(r[i], 0.1 * static_cast<double>(i) / 17.0, 1e-8);
+}
+
+}  // namespace
+}  // namespace convnext::test
