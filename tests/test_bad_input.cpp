@@ -13,20 +13,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class BadInput : public ::testing::Test {
+class BadInput : public TempDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("convnext_bad_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  void write(const std::string& name, const std::string& bytes) const {
-    std::ofstream(path(name), std::ios::binary) << bytes;
-  }
   // A safetensors file from a raw JSON header and a data section.
   void write_st(const std::string& name, const std::string& header, const std::string& data) const {
     std::string len(8, '\0');
@@ -47,7 +35,6 @@ class BadInput : public ::testing::Test {
     ConvNextForImageClassification(small_config(), 1).save_pretrained(path(name));
     return path(name);
   }
-  fs::path dir_;
 };
 
 // The Error's message, or "" when nothing was thrown.

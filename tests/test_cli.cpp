@@ -8,6 +8,7 @@
 
 #include "convnext/convnext.h"
 #include "io/safetensors.h"
+#include "cli_util.h"
 #include "test_util.h"
 
 #include <sstream>
@@ -16,29 +17,6 @@ namespace convnext::test {
 namespace {
 
 namespace fs = std::filesystem;
-
-struct CliRun {
-  int status;
-  std::string out, err;
-};
-
-// Runs `convnext ARGS`, capturing stdout and stderr.
-CliRun run(const std::string& args) {
-  const fs::path err_file = fs::temp_directory_path() / ("convnext_cli_err_" + std::to_string(::getpid()));
-  const std::string cmd = std::string(CONVNEXT_CLI) + " " + args + " 2>" + err_file.string();
-  CliRun r{-1, "", ""};
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  std::ifstream e(err_file);
-  r.err.assign(std::istreambuf_iterator<char>(e), {});
-  fs::remove(err_file);
-  return r;
-}
 
 std::string tmp(const std::string& name) {
   return (fs::temp_directory_path() / ("convnext_cli_" + std::to_string(::getpid()) + "_" + name)).string();

@@ -23,6 +23,7 @@
 
 #include "convnext/error.h"
 #include "image/decode.h"
+#include "test_util.h"
 
 namespace convnext::test {
 namespace {
@@ -140,15 +141,8 @@ void check_cases(std::initializer_list<const char*> prefixes, size_t expect_at_l
 }
 
 // Tests get a scratch directory; bad-input helpers check the one-line error.
-class Decode : public ::testing::Test {
+class Decode : public TempDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("convnext_decode_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
 
   std::string put(const std::string& name, const std::string& bytes) const {
     write_file(dir_ / name, bytes);
@@ -172,7 +166,6 @@ class Decode : public ::testing::Test {
       }
     }
   }
-  fs::path dir_;
 };
 
 TEST_F(Decode, JpegMatchesPillow) {

@@ -57,12 +57,10 @@ class FakeHub {
   fs::path log_;
 };
 
-class HubDownload : public ::testing::Test {
+class HubDownload : public TempDirTest {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("convnext_dl_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
+    TempDirTest::SetUp();
     fs::create_directories(dir_ / "cache");
     ::setenv("HF_HUB_CACHE", (dir_ / "cache").c_str(), 1);
     ::unsetenv("HF_TOKEN");
@@ -72,7 +70,7 @@ class HubDownload : public ::testing::Test {
   void TearDown() override {
     hub_.reset();
     for (const char* v : {"HF_HUB_CACHE", "HF_ENDPOINT", "HF_TOKEN", "HF_TOKEN_PATH"}) ::unsetenv(v);
-    fs::remove_all(dir_);
+    TempDirTest::TearDown();
   }
   // Starts the fake hub in `mode`; false (the test then skips) without python3.
   bool start(const std::string& mode) {
@@ -85,7 +83,6 @@ class HubDownload : public ::testing::Test {
   fs::path repo() const { return dir_ / "cache" / "models--acme--tiny4"; }
   fs::path snapshot() const { return repo() / "snapshots" / kCommit; }
 
-  fs::path dir_;
   std::unique_ptr<FakeHub> hub_;
 };
 

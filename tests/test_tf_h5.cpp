@@ -18,16 +18,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class TfH5 : public ::testing::Test {
+class TfH5 : public TempDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("convnext_tfh5_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
 
   // Writes dir_/tf_model.h5 (+ tiny4's config.json) from tiny4; false (and a skip) without h5py.
   bool make(const std::string& variant) {
@@ -53,7 +45,6 @@ class TfH5 : public ::testing::Test {
     }
     return "";
   }
-  fs::path dir_;
   std::string skip_;
 };
 

@@ -72,17 +72,8 @@ std::string floats(int n) {
   return s;
 }
 
-class TorchBin : public ::testing::Test {
+class TorchBin : public TempDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("convnext_tbin_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  void write(const std::string& name, const std::string& bytes) const { std::ofstream(path(name), std::ios::binary) << bytes; }
   // Writes pytorch_model.bin from a pickle and storage "0"; returns the error of opening it ("" if none).
   std::string open_error(const std::string& pickle, const std::string& storage = floats(4), bool deflate = false, bool bad_crc = false) {
     write("pytorch_model.bin", make_zip({{"archive/data.pkl", pickle}, {"archive/data/0", storage}}, deflate, bad_crc));
@@ -93,7 +84,6 @@ class TorchBin : public ::testing::Test {
     }
     return "";
   }
-  fs::path dir_;
 };
 
 void expect_same_tensors(const io::Checkpoint& c, const io::SafetensorsFile& ref) {

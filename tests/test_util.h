@@ -5,7 +5,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
+#include <unistd.h>
 
 #include "convnext/tensor.h"
 
@@ -43,5 +45,25 @@ inline ::testing::AssertionResult close(const Tensor& ours, const Tensor& ref, d
   return ::testing::AssertionFailure() << "max |diff| " << max_err << " at " << worst << " (ours " << ours[worst]
                                        << ", ref " << ref[worst] << ") > " << rel << " * " << max_ref;
 }
+
+// A test with its own empty directory (removed afterwards), named after the test.
+class TempDirTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("convnext_" + std::to_string(::getpid()) + "_" + ::testing::UnitTest::GetInstance()->current_test_info()->test_suite_name() +
+            "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string path(const std::string& rel) const { return (dir_ / rel).string(); }
+  // Writes `bytes` to dir/rel, creating the folders on the way.
+  void write(const std::string& rel, const std::string& bytes) const {
+    std::filesystem::create_directories(std::filesystem::path(path(rel)).parent_path());
+    std::ofstream(path(rel), std::ios::binary) << bytes;
+  }
+  std::filesystem::path dir_;
+};
 
 }  // namespace convnext::test

@@ -11,17 +11,25 @@
 #include "cli/commands.h"
 #include "convnext/convnext.h"
 #include "kernels/kernels.h"
+#include "model/network.h"
+#include "train/backprop.h"
+#include "train/optimizer.h"
 
 namespace convnext::cli {
 
 namespace {
 const char* kHelp = R"(usage: convnext bench (--arch tiny|small|base|large|xlarge | --model DIR)
                       [--batch B] [--size S] [--threads T] [--dtype f32|bf16] [--iters N] [--warmup W] [--json]
+                      [--train]
 
 Times ConvNextForImageClassification.forward on random pixel_values [B,3,S,S] (default 1, 224):
 W warm-up runs (default 2), then N timed runs (default 10); reports the median. --arch uses
 freshly initialised weights (1000 labels). With --json prints one line:
 {"arch", "batch", "size", "threads", "dtype", "median_ms", "images_per_s", "gflops", "peak_rss_mb", ...}
+
+--train times full training steps instead (fp32): forward keeping activations, cross-entropy on
+random labels, backward, gradient clipping, AdamW, zero_grad — what `convnext train` runs per
+step. "gflops" then counts 3× the forward's operations (forward + two backward GEMMs).
 )";
 
 // Multiply-adds of one forward pass (convolutions and linear layers).
@@ -41,10 +49,75 @@ double forward_macs(const ConvNextConfig& c, int64_t H, int64_t W) {
   macs += static_cast<double>(hs[static_cast<size_t>(c.num_stages - 1)]) * static_cast<double>(c.num_labels());
   return macs;
 }
+
+double median_of(std::vector<double> ms) {
+  std::sort(ms.begin(), ms.end());
+  return ms.size() % 2 ? ms[ms.size() / 2] : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
+}
+
+// One training step per iteration, timed as a whole.
+int bench_train(const Args& a, int64_t batch, int64_t size, int64_t iters, int64_t warmup) {
+  std::string arch = a.get("arch");
+  std::shared_ptr<detail::Network> net;
+  if (a.has("model")) {
+    LoadOptions o;
+    o.inference_only = false;
+    net = detail::Network::load(a.get("model"), o, Architecture::ForImageClassification);
+    arch = net->config.variant_name().empty() ? "custom" : net->config.variant_name();
+  } else {
+    if (arch.empty()) throw Error("--arch or --model is required (see --help)");
+    net = std::make_shared<detail::Network>(ConvNextConfig::preset(arch, 1000), Architecture::ForImageClassification);
+    net->init_weights(0);
+  }
+  const ConvNextConfig& cfg = net->config;
+  Tensor px({batch, cfg.num_channels, size, size});
+  std::mt19937 rng(0);
+  std::normal_distribution<float> dist;
+  for (int64_t i = 0; i < px.numel(); ++i) px[i] = dist(rng);
+  std::vector<int64_t> ids;
+  for (int64_t n = 0; n < batch; ++n) ids.push_back(static_cast<int64_t>(rng() % static_cast<uint32_t>(cfg.num_labels())));
+  const Labels labels = Labels::classes(ids);
+  train::Gradients grads(*net);
+  train::AdamWOptions ao;
+  ao.lr = 1e-4;
+  train::AdamW opt(grads, ao);
+  train::TrainGraph graph(*net);
+  const bool json = a.has("json");
+  if (!json) std::fprintf(stderr, "bench train %s batch %lld size %lld threads %d: ", arch.c_str(),
+                          static_cast<long long>(batch), static_cast<long long>(size), num_threads());
+  std::vector<double> ms;
+  for (int64_t i = 0; i < warmup + iters; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    graph.forward_backward(px, labels, grads);
+    train::clip_grad_norm(grads, 1.0);
+    opt.step(grads, ao.lr);
+    grads.zero();
+    if (i >= warmup) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    if (!json) std::fputc('.', stderr);
+  }
+  if (!json) std::fputc('\n', stderr);
+  const double median = median_of(ms);
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  const double rss_mb = static_cast<double>(ru.ru_maxrss) / 1024.0;
+  const double gflop = 3 * 2.0 * forward_macs(cfg, size, size) * static_cast<double>(batch) / 1e9;
+  nlohmann::json j = {{"mode", "train"},     {"arch", arch},        {"batch", batch},
+                      {"size", size},        {"threads", num_threads()}, {"dtype", "f32"},
+                      {"median_ms", median}, {"min_ms", *std::min_element(ms.begin(), ms.end())},
+                      {"images_per_s", 1000.0 * static_cast<double>(batch) / median},
+                      {"gflops", gflop / (median / 1000.0)}, {"peak_rss_mb", rss_mb},
+                      {"kernels", kernels::active_family()}};
+  if (json) std::printf("%s\n", j.dump().c_str());
+  else
+    std::printf("train %s batch %lld at %lld: median %.1f ms per step, %.2f images/s, %.1f GFLOP/s, peak RSS %.0f MB [%s, %d threads]\n",
+                arch.c_str(), static_cast<long long>(batch), static_cast<long long>(size), median,
+                j["images_per_s"].get<double>(), j["gflops"].get<double>(), rss_mb, kernels::active_family(), num_threads());
+  return 0;
+}
 }  // namespace
 
 int cmd_bench(int argc, char** argv, int first) {
-  Args a(argc, argv, first, {"json"}, {"arch", "model", "batch", "size", "threads", "dtype", "iters", "warmup"});
+  Args a(argc, argv, first, {"json", "train"}, {"arch", "model", "batch", "size", "threads", "dtype", "iters", "warmup"});
   if (a.help()) {
     std::fputs(kHelp, stdout);
     return 0;
@@ -56,6 +129,10 @@ int cmd_bench(int argc, char** argv, int first) {
   if (dtype != "f32" && dtype != "bf16") throw Error("--dtype must be f32 or bf16, got '" + dtype + "'");
   const Precision precision = dtype == "bf16" ? Precision::BF16 : Precision::F32;
   set_num_threads(static_cast<int>(a.get_int("threads", 0)));
+  if (a.has("train")) {
+    if (dtype != "f32") throw Error("--train runs in fp32 (--dtype bf16 is for inference)");
+    return bench_train(a, batch, size, iters, warmup);
+  }
 
   std::string arch = a.get("arch");
   std::optional<ConvNextForImageClassification> model;

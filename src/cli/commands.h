@@ -13,5 +13,7 @@ int cmd_classify(int argc, char** argv, int first);
 int cmd_features(int argc, char** argv, int first);
 int cmd_convert(int argc, char** argv, int first);
 int cmd_download(int argc, char** argv, int first);
+int cmd_train(int argc, char** argv, int first);
+int cmd_eval(int argc, char** argv, int first);
 
 }  // namespace convnext::cli

@@ -19,6 +19,8 @@ commands:
   classify     top-k labels of image files (decoded and preprocessed as transformers does)
   preprocess   image files -> pixel_values (ConvNextImageProcessor, PIL or torchvision backend)
   features     pooled features / hidden states / backbone maps of image files
+  train        train or fine-tune a classifier (AdamW, schedules, ImageFolder/CSV/idx/safetensors data)
+  eval         loss, top-1/top-5, per-class accuracy and confusion matrix of a classifier on a data set
   forward      run a checkpoint on pixel_values from a safetensors file, write the outputs
   convert      any checkpoint (safetensors, .bin, timm, torchvision, original, hub cache) -> save_pretrained dir
   download     a model from the Hugging Face hub into the local hub cache (HF_ENDPOINT, HF_TOKEN)
@@ -46,6 +48,8 @@ int main(int argc, char** argv) {
   mallopt(M_MMAP_THRESHOLD, 1 << 30);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   try {
+    if (cmd == "train") return convnext::cli::cmd_train(argc, argv, 2);
+    if (cmd == "eval") return convnext::cli::cmd_eval(argc, argv, 2);
     if (cmd == "forward") return convnext::cli::cmd_forward(argc, argv, 2);
     if (cmd == "classify") return convnext::cli::cmd_classify(argc, argv, 2);
     if (cmd == "preprocess") return convnext::cli::cmd_preprocess(argc, argv, 2);

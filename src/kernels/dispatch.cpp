@@ -93,6 +93,21 @@ void dwconv7_backward(const float* x, const float* dy, int64_t N, int64_t H, int
   else portable::dwconv7_weight_grad(x, dy, N, H, W, C, dw49, dbias);
 }
 
+void activation_out(Activation act, const float* x, float* y, int64_t n) {
+  // In chunks that stay in L1 between the copy and the in-place activation.
+  constexpr int64_t kChunk = 4096;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) if (chunks > 16)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t i0 = c * kChunk, len = std::min(kChunk, n - i0);
+    std::copy(x + i0, x + i0 + len, y + i0);
+    if (act == Activation::Linear) continue;
+    if (use_x86()) x86::activation(act, y + i0, len);
+    else
+      for (int64_t i = i0; i < i0 + len; ++i) y[i] = portable::activation_scalar(act, y[i]);
+  }
+}
+
 void activation_backward(Activation act, const float* h, const float* dy, float* dx, int64_t n) {
   if (use_x86()) x86::activation_backward(act, h, dy, dx, n);
   else portable::activation_backward(act, h, dy, dx, n);

@@ -83,6 +83,8 @@ void layer_norm_backward(const float* dy, const float* xhat, const float* rstd, 
 // dw49 [49][C] += Σ x·dy per tap; dbias += Σ dy (may be null).
 void dwconv7_backward(const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49,
                       float* dx, float* dw49, float* dbias);
+// y = act(x) into another buffer (the training pass keeps both).
+void activation_out(Activation act, const float* x, float* y, int64_t n);
 // dx = dy · act'(h), h being the activation's input. dx may alias dy.
 void activation_backward(Activation act, const float* h, const float* dy, float* dx, int64_t n);
 // out[c] += Σ over rows of x[r, c].

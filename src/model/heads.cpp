@@ -32,21 +32,23 @@ const std::string& ModelBase::weights_format() const { return net_->weights_form
 
 int64_t ModelBase::num_parameters() const { return net_->parameter_count; }
 
-void ModelBase::save_pretrained(const std::string& dir, const std::string& dtype) const {
+void ModelBase::save_pretrained(const std::string& dir, const std::string& dtype) const { save_network(*net_, dir, dtype); }
+
+void save_network(Network& net, const std::string& dir, const std::string& dtype) {
   if (dtype != "float32" && dtype != "float16" && dtype != "bfloat16")
     throw Error("save_pretrained: dtype must be float32, float16 or bfloat16, got '" + dtype + "'");
-  if (net_->inference_only)
+  if (net.inference_only)
     throw Error("this model was loaded with LoadOptions::inference_only, which releases the original weights; "
                 "load it with inference_only = false to save it");
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw Error(dir + ": cannot create directory (" + ec.message() + ")");
-  ConvNextConfig config = net_->config;
+  ConvNextConfig config = net.config;
   config.dtype = dtype;
   config.save((std::filesystem::path(dir) / "config.json").string());
   io::SafetensorsWriter w;
   w.set_metadata("format", "pt");
-  net_->for_each_parameter([&](const std::string& name, Tensor& t) {
+  net.for_each_parameter([&](const std::string& name, Tensor& t) {
     if (dtype == "float16") w.add_f16(name, t);
     else if (dtype == "bfloat16") w.add_bf16(name, t);
     else w.add(name, t);
@@ -68,6 +70,16 @@ std::vector<Tensor> hidden_states_nchw(const Network::Result& r) {
   return out;
 }
 }  // namespace
+
+Tensor classify_logits(const Network& net, const Tensor& pixel_values) {
+  Network::Result r = net.run_encoder(pixel_values, false);
+  const int64_t N = r.pooled.dim(0), C = r.pooled.dim(1);
+  const Tensor pooled = layer_norm_rows(r.pooled, N, C, net.final_norm, static_cast<float>(net.config.layer_norm_eps));
+  if (net.classifier.N == 0) return pooled;
+  Tensor logits({N, net.config.num_labels()});
+  kernels::linear(N, pooled.data(), C, net.classifier, logits.data(), logits.dim(1), false, Activation::Linear);
+  return logits;
+}
 
 }  // namespace detail
 

@@ -103,4 +103,9 @@ struct Network {
 
 Tensor nhwc_to_nchw(const Tensor& x);  // [N,H,W,C] → [N,C,H,W]
 
+// config.json + model.safetensors as save_pretrained writes them (dtype float32/float16/bfloat16).
+void save_network(Network& net, const std::string& dir, const std::string& dtype = "float32");
+// ConvNextForImageClassification's logits through the inference kernels (prepare() first).
+Tensor classify_logits(const Network& net, const Tensor& pixel_values);
+
 }  // namespace convnext::detail

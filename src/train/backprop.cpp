@@ -18,6 +18,7 @@
 
 #include "convnext/error.h"
 #include "kernels/kernels.h"
+#include "train/data.h"  // sampling
 
 namespace convnext::train {
 
@@ -55,8 +56,8 @@ std::vector<float> drop_scales(int64_t N, float rate, std::mt19937_64* rng) {
   std::vector<float> s(static_cast<size_t>(N), 1.0f);
   if (rate <= 0.0f || !rng) return s;
   const float keep = 1.0f - rate;
-  std::uniform_real_distribution<float> u(0.0f, 1.0f);
-  for (auto& v : s) v = std::floor(keep + u(*rng)) / keep;  // as drop_path: floor(keep + U[0,1)) / keep
+  for (auto& v : s)  // as drop_path: floor(keep + U[0,1)) / keep
+    v = std::floor(keep + static_cast<float>(sampling::uniform01(*rng))) / keep;
   return s;
 }
 
@@ -117,7 +118,7 @@ struct TrainGraph::Impl {
   Network& net;
   // Saved activations, one entry per map / block, grown as inputs need.
   struct BlockState {
-    std::vector<float> xhat, rstd, h, z;
+    std::vector<float> xhat, rstd, h, a, z;
     std::vector<float> scale;  // per sample
   };
   struct DownState {
@@ -222,9 +223,8 @@ TrainGraph::Result TrainGraph::forward_backward(const Tensor& px, const Labels& 
                                 grow(bs.rstd, M));
       float* h = grow(bs.h, M * C4);
       kernels::linear(M, t, C, pw1[bi].fwd, h, C4, false, Activation::Linear);
-      float* a = grow(m.s3, M * C4);
-      std::memcpy(a, h, static_cast<size_t>(M * C4) * sizeof(float));
-      kernels::activation(act, a, M * C4);
+      float* a = grow(bs.a, M * C4);
+      kernels::activation_out(act, h, a, M * C4);
       float* z = grow(bs.z, M * C);
       kernels::linear(M, a, C4, pw2[bi].fwd, z, C, false, Activation::Linear);
       // x' = x + drop_path(γ ⊙ z), drop_path scaling whole samples by mask / keep_prob.
@@ -232,11 +232,11 @@ TrainGraph::Result TrainGraph::forward_backward(const Tensor& px, const Labels& 
       float* y = grow(m.maps[mi + 1], M * C);
       const float* ls = b.layer_scale.empty() ? nullptr : b.layer_scale.data();
       const int64_t per = M / N;
-      for (int64_t n = 0; n < N; ++n) {
-        const float sc = bs.scale[static_cast<size_t>(n)];
-        for (int64_t r = n * per; r < (n + 1) * per; ++r)
-          for (int64_t c = 0; c < C; ++c)
-            y[r * C + c] = x[r * C + c] + sc * ((ls ? ls[c] : 1.0f) * z[r * C + c]);
+      const float* scale = bs.scale.data();
+#pragma omp parallel for schedule(static) if (M * C > 32768)
+      for (int64_t r = 0; r < M; ++r) {
+        const float sc = scale[r / per];
+        for (int64_t c = 0; c < C; ++c) y[r * C + c] = x[r * C + c] + sc * ((ls ? ls[c] : 1.0f) * z[r * C + c]);
       }
       ++bi;
       ++mi;
@@ -288,31 +288,28 @@ TrainGraph::Result TrainGraph::forward_backward(const Tensor& px, const Labels& 
       float* dz = grow(m.s1, M * C);
       const float* ls = b.layer_scale.empty() ? nullptr : b.layer_scale.data();
       float* dls = ls ? grads.of(b.layer_scale).data() : nullptr;
-      std::vector<double> dls_acc(static_cast<size_t>(C), 0.0);
-      for (int64_t n = 0; n < N; ++n) {
-        const float sc = bs.scale[static_cast<size_t>(n)];
-        for (int64_t r = n * per; r < (n + 1) * per; ++r)
-          for (int64_t c = 0; c < C; ++c) {
-            const float gz = G[r * C + c] * sc;
-            if (ls) dls_acc[static_cast<size_t>(c)] += static_cast<double>(gz) * bs.z[static_cast<size_t>(r * C + c)];
-            dz[r * C + c] = ls ? gz * ls[c] : gz;
-          }
+      // d γ = Σ (G·scale)·z: the product goes through dz, summed by column_sums.
+      const float* scale = bs.scale.data();
+      if (ls) {
+#pragma omp parallel for schedule(static) if (M * C > 32768)
+        for (int64_t r = 0; r < M; ++r)
+          for (int64_t c = 0; c < C; ++c) dz[r * C + c] = G[r * C + c] * scale[r / per] * bs.z[static_cast<size_t>(r * C + c)];
+        kernels::column_sums(dz, M, C, dls);
       }
-      if (dls)
-        for (int64_t c = 0; c < C; ++c) dls[c] += static_cast<float>(dls_acc[static_cast<size_t>(c)]);
-      // pwconv2: a = act(h) again (cheaper than keeping it), dW2 += dzᵀ·a, da = dz·W2.
-      float* a = grow(m.s3, M * C4);
-      std::memcpy(a, bs.h.data(), static_cast<size_t>(M * C4) * sizeof(float));
-      kernels::activation(act, a, M * C4);
-      weight_grad(dz, a, M, C, C4, grads.of(b.pw2_weight).data());
+#pragma omp parallel for schedule(static) if (M * C > 32768)
+      for (int64_t r = 0; r < M; ++r)
+        for (int64_t c = 0; c < C; ++c) dz[r * C + c] = G[r * C + c] * scale[r / per] * (ls ? ls[c] : 1.0f);
+      // pwconv2: dW2 += dzᵀ·a, da = dz·W2.
+      weight_grad(dz, bs.a.data(), M, C, C4, grads.of(b.pw2_weight).data());
       kernels::column_sums(dz, M, C, grads.of(b.pw2_bias).data());
-      float* dh = a;  // a is no longer needed
+      float* dh = grow(m.s3, M * C4);
       kernels::linear(M, dz, C, pw2[bi].bwd, dh, C4, false, Activation::Linear);
       kernels::activation_backward(act, bs.h.data(), dh, dh, M * C4);
       // pwconv1: t = x̂·γ + β again, dW1 += dhᵀ·t, dt = dh·W1.
       float* t = grow(m.s2, M * C);
       const float* gam = b.norm.weight.data();
       const float* bet = b.norm.bias.data();
+#pragma omp parallel for schedule(static) if (M * C > 32768)
       for (int64_t r = 0; r < M; ++r)
         for (int64_t c = 0; c < C; ++c) t[r * C + c] = bs.xhat[static_cast<size_t>(r * C + c)] * gam[c] + bet[c];
       weight_grad(dh, t, M, C4, C, grads.of(b.pw1_weight).data());
@@ -328,6 +325,7 @@ TrainGraph::Result TrainGraph::forward_backward(const Tensor& px, const Labels& 
       float* gdw = grads.of(b.dw_weight).data();
       for (int64_t c = 0; c < C; ++c)
         for (int64_t tp = 0; tp < 49; ++tp) gdw[c * 49 + tp] += dw49[static_cast<size_t>(tp * C + c)];
+#pragma omp parallel for schedule(static) if (M * C > 32768)
       for (int64_t i = 0; i < M * C; ++i) G[i] += dx[i];
     }
     if (st.has_downsample) {

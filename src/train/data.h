@@ -67,7 +67,7 @@ class DataSource {
   // For float labels: true when stored as [N, L] (a batch then gets [B, L]), false for [N] ([B]).
   virtual bool float_labels_2d() const { return false; }
   // Example i, augmented with `rng` when `augment.enabled` (sources that hold tensors ignore it).
-  // Throws convnext::Error naming the file when an image cannot be read.
+  // Throws UnreadableImage (a convnext::Error) naming the file when an image cannot be read.
   virtual Example get(int64_t i, const Augment& augment, std::mt19937_64& rng) const = 0;
   // The path this source was opened from.
   virtual std::string origin() const = 0;
@@ -93,14 +93,15 @@ struct LoaderOptions {
 // Iterates one epoch of a source: order from (seed, epoch) (a permutation when shuffle), every
 // example's augmentation seeded by (seed, epoch, index), so a run is reproducible whatever the
 // number of workers. Unreadable images are skipped with one warning line on stderr each and
-// counted (Batch::skipped, skipped_total()).
+// counted (Batch::skipped, skipped_total()); a batch left with no example is not delivered (its
+// count is in skipped_total() only). Any other exception from the source propagates from next().
 class Loader {
  public:
   Loader(const DataSource& source, LoaderOptions options, int64_t epoch, int64_t start_batch = 0);
   ~Loader();
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
-  int64_t batches() const;       // in this epoch
+  int64_t batches() const;       // in this epoch, counting those start_batch skips
   bool next(Batch& out);         // false at the end of the epoch
   int64_t skipped_total() const;
 
@@ -114,7 +115,7 @@ class Loader {
 // torchvision's RandomResizedCrop.get_params for a width × height image: up to 10 draws of an
 // area fraction in [scale_min, scale_max] and a log-uniform aspect ratio, the first box that
 // fits wins (top-left drawn uniformly); otherwise a center crop clamped to the ratio range.
-// Throws Error for an empty or inverted scale/ratio range.
+// Throws Error for a negative or inverted scale range, a ratio <= 0 or an inverted ratio range.
 struct CropBox {
   int64_t top = 0, left = 0, height = 0, width = 0;
 };
@@ -127,13 +128,13 @@ CropBox random_resized_crop_box(int64_t width, int64_t height, const Augment& au
 Tensor preprocess_example(ImageU8 image, const ConvNextImageProcessor& processor, const Augment& augment,
                           std::mt19937_64& rng);
 
-namespace detail {
+namespace sampling {
 // Random numbers defined here rather than by <random>'s distributions, whose outputs differ
 // between standard libraries: the same seed gives the same run everywhere.
 double uniform01(std::mt19937_64& rng);                // [0, 1), 53 bits
 int64_t uniform_index(std::mt19937_64& rng, int64_t n);  // [0, n), unbiased; n >= 1
 // The seed of example `index`'s augmentation in `epoch` (splitmix64 mixing).
 uint64_t example_seed(uint64_t seed, int64_t epoch, int64_t index);
-}  // namespace detail
+}  // namespace sampling
 
 }  // namespace convnext::train

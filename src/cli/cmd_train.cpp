@@ -1,0 +1,155 @@
+// convnext train / convnext eval.
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "convnext/convnext.h"
+#include "io/hub_cache.h"
+#include "model/network.h"
+#include "train/data.h"
+#include "train/evaluate.h"
+#include "train/trainer.h"
+
+namespace convnext::cli {
+
+namespace {
+const char* kTrainHelp = R"(usage: convnext train (--model DIR | --config CONFIG.json | --arch NAME | --resume DIR)
+                      --data PATH --output DIR [options]
+
+Trains or fine-tunes ConvNextForImageClassification with the mathematics of PyTorch + transformers
+(the Trainer's loop: AdamW, schedule, clipping, accumulation) and writes DIR as a transformers
+checkpoint (config.json with id2label, model.safetensors, preprocessor_config.json) plus
+optimizer.safetensors and trainer_state.json for --resume, log.jsonl and training.svg.
+
+model:
+  --model DIR                  fine-tune a checkpoint (any form `convnext forward` loads)
+  --config CONFIG.json         a fresh model of this config (initialised as transformers does)
+  --arch NAME                  a fresh tiny|small|base|large|xlarge
+  --resume DIR                 continue an interrupted run (same command, plus --resume)
+  --num-labels N               default: the data's classes (fresh model) or the checkpoint's
+  --ignore-mismatched-sizes    replace a classifier of another size (fine-tuning to new classes)
+  --processor FILE             preprocessor_config.json (default: the checkpoint's, the one beside
+                               --config, else ConvNeXt's ImageNet settings at config.image_size)
+  --drop-path-rate R           stochastic depth (default: the config's)
+
+data (ImageFolder directory, CSV of path,label, MNIST/Fashion-MNIST idx DIR[:train|:test], or a
+safetensors file with pixel_values and labels, used as-is):
+  --data PATH                  training data
+  --eval-data PATH             evaluated after every epoch (loss, top-1, top-5)
+  --no-shuffle                 keep the data order
+  --no-augment                 no RandomResizedCrop / horizontal flip
+  --crop-scale MIN             RandomResizedCrop scale lower bound (default 0.08, torchvision's)
+  --no-flip                    no horizontal flip
+
+optimisation (defaults: the Hugging Face Trainer's):
+  --epochs E | --steps N       length of the run (default 3 epochs)
+  --batch-size B               per step (default 8)
+  --grad-accum K               batches per optimizer step (default 1)
+  --lr LR                      peak learning rate (default 5e-5)
+  --weight-decay WD            AdamW decoupled decay (default 0; biases and LayerNorm weights exempt)
+  --weight-decay-all           decay every parameter, as torch.optim.AdamW(model.parameters())
+  --lr-scheduler KIND          constant | linear | cosine (default linear), after --warmup-steps W
+  --max-grad-norm G            clip the global gradient norm (default 1.0; 0 disables)
+  --seed S                     every random choice: init, order, augmentation, stochastic depth (default 42)
+  --skip-nan                   skip a step whose loss is NaN/inf instead of stopping
+
+output:
+  --output DIR                 the checkpoint directory
+  --save-every N               also save every N optimizer steps (Ctrl-C always saves)
+  --save-grads FILE            the gradients of the first optimizer step (F32, parameter names)
+  --log-every N                optimizer steps per log.jsonl line (default: ~50 lines per run)
+  --threads T                  compute threads (default: one per core)
+  --workers W                  data-loading threads (default 2)
+  --json                       print a JSON summary line on stdout at the end
+)";
+
+const char* kEvalHelp = R"(usage: convnext eval --model DIR --data PATH [--batch-size B] [--threads T] [--json] [--plot FILE.svg]
+
+Evaluates a ConvNextForImageClassification checkpoint on a data set (ImageFolder directory, CSV,
+MNIST/Fashion-MNIST idx DIR[:train|:test], or safetensors pixel_values + labels), preprocessed
+with the checkpoint's preprocessor_config.json: mean loss (as transformers computes it), top-1,
+top-5, per-class accuracy and the confusion matrix. --plot writes the confusion matrix as SVG.
+)";
+}  // namespace
+
+int cmd_train(int argc, char** argv, int first) {
+  Args a(argc, argv, first,
+         {"ignore-mismatched-sizes", "weight-decay-all", "no-shuffle", "no-augment", "no-flip", "skip-nan", "json"},
+         {"model", "config", "arch", "resume", "num-labels", "processor", "drop-path-rate", "data", "eval-data", "output",
+          "epochs", "steps", "batch-size", "grad-accum", "lr", "weight-decay", "lr-scheduler", "warmup-steps",
+          "max-grad-norm", "seed", "save-grads", "save-every", "resume", "threads", "workers", "crop-scale", "log-every"});
+  if (a.help()) {
+    std::fputs(kTrainHelp, stdout);
+    return 0;
+  }
+  train::TrainOptions o;
+  o.model_dir = a.get("model");
+  o.config_path = a.get("config");
+  o.arch = a.get("arch");
+  o.resume_dir = a.get("resume");
+  if (a.has("num-labels")) o.num_labels = a.get_int("num-labels", 0);
+  o.ignore_mismatched_sizes = a.has("ignore-mismatched-sizes");
+  o.processor_path = a.get("processor");
+  if (a.has("drop-path-rate")) o.drop_path_rate = a.get_double("drop-path-rate", 0);
+  o.data = a.required("data");
+  o.eval_data = a.get("eval-data");
+  o.output = a.required("output");
+  if (a.has("epochs")) o.epochs = a.get_int("epochs", 3);
+  if (a.has("steps")) o.steps = a.get_int("steps", 1);
+  if (o.epochs && o.steps) throw Error("give --epochs or --steps, not both");
+  o.batch_size = a.get_int("batch-size", 8);
+  o.grad_accum = a.get_int("grad-accum", 1);
+  o.lr = a.get_double("lr", 5e-5);
+  o.weight_decay = a.get_double("weight-decay", 0.0);
+  o.weight_decay_all = a.has("weight-decay-all");
+  o.scheduler = a.get("lr-scheduler", "linear");
+  if (o.scheduler != "constant" && o.scheduler != "linear" && o.scheduler != "cosine")
+    throw Error("--lr-scheduler must be constant, linear or cosine, got '" + o.scheduler + "'");
+  o.warmup_steps = a.get_int("warmup-steps", 0);
+  o.max_grad_norm = a.get_double("max-grad-norm", 1.0);
+  o.shuffle = !a.has("no-shuffle");
+  o.augment = !a.has("no-augment");
+  o.hflip = !a.has("no-flip");
+  o.crop_scale_min = a.get_double("crop-scale", 0.08);
+  o.seed = static_cast<uint64_t>(a.get_int("seed", 42));
+  o.save_grads = a.get("save-grads");
+  o.save_every = a.get_int("save-every", 0);
+  o.threads = static_cast<int>(a.get_int("threads", 0));
+  o.workers = static_cast<int>(a.get_int("workers", 2));
+  o.log_every = a.get_int("log-every", 0);
+  o.json = a.has("json");
+  o.skip_nan = a.has("skip-nan");
+  if (o.lr < 0 || !(o.lr == o.lr)) throw Error("--lr must be >= 0");
+  if (o.warmup_steps < 0) throw Error("--warmup-steps must be >= 0");
+  return train::run_training(o);
+}
+
+int cmd_eval(int argc, char** argv, int first) {
+  Args a(argc, argv, first, {"json"}, {"model", "data", "batch-size", "threads", "plot", "workers"});
+  if (a.help()) {
+    std::fputs(kEvalHelp, stdout);
+    return 0;
+  }
+  if (a.has("threads")) set_num_threads(static_cast<int>(a.get_int("threads", 0)));
+  const std::string dir = io::resolve_model_path(a.required("model"));
+  LoadOptions lo;
+  auto net = detail::Network::load(dir, lo, Architecture::ForImageClassification);
+  std::string proc_dir = std::filesystem::is_directory(dir) ? dir : std::filesystem::path(dir).parent_path().string();
+  if (proc_dir.empty()) proc_dir = ".";
+  const auto proc = ConvNextImageProcessor::from_pretrained(proc_dir);
+  const auto data = train::DataSource::open(a.required("data"), proc, net->config.num_channels, net->config.num_labels());
+  const bool json = a.has("json");
+  const auto r = train::evaluate(*net, *data, a.get_int("batch-size", 64), [&](int64_t done, int64_t total) {
+    if (!json && isatty(2)) std::fprintf(stderr, "\r\033[Kevaluating %lld/%lld", static_cast<long long>(done), static_cast<long long>(total));
+  });
+  if (!json && isatty(2)) std::fputc('\n', stderr);
+  if (json) std::printf("%s\n", train::eval_json(r).c_str());
+  else std::fputs(train::eval_text(r).c_str(), stdout);
+  if (a.has("plot")) train::write_confusion_svg(r, a.get("plot"));
+  return 0;
+}
+
+}  // namespace convnext::cli
