@@ -2,7 +2,9 @@
 // and 3 AdamW steps, on the shared training fixtures (transformers 5.17 / torch) and on the
 // variants tests/reference/make_train_variants.py generates (other activations, no layer
 // scale, one input channel, regression, deeper nets, ignore_index, odd widths).
+#include <cmath>
 #include <filesystem>
+#include <random>
 
 #include "convnext/convnext.h"
 #include "io/safetensors.h"
@@ -94,6 +96,100 @@ TEST(TrainFixtures, AdamWTiny4) {
 TEST(TrainFixtures, AdamWMultilabel) {
   REQUIRE_FIXTURES();
   check_adamw(fixture("train_multilabel"));
+}
+
+// transformers' get_scheduler formulas (optimization.py), by hand: LambdaLR's factor at the step
+// about to run.
+TEST(TrainOptimizer, SchedulesAreTransformers) {
+  using train::scheduled_lr;
+  EXPECT_DOUBLE_EQ(scheduled_lr("linear", 1.0, 0, 10, 100), 0.0);  // warmup starts at 0
+  EXPECT_DOUBLE_EQ(scheduled_lr("linear", 1.0, 5, 10, 100), 0.5);
+  EXPECT_DOUBLE_EQ(scheduled_lr("linear", 1.0, 10, 10, 100), 1.0);
+  EXPECT_DOUBLE_EQ(scheduled_lr("linear", 1.0, 55, 10, 100), 0.5);  // (100 − 55) / (100 − 10)
+  EXPECT_DOUBLE_EQ(scheduled_lr("linear", 2.0, 0, 0, 4), 2.0);
+  EXPECT_DOUBLE_EQ(scheduled_lr("linear", 2.0, 3, 0, 4), 0.5);
+  EXPECT_NEAR(scheduled_lr("cosine", 1.0, 55, 10, 100), 0.5, 1e-15);  // 0.5·(1 + cos(π·0.5))
+  EXPECT_NEAR(scheduled_lr("cosine", 1.0, 10, 10, 100), 1.0, 1e-15);
+  EXPECT_NEAR(scheduled_lr("cosine", 1.0, 40, 10, 100), 0.5 * (1 + std::cos(M_PI / 3)), 1e-15);
+  EXPECT_DOUBLE_EQ(scheduled_lr("constant", 3.0, 2, 4, 100), 1.5);  // constant_with_warmup
+  EXPECT_DOUBLE_EQ(scheduled_lr("constant", 3.0, 50, 4, 100), 3.0);
+  EXPECT_THROW(scheduled_lr("wavy", 1.0, 0, 0, 1), Error);
+}
+
+// The Trainer's decay groups: no decay on biases and LayerNorm weights.
+TEST(TrainOptimizer, DecayGroupsAreTheTrainers) {
+  for (const char* name : {"convnext.embeddings.patch_embeddings.weight", "convnext.encoder.stages.1.downsampling_layer.1.weight",
+                           "convnext.encoder.stages.0.layers.0.pwconv1.weight", "convnext.encoder.stages.0.layers.0.dwconv.weight",
+                           "convnext.encoder.stages.0.layers.0.layer_scale_parameter", "classifier.weight"})
+    EXPECT_TRUE(train::trainer_decays(name)) << name;
+  for (const char* name : {"convnext.embeddings.layernorm.weight", "convnext.encoder.stages.1.downsampling_layer.0.weight",
+                           "convnext.encoder.stages.0.layers.0.layernorm.weight", "convnext.layernorm.weight",
+                           "classifier.bias", "convnext.encoder.stages.0.layers.0.pwconv2.bias"})
+    EXPECT_FALSE(train::trainer_decays(name)) << name;
+}
+
+// clip_grad_norm_: the norm before clipping is returned, the gradients scaled by max/(norm + 1e-6).
+TEST(TrainOptimizer, ClippingByGlobalNorm) {
+  REQUIRE_FIXTURES();
+  auto net = load_trainable(fixture("train_tiny4"));
+  train::Gradients g(*net);
+  for (size_t i = 0; i < g.grads.size(); ++i)
+    for (int64_t k = 0; k < g.grads[i].numel(); ++k) g.grads[i][k] = static_cast<float>((k % 7) - 3) * 0.01f;
+  const double before = g.global_norm();
+  EXPECT_DOUBLE_EQ(train::clip_grad_norm(g, 0.0), before);  // 0 disables
+  EXPECT_DOUBLE_EQ(g.global_norm(), before);
+  EXPECT_DOUBLE_EQ(train::clip_grad_norm(g, 10 * before), before);  // under the bound: unchanged
+  EXPECT_DOUBLE_EQ(g.global_norm(), before);
+  EXPECT_DOUBLE_EQ(train::clip_grad_norm(g, 0.25 * before), before);
+  EXPECT_NEAR(g.global_norm(), 0.25 * before, 1e-5 * before);
+}
+
+// Two micro-batches of 2 with loss scale 1/2 give the gradient of the batch of 4 (mean losses over
+// equal halves), as gradient accumulation must.
+TEST(TrainOptimizer, AccumulationEqualsTheWholeBatch) {
+  REQUIRE_FIXTURES();
+  const std::string dir = fixture("train_tiny4");
+  auto e = io::SafetensorsFile::open(dir + "/expected.safetensors");
+  const Tensor px = e->get_f32("pixel_values");
+  const auto ids = e->get_i64("labels");
+  auto net = load_trainable(dir);
+  train::Gradients whole(*net), parts(*net);
+  train::TrainGraph graph(*net);
+  graph.forward_backward(px, Labels::classes(ids), whole);
+  const int64_t per = px.numel() / 4;
+  for (int h = 0; h < 2; ++h) {
+    Tensor half({2, px.dim(1), px.dim(2), px.dim(3)});
+    std::copy(px.data() + h * 2 * per, px.data() + (h + 1) * 2 * per, half.data());
+    graph.forward_backward(half, Labels::classes({ids[2 * h], ids[2 * h + 1]}), parts, 0.5f);
+  }
+  for (size_t i = 0; i < whole.grads.size(); ++i)
+    EXPECT_TRUE(close(parts.grads[i], whole.grads[i], 1e-5)) << whole.names[i];
+}
+
+// Stochastic depth in training mode: with drop_path_rate > 0 the same seed gives the same
+// gradients, another seed others; the forward without an rng (evaluation) is deterministic.
+TEST(TrainOptimizer, StochasticDepthIsSeeded) {
+  REQUIRE_FIXTURES();
+  const std::string dir = fixture("train_tiny4");
+  auto e = io::SafetensorsFile::open(dir + "/expected.safetensors");
+  auto net = load_trainable(dir);
+  net->config.drop_path_rate = 0.5;
+  train::TrainGraph graph(*net);
+  auto grads_with = [&](uint64_t seed) {
+    train::Gradients g(*net);
+    std::mt19937_64 rng(seed);
+    graph.forward_backward(e->get_f32("pixel_values"), labels_in(*e), g, 1.0f, &rng);
+    return g.grads;
+  };
+  const auto a = grads_with(1), b = grads_with(1), c = grads_with(2);
+  double diff_ab = 0, diff_ac = 0;
+  for (size_t i = 0; i < a.size(); ++i)
+    for (int64_t k = 0; k < a[i].numel(); ++k) {
+      diff_ab = std::max(diff_ab, static_cast<double>(std::fabs(a[i][k] - b[i][k])));
+      diff_ac = std::max(diff_ac, static_cast<double>(std::fabs(a[i][k] - c[i][k])));
+    }
+  EXPECT_EQ(diff_ab, 0.0);
+  EXPECT_GT(diff_ac, 0.0);
 }
 
 // Variants written by make_train_variants.py into the build tree (ctest runs the generator first).

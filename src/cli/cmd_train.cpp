@@ -138,7 +138,7 @@ int cmd_eval(int argc, char** argv, int first) {
   LoadOptions lo;
   auto net = detail::Network::load(dir, lo, Architecture::ForImageClassification);
   std::string proc_dir = std::filesystem::is_directory(dir) ? dir : std::filesystem::path(dir).parent_path().string();
-  if (proc_dir.empty()) proc_dir = ".";
+  if (proc_dir.empty()) proc_dir.push_back('.');
   const auto proc = ConvNextImageProcessor::from_pretrained(proc_dir);
   const auto data = train::DataSource::open(a.required("data"), proc, net->config.num_channels, net->config.num_labels());
   const bool json = a.has("json");
