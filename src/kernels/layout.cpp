@@ -73,8 +73,10 @@ std::vector<float> conv_weight_to_patch_linear(const float* w, int64_t O, int64_
 }
 
 void mean_pool(const float* x, int64_t N, int64_t HW, int64_t C, float* out) {
+  thread_local std::vector<double> acc;  // grown once, not allocated per call
+  if (acc.size() < static_cast<size_t>(C)) acc.resize(static_cast<size_t>(C));
   for (int64_t n = 0; n < N; ++n) {
-    std::vector<double> acc(static_cast<size_t>(C), 0.0);
+    std::fill(acc.begin(), acc.begin() + C, 0.0);
     for (int64_t q = 0; q < HW; ++q) {
       const float* px = x + (n * HW + q) * C;
       for (int64_t c = 0; c < C; ++c) acc[static_cast<size_t>(c)] += px[c];
