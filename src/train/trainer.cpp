@@ -277,8 +277,7 @@ int run_training(const TrainOptions& o) {
     if (!eval_data) return;
     net->prepare(false);
     const EvalResult er = evaluate(*net, *eval_data, std::max<int64_t>(o.batch_size, 32));
-    json j = {{"step", pos.step}, {"epoch", pos.epoch + (pos.batch > 0 ? 0 : 0)}, {"eval_loss", er.loss},
-              {"eval_examples", er.count}};
+    json j = {{"step", pos.step}, {"epoch", pos.epoch}, {"eval_loss", er.loss}, {"eval_examples", er.count}};
     if (er.classification) {
       j["eval_accuracy"] = er.top1;
       j["eval_top5"] = er.top5;
@@ -287,8 +286,11 @@ int run_training(const TrainOptions& o) {
     if (final_eval) j["final"] = true;
     curve_eval_loss.push_back({static_cast<double>(pos.step), er.loss});
     log << j.dump() << "\n" << std::flush;
-    std::fprintf(stderr, "eval at step %lld: loss %.4f%s\n", static_cast<long long>(pos.step), er.loss,
-                 er.classification ? (", top-1 " + std::to_string(er.top1) + ", top-5 " + std::to_string(er.top5)).c_str() : "");
+    if (er.classification)
+      std::fprintf(stderr, "eval at step %lld: loss %.4f, top-1 %.4f, top-5 %.4f\n", static_cast<long long>(pos.step),
+                   er.loss, er.top1, er.top5);
+    else
+      std::fprintf(stderr, "eval at step %lld: loss %.4f\n", static_cast<long long>(pos.step), er.loss);
   };
   auto save = [&] {
     save_checkpoint(*net, proc, opt, pos, total_steps, o, o.output);
