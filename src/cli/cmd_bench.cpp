@@ -50,6 +50,15 @@ double forward_macs(const ConvNextConfig& c, int64_t H, int64_t W) {
   return macs;
 }
 
+// pixel_values [B, C, S, S] drawn from N(0, 1) with a fixed seed.
+Tensor random_pixels(int64_t batch, int64_t channels, int64_t size) {
+  Tensor px({batch, channels, size, size});
+  std::mt19937 rng(0);
+  std::normal_distribution<float> dist;
+  for (int64_t i = 0; i < px.numel(); ++i) px[i] = dist(rng);
+  return px;
+}
+
 double median_of(std::vector<double> ms) {
   std::sort(ms.begin(), ms.end());
   return ms.size() % 2 ? ms[ms.size() / 2] : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
@@ -70,10 +79,8 @@ int bench_train(const Args& a, int64_t batch, int64_t size, int64_t iters, int64
     net->init_weights(0);
   }
   const ConvNextConfig& cfg = net->config;
-  Tensor px({batch, cfg.num_channels, size, size});
-  std::mt19937 rng(0);
-  std::normal_distribution<float> dist;
-  for (int64_t i = 0; i < px.numel(); ++i) px[i] = dist(rng);
+  const Tensor px = random_pixels(batch, cfg.num_channels, size);
+  std::mt19937 rng(1);
   std::vector<int64_t> ids;
   for (int64_t n = 0; n < batch; ++n) ids.push_back(static_cast<int64_t>(rng() % static_cast<uint32_t>(cfg.num_labels())));
   const Labels labels = Labels::classes(ids);
@@ -147,10 +154,7 @@ int cmd_bench(int argc, char** argv, int first) {
     model.emplace(ConvNextConfig::preset(arch, 1000), 0, /*inference_only=*/true, precision);
   }
   const ConvNextConfig& cfg = model->config();
-  Tensor px({batch, cfg.num_channels, size, size});
-  std::mt19937 rng(0);
-  std::normal_distribution<float> dist;
-  for (int64_t i = 0; i < px.numel(); ++i) px[i] = dist(rng);
+  const Tensor px = random_pixels(batch, cfg.num_channels, size);
 
   if (!a.has("json")) std::fprintf(stderr, "bench %s batch %lld size %lld threads %d: ", arch.c_str(),
                                    static_cast<long long>(batch), static_cast<long long>(size), num_threads());
@@ -163,8 +167,8 @@ int cmd_bench(int argc, char** argv, int first) {
     if (!a.has("json")) std::fputc('.', stderr);
   }
   if (!a.has("json")) std::fputc('\n', stderr);
-  std::sort(ms.begin(), ms.end());
-  const double median = ms.size() % 2 ? ms[ms.size() / 2] : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
+  std::sort(ms.begin(), ms.end());  // ms.front() is the minimum below
+  const double median = median_of(ms);
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
   const double rss_mb = static_cast<double>(ru.ru_maxrss) / 1024.0;

@@ -1,4 +1,5 @@
-// The backward-pass kernels of training, written once as plain loops over contiguous channels
+// The backward-pass kernels of training (family.h's layer_norm_train, layer_norm_backward,
+// dwconv7_weight_grad, column_sums), written once as plain loops over contiguous channels
 // and compiled twice: in portable.cpp's family for any CPU and in x86/backward_avx512.cpp with
 // AVX-512 enabled, where the compiler vectorises the same loops 16 floats wide. Include it
 // inside the family's namespace. Threads split rows; per-row reductions (the LayerNorm and
@@ -8,7 +9,7 @@
 // inside a namespace, so it includes nothing itself).
 
 // LayerNorm forward that keeps what its backward needs: x̂ = (x − mean)/σ and 1/σ per row.
-inline void layer_norm_train_impl(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta,
+void layer_norm_train(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta,
                                   float eps, float* y, float* xhat, float* rstd) {
 #pragma omp parallel for schedule(static) if (rows * C > 16384)
   for (int64_t r = 0; r < rows; ++r) {
@@ -31,7 +32,7 @@ inline void layer_norm_train_impl(const float* x, int64_t rows, int64_t C, const
 }
 
 // dx = (g − mean(g) − x̂·mean(g·x̂))/σ with g = dy·γ, per row; dgamma += Σ dy·x̂, dbeta += Σ dy.
-inline void layer_norm_backward_impl(const float* dy, const float* xhat, const float* rstd, int64_t rows, int64_t C,
+void layer_norm_backward(const float* dy, const float* xhat, const float* rstd, int64_t rows, int64_t C,
                                      const float* gamma, float* dx, float* dgamma, float* dbeta) {
   const int threads = (rows * C > 16384 && !omp_in_parallel()) ? omp_get_max_threads() : 1;
   std::vector<double> part(static_cast<size_t>(threads * 2 * C), 0.0);
@@ -83,7 +84,7 @@ inline void layer_norm_backward_impl(const float* dy, const float* xhat, const f
 }
 
 // The depthwise 7×7 weight and bias gradients: dw49[tap][c] += Σ x(shifted by tap)·dy, db += Σ dy.
-inline void dwconv7_weight_grad_impl(const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C,
+void dwconv7_weight_grad(const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C,
                                      float* dw49, float* dbias) {
   const int64_t rows = N * H;
   const int threads = (rows * W * C > 16384 && !omp_in_parallel()) ? omp_get_max_threads() : 1;
@@ -128,7 +129,7 @@ inline void dwconv7_weight_grad_impl(const float* x, const float* dy, int64_t N,
 }
 
 // out[c] += Σ_r x[r, c] (bias gradients), in double across rows.
-inline void column_sums_impl(const float* x, int64_t rows, int64_t C, float* out) {
+void column_sums(const float* x, int64_t rows, int64_t C, float* out) {
   const int threads = (rows * C > 65536 && !omp_in_parallel()) ? omp_get_max_threads() : 1;
   std::vector<double> part(static_cast<size_t>(threads * C), 0.0);
 #pragma omp parallel num_threads(threads)

@@ -121,48 +121,16 @@ void dwconv_backward(const float* x, const float* dy, int64_t N, int64_t H, int6
                      int64_t k, float* dx, float* dw, float* dbias);
 }  // namespace reference
 
+// The kernel families: each of portable:: and x86:: implements every entry point of
+// family.h (the dispatcher above picks one); portable:: also has the scalar activations.
 namespace portable {
-void linear_bf16(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
-                 Activation act);
-void dwconv7_ln(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
-                float eps, float* y);
-void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
-            Activation act);
-void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y);
-void dwconv7(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y);
-void activation(Activation act, float* x, int64_t n);
+#include "kernels/family.h"
 float activation_scalar(Activation act, float x);
 float activation_grad_scalar(Activation act, float x);
-void linear_at(int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc, bool accumulate);
-void layer_norm_train(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps,
-                      float* y, float* xhat, float* rstd);
-void layer_norm_backward(const float* dy, const float* xhat, const float* rstd, int64_t rows, int64_t C,
-                         const float* gamma, float* dx, float* dgamma, float* dbeta);
-void dwconv7_weight_grad(const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C, float* dw49,
-                         float* dbias);
-void activation_backward(Activation act, const float* h, const float* dy, float* dx, int64_t n);
-void column_sums(const float* x, int64_t rows, int64_t C, float* out);
 }  // namespace portable
 
 namespace x86 {
-void linear_bf16(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
-                 Activation act);
-void dwconv7_ln(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
-                float eps, float* y);
-void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
-            Activation act);
-void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y);
-void dwconv7(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y);
-void activation(Activation act, float* x, int64_t n);
-void linear_at(int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc, bool accumulate);
-void layer_norm_train(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps,
-                      float* y, float* xhat, float* rstd);
-void layer_norm_backward(const float* dy, const float* xhat, const float* rstd, int64_t rows, int64_t C,
-                         const float* gamma, float* dx, float* dgamma, float* dbeta);
-void dwconv7_weight_grad(const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C, float* dw49,
-                         float* dbias);
-void activation_backward(Activation act, const float* h, const float* dy, float* dx, int64_t n);
-void column_sums(const float* x, int64_t rows, int64_t C, float* out);
+#include "kernels/family.h"
 }  // namespace x86
 
 }  // namespace convnext::kernels

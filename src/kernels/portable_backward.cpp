@@ -66,19 +66,6 @@ void activation_backward(Activation act, const float* h, const float* dy, float*
   for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * activation_grad_scalar(act, h[i]);
 }
 
-void layer_norm_train(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps,
-                      float* y, float* xhat, float* rstd) {
-  layer_norm_train_impl(x, rows, C, gamma, beta, eps, y, xhat, rstd);
-}
-void layer_norm_backward(const float* dy, const float* xhat, const float* rstd, int64_t rows, int64_t C,
-                         const float* gamma, float* dx, float* dgamma, float* dbeta) {
-  layer_norm_backward_impl(dy, xhat, rstd, rows, C, gamma, dx, dgamma, dbeta);
-}
-void dwconv7_weight_grad(const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C, float* dw49,
-                         float* dbias) {
-  dwconv7_weight_grad_impl(x, dy, N, H, W, C, dw49, dbias);
-}
-void column_sums(const float* x, int64_t rows, int64_t C, float* out) { column_sums_impl(x, rows, C, out); }
 
 // C (+)= Aᵀ·B, A stored [K][M]: the plain loop over the packed panels.
 void linear_at(int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc, bool accumulate) {

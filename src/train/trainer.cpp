@@ -152,24 +152,27 @@ int run_training(const TrainOptions& o) {
                        : !o.config_path.empty() ? ConvNextConfig::from_file(o.config_path)
                                                 : ConvNextConfig::preset(o.arch, 2);
   const ConvNextImageProcessor proc = choose_processor(o, cfg, model_dir);
-  std::unique_ptr<DataSource> data = DataSource::open(o.data, proc, cfg.num_channels, 0);
-  const std::vector<std::string> classes = data->class_names();
-
-  // Labels: --num-labels; for a fresh model the data's classes, else the config's (--config);
-  // for a checkpoint its own, or the data's with --ignore-mismatched-sizes.
+  // Labels: --num-labels; for a checkpoint its own, or with --ignore-mismatched-sizes the data's
+  // classes; for a fresh model the data's classes, else the config's (--config). When the count
+  // does not depend on the data, the data is opened, and its labels checked against it, once.
   const bool fresh = model_dir.empty();
-  int64_t num_labels = cfg.num_labels();
-  if (o.num_labels) num_labels = *o.num_labels;
-  else if (!classes.empty() && (fresh || o.ignore_mismatched_sizes)) num_labels = static_cast<int64_t>(classes.size());
-  else if (!o.arch.empty() && !data->float_labels())
-    throw Error(o.data + ": the data has no class names; give --num-labels N");
+  const int64_t known = o.num_labels ? *o.num_labels : (!fresh && !o.ignore_mismatched_sizes) ? cfg.num_labels() : 0;
+  std::unique_ptr<DataSource> data = DataSource::open(o.data, proc, cfg.num_channels, known);
+  const std::vector<std::string> classes = data->class_names();
+  int64_t num_labels = known;
+  if (!known) {
+    if (!classes.empty()) num_labels = static_cast<int64_t>(classes.size());
+    else if (!o.arch.empty() && !data->float_labels())
+      throw Error(o.data + ": the data has no class names; give --num-labels N");
+    else num_labels = cfg.num_labels();
+  }
   if (!classes.empty() && static_cast<int64_t>(classes.size()) != num_labels)
     throw Error(o.data + " has " + std::to_string(classes.size()) + " classes, the model " + std::to_string(num_labels) +
                 " labels" + (fresh ? "" : " (pass --ignore-mismatched-sizes to replace the classifier)"));
-  data = DataSource::open(o.data, proc, cfg.num_channels, data->float_labels() ? 0 : num_labels);
+  if (!known) data = DataSource::open(o.data, proc, cfg.num_channels, num_labels);  // the count just decided
   std::unique_ptr<DataSource> eval_data;
   if (!o.eval_data.empty())
-    eval_data = DataSource::open(o.eval_data, proc, cfg.num_channels, data->float_labels() ? 0 : num_labels);
+    eval_data = DataSource::open(o.eval_data, proc, cfg.num_channels, num_labels);
 
   std::shared_ptr<Network> net;
   if (fresh) {

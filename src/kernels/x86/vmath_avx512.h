@@ -28,9 +28,10 @@ static inline __m512 rcp16(__m512 d) {
   return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
 }
 
-// Exact-erf GELU: 0.5·x·(1 + erf(x/√2)). erf from Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7),
-// written as erfc for the negative side so that 1 + erf(z) never cancels.
-static inline __m512 gelu16(__m512 x) {
+// Φ(x) = 0.5·(1 + erf(x/√2)), the normal CDF, with erf from Abramowitz & Stegun 7.1.26
+// (|error| ≤ 1.5e-7) written as erfc for the negative side so that 1 + erf(z) never cancels.
+// `gauss` receives e^(−x²/2), which the GELU derivative needs too.
+static inline __m512 normal_cdf16(__m512 x, __m512& gauss) {
   const __m512 z = _mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752440f));
   const __m512 az = _mm512_abs_ps(z);
   const __m512 t = rcp16(_mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), az, _mm512_set1_ps(1.0f)));
@@ -40,10 +41,24 @@ static inline __m512 gelu16(__m512 x) {
   p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
   p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
   p = _mm512_mul_ps(p, t);
-  const __m512 q = _mm512_mul_ps(p, exp16(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), az), az)));  // erfc(|z|)
+  gauss = exp16(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), az), az));
+  const __m512 q = _mm512_mul_ps(p, gauss);  // erfc(|z|)
   const __mmask16 neg = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_LT_OQ);
   const __m512 one_plus_erf = _mm512_mask_blend_ps(neg, _mm512_sub_ps(_mm512_set1_ps(2.0f), q), q);
-  return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), one_plus_erf);
+  return _mm512_mul_ps(_mm512_set1_ps(0.5f), one_plus_erf);
+}
+
+// Exact-erf GELU: x·Φ(x).
+static inline __m512 gelu16(__m512 x) {
+  __m512 gauss;
+  return _mm512_mul_ps(x, normal_cdf16(x, gauss));
+}
+
+// GELU's derivative: Φ(x) + x·φ(x), φ(x) = e^(−x²/2)/√(2π).
+static inline __m512 gelu_grad16(__m512 x) {
+  __m512 gauss;
+  const __m512 cdf = normal_cdf16(x, gauss);
+  return _mm512_fmadd_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.39894228040143267794f)), gauss, cdf);
 }
 
 // x·σ(βx) = x / (1 + e^(−βx)): silu (β=1), quick_gelu (β=1.702) and the tanh GELU
