@@ -23,10 +23,10 @@ constexpr int64_t kKc = 384;
 // pass; the MR broadcasts of one k then come from one contiguous run.
 template <int MR, bool TA = false>
 inline void micro(int64_t kc, const float* A, int64_t lda, const float* Bp, const float* bias, Activation act, float* C,
-                  int64_t ldc, __mmask16 m0, __mmask16 m1, bool load_c) {
+                  int64_t ldc, __mmask16 m0, __mmask16 m1, bool load_c, const char* pf, int64_t pf_rows) {
   __m512 c0[MR], c1[MR];
   load_tile<MR>(c0, c1, C, ldc, m0, m1, load_c);
-  for (int64_t k = 0; k < kc; ++k) {
+  const auto step = [&](int64_t k) {
     const __m512 b0 = _mm512_loadu_ps(Bp + k * kPanel);
     const __m512 b1 = _mm512_loadu_ps(Bp + k * kPanel + 16);
 #pragma GCC unroll 12
@@ -35,12 +35,18 @@ inline void micro(int64_t kc, const float* A, int64_t lda, const float* Bp, cons
       c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
       c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
     }
+  };
+  int64_t k = 0;
+  for (; k < std::min(kc, pf_rows); ++k) {
+    ChunkPrefetch::fetch_row(pf, k);
+    step(k);
   }
+  for (; k < kc; ++k) step(k);
   store_tile<MR>(c0, c1, bias, act, C, ldc, m0, m1);
 }
 
 using MicroFn = void (*)(int64_t, const float*, int64_t, const float*, const float*, Activation, float*, int64_t,
-                         __mmask16, __mmask16, bool);
+                         __mmask16, __mmask16, bool, const char*, int64_t);
 constexpr MicroFn kMicro[kMr + 1] = {nullptr,   micro<1>, micro<2>, micro<3>,  micro<4>,  micro<5>, micro<6>,
                                      micro<7>,  micro<8>, micro<9>, micro<10>, micro<11>, micro<12>};
 constexpr MicroFn kMicroT[kMr + 1] = {nullptr,         micro<1, true>,  micro<2, true>,  micro<3, true>, micro<4, true>,
@@ -67,9 +73,13 @@ void linear_impl(int64_t M, const float* A, int64_t lda, const PackedLinear& W, 
         const int64_t n0 = p * kPanel, nc = std::min(kPanel, N - n0);
         const float* Bp = W.panels.data() + (p * K + k0) * kPanel;
         const float* bias = last ? W.bias.data() + n0 : nullptr;
+        ChunkPrefetch pf(W.panels.data(), plan, K, kKc, t, tiles, omp_get_num_threads(), p, p0, p1, k0, kc,
+                         (m1 - m0 + kMr - 1) / kMr);
         for_each_row_run(m0, m1, [&](int64_t m, int rows) {
+          int64_t pf_rows;
+          const char* pf_at = pf.slice(pf_rows);
           kern[rows](kc, TA ? A + k0 * lda + m : A + m * lda + k0, lda, Bp, bias, reg_act, C + m * ldc + n0, ldc, mask_lo(nc), mask_hi(nc),
-                       accumulate || !first);
+                       accumulate || !first, pf_at, pf_rows);
         });
       }
       if (K == 0) break;

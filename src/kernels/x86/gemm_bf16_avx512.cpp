@@ -21,10 +21,10 @@ constexpr int64_t kKc2 = 256;  // k-pairs per block: 256 × 32 × 2 bf16 = 32 Ki
 
 template <int MR>
 void micro(int64_t k2, const uint32_t* A, int64_t lda2, const uint16_t* Bp, const float* bias, Activation act, float* C,
-           int64_t ldc, __mmask16 m0, __mmask16 m1, bool load_c) {
+           int64_t ldc, __mmask16 m0, __mmask16 m1, bool load_c, const char* pf, int64_t pf_rows) {
   __m512 c0[MR], c1[MR];
   load_tile<MR>(c0, c1, C, ldc, m0, m1, load_c);
-  for (int64_t kk = 0; kk < k2; ++kk) {
+  const auto step = [&](int64_t kk) {
     const __m512bh b0 = (__m512bh)_mm512_loadu_si512(Bp + kk * kPanel * 2);
     const __m512bh b1 = (__m512bh)_mm512_loadu_si512(Bp + kk * kPanel * 2 + 32);
 #pragma GCC unroll 12
@@ -33,12 +33,18 @@ void micro(int64_t k2, const uint32_t* A, int64_t lda2, const uint16_t* Bp, cons
       c0[i] = _mm512_dpbf16_ps(c0[i], a, b0);
       c1[i] = _mm512_dpbf16_ps(c1[i], a, b1);
     }
+  };
+  int64_t kk = 0;
+  for (; kk < std::min(k2, pf_rows); ++kk) {
+    ChunkPrefetch::fetch_row(pf, kk);
+    step(kk);
   }
+  for (; kk < k2; ++kk) step(kk);
   store_tile<MR>(c0, c1, bias, act, C, ldc, m0, m1);
 }
 
 using MicroFn = void (*)(int64_t, const uint32_t*, int64_t, const uint16_t*, const float*, Activation, float*, int64_t,
-                         __mmask16, __mmask16, bool);
+                         __mmask16, __mmask16, bool, const char*, int64_t);
 constexpr MicroFn kMicro[kMr + 1] = {nullptr,   micro<1>, micro<2>, micro<3>,  micro<4>,  micro<5>, micro<6>,
                                      micro<7>,  micro<8>, micro<9>, micro<10>, micro<11>, micro<12>};
 
@@ -94,9 +100,13 @@ void linear_bf16(int64_t M, const float* A, int64_t lda, const PackedLinear& W, 
           const int64_t n0 = p * kPanel, nc = std::min(kPanel, N - n0);
           const uint16_t* Bp = W.panels_bf16.data() + (p * K2 + k0) * kPanel * 2;
           const float* bias = last ? W.bias.data() + n0 : nullptr;
+          ChunkPrefetch pf(W.panels_bf16.data(), plan, K2, kKc2, t, tiles, omp_get_num_threads(), p, p0, p1, k0, kc,
+                           (m1 - m0 + kMr - 1) / kMr);
           for_each_row_run(m0, m1, [&](int64_t m, int rows) {
+            int64_t pf_rows;
+            const char* pf_at = pf.slice(pf_rows);
             kMicro[rows](kc, abuf.data() + (m - m0) * K2 + k0, K2, Bp, bias, reg_act, C + m * ldc + n0, ldc, mask_lo(nc),
-                         mask_hi(nc), accumulate || !first);
+                         mask_hi(nc), accumulate || !first, pf_at, pf_rows);
           });
         }
         if (K2 == 0) break;
