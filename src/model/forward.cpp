@@ -33,34 +33,39 @@ float* grow(std::vector<float>& v, int64_t n) {
   return v.data();
 }
 
-// Rows of pixels per MLP tile: enough to keep the microkernel busy, few enough that the tile's
-// 4C-wide hidden activations (≤ 512 KiB) stay in the core's L2 between pwconv1 and pwconv2,
-// and enough tiles to share among the threads.
+// Rows of pixels per MLP tile, or 0 to run the MLP over the whole map. Tiles hold enough rows to
+// keep the microkernel busy and few enough that the tile's 4C-wide hidden activations (≤ 512 KiB)
+// stay in the core's L2 between pwconv1 and pwconv2, if there are enough of them to share among
+// the threads. Too few pixels for that (stage 3 at batch 1: 196) but still ≥ 96 rows per thread:
+// one slice of rows per thread. Its hidden slice may outgrow the L2, but it stays on its core,
+// where splitting each GEMM by columns would send the hidden activations across cores between
+// pwconv1 and pwconv2 (measured: stage 3 of ConvNeXt-T at batch 1 goes from about 11.6 to 10.7 ms).
 int64_t mlp_tile_rows(int64_t M, int64_t C, int threads) {
+  if (threads < 2) return 0;
   const int64_t cap = std::max<int64_t>(24, (131072 / (4 * C)) / 12 * 12);
   const int64_t want = (M / (12 * threads)) / 12 * 12;
-  return std::clamp<int64_t>(want, 48, std::max<int64_t>(48, cap));
+  const int64_t tm = std::clamp<int64_t>(want, 48, std::max<int64_t>(48, cap));
+  if ((M + tm - 1) / tm >= 4 * threads) return tm;
+  if (M / threads >= 96) return (M + threads - 1) / threads;
+  return 0;
 }
 
 // The hidden buffer a block needs: one tile per thread when the MLP runs in tiles, else M × 4C.
-bool mlp_in_tiles(int64_t M, int64_t C, int threads) {
-  const int64_t tm = mlp_tile_rows(M, C, threads);
-  return threads > 1 && (M + tm - 1) / tm >= 4 * threads;
-}
 int64_t hidden_floats(int64_t M, int64_t C, int threads) {
-  return mlp_in_tiles(M, C, threads) ? threads * mlp_tile_rows(M, C, threads) * 4 * C : M * 4 * C;
+  const int64_t tm = mlp_tile_rows(M, C, threads);
+  return tm > 0 ? threads * tm * 4 * C : M * 4 * C;
 }
 
 // ConvNextLayer, with LayerNorm's affine folded into pwconv1 and γ into pwconv2 (see prepare()):
 //   t = LayerNorm(dwconv(x));  x += pwconv2(act(pwconv1(t)))
 // When the map has enough pixels, the MLP runs tile by tile, each thread taking whole tiles, so
-// the hidden activations never leave the core's cache; otherwise (the small late stages at
-// batch 1) each GEMM is split over the threads by output columns.
+// the hidden activations never leave the core (mlp_tile_rows); otherwise (stage 4 at batch 1)
+// each GEMM is split over the threads by output columns.
 void block_forward(const Block& b, const Map& x, Activation act, float* t, float* h, int threads) {
   const int64_t M = x.pixels(), C = x.C, H4 = 4 * C;
   kernels::dwconv7_ln(x.data, x.N, x.H, x.W, C, b.dw_taps.data(), b.dw_bias.data(), kBlockEps, t);
-  if (mlp_in_tiles(M, C, threads)) {
-    const int64_t tm = mlp_tile_rows(M, C, threads), tiles = (M + tm - 1) / tm;
+  if (const int64_t tm = mlp_tile_rows(M, C, threads); tm > 0) {
+    const int64_t tiles = (M + tm - 1) / tm;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int64_t i = 0; i < tiles; ++i) {
       const int64_t m0 = i * tm, rows = std::min(tm, M - m0);
