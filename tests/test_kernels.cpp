@@ -80,8 +80,11 @@ TEST(Kernels, LayerNormMatchesReference) {
 }
 
 TEST(Kernels, DepthwiseConv7MatchesReference) {
+  // W covers the blocking of the AVX-512 kernel (blocks of up to 14 outputs): 1, 5, 9, 11, 13, 14,
+  // 15, 28 and 61 (= 5 blocks of 13 and 12).
   const std::vector<std::array<int64_t, 4>> shapes = {{1, 1, 1, 1},  {1, 5, 9, 3},   {3, 5, 9, 13}, {1, 57, 61, 57},
-                                                      {3, 1, 1, 57}, {1, 9, 5, 100}, {2, 2, 13, 1}, {1, 8, 11, 16}};
+                                                      {3, 1, 1, 57}, {1, 9, 5, 100}, {2, 2, 13, 1}, {1, 8, 11, 16},
+                                                      {1, 14, 14, 33}, {2, 3, 28, 17}, {1, 4, 15, 48}};
   for (const Family& fam : families())
     for (auto [N, H, W, C] : shapes) {
       auto x = randn(N * H * W * C, 8), w = randn(C * 49, 9, 0.2f), b = randn(C, 10);

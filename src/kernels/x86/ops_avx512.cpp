@@ -67,51 +67,60 @@ void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, con
   for (int64_t r = 0; r < rows; ++r) ln_row(x + r * C, C, gamma, beta, eps, y + r * C);
 }
 
-// One output row (n, i) of the depthwise 7×7. Blocks of 4 output pixels share each weight
-// vector; blocks whose 10-pixel input window lies inside the row skip the bounds checks.
+// B consecutive outputs (columns j0 … j0+B−1) of one output row of the depthwise 7×7, for one
+// block of 16 channels. The B accumulators stay in registers for the whole 7×7 window: each input
+// pixel of the B+6 the block sees is loaded once per kernel row and feeds up to 7 outputs, so a
+// kernel row costs 7 weight loads and B+6 input loads for 7·B FMAs. Input columns outside the
+// image are skipped (zero padding); the loops unroll completely, so the output index of every FMA
+// is a constant and the accumulators are registers.
+template <int B>
+inline void dw_block(const float* x, int64_t i, int64_t W, int64_t C, int64_t ky0, int64_t ky1, int64_t j0,
+                     const float* w49, __m512 b, __mmask16 m, float* yrow) {
+  __m512 acc[B];
+#pragma GCC unroll 16
+  for (int j = 0; j < B; ++j) acc[j] = b;
+  for (int64_t ky = ky0; ky < ky1; ++ky) {
+    const float* row = x + (i + ky - 3) * W * C;  // x points at the image's channel block c
+    const float* wk = w49 + ky * 7 * C;
+    __m512 wv[7];
+#pragma GCC unroll 7
+    for (int kx = 0; kx < 7; ++kx) wv[kx] = _mm512_maskz_loadu_ps(m, wk + kx * C);
+#pragma GCC unroll 22
+    for (int q = 0; q < B + 6; ++q) {
+      const int64_t xx = j0 - 3 + q;
+      if (xx < 0 || xx >= W) continue;
+      const __m512 in = _mm512_maskz_loadu_ps(m, row + xx * C);
+#pragma GCC unroll 7
+      for (int kx = 0; kx < 7; ++kx) {
+        const int j = q - kx;  // output j0 + j reads input j0 + j + kx − 3
+        if (j >= 0 && j < B) acc[j] = _mm512_fmadd_ps(in, wv[kx], acc[j]);
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int j = 0; j < B; ++j) _mm512_mask_storeu_ps(yrow + (j0 + j) * C, m, acc[j]);
+}
+
+using DwBlockFn = void (*)(const float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, const float*, __m512,
+                           __mmask16, float*);
+constexpr int kDwB = 14;  // outputs per block: 14 accumulators + 7 weights + 1 input in 32 registers
+constexpr DwBlockFn kDwBlock[kDwB + 1] = {nullptr,      dw_block<1>,  dw_block<2>,  dw_block<3>, dw_block<4>,
+                                          dw_block<5>,  dw_block<6>,  dw_block<7>,  dw_block<8>, dw_block<9>,
+                                          dw_block<10>, dw_block<11>, dw_block<12>, dw_block<13>, dw_block<14>};
+
+// One output row (n, i) of the depthwise 7×7: the row in blocks of up to 14 outputs, as even as
+// possible (56 = 4 × 14, 61 = 5 × 13 + … ), for every block of 16 channels.
 static void dw_row(const float* x, int64_t H, int64_t W, int64_t C, int64_t i, const float* w49, const float* bias,
                    float* yrow) {
   const int64_t ky0 = std::max<int64_t>(0, 3 - i), ky1 = std::min<int64_t>(7, H + 3 - i);
+  const int64_t blocks = (W + kDwB - 1) / kDwB;
   for (int64_t c = 0; c < C; c += 16) {
     const __mmask16 m = tail_mask(C - c);
     const __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + c) : _mm512_setzero_ps();
-    int64_t j = 0;
-    for (; j < W; j += 4) {
-      const bool interior = j >= 3 && j + 3 + 3 < W;
-      __m512 a0 = b, a1 = b, a2 = b, a3 = b;
-      for (int64_t ky = ky0; ky < ky1; ++ky) {
-        const float* row = x + (i + ky - 3) * W * C + c;
-        const float* wk = w49 + ky * 7 * C + c;
-        if (interior) {
-          const float* p = row + (j - 3) * C;
-          __m512 in0 = _mm512_maskz_loadu_ps(m, p), in1 = _mm512_maskz_loadu_ps(m, p + C),
-                 in2 = _mm512_maskz_loadu_ps(m, p + 2 * C);
-#pragma GCC unroll 7
-          for (int kx = 0; kx < 7; ++kx) {
-            const __m512 wv = _mm512_maskz_loadu_ps(m, wk + kx * C);
-            const __m512 in3 = _mm512_maskz_loadu_ps(m, p + (kx + 3) * C);
-            a0 = _mm512_fmadd_ps(in0, wv, a0);
-            a1 = _mm512_fmadd_ps(in1, wv, a1);
-            a2 = _mm512_fmadd_ps(in2, wv, a2);
-            a3 = _mm512_fmadd_ps(in3, wv, a3);
-            in0 = in1;
-            in1 = in2;
-            in2 = in3;
-          }
-        } else {
-          for (int kx = 0; kx < 7; ++kx) {
-            const __m512 wv = _mm512_maskz_loadu_ps(m, wk + kx * C);
-            __m512* acc[4] = {&a0, &a1, &a2, &a3};
-            for (int jj = 0; jj < 4; ++jj) {
-              const int64_t xx = j + jj + kx - 3;
-              if (j + jj >= W || xx < 0 || xx >= W) continue;
-              *acc[jj] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, row + xx * C), wv, *acc[jj]);
-            }
-          }
-        }
-      }
-      const __m512 outs[4] = {a0, a1, a2, a3};
-      for (int jj = 0; jj < 4 && j + jj < W; ++jj) _mm512_mask_storeu_ps(yrow + (j + jj) * C + c, m, outs[jj]);
+    for (int64_t k = 0, j0 = 0; k < blocks; ++k) {
+      const int64_t rest = W - j0, left = blocks - k, n = rest / left + (rest % left ? 1 : 0);
+      kDwBlock[n](x + c, i, W, C, ky0, ky1, j0, w49 + c, b, m, yrow + c);
+      j0 += n;
     }
   }
 }
