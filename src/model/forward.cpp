@@ -36,12 +36,13 @@ float* grow(std::vector<float>& v, int64_t n) {
 // Rows of pixels per MLP tile, or 0 to run the MLP over the whole map. Tiles hold enough rows to
 // keep the microkernel busy and few enough that the tile's 4C-wide hidden activations (≤ 512 KiB)
 // stay in the core's L2 between pwconv1 and pwconv2, if there are enough of them to share among
-// the threads. Too few pixels for that (stage 3 at batch 1: 196) but still ≥ 96 rows per thread:
-// one slice of rows per thread. Its hidden slice may outgrow the L2, but it stays on its core,
-// where splitting each GEMM by columns would send the hidden activations across cores between
-// pwconv1 and pwconv2 (measured: stage 3 of ConvNeXt-T at batch 1 goes from about 11.6 to 10.7 ms).
+// the threads (with one thread too: stage 1 of ConvNeXt-T at batch 1 takes 7.1 ms in tiles, 10.4
+// with its 4.8 MB hidden map going through L3). Too few pixels for that (stage 3 at batch 1: 196)
+// but still ≥ 96 rows per thread: one slice of rows per thread. Its hidden slice may outgrow the
+// L2, but it stays on its core, where splitting each GEMM by columns would send the hidden
+// activations across cores between pwconv1 and pwconv2 (stage 3 at batch 1, 2 threads: about 8%
+// faster).
 int64_t mlp_tile_rows(int64_t M, int64_t C, int threads) {
-  if (threads < 2) return 0;
   const int64_t cap = std::max<int64_t>(24, (131072 / (4 * C)) / 12 * 12);
   const int64_t want = (M / (12 * threads)) / 12 * 12;
   const int64_t tm = std::clamp<int64_t>(want, 48, std::max<int64_t>(48, cap));
