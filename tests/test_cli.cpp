@@ -150,6 +150,30 @@ TEST(Cli, BenchJsonLine) {
     EXPECT_TRUE(j.contains(key)) << key;
   EXPECT_EQ(j["arch"], "tiny");
   EXPECT_EQ(j["threads"], 1);
+  EXPECT_FALSE(j.contains("profile"));
+}
+
+TEST(Cli, BenchProfileNamesEveryPartOfTheForwardPass) {
+  // Structure only (timing never goes into a unit test): the parts in forward order, each with a
+  // non-negative median; the stages' GEMM-heavy parts report GFLOP/s, pooling has no FLOPs.
+  const CliRun r = run("bench --arch tiny --size 64 --iters 3 --warmup 0 --threads 1 --json --profile");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(j.contains("profile")) << r.out;
+  std::vector<std::string> parts;
+  for (const auto& p : j["profile"]) {
+    parts.push_back(p["part"].get<std::string>());
+    EXPECT_GE(p["median_ms"].get<double>(), 0.0) << parts.back();
+    if (parts.back() == "pooling") {
+      EXPECT_EQ(p["gflops"].get<double>(), 0.0);
+    }
+    if (parts.back().find(".blocks") != std::string::npos) {
+      EXPECT_GT(p["gflops"].get<double>(), 0.0) << parts.back();
+    }
+  }
+  EXPECT_EQ(parts, (std::vector<std::string>{"embeddings", "stage1.blocks", "stage2.downsample", "stage2.blocks",
+                                             "stage3.downsample", "stage3.blocks", "stage4.downsample", "stage4.blocks",
+                                             "pooling", "head"}));
 }
 
 }  // namespace

@@ -81,7 +81,7 @@ TEST(Kernels, LayerNormMatchesReference) {
 
 TEST(Kernels, DepthwiseConv7MatchesReference) {
   // W covers the blocking of the AVX-512 kernel (blocks of up to 14 outputs): 1, 5, 9, 11, 13, 14,
-  // 15, 28 and 61 (= 5 blocks of 13 and 12).
+  // 15, 28 and 61 (= 13 + 4 × 12).
   const std::vector<std::array<int64_t, 4>> shapes = {{1, 1, 1, 1},  {1, 5, 9, 3},   {3, 5, 9, 13}, {1, 57, 61, 57},
                                                       {3, 1, 1, 57}, {1, 9, 5, 100}, {2, 2, 13, 1}, {1, 8, 11, 16},
                                                       {1, 14, 14, 33}, {2, 3, 28, 17}, {1, 4, 15, 48}};

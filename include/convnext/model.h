@@ -87,6 +87,8 @@ class ModelBase {
   // The checkpoint's file format ("safetensors", "safetensors (sharded, 3 files)", "new").
   const std::string& weights_format() const;
   Precision precision() const;
+  // The network behind the model (an opaque type outside the library; the bench command uses it).
+  const std::shared_ptr<Network>& network() const { return net_; }
 
  protected:
   ModelBase(const std::string& path, const LoadOptions& options, Architecture arch);

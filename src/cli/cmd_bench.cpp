@@ -6,6 +6,10 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
 
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -20,33 +24,50 @@ namespace convnext::cli {
 namespace {
 const char* kHelp = R"(usage: convnext bench (--arch tiny|small|base|large|xlarge | --model DIR)
                       [--batch B] [--size S] [--threads T] [--dtype f32|bf16] [--iters N] [--warmup W] [--json]
-                      [--train]
+                      [--profile] [--train]
 
 Times ConvNextForImageClassification.forward on random pixel_values [B,3,S,S] (default 1, 224):
 W warm-up runs (default 2), then N timed runs (default 10); reports the median. --arch uses
 freshly initialised weights (1000 labels). With --json prints one line:
 {"arch", "batch", "size", "threads", "dtype", "median_ms", "images_per_s", "gflops", "peak_rss_mb", ...}
 
+--profile also times the parts of each forward pass (embeddings, each stage's downsampling
+layer and blocks, pooling, then the head and the rest) and prints their medians with the
+GFLOP/s each part reaches; with --json they come as "profile": [{"part", "median_ms", "gflops"}].
+
 --train times full training steps instead (fp32): forward keeping activations, cross-entropy on
 random labels, backward, gradient clipping, AdamW, zero_grad — what `convnext train` runs per
 step. "gflops" then counts 3× the forward's operations (forward + two backward GEMMs).
 )";
 
-// Multiply-adds of one forward pass (convolutions and linear layers).
-double forward_macs(const ConvNextConfig& c, int64_t H, int64_t W) {
+// Multiply-adds of the parts of one forward pass (convolutions and linear layers), named as
+// Network::ForwardProfile names them; the head is "head".
+std::vector<std::pair<std::string, double>> part_macs(const ConvNextConfig& c, int64_t H, int64_t W) {
   const auto& hs = c.hidden_sizes;
   int64_t h = H / c.patch_size, w = W / c.patch_size;
-  double macs = static_cast<double>(h * w) * hs[0] * c.num_channels * c.patch_size * c.patch_size;
+  std::vector<std::pair<std::string, double>> parts;
+  parts.emplace_back("embeddings", static_cast<double>(h * w) * hs[0] * c.num_channels * c.patch_size * c.patch_size);
   for (int64_t s = 0; s < c.num_stages; ++s) {
     const double C = static_cast<double>(hs[static_cast<size_t>(s)]);
+    const std::string stage = "stage" + std::to_string(s + 1) + ".";
     if (s > 0) {
       h /= 2;
       w /= 2;
-      macs += static_cast<double>(h * w) * C * static_cast<double>(hs[static_cast<size_t>(s - 1)]) * 4;
+      parts.emplace_back(stage + "downsample",
+                         static_cast<double>(h * w) * C * static_cast<double>(hs[static_cast<size_t>(s - 1)]) * 4);
     }
-    macs += static_cast<double>(c.depths[static_cast<size_t>(s)]) * static_cast<double>(h * w) * (49 * C + 8 * C * C);
+    parts.emplace_back(stage + "blocks", static_cast<double>(c.depths[static_cast<size_t>(s)]) *
+                                             static_cast<double>(h * w) * (49 * C + 8 * C * C));
   }
-  macs += static_cast<double>(hs[static_cast<size_t>(c.num_stages - 1)]) * static_cast<double>(c.num_labels());
+  parts.emplace_back("pooling", 0.0);
+  parts.emplace_back("head", static_cast<double>(hs[static_cast<size_t>(c.num_stages - 1)]) *
+                                 static_cast<double>(c.num_labels()));
+  return parts;
+}
+
+double forward_macs(const ConvNextConfig& c, int64_t H, int64_t W) {
+  double macs = 0;
+  for (const auto& [part, m] : part_macs(c, H, W)) macs += m;
   return macs;
 }
 
@@ -124,7 +145,8 @@ int bench_train(const Args& a, int64_t batch, int64_t size, int64_t iters, int64
 }  // namespace
 
 int cmd_bench(int argc, char** argv, int first) {
-  Args a(argc, argv, first, {"json", "train"}, {"arch", "model", "batch", "size", "threads", "dtype", "iters", "warmup"});
+  Args a(argc, argv, first, {"json", "train", "profile"},
+         {"arch", "model", "batch", "size", "threads", "dtype", "iters", "warmup"});
   if (a.help()) {
     std::fputs(kHelp, stdout);
     return 0;
@@ -159,13 +181,27 @@ int cmd_bench(int argc, char** argv, int first) {
   if (!a.has("json")) std::fprintf(stderr, "bench %s batch %lld size %lld threads %d: ", arch.c_str(),
                                    static_cast<long long>(batch), static_cast<long long>(size), num_threads());
   for (int64_t i = 0; i < warmup; ++i) model->forward(px);
+  // With --profile: each timed run's parts, and what the forward spent outside them (the head).
+  detail::Network::ForwardProfile profile;
+  if (a.has("profile")) model->network()->profile = &profile;
+  std::vector<std::vector<double>> part_ms;
   std::vector<double> ms;
   for (int64_t i = 0; i < iters; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
     model->forward(px);
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    if (a.has("profile")) {
+      part_ms.resize(profile.ms.size() + 1);
+      double parts = 0;
+      for (size_t p = 0; p < profile.ms.size(); ++p) {
+        part_ms[p].push_back(profile.ms[p]);
+        parts += profile.ms[p];
+      }
+      part_ms.back().push_back(ms.back() - parts);
+    }
     if (!a.has("json")) std::fputc('.', stderr);
   }
+  model->network()->profile = nullptr;
   if (!a.has("json")) std::fputc('\n', stderr);
   std::sort(ms.begin(), ms.end());  // ms.front() is the minimum below
   const double median = median_of(ms);
@@ -185,12 +221,32 @@ int cmd_bench(int argc, char** argv, int first) {
                       {"peak_rss_mb", rss_mb},
                       {"kernels", dtype == "bf16" ? (kernels::native_bf16() ? "avx512_bf16" : "portable_bf16")
                                                   : kernels::active_family()}};
+  // The profile: part names from the forward pass, FLOPs from part_macs (same names).
+  std::vector<std::tuple<std::string, double, double>> rows;  // part, median ms, GFLOP/s
+  if (a.has("profile")) {
+    const auto macs = part_macs(cfg, size, size);
+    for (size_t p = 0; p < part_ms.size(); ++p) {
+      const std::string name = p < profile.parts.size() ? profile.parts[p] : "head";
+      double m = 0;
+      for (const auto& [part, v] : macs)
+        if (part == name) m = v;
+      const double med = median_of(part_ms[p]);
+      rows.emplace_back(name, med, med > 0 ? 2.0 * m * static_cast<double>(batch) / 1e9 / (med / 1000.0) : 0.0);
+      j["profile"].push_back({{"part", name}, {"median_ms", med}, {"gflops", std::get<2>(rows.back())}});
+    }
+  }
   if (a.has("json")) {
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("%s batch %lld at %lld: median %.2f ms (min %.2f), %.1f images/s, %.1f GFLOP/s, peak RSS %.0f MB [%s, %d threads]\n",
                 arch.c_str(), static_cast<long long>(batch), static_cast<long long>(size), median, ms.front(),
                 j["images_per_s"].get<double>(), j["gflops"].get<double>(), rss_mb, kernels::active_family(), num_threads());
+    if (!rows.empty()) std::printf("%-18s %10s %7s %9s\n", "part", "median ms", "share", "GFLOP/s");
+    for (const auto& [name, med, gf] : rows) {
+      std::printf("%-18s %10.3f %6.1f%% ", name.c_str(), med, 100.0 * med / median);
+      if (gf > 0) std::printf("%9.0f\n", gf);
+      else std::printf("%9s\n", "-");
+    }
   }
   return 0;
 }

@@ -10,7 +10,9 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <string>
 
 #include "convnext/error.h"
 #include "model/network.h"
@@ -87,6 +89,28 @@ void downsample(const Stage& st, const Map& x, const Map& y, float* t, float* pa
   kernels::patchify_nhwc(t, x.N, x.H, x.W, C, 2, patches);
   kernels::linear(y.pixels(), patches, 4 * C, st.down, y.data, y.C, false, Activation::Linear);
 }
+
+// Records the time since the previous mark under a name, when a profile is requested.
+class PartTimer {
+ public:
+  explicit PartTimer(Network::ForwardProfile* p) : p_(p) {
+    if (!p_) return;
+    p_->parts.clear();
+    p_->ms.clear();
+    t_ = std::chrono::steady_clock::now();
+  }
+  void mark(const char* part, int64_t stage = -1) {
+    if (!p_) return;
+    const auto t = std::chrono::steady_clock::now();
+    p_->parts.push_back(stage < 0 ? std::string(part) : "stage" + std::to_string(stage + 1) + "." + part);
+    p_->ms.push_back(std::chrono::duration<double, std::milli>(t - t_).count());
+    t_ = t;
+  }
+
+ private:
+  Network::ForwardProfile* p_;
+  std::chrono::steady_clock::time_point t_;
+};
 
 Tensor copy_out(const Map& x) {
   Tensor t({x.N, x.H, x.W, x.C});
@@ -175,6 +199,7 @@ Network::Result Network::run_encoder(const Tensor& px, bool keep_hidden) const {
   float* patches = ws.patches.data();
   const std::vector<Map>& maps = sz.maps;
   Result r;
+  PartTimer timer(profile);
 
   // Embeddings.
   const int64_t C0 = config.hidden_sizes[0];
@@ -183,6 +208,7 @@ Network::Result Network::run_encoder(const Tensor& px, bool keep_hidden) const {
   kernels::linear(x.pixels(), patches, p * p * Cin, patch, x.data, C0, false, Activation::Linear);
   kernels::layer_norm(x.data, x.pixels(), C0, embed_norm.weight.data(), embed_norm.bias.data(), kBlockEps, x.data);
   if (keep_hidden) r.hidden_nhwc.push_back(copy_out(x));
+  timer.mark("embeddings");
 
   // Encoder stages; a downsampling layer writes into the other buffer.
   int cur = 0;
@@ -194,9 +220,11 @@ Network::Result Network::run_encoder(const Tensor& px, bool keep_hidden) const {
       downsample(st, x, y, t, patches);
       x = y;
       cur = 1 - cur;
+      timer.mark("downsample", static_cast<int64_t>(s));
     }
     for (const Block& b : st.blocks) block_forward(b, x, act, t, hbuf, threads);
     if (keep_hidden) r.hidden_nhwc.push_back(copy_out(x));
+    timer.mark("blocks", static_cast<int64_t>(s));
   }
   r.last_hidden_state = Tensor({N, x.C, x.H, x.W});
   kernels::nhwc_to_nchw(x.data, N, x.H, x.W, x.C, r.last_hidden_state.data());
@@ -204,6 +232,7 @@ Network::Result Network::run_encoder(const Tensor& px, bool keep_hidden) const {
   // Global average pooling over H, W (the final LayerNorm is the head's).
   r.pooled = Tensor({N, x.C});
   kernels::mean_pool(x.data, N, x.H * x.W, x.C, r.pooled.data());
+  timer.mark("pooling");
   return r;
 }
 

@@ -60,6 +60,15 @@ struct Network {
   mutable Workspace workspace;
   mutable std::mutex workspace_mutex;
 
+  // Wall time of each part of the last run_encoder, recorded only while `profile` is set (convnext
+  // bench --profile): "embeddings", then per stage "stageN.downsample" (stages 2…) and "stageN.blocks",
+  // then "pooling" (the NCHW copy and the mean over H, W).
+  struct ForwardProfile {
+    std::vector<std::string> parts;
+    std::vector<double> ms;
+  };
+  mutable ForwardProfile* profile = nullptr;
+
   std::string weights_format = "new";
   bool inference_only = false;  // the original weight matrices were released (see LoadOptions)
   Precision precision = Precision::F32;  // of the packed GEMM weights

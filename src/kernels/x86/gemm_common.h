@@ -12,9 +12,9 @@
 
 namespace convnext::kernels::x86 {
 
-constexpr int kMr = 12;      // rows per microkernel call (24 accumulators)
+constexpr int kMr = 12;       // rows per microkernel call (24 accumulators)
 constexpr int64_t kMc = 128;  // rows per tile at most
-constexpr int64_t kNp = 4;   // 32-column panels per tile at most
+constexpr int64_t kNp = 4;    // 32-column panels per tile at most
 
 // Output tiles: up to kMc rows (rows shared evenly: 196 = 2 × 98, not 128+68) × np panels, np
 // lowered until every thread gets several tiles (the late stages at batch 1 have few rows).

@@ -109,7 +109,7 @@ constexpr DwBlockFn kDwBlock[kDwB + 1] = {nullptr,      dw_block<1>,  dw_block<2
                                           dw_block<10>, dw_block<11>, dw_block<12>, dw_block<13>, dw_block<14>};
 
 // One output row (n, i) of the depthwise 7×7: the row in blocks of up to 14 outputs, as even as
-// possible (56 = 4 × 14, 61 = 5 × 13 + … ), for every block of 16 channels.
+// possible (56 = 4 × 14, 61 = 13 + 4 × 12), for every block of 16 channels.
 static void dw_row(const float* x, int64_t H, int64_t W, int64_t C, int64_t i, const float* w49, const float* bias,
                    float* yrow) {
   const int64_t ky0 = std::max<int64_t>(0, 3 - i), ky1 = std::min<int64_t>(7, H + 3 - i);
