@@ -1,0 +1,49 @@
+// The forward pass allocates only its outputs: activations live in the model's workspace, sized
+// at load and reused, so the number of heap allocations of a forward does not grow with depth.
+// Counted by replacing the global operator new for this test binary (a counter in front of malloc).
+#include <atomic>
+#include <cstdlib>
+#include <new>
+
+#include "convnext/convnext.h"
+#include "test_util.h"
+
+namespace {
+std::atomic<long> g_allocations{0};
+}  // namespace
+
+void* operator new(std::size_t n) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+namespace convnext::test {
+namespace {
+
+// Heap allocations of one forward pass after warm-up.
+long allocations_per_forward(const ConvNextForImageClassification& m, const Tensor& px) {
+  for (int i = 0; i < 2; ++i) m.forward(px);
+  const long before = g_allocations.load();
+  m.forward(px);
+  return g_allocations.load() - before;
+}
+
+TEST(Memory, ForwardAllocatesOnlyItsOutputs) {
+  // ConvNeXt-T (18 blocks) and ConvNeXt-S (36 blocks) at 64×64, batch 2, fp32 and bf16: the same
+  // small count (the output tensors), independent of the number of layers.
+  for (const Precision precision : {Precision::F32, Precision::BF16}) {
+    const ConvNextForImageClassification tiny(ConvNextConfig::preset("tiny", 10), 0, true, precision);
+    const ConvNextForImageClassification small(ConvNextConfig::preset("small", 10), 0, true, precision);
+    Tensor px({2, 3, 64, 64});
+    for (int64_t i = 0; i < px.numel(); ++i) px[i] = static_cast<float>(i % 17) * 0.1f - 0.8f;
+    const long t = allocations_per_forward(tiny, px), s = allocations_per_forward(small, px);
+    EXPECT_EQ(t, s) << "allocations grow with depth";
+    EXPECT_LE(t, 16) << "a forward pass should allocate its outputs only";
+  }
+}
+
+}  // namespace
+}  // namespace convnext::test
