@@ -208,8 +208,21 @@ TEST(Bf16, AgreesWithFp32OnTheFixtures) {
       err = std::max(err, static_cast<double>(std::fabs(got[i] - ref[i])));
       scale = std::max(scale, static_cast<double>(std::fabs(ref[i])));
     }
-    std::printf("[bf16] %s: max |logit - fp32 ref| = %.4g (max |ref| %.3g)\n", dir, err, scale);
+    // Top-1 (the argmax of each example's logits) against transformers' fp32 logits.
+    const int64_t N = ref.dim(0), L = ref.dim(1);
+    int64_t agree = 0;
+    for (int64_t n = 0; n < N; ++n) {
+      int64_t a = 0, b = 0;
+      for (int64_t j = 1; j < L; ++j) {
+        if (got[n * L + j] > got[n * L + a]) a = j;
+        if (ref[n * L + j] > ref[n * L + b]) b = j;
+      }
+      agree += a == b;
+    }
+    std::printf("[bf16] %s: max |logit - fp32 ref| = %.4g (max |ref| %.3g), top-1 agrees on %lld/%lld\n", dir, err,
+                scale, static_cast<long long>(agree), static_cast<long long>(N));
     EXPECT_LT(err, 0.05 * scale) << dir;
+    EXPECT_EQ(agree, N) << dir;
   }
   std::string images;
   for (const char* p : {"/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"})
