@@ -1,5 +1,7 @@
 // Fast kernels (AVX-512 and portable) against the reference twins, on odd shapes:
 // channels 1, 3, 13, 57 (and 96, 100 for the GEMM), images 1×1, 5×9, 57×61, batch 1 and 3.
+#include <cmath>
+#include <limits>
 #include <random>
 
 #include "core/cpu.h"
@@ -117,6 +119,20 @@ TEST(Kernels, ActivationsMatchReference) {
         ASSERT_LE(std::fabs(ours[i] - ref[i]), 1e-6 * std::max(1.0f, std::fabs(ref[i])))
             << fam.name << " activation " << static_cast<int>(act) << " at x = " << x[i];
     }
+}
+
+TEST(Kernels, GeluOfInfinityAndNaN) {
+  // gelu(+inf) = +inf (not inf·0 = NaN), NaN stays NaN, large finite values are exact: every family.
+  for (const Family& fam : families()) {
+    std::vector<float> v = {std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN(), 1e30f,
+                            -1e30f, 20.0f};
+    fam.activation(Activation::Gelu, v.data(), static_cast<int64_t>(v.size()));
+    EXPECT_EQ(v[0], std::numeric_limits<float>::infinity()) << fam.name;
+    EXPECT_TRUE(std::isnan(v[1])) << fam.name;
+    EXPECT_EQ(v[2], 1e30f) << fam.name;
+    EXPECT_EQ(v[3], 0.0f) << fam.name;
+    EXPECT_EQ(v[4], 20.0f) << fam.name;
+  }
 }
 
 TEST(Kernels, GeluIsTheExactErfForm) {

@@ -36,8 +36,8 @@ float* grow(std::vector<float>& v, int64_t n) {
 }
 
 // Rows of pixels per MLP tile, or 0 to run the MLP over the whole map. Tiles hold enough rows to
-// keep the microkernel busy and few enough that the tile's 4C-wide hidden activations (≤ 512 KiB)
-// stay in the core's L2 between pwconv1 and pwconv2, if there are enough of them to share among
+// keep the microkernel busy and few enough that the tile's 4C-wide hidden activations (512 KiB,
+// or more where 48 rows need more: C > 682) stay in the core's L2 between pwconv1 and pwconv2, if there are enough of them to share among
 // the threads (with one thread too: stage 1 of ConvNeXt-T at batch 1 takes 7.1 ms in tiles, 10.4
 // with its 4.8 MB hidden map going through L3). Too few pixels for that (stage 3 at batch 1: 196)
 // but still ≥ 96 rows per thread: one slice of rows per thread. Its hidden slice may outgrow the
