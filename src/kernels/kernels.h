@@ -24,6 +24,8 @@ struct PackedLinear {
   bool is_bf16() const { return !panels_bf16.empty(); }
 };
 PackedLinear pack_linear(const float* W, const float* bias, int64_t N, int64_t K);
+// The same (fp32) into `out`, reusing its storage (see pack_kn_into): training repacks every step.
+void pack_linear_into(const float* W, const float* bias, int64_t N, int64_t K, PackedLinear& out);
 // The same for W'[n][k] = row_scale[n] · W[n][k] · col_scale[k] (either scale may be null): how
 // a LayerNorm's γ (columns) or a layer scale (rows) is folded in without a copy of W. With
 // `bf16` the panels hold W' rounded to bfloat16 (round to nearest even).
@@ -70,6 +72,10 @@ void nhwc_to_nchw(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, fl
 // B [K][N] (rows ldb floats apart) packed so that linear(M, A, lda, pack_kn(B), C) computes
 // C = A·B (zero bias). For a layer y = x·Wᵀ: dx = dy·W is linear with pack_kn(W, K=out, N=in).
 PackedLinear pack_kn(const float* B, int64_t ldb, int64_t K, int64_t N);
+// The same into `out`, reusing its storage: its vectors only ever grow, so packing every step of
+// training into one buffer costs no allocation (a fresh 40 MB buffer per call meant page faults
+// and the kernel zeroing pages: a fifth of a ConvNeXt-T training step).
+void pack_kn_into(const float* B, int64_t ldb, int64_t K, int64_t N, PackedLinear& out);
 // C[M,N] (+)= Aᵀ·B with A stored [K][M] (rows lda floats apart), B packed by pack_kn: the
 // weight gradient dW = dyᵀ·x without transposing dy.
 void linear_at(int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc, bool accumulate);

@@ -13,6 +13,27 @@ PackedLinear pack_linear(const float* W, const float* bias, int64_t N, int64_t K
   return pack_linear_scaled(W, nullptr, nullptr, bias, N, K);
 }
 
+void pack_linear_into(const float* W, const float* bias, int64_t N, int64_t K, PackedLinear& P) {
+  P.N = N;
+  P.K = K;
+  P.panels_bf16.clear();
+  const int64_t panels = (N + kPanel - 1) / kPanel;
+  const size_t need = static_cast<size_t>(panels * K * kPanel);
+  if (P.panels.size() < need) P.panels.resize(need);
+  P.bias.assign(static_cast<size_t>(panels * kPanel), 0.0f);
+  if (bias) std::copy(bias, bias + N, P.bias.begin());
+  // Panel p, row k: the 32 weights W[32p + j][k], the last panel's columns past N zeroed.
+#pragma omp parallel for schedule(static) if (panels * K * kPanel > 262144)
+  for (int64_t p = 0; p < panels; ++p) {
+    const int64_t n0 = p * kPanel, nc = std::min(kPanel, N - n0);
+    for (int64_t k = 0; k < K; ++k) {
+      float* dst = P.panels.data() + (p * K + k) * kPanel;
+      for (int64_t j = 0; j < nc; ++j) dst[j] = W[(n0 + j) * K + k];
+      for (int64_t j = nc; j < kPanel; ++j) dst[j] = 0.0f;
+    }
+  }
+}
+
 PackedLinear pack_linear_scaled(const float* W, const float* row_scale, const float* col_scale, const float* bias,
                                 int64_t N, int64_t K, bool bf16) {
   PackedLinear P;
@@ -97,18 +118,29 @@ void nhwc_to_nchw(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, fl
 
 PackedLinear pack_kn(const float* B, int64_t ldb, int64_t K, int64_t N) {
   PackedLinear P;
+  pack_kn_into(B, ldb, K, N, P);
+  return P;
+}
+
+void pack_kn_into(const float* B, int64_t ldb, int64_t K, int64_t N, PackedLinear& P) {
   P.N = N;
   P.K = K;
+  P.panels_bf16.clear();
   const int64_t panels = (N + kPanel - 1) / kPanel;
-  P.panels.assign(static_cast<size_t>(panels * K * kPanel), 0.0f);
+  const size_t need = static_cast<size_t>(panels * K * kPanel);
+  if (P.panels.size() < need) P.panels.resize(need);
   P.bias.assign(static_cast<size_t>(panels * kPanel), 0.0f);
-  // Panel p's row k is B[k][32p .. 32p+31]: a copy of 32 contiguous floats.
+  // Panel p's row k is B[k][32p .. 32p+31]: a copy of 32 contiguous floats, the last panel's
+  // columns past N zeroed (the storage is reused, so nothing else clears them).
+#pragma omp parallel for schedule(static) if (panels * K * kPanel > 262144)
   for (int64_t p = 0; p < panels; ++p) {
     const int64_t n0 = p * kPanel, nc = std::min(kPanel, N - n0);
-    for (int64_t k = 0; k < K; ++k)
-      std::memcpy(P.panels.data() + (p * K + k) * kPanel, B + k * ldb + n0, static_cast<size_t>(nc) * sizeof(float));
+    for (int64_t k = 0; k < K; ++k) {
+      float* dst = P.panels.data() + (p * K + k) * kPanel;
+      std::memcpy(dst, B + k * ldb + n0, static_cast<size_t>(nc) * sizeof(float));
+      if (nc < kPanel) std::memset(dst + nc, 0, static_cast<size_t>(kPanel - nc) * sizeof(float));
+    }
   }
-  return P;
 }
 
 void unpatchify_nhwc(const float* patches, int64_t N, int64_t H, int64_t W, int64_t C, int64_t p, float* x) {

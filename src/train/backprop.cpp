@@ -36,18 +36,20 @@ float* grow(std::vector<float>& v, int64_t n) {
   return v.data();
 }
 
-// A linear layer's weight [N][K] packed both ways: for y = x·Wᵀ and for dx = dy·W.
+// A linear layer's weight [N][K] packed both ways: for y = x·Wᵀ and for dx = dy·W. Repacked
+// every step (the weights change), into the same storage.
 struct LinearPacks {
   PackedLinear fwd, bwd;
   void pack(const float* W, const float* b, int64_t N, int64_t K) {
-    fwd = kernels::pack_linear(W, b, N, K);
-    bwd = kernels::pack_kn(W, K, N, K);
+    kernels::pack_linear_into(W, b, N, K, fwd);
+    kernels::pack_kn_into(W, K, N, K, bwd);
   }
 };
 
-// dW[N][K] += dyᵀ·x over M rows (dy [M][N], x [M][K]).
-void weight_grad(const float* dy, const float* x, int64_t M, int64_t N, int64_t K, float* dW) {
-  const PackedLinear xp = kernels::pack_kn(x, K, M, K);
+// dW[N][K] += dyᵀ·x over M rows (dy [M][N], x [M][K]); x is packed into `xp`, a buffer reused
+// from call to call.
+void weight_grad(const float* dy, const float* x, int64_t M, int64_t N, int64_t K, float* dW, PackedLinear& xp) {
+  kernels::pack_kn_into(x, K, M, K, xp);
   kernels::linear_at(N, dy, N, xp, dW, K, /*accumulate=*/true);
 }
 
@@ -130,6 +132,12 @@ struct TrainGraph::Impl {
   std::vector<float> stem_xhat, stem_rstd, head_xhat, head_rstd, pooled, pooled_normed;
   // Scratch.
   std::vector<float> patches, s1, s2, s3, g, dpatch, dlin;
+  // Packed weights and weight_grad's packed x: buffers kept from step to step, so a step
+  // allocates (and page-faults) nothing once the first one has run.
+  LinearPacks stem, cls;
+  std::vector<LinearPacks> down_packs, pw1, pw2;
+  std::vector<std::vector<float>> taps;
+  PackedLinear xpack;
 
   explicit Impl(Network& n) : net(n) {}
 };
@@ -178,7 +186,7 @@ TrainGraph::Result TrainGraph::forward_backward(const Tensor& px, const Labels& 
 
   // ---------------- forward ----------------
   const int64_t C0 = cfg.hidden_sizes[0], M0 = rows_of(0), Kp = p * p * Cin;
-  LinearPacks stem;
+  LinearPacks& stem = m.stem;
   const std::vector<float> stem_lin = kernels::conv_weight_to_patch_linear(net.patch_weight.data(), C0, Cin, p);
   stem.pack(stem_lin.data(), net.patch_bias.data(), C0, Kp);
   kernels::patchify_nchw(px.data(), N, Cin, Hin, Win, p, grow(m.patches, M0 * Kp));
@@ -187,8 +195,12 @@ TrainGraph::Result TrainGraph::forward_backward(const Tensor& px, const Labels& 
   kernels::layer_norm_train(y0, M0, C0, net.embed_norm.weight.data(), net.embed_norm.bias.data(), kBlockEps,
                             grow(m.maps[0], M0 * C0), grow(m.stem_xhat, M0 * C0), grow(m.stem_rstd, M0));
 
-  std::vector<LinearPacks> down_packs(ndowns), pw1(nblocks), pw2(nblocks);
-  std::vector<std::vector<float>> taps(nblocks);
+  m.down_packs.resize(ndowns);
+  m.pw1.resize(nblocks);
+  m.pw2.resize(nblocks);
+  m.taps.resize(nblocks);
+  std::vector<LinearPacks>&down_packs = m.down_packs, &pw1 = m.pw1, &pw2 = m.pw2;
+  std::vector<std::vector<float>>& taps = m.taps;
   size_t mi = 0, bi = 0, di = 0;
   for (Stage& st : net.stages) {
     if (st.has_downsample) {
@@ -250,7 +262,7 @@ TrainGraph::Result TrainGraph::forward_backward(const Tensor& px, const Labels& 
   kernels::layer_norm_train(m.pooled.data(), N, CL, net.final_norm.weight.data(), net.final_norm.bias.data(),
                             static_cast<float>(cfg.layer_norm_eps), grow(m.pooled_normed, N * CL),
                             grow(m.head_xhat, N * CL), grow(m.head_rstd, N));
-  LinearPacks cls;
+  LinearPacks& cls = m.cls;
   cls.pack(net.classifier_weight.data(), net.classifier_bias.data(), L, CL);
   Result r;
   r.logits = Tensor({N, L});
@@ -262,7 +274,7 @@ TrainGraph::Result TrainGraph::forward_backward(const Tensor& px, const Labels& 
     for (int64_t i = 0; i < dlogits.numel(); ++i) dlogits[i] *= loss_scale;
 
   // ---------------- backward ----------------
-  weight_grad(dlogits.data(), m.pooled_normed.data(), N, L, CL, grads.of(net.classifier_weight).data());
+  weight_grad(dlogits.data(), m.pooled_normed.data(), N, L, CL, grads.of(net.classifier_weight).data(), m.xpack);
   kernels::column_sums(dlogits.data(), N, L, grads.of(net.classifier_bias).data());
   std::vector<float> dp(static_cast<size_t>(N * CL));
   kernels::linear(N, dlogits.data(), L, cls.bwd, dp.data(), CL, false, Activation::Linear);
@@ -300,7 +312,7 @@ TrainGraph::Result TrainGraph::forward_backward(const Tensor& px, const Labels& 
       for (int64_t r = 0; r < M; ++r)
         for (int64_t c = 0; c < C; ++c) dz[r * C + c] = G[r * C + c] * scale[r / per] * (ls ? ls[c] : 1.0f);
       // pwconv2: dW2 += dzᵀ·a, da = dz·W2.
-      weight_grad(dz, bs.a.data(), M, C, C4, grads.of(b.pw2_weight).data());
+      weight_grad(dz, bs.a.data(), M, C, C4, grads.of(b.pw2_weight).data(), m.xpack);
       kernels::column_sums(dz, M, C, grads.of(b.pw2_bias).data());
       float* dh = grow(m.s3, M * C4);
       kernels::linear(M, dz, C, pw2[bi].bwd, dh, C4, false, Activation::Linear);
@@ -312,7 +324,7 @@ TrainGraph::Result TrainGraph::forward_backward(const Tensor& px, const Labels& 
 #pragma omp parallel for schedule(static) if (M * C > 32768)
       for (int64_t r = 0; r < M; ++r)
         for (int64_t c = 0; c < C; ++c) t[r * C + c] = bs.xhat[static_cast<size_t>(r * C + c)] * gam[c] + bet[c];
-      weight_grad(dh, t, M, C4, C, grads.of(b.pw1_weight).data());
+      weight_grad(dh, t, M, C4, C, grads.of(b.pw1_weight).data(), m.xpack);
       kernels::column_sums(dh, M, C4, grads.of(b.pw1_bias).data());
       float* dt = t;
       kernels::linear(M, dh, C4, pw1[bi].bwd, dt, C, false, Activation::Linear);
@@ -336,7 +348,7 @@ TrainGraph::Result TrainGraph::forward_backward(const Tensor& px, const Labels& 
       const int64_t Mi = rows_of(mi), Mo = rows_of(mi + 1), K = 4 * gi.C;
       kernels::patchify_nhwc(ds.t.data(), N, gi.H, gi.W, gi.C, 2, grow(m.patches, Mo * K));
       std::vector<float> dlin(static_cast<size_t>(go.C * K), 0.0f);
-      weight_grad(G, m.patches.data(), Mo, go.C, K, dlin.data());
+      weight_grad(G, m.patches.data(), Mo, go.C, K, dlin.data(), m.xpack);
       kernels::patch_linear_to_conv_weight_add(dlin.data(), go.C, gi.C, 2, grads.of(st.down_weight).data());
       kernels::column_sums(G, Mo, go.C, grads.of(st.down_bias).data());
       float* dpatch = grow(m.dpatch, Mo * K);
@@ -355,7 +367,7 @@ TrainGraph::Result TrainGraph::forward_backward(const Tensor& px, const Labels& 
                                grads.of(net.embed_norm.weight).data(), grads.of(net.embed_norm.bias).data());
   kernels::patchify_nchw(px.data(), N, Cin, Hin, Win, p, grow(m.patches, M0 * Kp));
   std::vector<float> dlin(static_cast<size_t>(C0 * Kp), 0.0f);
-  weight_grad(dy0, m.patches.data(), M0, C0, Kp, dlin.data());
+  weight_grad(dy0, m.patches.data(), M0, C0, Kp, dlin.data(), m.xpack);
   kernels::patch_linear_to_conv_weight_add(dlin.data(), C0, Cin, p, grads.of(net.patch_weight).data());
   kernels::column_sums(dy0, M0, C0, grads.of(net.patch_bias).data());
   if (grad_pixels) {
