@@ -1,6 +1,7 @@
 // The backward kernels of training: the fast ones (AVX-512 and portable) against the reference
 // twins on odd shapes (C = 1, 3, 13, 57; H×W = 1×1, 5×9, 57×61; batch 1 and 3), and the
 // reference twins against central finite differences of the forward definitions.
+#include <algorithm>
 #include <functional>
 #include <random>
 
@@ -213,6 +214,27 @@ TEST(BackwardKernels, LinearBackwardGemmsMatchReference) {
         }
       }
     }
+  }
+}
+
+TEST(BackwardKernels, PackingIntoReusedStorageEqualsAFreshPack) {
+  // Training packs every step into the same buffers: a bigger matrix first, then smaller ones with
+  // a partial last panel, must give exactly what a fresh pack gives (stale values cleared).
+  kernels::PackedLinear w, x;
+  for (auto [N, K] : std::vector<std::pair<int64_t, int64_t>>{{100, 70}, {33, 5}, {3, 64}, {64, 1}}) {
+    const auto W = randn(N * K, N + K);
+    const auto b = randn(N, 2 * N + K);
+    kernels::pack_linear_into(W.data(), b.data(), N, K, w);
+    kernels::pack_kn_into(W.data(), K, N, K, x);
+    const kernels::PackedLinear fw = kernels::pack_linear(W.data(), b.data(), N, K), fx = kernels::pack_kn(W.data(), K, N, K);
+    ASSERT_EQ(w.N, fw.N);
+    ASSERT_EQ(w.K, fw.K);
+    ASSERT_GE(w.panels.size(), fw.panels.size());
+    EXPECT_TRUE(std::equal(fw.panels.begin(), fw.panels.end(), w.panels.begin())) << "pack_linear_into N=" << N << " K=" << K;
+    EXPECT_EQ(w.bias, fw.bias);
+    ASSERT_EQ(x.N, fx.N);
+    ASSERT_GE(x.panels.size(), fx.panels.size());
+    EXPECT_TRUE(std::equal(fx.panels.begin(), fx.panels.end(), x.panels.begin())) << "pack_kn_into N=" << N << " K=" << K;
   }
 }
 
