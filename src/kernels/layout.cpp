@@ -9,11 +9,10 @@
 
 namespace convnext::kernels {
 
-PackedLinear pack_linear(const float* W, const float* bias, int64_t N, int64_t K) {
-  return pack_linear_scaled(W, nullptr, nullptr, bias, N, K);
-}
-
-void pack_linear_into(const float* W, const float* bias, int64_t N, int64_t K, PackedLinear& P) {
+namespace {
+// Readies P for an fp32 N×K pack, keeping its storage (the panels only grow; the caller writes
+// every value, padding included); returns the number of panels. The bias is zeroed.
+int64_t reuse_storage(PackedLinear& P, int64_t N, int64_t K) {
   P.N = N;
   P.K = K;
   P.panels_bf16.clear();
@@ -21,6 +20,16 @@ void pack_linear_into(const float* W, const float* bias, int64_t N, int64_t K, P
   const size_t need = static_cast<size_t>(panels * K * kPanel);
   if (P.panels.size() < need) P.panels.resize(need);
   P.bias.assign(static_cast<size_t>(panels * kPanel), 0.0f);
+  return panels;
+}
+}  // namespace
+
+PackedLinear pack_linear(const float* W, const float* bias, int64_t N, int64_t K) {
+  return pack_linear_scaled(W, nullptr, nullptr, bias, N, K);
+}
+
+void pack_linear_into(const float* W, const float* bias, int64_t N, int64_t K, PackedLinear& P) {
+  const int64_t panels = reuse_storage(P, N, K);
   if (bias) std::copy(bias, bias + N, P.bias.begin());
   // Panel p, row k: the 32 weights W[32p + j][k], the last panel's columns past N zeroed.
 #pragma omp parallel for schedule(static) if (panels * K * kPanel > 262144)
@@ -123,13 +132,7 @@ PackedLinear pack_kn(const float* B, int64_t ldb, int64_t K, int64_t N) {
 }
 
 void pack_kn_into(const float* B, int64_t ldb, int64_t K, int64_t N, PackedLinear& P) {
-  P.N = N;
-  P.K = K;
-  P.panels_bf16.clear();
-  const int64_t panels = (N + kPanel - 1) / kPanel;
-  const size_t need = static_cast<size_t>(panels * K * kPanel);
-  if (P.panels.size() < need) P.panels.resize(need);
-  P.bias.assign(static_cast<size_t>(panels * kPanel), 0.0f);
+  const int64_t panels = reuse_storage(P, N, K);
   // Panel p's row k is B[k][32p .. 32p+31]: a copy of 32 contiguous floats, the last panel's
   // columns past N zeroed (the storage is reused, so nothing else clears them).
 #pragma omp parallel for schedule(static) if (panels * K * kPanel > 262144)
