@@ -240,7 +240,8 @@ int cmd_bench(int argc, char** argv, int first) {
   } else {
     std::printf("%s batch %lld at %lld: median %.2f ms (min %.2f), %.1f images/s, %.1f GFLOP/s, peak RSS %.0f MB [%s, %d threads]\n",
                 arch.c_str(), static_cast<long long>(batch), static_cast<long long>(size), median, ms.front(),
-                j["images_per_s"].get<double>(), j["gflops"].get<double>(), rss_mb, kernels::active_family(), num_threads());
+                j["images_per_s"].get<double>(), j["gflops"].get<double>(), rss_mb,
+                j["kernels"].get<std::string>().c_str(), num_threads());
     if (!rows.empty()) std::printf("%-18s %10s %7s %9s\n", "part", "median ms", "share", "GFLOP/s");
     for (const auto& [name, med, gf] : rows) {
       std::printf("%-18s %10.3f %6.1f%% ", name.c_str(), med, 100.0 * med / median);
