@@ -110,6 +110,11 @@ namespace reference {
 void linear(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* W, const float* bias, float* C,
             int64_t ldc, bool accumulate, Activation act);
 void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y);
+// A row's mean and 1/sqrt(biased variance + eps), two passes in double (what layer_norm uses).
+struct RowStats {
+  double mean, rstd;
+};
+RowStats row_stats(const float* x, int64_t C, float eps);
 // Depthwise k×k, padding k/2, weight as PyTorch stores it: [C][1][k][k].
 void dwconv(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w, int64_t k, const float* bias,
             float* y);

@@ -22,6 +22,24 @@ int64_t reuse_storage(PackedLinear& P, int64_t N, int64_t K) {
   P.bias.assign(static_cast<size_t>(panels * kPanel), 0.0f);
   return panels;
 }
+
+// The fp32 packing, into P's storage: panel p, row k holds W'[32p + j][k] = row_scale[n] · W[n][k] ·
+// col_scale[k] (either scale may be null), the last panel's columns past N zeroed.
+void pack_fp32_into(const float* W, const float* row_scale, const float* col_scale, const float* bias, int64_t N,
+                    int64_t K, PackedLinear& P) {
+  const int64_t panels = reuse_storage(P, N, K);
+  if (bias) std::copy(bias, bias + N, P.bias.begin());
+#pragma omp parallel for schedule(static) if (panels * K * kPanel > 262144)
+  for (int64_t p = 0; p < panels; ++p) {
+    const int64_t n0 = p * kPanel, nc = std::min(kPanel, N - n0);
+    for (int64_t k = 0; k < K; ++k) {
+      float* dst = P.panels.data() + (p * K + k) * kPanel;
+      const float cs = col_scale ? col_scale[k] : 1.0f;
+      for (int64_t j = 0; j < nc; ++j) dst[j] = (row_scale ? row_scale[n0 + j] : 1.0f) * W[(n0 + j) * K + k] * cs;
+      for (int64_t j = nc; j < kPanel; ++j) dst[j] = 0.0f;
+    }
+  }
+}
 }  // namespace
 
 PackedLinear pack_linear(const float* W, const float* bias, int64_t N, int64_t K) {
@@ -29,36 +47,27 @@ PackedLinear pack_linear(const float* W, const float* bias, int64_t N, int64_t K
 }
 
 void pack_linear_into(const float* W, const float* bias, int64_t N, int64_t K, PackedLinear& P) {
-  const int64_t panels = reuse_storage(P, N, K);
-  if (bias) std::copy(bias, bias + N, P.bias.begin());
-  // Panel p, row k: the 32 weights W[32p + j][k], the last panel's columns past N zeroed.
-#pragma omp parallel for schedule(static) if (panels * K * kPanel > 262144)
-  for (int64_t p = 0; p < panels; ++p) {
-    const int64_t n0 = p * kPanel, nc = std::min(kPanel, N - n0);
-    for (int64_t k = 0; k < K; ++k) {
-      float* dst = P.panels.data() + (p * K + k) * kPanel;
-      for (int64_t j = 0; j < nc; ++j) dst[j] = W[(n0 + j) * K + k];
-      for (int64_t j = nc; j < kPanel; ++j) dst[j] = 0.0f;
-    }
-  }
+  pack_fp32_into(W, nullptr, nullptr, bias, N, K, P);
 }
 
 PackedLinear pack_linear_scaled(const float* W, const float* row_scale, const float* col_scale, const float* bias,
                                 int64_t N, int64_t K, bool bf16) {
   PackedLinear P;
+  if (!bf16) {
+    pack_fp32_into(W, row_scale, col_scale, bias, N, K, P);
+    return P;
+  }
   P.N = N;
   P.K = K;
   const int64_t panels = (N + kPanel - 1) / kPanel, K2 = (K + 1) / 2;
-  if (bf16) P.panels_bf16.assign(static_cast<size_t>(panels * K2 * kPanel * 2), 0);
-  else P.panels.assign(static_cast<size_t>(panels * K * kPanel), 0.0f);
+  P.panels_bf16.assign(static_cast<size_t>(panels * K2 * kPanel * 2), 0);
   P.bias.assign(static_cast<size_t>(panels * kPanel), 0.0f);
   for (int64_t n = 0; n < N; ++n) {
     const int64_t p = n / kPanel, j = n % kPanel;
     const float rs = row_scale ? row_scale[n] : 1.0f;
     for (int64_t k = 0; k < K; ++k) {
       const float v = rs * W[n * K + k] * (col_scale ? col_scale[k] : 1.0f);
-      if (bf16) P.panels_bf16[static_cast<size_t>(((p * K2 + k / 2) * kPanel + j) * 2 + k % 2)] = io::f32_to_bf16(v);
-      else P.panels[static_cast<size_t>((p * K + k) * kPanel + j)] = v;
+      P.panels_bf16[static_cast<size_t>(((p * K2 + k / 2) * kPanel + j) * 2 + k % 2)] = io::f32_to_bf16(v);
     }
     if (bias) P.bias[static_cast<size_t>(n)] = bias[n];
   }

@@ -62,12 +62,7 @@ void layer_norm_backward(const float* x, const float* dy, int64_t rows, int64_t 
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * C;
     const float* dyr = dy + r * C;
-    double mean = 0, var = 0;
-    for (int64_t c = 0; c < C; ++c) mean += xr[c];
-    mean /= static_cast<double>(C);
-    for (int64_t c = 0; c < C; ++c) var += (xr[c] - mean) * (xr[c] - mean);
-    var /= static_cast<double>(C);
-    const double rstd = 1.0 / std::sqrt(var + static_cast<double>(eps));
+    const auto [mean, rstd] = row_stats(xr, C, eps);
     double m1 = 0, m2 = 0;
     for (int64_t c = 0; c < C; ++c) {
       xh[static_cast<size_t>(c)] = (xr[c] - mean) * rstd;

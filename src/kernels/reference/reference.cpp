@@ -46,15 +46,19 @@ void linear(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const 
 }
 
 // y = (x − mean) / sqrt(var + eps) · gamma + beta, over each row of C values.
+RowStats row_stats(const float* x, int64_t C, float eps) {
+  double mean = 0, var = 0;
+  for (int64_t c = 0; c < C; ++c) mean += x[c];
+  mean /= static_cast<double>(C);
+  for (int64_t c = 0; c < C; ++c) var += (x[c] - mean) * (x[c] - mean);
+  var /= static_cast<double>(C);
+  return {mean, 1.0 / std::sqrt(var + static_cast<double>(eps))};
+}
+
 void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * C;
-    double mean = 0, var = 0;
-    for (int64_t c = 0; c < C; ++c) mean += xr[c];
-    mean /= static_cast<double>(C);
-    for (int64_t c = 0; c < C; ++c) var += (xr[c] - mean) * (xr[c] - mean);
-    var /= static_cast<double>(C);
-    const double rstd = 1.0 / std::sqrt(var + static_cast<double>(eps));
+    const auto [mean, rstd] = row_stats(xr, C, eps);
     for (int64_t c = 0; c < C; ++c)
       y[r * C + c] = static_cast<float>((xr[c] - mean) * rstd * (gamma ? gamma[c] : 1.0f) + (beta ? beta[c] : 0.0f));
   }
