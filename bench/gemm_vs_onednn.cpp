@@ -149,7 +149,8 @@ int main() {
   const double wait_s = std::getenv("WAIT_S") ? std::atof(std::getenv("WAIT_S")) : 900;
   double waited = 0;
   const bool gelu = !std::getenv("NO_GELU");  // diagnostic: pw1 without its GELU, on both sides
-  set_num_threads(threads);  // omp_set_num_threads: oneDNN (OpenMP build) follows it too
+  set_num_threads(threads);   // our pool
+  omp_set_num_threads(threads);  // oneDNN (Debian's is an OpenMP build)
   dnnl::engine eng(dnnl::engine::kind::cpu, 0);
   dnnl::stream strm(eng);
   const dnnl_version_t* v = dnnl_version();

@@ -1,6 +1,7 @@
 // The forward pass allocates only its outputs: activations live in the model's workspace, sized
 // at load and reused, so the number of heap allocations of a forward does not grow with depth.
 // Counted by replacing the global operator new for this test binary (a counter in front of malloc).
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <new>
@@ -23,12 +24,20 @@ void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 namespace convnext::test {
 namespace {
 
-// Heap allocations of one forward pass after warm-up.
+// Heap allocations of one forward pass in the steady state: the fewest of three passes after
+// warm-up. Per-thread scratch (the bf16 GEMM's converted rows) grows once on each thread that
+// first needs more, and which thread takes which chunk varies from pass to pass, so a single pass
+// may still include such a one-off growth; a per-layer allocation shows in every pass.
 long allocations_per_forward(const ConvNextForImageClassification& m, const Tensor& px) {
   for (int i = 0; i < 2; ++i) m.forward(px);
-  const long before = g_allocations.load();
-  m.forward(px);
-  return g_allocations.load() - before;
+  long fewest = -1;
+  for (int i = 0; i < 3; ++i) {
+    const long before = g_allocations.load();
+    m.forward(px);
+    const long n = g_allocations.load() - before;
+    fewest = fewest < 0 ? n : std::min(fewest, n);
+  }
+  return fewest;
 }
 
 TEST(Memory, ForwardAllocatesOnlyItsOutputs) {

@@ -3,7 +3,6 @@
 // CONVNEXT_PIL_PYTHON overrides) resizes them with Pillow, and every result must match ours byte
 // for byte. Without numpy/Pillow the comparisons skip with a message.
 #include <gtest/gtest.h>
-#include <omp.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "core/parallel.h"
 #include "convnext/error.h"
 #include "image/resample.h"
 
@@ -304,15 +304,13 @@ TEST_F(Resample, SameSizeIsAnExactCopy) {
 TEST_F(Resample, ThreadCountDoesNotChangeTheResult) {
   PREPARE_GROUP("large");
   PREPARE_GROUP("convnext");
-  const int saved = omp_get_max_threads();
   for (const Case& k : cases()) {
     if (k.group != "large" && k.name.find("convnext_451x300c3") == std::string::npos) continue;
     for (int threads : {1, 2, 3}) {
-      omp_set_num_threads(threads);
+      convnext::parallel::ThreadLimit limit(threads);
       expect_same(resize_pil(k.in, k.out_w, k.out_h, k.filter), k.ref, k.name + " threads=" + std::to_string(threads));
     }
   }
-  omp_set_num_threads(saved);
 }
 
 // Needs no Pillow.

@@ -51,6 +51,14 @@ struct ImageU8 {
   std::vector<uint8_t> pixels;
 };
 
+// One file's result from preprocess_each: its pixel_values [C, S, S], or the one-line error
+// that names the file.
+struct PreprocessedFile {
+  Tensor pixel_values;
+  std::string error;
+  bool ok() const { return error.empty(); }
+};
+
 struct DecodeSettings {
   bool exif_transpose = true;        // as transformers' load_image (ImageOps.exif_transpose)
   int64_t max_pixels = 89478485;     // Pillow's decompression-bomb limit; 0 = none
@@ -82,6 +90,10 @@ class ConvNextImageProcessor {
   // `channels` 0 means channels().
   Tensor preprocess_files(const std::vector<std::string>& paths, const DecodeSettings& settings = {},
                           int64_t channels = 0) const;
+  // The same, one result per file, in order: a file that cannot be read or decoded gets its
+  // error and the others go on (what `convnext classify` does with a directory of images).
+  std::vector<PreprocessedFile> preprocess_each(const std::vector<std::string>& paths, const DecodeSettings& settings = {},
+                                                int64_t channels = 0) const;
 
   // The files decoded as load_image does: exif_transpose, then convert("RGB") (or "L").
   static ImageU8 load_image(const std::string& path, int64_t channels = 3, const DecodeSettings& settings = {});

@@ -81,21 +81,15 @@ int cmd_classify(int argc, char** argv, int first) {
     const size_t b1 = std::min(files.size(), b0 + static_cast<size_t>(batch_size));
     // Decode and preprocess in parallel; a bad file is reported, the rest go on.
     std::vector<Tensor> pix(b1 - b0);
-    std::vector<std::string> err(b1 - b0);
-#pragma omp parallel for schedule(dynamic, 1)
-    for (size_t i = b0; i < b1; ++i) {
-      try {
-        pix[i - b0] = proc.preprocess(ConvNextImageProcessor::load_image(files[i], channels, decode));
-      } catch (const std::exception& e) {
-        err[i - b0] = e.what();
-      }
-    }
+    std::vector<PreprocessedFile> each =
+        proc.preprocess_each(std::vector<std::string>(files.begin() + static_cast<std::ptrdiff_t>(b0),
+                                                      files.begin() + static_cast<std::ptrdiff_t>(b1)),
+                             decode, channels);
+    for (size_t i = 0; i < pix.size(); ++i) pix[i] = std::move(each[i].pixel_values);
     std::vector<size_t> ok;
     for (size_t i = 0; i < pix.size(); ++i) {
-      if (!err[i].empty()) {
-        std::fprintf(stderr, "convnext classify: error: %s%s%s\n",
-                     err[i].rfind(files[b0 + i], 0) == 0 ? "" : files[b0 + i].c_str(),
-                     err[i].rfind(files[b0 + i], 0) == 0 ? "" : ": ", err[i].c_str());
+      if (!each[i].ok()) {
+        std::fprintf(stderr, "convnext classify: error: %s\n", each[i].error.c_str());
         ++failures;
       } else if (!ok.empty() && pix[i].shape() != pix[ok[0]].shape()) {
         std::fprintf(stderr, "convnext classify: error: %s: preprocessed to %s, other images to %s\n", files[b0 + i].c_str(),

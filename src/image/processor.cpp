@@ -10,13 +10,13 @@
 //   torchvision backend (ConvNextImageProcessor): the same sizes; torchvision's int16 resize;
 //     crop padding puts the extra pixel bottom/right; rescale and normalise fused as
 //     (x − mean/rescale_factor) / (std/rescale_factor) in float32.
-#include <omp.h>
 
 #include <cmath>
 #include <filesystem>
 
 #include "convnext/error.h"
 #include "convnext/image_processor.h"
+#include "core/parallel.h"
 #include "image/decode.h"
 #include "io/hub_cache.h"
 #include "image/resample.h"
@@ -169,14 +169,14 @@ Tensor ConvNextImageProcessor::preprocess(const std::vector<ImageU8>& images) co
   if (images.empty()) throw Error("no images to preprocess");
   std::vector<Tensor> outs(images.size());
   std::vector<std::string> errors(images.size());
-#pragma omp parallel for schedule(dynamic, 1) if (images.size() > 1)
-  for (size_t i = 0; i < images.size(); ++i) {
+  parallel::for_each(static_cast<int64_t>(images.size()), images.size() > 1, [&](int64_t i_) {
+    const size_t i = static_cast<size_t>(i_);
     try {
       outs[i] = preprocess(images[i]);
     } catch (const std::exception& e) {
       errors[i] = e.what();
     }
-  }
+  });
   for (const std::string& e : errors)
     if (!e.empty()) throw Error(e);
   const Shape s = outs[0].shape();
@@ -203,30 +203,37 @@ ImageU8 ConvNextImageProcessor::load_image(const std::string& path, int64_t chan
   return u;
 }
 
+std::vector<PreprocessedFile> ConvNextImageProcessor::preprocess_each(const std::vector<std::string>& paths,
+                                                                      const DecodeSettings& settings,
+                                                                      int64_t channels_wanted) const {
+  std::vector<PreprocessedFile> outs(paths.size());
+  const int64_t ch = channels_wanted > 0 ? channels_wanted : channels();
+  parallel::for_each(static_cast<int64_t>(paths.size()), paths.size() > 1, [&](int64_t i_) {
+    const size_t i = static_cast<size_t>(i_);
+    try {
+      outs[i].pixel_values = preprocess(load_image(paths[i], ch, settings));
+    } catch (const std::exception& e) {
+      const std::string what = e.what();
+      outs[i].error = what.rfind(paths[i], 0) == 0 ? what : paths[i] + ": " + what;  // name the file once
+    }
+  });
+  return outs;
+}
+
 Tensor ConvNextImageProcessor::preprocess_files(const std::vector<std::string>& paths, const DecodeSettings& settings,
                                                 int64_t channels_wanted) const {
   if (paths.empty()) throw Error("no images to preprocess");
-  std::vector<Tensor> outs(paths.size());
-  std::vector<std::string> errors(paths.size());
-  const int64_t ch = channels_wanted > 0 ? channels_wanted : channels();
-#pragma omp parallel for schedule(dynamic, 1) if (paths.size() > 1)
-  for (size_t i = 0; i < paths.size(); ++i) {
-    try {
-      outs[i] = preprocess(load_image(paths[i], ch, settings));
-    } catch (const std::exception& e) {
-      errors[i] = paths[i] + ": " + e.what();
-      if (std::string(e.what()).rfind(paths[i], 0) == 0) errors[i] = e.what();  // already names the file
-    }
-  }
-  for (const std::string& e : errors)
-    if (!e.empty()) throw Error(e);
-  const Shape s = outs[0].shape();
+  const std::vector<PreprocessedFile> outs = preprocess_each(paths, settings, channels_wanted);
+  for (const PreprocessedFile& f : outs)
+    if (!f.ok()) throw Error(f.error);
+  const Shape s = outs[0].pixel_values.shape();
   Tensor batch({static_cast<int64_t>(outs.size()), s[0], s[1], s[2]});
   for (size_t i = 0; i < outs.size(); ++i) {
-    if (outs[i].shape() != s)
-      throw Error(paths[i] + ": comes out as " + shape_str(outs[i].shape()) + ", the first image as " + shape_str(s) +
+    const Tensor& t = outs[i].pixel_values;
+    if (t.shape() != s)
+      throw Error(paths[i] + ": comes out as " + shape_str(t.shape()) + ", the first image as " + shape_str(s) +
                   " (enable do_resize to batch images of different sizes)");
-    std::copy(outs[i].data(), outs[i].data() + outs[i].numel(), batch.data() + static_cast<int64_t>(i) * outs[i].numel());
+    std::copy(t.data(), t.data() + t.numel(), batch.data() + static_cast<int64_t>(i) * t.numel());
   }
   return batch;
 }

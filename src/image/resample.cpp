@@ -35,6 +35,7 @@
 // which pixel is picked when a position lands near an integer, so it is copied; a position
 // outside the image (should drift ever put one there) gives 0, as Pillow's fill does. No alpha
 // premultiplication for NEAREST.
+#include "core/parallel.h"
 #include "image/resample.h"
 
 #include <algorithm>
@@ -388,13 +389,12 @@ Image resample(const Image& in, int out_w, int out_h, const FilterDef& f) {
     for (int c : ax.count) taps += c;
     const int64_t work = rows * taps * C;
     const HorizontalFn row_fn = kern.horizontal[C - 1];
-#pragma omp parallel if (work > kParallelWork)
-    {
+    const int threads = work > kParallelWork ? parallel::max_threads() : 1;
+    parallel::for_chunks(rows, std::max<int64_t>(1, rows / (4 * threads)), [&](int64_t y0, int64_t y1) {
       std::vector<uint8_t> planes(static_cast<size_t>(C * (in_w + ax.kstride)), 0);
-#pragma omp for schedule(static)
-      for (int64_t y = 0; y < rows; ++y)
+      for (int64_t y = y0; y < y1; ++y)
         row_fn(in.pixels.data() + (row0 + y) * in_stride, in_w, ax, out_w, hout + y * out_stride, planes.data());
-    }
+    }, threads);
     if (!need_vertical) return out;
     vin = tmp.get();
     vin_row0 = row0;
@@ -404,10 +404,10 @@ Image resample(const Image& in, int out_w, int out_h, const FilterDef& f) {
   int64_t taps = 0;
   for (int c : ay.count) taps += c;
   const int64_t work = taps * len;
-#pragma omp parallel for schedule(static) if (work > kParallelWork)
-  for (int64_t yy = 0; yy < out_h; ++yy)
+  parallel::for_each(out_h, work > kParallelWork, [&](int64_t yy) {
     kern.vertical(vin + (ay.first[yy] - vin_row0) * len, len, ay.count[yy],
                   ay.k.data() + static_cast<size_t>(yy) * ay.kstride, len, out.row(yy));
+  });
   return out;
 }
 
@@ -434,9 +434,8 @@ Image nearest(const Image& in, int out_w, int out_h) {
   const int64_t C = in.channels;
   const std::vector<int64_t> xs = nearest_positions(in.width, out_w), ys = nearest_positions(in.height, out_h);
   Image out(out_w, out_h, C);  // zero-filled: Pillow's fill for positions outside the image
-#pragma omp parallel for schedule(static) if (static_cast <int64_t>(out_w) * out_h * C > (1 << 18))
-  for (int64_t y = 0; y < out_h; ++y) {
-    if (ys[y] < 0) continue;
+  parallel::for_each(out_h, static_cast <int64_t>(out_w) * out_h * C > (1 << 18), [&](int64_t y) {
+    if (ys[y] < 0) return;
     const uint8_t* src = in.row(ys[y]);
     uint8_t* dst = out.row(y);
     if (C == 1) {
@@ -449,7 +448,7 @@ Image nearest(const Image& in, int out_w, int out_h) {
       for (int64_t x = 0; x < out_w; ++x)
         if (xs[x] >= 0) std::memcpy(dst + C * x, src + C * xs[x], static_cast<size_t>(C));
     }
-  }
+  });
   return out;
 }
 
@@ -458,27 +457,25 @@ Image nearest(const Image& in, int out_w, int out_h) {
 Image premultiply(const Image& in) {
   Image out = in;
   const int64_t C = in.channels, n = in.width * in.height;
-#pragma omp parallel for schedule(static) if (n > (1 << 18))
-  for (int64_t i = 0; i < n; ++i) {
+  parallel::for_each(n, n > (1 << 18), [&](int64_t i) {
     uint8_t* p = out.pixels.data() + i * C;
     const uint32_t a = p[C - 1];
     for (int64_t c = 0; c + 1 < C; ++c) {
       const uint32_t t = p[c] * a + 128;
       p[c] = static_cast<uint8_t>(((t >> 8) + t) >> 8);
     }
-  }
+  });
   return out;
 }
 
 void unpremultiply(Image& im) {
   const int64_t C = im.channels, n = im.width * im.height;
-#pragma omp parallel for schedule(static) if (n > (1 << 18))
-  for (int64_t i = 0; i < n; ++i) {
+  parallel::for_each(n, n > (1 << 18), [&](int64_t i) {
     uint8_t* p = im.pixels.data() + i * C;
     const uint32_t a = p[C - 1];
-    if (a == 255 || a == 0) continue;
+    if (a == 255 || a == 0) return;
     for (int64_t c = 0; c + 1 < C; ++c) p[c] = static_cast<uint8_t>(std::min<uint32_t>(255, (255 * p[c]) / a));
-  }
+  });
 }
 
 }  // namespace

@@ -12,7 +12,7 @@ namespace convnext::image {
 //   2 channels → mode "LA"    (non-NEAREST filters premultiply alpha, as Pillow does via "La"),
 //   3 channels → mode "RGB",
 //   4 channels → mode "RGBA"  (non-NEAREST filters premultiply alpha, as Pillow does via "RGBa").
-// The same size returns a copy. Runs in parallel with OpenMP; the result does not depend on
+// The same size returns a copy. Runs on the library's threads (core/parallel.h); the result does not depend on
 // the thread count. Throws convnext::Error for an output size < 1, an empty input, a channel
 // count outside 1..4, a pixel buffer of the wrong size or an unknown filter.
 Image resize_pil(const Image& in, int64_t out_width, int64_t out_height, Filter filter);

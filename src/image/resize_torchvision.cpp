@@ -5,9 +5,9 @@
 // Unlike Pillow the normalised weights are quantised to int16 with a per-axis precision: the
 // largest p < 22 with round(max_weight · 2^(p+1)) < 2^15. That is why it differs from Pillow by
 // ±1 here and there, and why we keep it separate from resample.cpp.
+#include "core/parallel.h"
 #include "image/resize_torchvision.h"
 
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -86,8 +86,7 @@ inline uint8_t clip(int32_t v, int p) {
 Image pass_horizontal(const Image& in, int64_t out_w, const Taps& t) {
   Image out(out_w, in.height, in.channels);
   const int64_t C = in.channels;
-#pragma omp parallel for schedule(static) if (in.height * out_w > 4096)
-  for (int64_t y = 0; y < in.height; ++y) {
+  parallel::for_each(in.height, in.height * out_w > 4096, [&](int64_t y) {
     const uint8_t* src = in.row(y);
     uint8_t* dst = out.row(y);
     for (int64_t x = 0; x < out_w; ++x) {
@@ -99,15 +98,14 @@ Image pass_horizontal(const Image& in, int64_t out_w, const Taps& t) {
         dst[x * C + c] = clip(acc, t.precision);
       }
     }
-  }
+  });
   return out;
 }
 
 Image pass_vertical(const Image& in, int64_t out_h, const Taps& t) {
   Image out(in.width, out_h, in.channels);
   const int64_t row = in.width * in.channels;
-#pragma omp parallel for schedule(static) if (out_h * row > 4096)
-  for (int64_t y = 0; y < out_h; ++y) {
+  parallel::for_each(out_h, out_h * row > 4096, [&](int64_t y) {
     const int16_t* w = t.w.data() + y * t.ksize;
     const int64_t y0 = t.start[static_cast<size_t>(y)], n = t.count[static_cast<size_t>(y)];
     uint8_t* dst = out.row(y);
@@ -116,7 +114,7 @@ Image pass_vertical(const Image& in, int64_t out_h, const Taps& t) {
       for (int64_t j = 0; j < n; ++j) acc += in.row(y0 + j)[i] * w[j];
       dst[i] = clip(acc, t.precision);
     }
-  }
+  });
   return out;
 }
 

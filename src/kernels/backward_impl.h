@@ -3,16 +3,23 @@
 // and compiled twice: in portable.cpp's family for any CPU and in x86/backward_avx512.cpp with
 // AVX-512 enabled, where the compiler vectorises the same loops 16 floats wide. Include it
 // inside the family's namespace. Threads split rows; per-row reductions (the LayerNorm and
-// depthwise parameter gradients) go to one accumulator per thread, summed in double at the end
-// so the result does not depend on how many threads ran.
-// The including file includes <omp.h>, <cmath> and <vector> first (this file is included
-// inside a namespace, so it includes nothing itself).
+// depthwise parameter gradients) go to one accumulator per fixed slice of rows (reduction_slice),
+// summed in double in slice order at the end, so the result depends neither on how many threads
+// ran nor on which thread took which slice.
+// The including file includes "core/parallel.h", <cmath> and <vector> first (this file is
+// included inside a namespace, so it includes nothing itself).
+
+// Rows per slice of a reduction over `rows` rows: at most kReductionSlices slices, or one when
+// the work is too small for threads.
+constexpr int64_t kReductionSlices = 8;
+inline int64_t reduction_slice(int64_t rows, bool worth_threads) {
+  return worth_threads ? std::max<int64_t>(1, (rows + kReductionSlices - 1) / kReductionSlices) : std::max<int64_t>(1, rows);
+}
 
 // LayerNorm forward that keeps what its backward needs: x̂ = (x − mean)/σ and 1/σ per row.
 void layer_norm_train(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta,
                                   float eps, float* y, float* xhat, float* rstd) {
-#pragma omp parallel for schedule(static) if (rows * C > 16384)
-  for (int64_t r = 0; r < rows; ++r) {
+  parallel::for_each(rows, rows * C > 16384, [&](int64_t r) {
     const float* xr = x + r * C;
     float s = 0;
     for (int64_t c = 0; c < C; ++c) s += xr[c];
@@ -28,17 +35,16 @@ void layer_norm_train(const float* x, int64_t rows, int64_t C, const float* gamm
       hr[c] = h;
       yr[c] = h * gamma[c] + beta[c];
     }
-  }
+  });
 }
 
 // dx = (g − mean(g) − x̂·mean(g·x̂))/σ with g = dy·γ, per row; dgamma += Σ dy·x̂, dbeta += Σ dy.
 void layer_norm_backward(const float* dy, const float* xhat, const float* rstd, int64_t rows, int64_t C,
                                      const float* gamma, float* dx, float* dgamma, float* dbeta) {
-  const int threads = (rows * C > 16384 && !omp_in_parallel()) ? omp_get_max_threads() : 1;
-  std::vector<double> part(static_cast<size_t>(threads * 2 * C), 0.0);
-#pragma omp parallel num_threads(threads)
-  {
-    const int t = omp_get_thread_num();
+  const int64_t slice = reduction_slice(rows, rows * C > 16384), slices = (rows + slice - 1) / slice;
+  std::vector<double> part(static_cast<size_t>(slices * 2 * C), 0.0);
+  parallel::for_chunks(rows, slice, [&](int64_t r0, int64_t r1) {
+    const int64_t t = r0 / slice;
     std::vector<float> g(static_cast<size_t>(C)), accg(static_cast<size_t>(C), 0.0f), accb(static_cast<size_t>(C), 0.0f);
     int64_t since_flush = 0;
     auto flush = [&] {
@@ -49,8 +55,7 @@ void layer_norm_backward(const float* dy, const float* xhat, const float* rstd, 
         accg[static_cast<size_t>(c)] = accb[static_cast<size_t>(c)] = 0.0f;
       }
     };
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t r = r0; r < r1; ++r) {
       const float* dyr = dy + r * C;
       const float* hr = xhat + r * C;
       float s1 = 0, s2 = 0;
@@ -71,10 +76,10 @@ void layer_norm_backward(const float* dy, const float* xhat, const float* rstd, 
       }
     }
     flush();
-  }
+  });
   for (int64_t c = 0; c < C; ++c) {
     double sg = 0, sb = 0;
-    for (int t = 0; t < threads; ++t) {
+    for (int64_t t = 0; t < slices; ++t) {
       sg += part[static_cast<size_t>(t * 2 * C + c)];
       sb += part[static_cast<size_t>(t * 2 * C + C + c)];
     }
@@ -87,15 +92,13 @@ void layer_norm_backward(const float* dy, const float* xhat, const float* rstd, 
 void dwconv7_weight_grad(const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C,
                                      float* dw49, float* dbias) {
   const int64_t rows = N * H;
-  const int threads = (rows * W * C > 16384 && !omp_in_parallel()) ? omp_get_max_threads() : 1;
+  const int64_t slice = reduction_slice(rows, rows * W * C > 16384), slices = (rows + slice - 1) / slice;
   const int64_t P = 50 * C;  // 49 taps + bias
-  std::vector<double> part(static_cast<size_t>(threads * P), 0.0);
-#pragma omp parallel num_threads(threads)
-  {
-    const int t = omp_get_thread_num();
+  std::vector<double> part(static_cast<size_t>(slices * P), 0.0);
+  parallel::for_chunks(rows, slice, [&](int64_t r0, int64_t r1) {
+    const int64_t t = r0 / slice;
     std::vector<float> acc(static_cast<size_t>(P), 0.0f);
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {  // one output row of one image; float sums over one row
+    for (int64_t r = r0; r < r1; ++r) {  // one output row of one image; float sums over one row
       const int64_t n = r / H, i = r % H;
       for (int64_t j = 0; j < W; ++j) {
         const float* g = dy + ((n * H + i) * W + j) * C;
@@ -119,10 +122,10 @@ void dwconv7_weight_grad(const float* x, const float* dy, int64_t N, int64_t H, 
         acc[static_cast<size_t>(q)] = 0.0f;
       }
     }
-  }
+  });
   for (int64_t q = 0; q < P; ++q) {
     double s = 0;
-    for (int t = 0; t < threads; ++t) s += part[static_cast<size_t>(t * P + q)];
+    for (int64_t t = 0; t < slices; ++t) s += part[static_cast<size_t>(t * P + q)];
     if (q < 49 * C) dw49[q] += static_cast<float>(s);
     else if (dbias) dbias[q - 49 * C] += static_cast<float>(s);
   }
@@ -130,18 +133,16 @@ void dwconv7_weight_grad(const float* x, const float* dy, int64_t N, int64_t H, 
 
 // out[c] += Σ_r x[r, c] (bias gradients), in double across rows.
 void column_sums(const float* x, int64_t rows, int64_t C, float* out) {
-  const int threads = (rows * C > 65536 && !omp_in_parallel()) ? omp_get_max_threads() : 1;
-  std::vector<double> part(static_cast<size_t>(threads * C), 0.0);
-#pragma omp parallel num_threads(threads)
-  {
-    double* p = part.data() + static_cast<size_t>(omp_get_thread_num()) * C;
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r)
+  const int64_t slice = reduction_slice(rows, rows * C > 65536), slices = (rows + slice - 1) / slice;
+  std::vector<double> part(static_cast<size_t>(slices * C), 0.0);
+  parallel::for_chunks(rows, slice, [&](int64_t r0, int64_t r1) {
+    double* p = part.data() + static_cast<size_t>(r0 / slice * C);
+    for (int64_t r = r0; r < r1; ++r)
       for (int64_t c = 0; c < C; ++c) p[c] += x[r * C + c];
-  }
+  });
   for (int64_t c = 0; c < C; ++c) {
     double s = 0;
-    for (int t = 0; t < threads; ++t) s += part[static_cast<size_t>(t * C + c)];
+    for (int64_t t = 0; t < slices; ++t) s += part[static_cast<size_t>(t * C + c)];
     out[c] += static_cast<float>(s);
   }
 }

@@ -1,11 +1,11 @@
 // Chooses the kernel family once: AVX-512 when the CPU has it (unless CONVNEXT_KERNELS=portable).
-#include <omp.h>
 
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "core/cpu.h"
+#include "core/parallel.h"
 #include "kernels/kernels.h"
 
 namespace convnext::kernels {
@@ -56,8 +56,9 @@ void activation(Activation act, float* x, int64_t n) {
   if (!use_x86()) return portable::activation(act, x, n);
   constexpr int64_t kChunk = 16384;
   const int64_t chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) if (chunks > 1)
-  for (int64_t c = 0; c < chunks; ++c) x86::activation(act, x + c * kChunk, std::min(kChunk, n - c * kChunk));
+  parallel::for_each(chunks, chunks > 1, [&](int64_t c) {
+    x86::activation(act, x + c * kChunk, std::min(kChunk, n - c * kChunk));
+  });
 }
 
 }  // namespace convnext::kernels
@@ -97,15 +98,14 @@ void activation_out(Activation act, const float* x, float* y, int64_t n) {
   // In chunks that stay in L1 between the copy and the in-place activation.
   constexpr int64_t kChunk = 4096;
   const int64_t chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) if (chunks > 16)
-  for (int64_t c = 0; c < chunks; ++c) {
+  parallel::for_each(chunks, chunks > 16, [&](int64_t c) {
     const int64_t i0 = c * kChunk, len = std::min(kChunk, n - i0);
     std::copy(x + i0, x + i0 + len, y + i0);
-    if (act == Activation::Linear) continue;
+    if (act == Activation::Linear) return;
     if (use_x86()) x86::activation(act, y + i0, len);
     else
       for (int64_t i = i0; i < i0 + len; ++i) y[i] = portable::activation_scalar(act, y[i]);
-  }
+  });
 }
 
 void activation_backward(Activation act, const float* h, const float* dy, float* dx, int64_t n) {

@@ -1,9 +1,9 @@
 // Data movement: weight packing, patch gathering, pooling and layout changes.
-#include <omp.h>
 
 #include <algorithm>
 #include <cstring>
 
+#include "core/parallel.h"
 #include "io/safetensors.h"  // f32_to_bf16
 #include "kernels/kernels.h"
 
@@ -29,8 +29,7 @@ void pack_fp32_into(const float* W, const float* row_scale, const float* col_sca
                     int64_t K, PackedLinear& P) {
   const int64_t panels = reuse_storage(P, N, K);
   if (bias) std::copy(bias, bias + N, P.bias.begin());
-#pragma omp parallel for schedule(static) if (panels * K * kPanel > 262144)
-  for (int64_t p = 0; p < panels; ++p) {
+  parallel::for_each(panels, panels * K * kPanel > 262144, [&](int64_t p) {
     const int64_t n0 = p * kPanel, nc = std::min(kPanel, N - n0);
     for (int64_t k = 0; k < K; ++k) {
       float* dst = P.panels.data() + (p * K + k) * kPanel;
@@ -38,7 +37,7 @@ void pack_fp32_into(const float* W, const float* row_scale, const float* col_sca
       for (int64_t j = 0; j < nc; ++j) dst[j] = (row_scale ? row_scale[n0 + j] : 1.0f) * W[(n0 + j) * K + k] * cs;
       for (int64_t j = nc; j < kPanel; ++j) dst[j] = 0.0f;
     }
-  }
+  });
 }
 }  // namespace
 
@@ -76,29 +75,29 @@ PackedLinear pack_linear_scaled(const float* W, const float* row_scale, const fl
 
 void patchify_nhwc(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, int64_t p, float* out) {
   const int64_t Ho = H / p, Wo = W / p, K = p * p * C;
-#pragma omp parallel for collapse(2) schedule(static) if (N * Ho * Wo * K > 65536)
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t i = 0; i < Ho; ++i)
-      for (int64_t j = 0; j < Wo; ++j) {
-        float* dst = out + ((n * Ho + i) * Wo + j) * K;
-        for (int64_t ky = 0; ky < p; ++ky)  // the p pixels of one patch row are contiguous in NHWC
-          std::memcpy(dst + ky * p * C, x + ((n * H + i * p + ky) * W + j * p) * C,
-                      static_cast<size_t>(p * C) * sizeof(float));
-      }
+  parallel::for_each(N * Ho, N * Ho * Wo * K > 65536, [&](int64_t ni) {
+    const int64_t n = ni / Ho, i = ni % Ho;
+    for (int64_t j = 0; j < Wo; ++j) {
+      float* dst = out + ((n * Ho + i) * Wo + j) * K;
+      for (int64_t ky = 0; ky < p; ++ky)  // the p pixels of one patch row are contiguous in NHWC
+        std::memcpy(dst + ky * p * C, x + ((n * H + i * p + ky) * W + j * p) * C,
+                    static_cast<size_t>(p * C) * sizeof(float));
+    }
+  });
 }
 
 void patchify_nchw(const float* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, float* out) {
   const int64_t Ho = H / p, Wo = W / p, K = p * p * C;
-#pragma omp parallel for collapse(2) schedule(static) if (N * Ho * Wo * K > 65536)
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t i = 0; i < Ho; ++i)
-      for (int64_t j = 0; j < Wo; ++j) {
-        float* dst = out + ((n * Ho + i) * Wo + j) * K;
-        for (int64_t ky = 0; ky < p; ++ky)
-          for (int64_t kx = 0; kx < p; ++kx)
-            for (int64_t c = 0; c < C; ++c)
-              dst[(ky * p + kx) * C + c] = x[((n * C + c) * H + i * p + ky) * W + j * p + kx];
-      }
+  parallel::for_each(N * Ho, N * Ho * Wo * K > 65536, [&](int64_t ni) {
+    const int64_t n = ni / Ho, i = ni % Ho;
+    for (int64_t j = 0; j < Wo; ++j) {
+      float* dst = out + ((n * Ho + i) * Wo + j) * K;
+      for (int64_t ky = 0; ky < p; ++ky)
+        for (int64_t kx = 0; kx < p; ++kx)
+          for (int64_t c = 0; c < C; ++c)
+            dst[(ky * p + kx) * C + c] = x[((n * C + c) * H + i * p + ky) * W + j * p + kx];
+    }
+  });
 }
 
 std::vector<float> conv_weight_to_patch_linear(const float* w, int64_t O, int64_t C, int64_t p) {
@@ -126,10 +125,10 @@ void mean_pool(const float* x, int64_t N, int64_t HW, int64_t C, float* out) {
 
 void nhwc_to_nchw(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, float* out) {
   const int64_t HW = H * W;
-#pragma omp parallel for collapse(2) schedule(static) if (N * HW * C > 65536)
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t c = 0; c < C; ++c)
-      for (int64_t q = 0; q < HW; ++q) out[(n * C + c) * HW + q] = x[(n * HW + q) * C + c];
+  parallel::for_each(N * C, N * HW * C > 65536, [&](int64_t nc) {
+    const int64_t n = nc / C, c = nc % C;
+    for (int64_t q = 0; q < HW; ++q) out[(n * C + c) * HW + q] = x[(n * HW + q) * C + c];
+  });
 }
 
 // ---- training ----
@@ -144,29 +143,28 @@ void pack_kn_into(const float* B, int64_t ldb, int64_t K, int64_t N, PackedLinea
   const int64_t panels = reuse_storage(P, N, K);
   // Panel p's row k is B[k][32p .. 32p+31]: a copy of 32 contiguous floats, the last panel's
   // columns past N zeroed (the storage is reused, so nothing else clears them).
-#pragma omp parallel for schedule(static) if (panels * K * kPanel > 262144)
-  for (int64_t p = 0; p < panels; ++p) {
+  parallel::for_each(panels, panels * K * kPanel > 262144, [&](int64_t p) {
     const int64_t n0 = p * kPanel, nc = std::min(kPanel, N - n0);
     for (int64_t k = 0; k < K; ++k) {
       float* dst = P.panels.data() + (p * K + k) * kPanel;
       std::memcpy(dst, B + k * ldb + n0, static_cast<size_t>(nc) * sizeof(float));
       if (nc < kPanel) std::memset(dst + nc, 0, static_cast<size_t>(kPanel - nc) * sizeof(float));
     }
-  }
+  });
 }
 
 void unpatchify_nhwc(const float* patches, int64_t N, int64_t H, int64_t W, int64_t C, int64_t p, float* x) {
   const int64_t Ho = H / p, Wo = W / p, K = p * p * C;
   if (Ho * p != H || Wo * p != W) std::memset(x, 0, static_cast<size_t>(N * H * W * C) * sizeof(float));
-#pragma omp parallel for collapse(2) schedule(static) if (N * Ho * Wo * K > 65536)
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t i = 0; i < Ho; ++i)
-      for (int64_t j = 0; j < Wo; ++j) {
-        const float* src = patches + ((n * Ho + i) * Wo + j) * K;
-        for (int64_t ky = 0; ky < p; ++ky)
-          std::memcpy(x + ((n * H + i * p + ky) * W + j * p) * C, src + ky * p * C,
-                      static_cast<size_t>(p * C) * sizeof(float));
-      }
+  parallel::for_each(N * Ho, N * Ho * Wo * K > 65536, [&](int64_t ni) {
+    const int64_t n = ni / Ho, i = ni % Ho;
+    for (int64_t j = 0; j < Wo; ++j) {
+      const float* src = patches + ((n * Ho + i) * Wo + j) * K;
+      for (int64_t ky = 0; ky < p; ++ky)
+        std::memcpy(x + ((n * H + i * p + ky) * W + j * p) * C, src + ky * p * C,
+                    static_cast<size_t>(p * C) * sizeof(float));
+    }
+  });
 }
 
 void unpatchify_nchw(const float* patches, int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, float* x) {

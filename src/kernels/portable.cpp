@@ -1,11 +1,11 @@
 // Portable kernels: plain C++ that the compiler vectorises for whatever the target is. Used
 // when the CPU has no AVX-512, and tested against reference/ like the x86 kernels.
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
+#include "core/parallel.h"
 #include "io/safetensors.h"  // bf16 conversions
 #include "kernels/kernels.h"
 
@@ -36,8 +36,9 @@ float activation_scalar(Activation act, float x) {
 
 void activation(Activation act, float* x, int64_t n) {
   if (act == Activation::Linear) return;
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) x[i] = activation_scalar(act, x[i]);
+  parallel::for_each(n, n > 65536, [&](int64_t i) {
+    x[i] = activation_scalar(act, x[i]);
+  });
 }
 
 namespace {
@@ -67,29 +68,27 @@ void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float
   const int64_t N = W.N, K = W.K, panels = (N + kPanel - 1) / kPanel;
   constexpr int64_t MR = 4;
   const int64_t mtiles = (M + MR - 1) / MR;
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t p = 0; p < panels; ++p)
-    for (int64_t t = 0; t < mtiles; ++t) {
-      const int64_t m0 = t * MR, mr = std::min(MR, M - m0), n0 = p * kPanel, nc = std::min(kPanel, N - n0);
-      const float* Bp = W.panels.data() + p * K * kPanel;
-      const float* b = W.bias.data() + n0;
-      const float* Ap = A + m0 * lda;
-      float* Cp = C + m0 * ldc + n0;
-      switch (mr) {
-        case 4: tile<4>(K, Ap, lda, Bp, b, Cp, ldc, nc, accumulate); break;
-        case 3: tile<3>(K, Ap, lda, Bp, b, Cp, ldc, nc, accumulate); break;
-        case 2: tile<2>(K, Ap, lda, Bp, b, Cp, ldc, nc, accumulate); break;
-        default: tile<1>(K, Ap, lda, Bp, b, Cp, ldc, nc, accumulate); break;
-      }
-      if (act != Activation::Linear)
-        for (int64_t i = 0; i < mr; ++i)
-          for (int64_t j = 0; j < nc; ++j) Cp[i * ldc + j] = activation_scalar(act, Cp[i * ldc + j]);
+  parallel::for_each(panels * mtiles, true, [&](int64_t pt) {
+    const int64_t p = pt / mtiles, t = pt % mtiles;
+    const int64_t m0 = t * MR, mr = std::min(MR, M - m0), n0 = p * kPanel, nc = std::min(kPanel, N - n0);
+    const float* Bp = W.panels.data() + p * K * kPanel;
+    const float* b = W.bias.data() + n0;
+    const float* Ap = A + m0 * lda;
+    float* Cp = C + m0 * ldc + n0;
+    switch (mr) {
+      case 4: tile<4>(K, Ap, lda, Bp, b, Cp, ldc, nc, accumulate); break;
+      case 3: tile<3>(K, Ap, lda, Bp, b, Cp, ldc, nc, accumulate); break;
+      case 2: tile<2>(K, Ap, lda, Bp, b, Cp, ldc, nc, accumulate); break;
+      default: tile<1>(K, Ap, lda, Bp, b, Cp, ldc, nc, accumulate); break;
     }
+    if (act != Activation::Linear)
+      for (int64_t i = 0; i < mr; ++i)
+        for (int64_t j = 0; j < nc; ++j) Cp[i * ldc + j] = activation_scalar(act, Cp[i * ldc + j]);
+  });
 }
 
 void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y) {
-#pragma omp parallel for schedule(static) if (rows * C > 16384)
-  for (int64_t r = 0; r < rows; ++r) {
+  parallel::for_each(rows, rows * C > 16384, [&](int64_t r) {
     const float* xr = x + r * C;
     float* yr = y + r * C;
     double s = 0;
@@ -99,28 +98,28 @@ void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, con
     for (int64_t c = 0; c < C; ++c) v += static_cast<double>(xr[c] - mean) * (xr[c] - mean);
     const float rstd = static_cast<float>(1.0 / std::sqrt(v / static_cast<double>(C) + eps));
     for (int64_t c = 0; c < C; ++c) yr[c] = (xr[c] - mean) * rstd * (gamma ? gamma[c] : 1.0f) + (beta ? beta[c] : 0.0f);
-  }
+  });
 }
 
 void dwconv7(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t i = 0; i < H; ++i)
-      for (int64_t j = 0; j < W; ++j) {
-        float* out = y + ((n * H + i) * W + j) * C;
-        for (int64_t c = 0; c < C; ++c) out[c] = bias ? bias[c] : 0.0f;
-        for (int64_t ky = 0; ky < 7; ++ky) {
-          const int64_t yy = i + ky - 3;
-          if (yy < 0 || yy >= H) continue;
-          for (int64_t kx = 0; kx < 7; ++kx) {
-            const int64_t xx = j + kx - 3;
-            if (xx < 0 || xx >= W) continue;
-            const float* in = x + ((n * H + yy) * W + xx) * C;
-            const float* wk = w49 + (ky * 7 + kx) * C;
-            for (int64_t c = 0; c < C; ++c) out[c] += in[c] * wk[c];
-          }
+  parallel::for_each(N * H, true, [&](int64_t ni) {
+    const int64_t n = ni / H, i = ni % H;
+    for (int64_t j = 0; j < W; ++j) {
+      float* out = y + ((n * H + i) * W + j) * C;
+      for (int64_t c = 0; c < C; ++c) out[c] = bias ? bias[c] : 0.0f;
+      for (int64_t ky = 0; ky < 7; ++ky) {
+        const int64_t yy = i + ky - 3;
+        if (yy < 0 || yy >= H) continue;
+        for (int64_t kx = 0; kx < 7; ++kx) {
+          const int64_t xx = j + kx - 3;
+          if (xx < 0 || xx >= W) continue;
+          const float* in = x + ((n * H + yy) * W + xx) * C;
+          const float* wk = w49 + (ky * 7 + kx) * C;
+          for (int64_t c = 0; c < C; ++c) out[c] += in[c] * wk[c];
         }
       }
+    }
+  });
 }
 
 void dwconv7_ln(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
@@ -138,8 +137,7 @@ namespace convnext::kernels::portable {
 void linear_bf16(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
                  Activation act) {
   const int64_t N = W.N, K = W.K, K2 = (K + 1) / 2;
-#pragma omp parallel for schedule(static) if (M * N * K > 32768)
-  for (int64_t m = 0; m < M; ++m) {
+  parallel::for_each(M, M * N * K > 32768, [&](int64_t m) {
     std::vector<float> a(static_cast<size_t>(2 * K2), 0.0f);
     for (int64_t k = 0; k < K; ++k) a[static_cast<size_t>(k)] = io::bf16_to_f32(io::f32_to_bf16(A[m * lda + k]));
     for (int64_t n = 0; n < N; ++n) {
@@ -152,7 +150,7 @@ void linear_bf16(int64_t M, const float* A, int64_t lda, const PackedLinear& W, 
       const float v = activation_scalar(act, acc + W.bias[static_cast<size_t>(n)]);
       C[m * ldc + n] = accumulate ? C[m * ldc + n] + v : v;
     }
-  }
+  });
 }
 
 }  // namespace convnext::kernels::portable

@@ -1,11 +1,11 @@
 // Portable backward-pass kernels (see backward_impl.h) and the activation derivatives.
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 #include <cmath>
 
+#include "core/parallel.h"
 #include "kernels/kernels.h"
 
 namespace convnext::kernels::portable {
@@ -62,23 +62,23 @@ float activation_grad_scalar(Activation act, float x) {
 }
 
 void activation_backward(Activation act, const float* h, const float* dy, float* dx, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * activation_grad_scalar(act, h[i]);
+  parallel::for_each(n, n > 65536, [&](int64_t i) {
+    dx[i] = dy[i] * activation_grad_scalar(act, h[i]);
+  });
 }
 
 
 // C (+)= Aᵀ·B, A stored [K][M]: the plain loop over the packed panels.
 void linear_at(int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc, bool accumulate) {
   const int64_t N = B.N, K = B.K;
-#pragma omp parallel for schedule(static) if (M * N * K > 32768)
-  for (int64_t m = 0; m < M; ++m) {
+  parallel::for_each(M, M * N * K > 32768, [&](int64_t m) {
     std::vector<float> acc(static_cast<size_t>(N), 0.0f);
     for (int64_t k = 0; k < K; ++k) {
       const float a = A[k * lda + m];
       for (int64_t n = 0; n < N; ++n) acc[static_cast<size_t>(n)] += a * B.panels[static_cast<size_t>(((n / kPanel) * K + k) * kPanel + n % kPanel)];
     }
     for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = (accumulate ? C[m * ldc + n] : 0.0f) + acc[static_cast<size_t>(n)];
-  }
+  });
 }
 
 }  // namespace convnext::kernels::portable

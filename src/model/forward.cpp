@@ -7,14 +7,13 @@
 //
 // Feature maps live in NHWC, so the two pointwise layers, the patch convolutions and every
 // LayerNorm are row operations over contiguous channels.
-#include <omp.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <string>
 
 #include "convnext/error.h"
+#include "core/parallel.h"
 #include "model/network.h"
 
 namespace convnext::detail {
@@ -69,13 +68,12 @@ void block_forward(const Block& b, const Map& x, Activation act, float* t, float
   kernels::dwconv7_ln(x.data, x.N, x.H, x.W, C, b.dw_taps.data(), b.dw_bias.data(), kBlockEps, t);
   if (const int64_t tm = mlp_tile_rows(M, C, threads); tm > 0) {
     const int64_t tiles = (M + tm - 1) / tm;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (int64_t i = 0; i < tiles; ++i) {
+    parallel::for_chunks(tiles, 1, [&](int64_t i, int64_t) {
       const int64_t m0 = i * tm, rows = std::min(tm, M - m0);
-      float* hidden = h + static_cast<int64_t>(omp_get_thread_num()) * tm * H4;
+      float* hidden = h + static_cast<int64_t>(parallel::thread_index()) * tm * H4;
       kernels::linear(rows, t + m0 * C, C, b.pw1, hidden, H4, /*accumulate=*/false, act);
       kernels::linear(rows, hidden, H4, b.pw2, x.data + m0 * C, C, /*accumulate=*/true, Activation::Linear);
-    }
+    }, threads);
     return;
   }
   kernels::linear(M, t, C, b.pw1, h, H4, /*accumulate=*/false, act);

@@ -10,6 +10,7 @@
 // Unlike inference, nothing is folded: LayerNorm's affine and the layer scale have their own
 // gradients. Weights are packed for the GEMMs at every call (they change at every step); the
 // packs cost O(parameters), the GEMMs O(pixels × parameters).
+#include "core/parallel.h"
 #include "train/backprop.h"
 
 #include <algorithm>
@@ -245,11 +246,10 @@ TrainGraph::Result TrainGraph::forward_backward(const Tensor& px, const Labels& 
       const float* ls = b.layer_scale.empty() ? nullptr : b.layer_scale.data();
       const int64_t per = M / N;
       const float* scale = bs.scale.data();
-#pragma omp parallel for schedule(static) if (M * C > 32768)
-      for (int64_t r = 0; r < M; ++r) {
+      parallel::for_each(M, M * C > 32768, [&](int64_t r) {
         const float sc = scale[r / per];
         for (int64_t c = 0; c < C; ++c) y[r * C + c] = x[r * C + c] + sc * ((ls ? ls[c] : 1.0f) * z[r * C + c]);
-      }
+      });
       ++bi;
       ++mi;
     }
@@ -303,14 +303,14 @@ TrainGraph::Result TrainGraph::forward_backward(const Tensor& px, const Labels& 
       // d γ = Σ (G·scale)·z: the product goes through dz, summed by column_sums.
       const float* scale = bs.scale.data();
       if (ls) {
-#pragma omp parallel for schedule(static) if (M * C > 32768)
-        for (int64_t r = 0; r < M; ++r)
+        parallel::for_each(M, M * C > 32768, [&](int64_t r) {
           for (int64_t c = 0; c < C; ++c) dz[r * C + c] = G[r * C + c] * scale[r / per] * bs.z[static_cast<size_t>(r * C + c)];
+        });
         kernels::column_sums(dz, M, C, dls);
       }
-#pragma omp parallel for schedule(static) if (M * C > 32768)
-      for (int64_t r = 0; r < M; ++r)
+      parallel::for_each(M, M * C > 32768, [&](int64_t r) {
         for (int64_t c = 0; c < C; ++c) dz[r * C + c] = G[r * C + c] * scale[r / per] * (ls ? ls[c] : 1.0f);
+      });
       // pwconv2: dW2 += dzᵀ·a, da = dz·W2.
       weight_grad(dz, bs.a.data(), M, C, C4, grads.of(b.pw2_weight).data(), m.xpack);
       kernels::column_sums(dz, M, C, grads.of(b.pw2_bias).data());
@@ -321,9 +321,9 @@ TrainGraph::Result TrainGraph::forward_backward(const Tensor& px, const Labels& 
       float* t = grow(m.s2, M * C);
       const float* gam = b.norm.weight.data();
       const float* bet = b.norm.bias.data();
-#pragma omp parallel for schedule(static) if (M * C > 32768)
-      for (int64_t r = 0; r < M; ++r)
+      parallel::for_each(M, M * C > 32768, [&](int64_t r) {
         for (int64_t c = 0; c < C; ++c) t[r * C + c] = bs.xhat[static_cast<size_t>(r * C + c)] * gam[c] + bet[c];
+      });
       weight_grad(dh, t, M, C4, C, grads.of(b.pw1_weight).data(), m.xpack);
       kernels::column_sums(dh, M, C4, grads.of(b.pw1_bias).data());
       float* dt = t;
@@ -337,8 +337,9 @@ TrainGraph::Result TrainGraph::forward_backward(const Tensor& px, const Labels& 
       float* gdw = grads.of(b.dw_weight).data();
       for (int64_t c = 0; c < C; ++c)
         for (int64_t tp = 0; tp < 49; ++tp) gdw[c * 49 + tp] += dw49[static_cast<size_t>(tp * C + c)];
-#pragma omp parallel for schedule(static) if (M * C > 32768)
-      for (int64_t i = 0; i < M * C; ++i) G[i] += dx[i];
+      parallel::for_each(M * C, M * C > 32768, [&](int64_t i) {
+        G[i] += dx[i];
+      });
     }
     if (st.has_downsample) {
       --di;

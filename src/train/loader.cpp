@@ -3,7 +3,6 @@
 // worker stays busy even with a prefetch of one; batches are delivered strictly in order.
 // Everything random about an example comes from its own seed (seed, epoch, index), never from
 // which thread ran it, so the batches are the same with any number of workers.
-#include <omp.h>
 
 #include <condition_variable>
 #include <cstdio>
@@ -13,6 +12,7 @@
 #include <numeric>
 #include <thread>
 
+#include "core/parallel.h"
 #include "train/data.h"
 
 namespace convnext::train {
@@ -131,7 +131,7 @@ struct Loader::Impl {
   }
 
   void worker() {
-    omp_set_num_threads(1);  // workers run side by side with the training step's own threads
+    parallel::ThreadLimit one(1);  // workers run side by side with the training step's own threads
     const int64_t window = std::max(1, opt.prefetch);
     std::unique_lock<std::mutex> lk(mu);
     for (;;) {

@@ -3,6 +3,7 @@
 //   m ← lerp(m, g, 1 − β1)            v ← β2·v + (1 − β2)·g²
 //   p ← p − (lr / (1 − β1^t)) · m / (√v / √(1 − β2^t) + eps)
 // The scalars are computed in double as Python does, the tensor arithmetic in float32.
+#include "core/parallel.h"
 #include "train/optimizer.h"
 
 #include <algorithm>
@@ -50,14 +51,13 @@ void AdamW::step(Gradients& grads, double lr) {
     float* v = v_[i].data();
     const int64_t n = grads.grads[i].numel();
     const bool decay = decay_[i] && opt_.weight_decay != 0.0;
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (int64_t k = 0; k < n; ++k) {
+    parallel::for_each(n, n > 65536, [&](int64_t k) {
       if (decay) p[k] *= shrink;
       m[k] = m[k] + w1 * (g[k] - m[k]);  // torch.lerp with weight < 0.5
       v[k] = v[k] * b2 + w2 * g[k] * g[k];
       const float denom = std::sqrt(v[k]) / bc2_sqrt + eps;
       p[k] = p[k] - step_size * (m[k] / denom);
-    }
+    });
   }
 }
 

@@ -2,12 +2,12 @@
 // derivatives in registers (the activation backward touches every hidden value of every block).
 #include <immintrin.h>
 
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "core/parallel.h"
 #include "kernels/kernels.h"
 #include "kernels/x86/vmath_avx512.h"
 
@@ -30,13 +30,13 @@ void activation_backward(Activation act, const float* h, const float* dy, float*
   const bool vec = act == Activation::Gelu || act == Activation::Relu || act == Activation::Silu ||
                    act == Activation::QuickGelu || act == Activation::Linear;
   if (!vec) {
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * portable::activation_grad_scalar(act, h[i]);
+    parallel::for_each(n, n > 65536, [&](int64_t i) {
+      dx[i] = dy[i] * portable::activation_grad_scalar(act, h[i]);
+    });
     return;
   }
   const int64_t chunks = (n + 4095) / 4096;
-#pragma omp parallel for schedule(static) if (chunks > 16)
-  for (int64_t ch = 0; ch < chunks; ++ch)
+  parallel::for_each(chunks, chunks > 16, [&](int64_t ch) {
     for (int64_t i = ch * 4096, e = std::min(n, i + 4096); i < e; i += 16) {
       const __mmask16 m = tail_mask(e - i);
       const __m512 x = _mm512_maskz_loadu_ps(m, h + i), g = _mm512_maskz_loadu_ps(m, dy + i);
@@ -52,6 +52,7 @@ void activation_backward(Activation act, const float* h, const float* dy, float*
       }
       _mm512_mask_storeu_ps(dx + i, m, _mm512_mul_ps(g, d));
     }
+  });
 }
 
 

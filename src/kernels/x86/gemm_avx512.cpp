@@ -6,10 +6,10 @@
 // the rows of A stream past it); the output in tiles of kMc rows × kNp panels, which are the
 // units handed to threads.
 #include <immintrin.h>
-#include <omp.h>
 
 #include <algorithm>
 
+#include "core/parallel.h"
 #include "kernels/kernels.h"
 #include "kernels/x86/gemm_common.h"
 
@@ -59,11 +59,10 @@ void linear_impl(int64_t M, const float* A, int64_t lda, const PackedLinear& W, 
   const MicroFn* kern = TA ? kMicroT : kMicro;
   const int64_t N = W.N, K = W.K;
   if (M <= 0 || N <= 0) return;
-  const TilePlan plan = plan_tiles(M, N, omp_in_parallel() ? 1 : omp_get_max_threads());
+  const TilePlan plan = plan_tiles(M, N, parallel::max_threads());
   const int64_t tiles = plan.tiles();
   const Activation reg_act = act_in_registers(act) ? act : Activation::Linear;
-#pragma omp parallel for schedule(dynamic, 1) if (tiles > 1 && M * N * K > 32768)
-  for (int64_t t = 0; t < tiles; ++t) {
+  parallel::for_chunks(tiles, 1, [&](int64_t t, int64_t) {
     const int64_t m0 = (t / plan.ntiles) * plan.mc, m1 = std::min(M, m0 + plan.mc);
     const int64_t p0 = (t % plan.ntiles) * plan.np, p1 = std::min(plan.panels, p0 + plan.np);
     for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += kKc) {
@@ -73,7 +72,7 @@ void linear_impl(int64_t M, const float* A, int64_t lda, const PackedLinear& W, 
         const int64_t n0 = p * kPanel, nc = std::min(kPanel, N - n0);
         const float* Bp = W.panels.data() + (p * K + k0) * kPanel;
         const float* bias = last ? W.bias.data() + n0 : nullptr;
-        ChunkPrefetch pf(W.panels.data(), plan, K, kKc, t, tiles, omp_get_num_threads(), p, p0, p1, k0, kc,
+        ChunkPrefetch pf(W.panels.data(), plan, K, kKc, t, tiles, parallel::team_size(), p, p0, p1, k0, kc,
                          (m1 - m0 + kMr - 1) / kMr);
         for_each_row_run(m0, m1, [&](int64_t m, int rows) {
           int64_t pf_rows;
@@ -88,7 +87,7 @@ void linear_impl(int64_t M, const float* A, int64_t lda, const PackedLinear& W, 
       const int64_t n0 = p0 * kPanel, n1 = std::min(N, p1 * kPanel);
       for (int64_t m = m0; m < m1; ++m) activation(act, C + m * ldc + n0, n1 - n0);
     }
-  }
+  }, tiles > 1 && M * N * K > 32768 ? 0 : 1);
 }
 
 }  // namespace

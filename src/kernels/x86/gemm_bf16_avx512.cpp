@@ -5,11 +5,12 @@
 // Each tile first converts its rows of A to bf16 pairs (round to nearest even) into a
 // thread-local buffer, so the conversion costs K per row, not K per row and panel.
 #include <immintrin.h>
-#include <omp.h>
+#include <atomic>
 
 #include <algorithm>
 #include <vector>
 
+#include "core/parallel.h"
 #include "kernels/kernels.h"
 #include "kernels/x86/gemm_common.h"
 
@@ -75,23 +76,26 @@ void linear_bf16(int64_t M, const float* A, int64_t lda, const PackedLinear& W, 
                  Activation act) {
   const int64_t N = W.N, K = W.K, K2 = (K + 1) / 2;
   if (M <= 0 || N <= 0) return;
-  const TilePlan plan = plan_tiles(M, N, omp_in_parallel() ? 1 : omp_get_max_threads());
+  const TilePlan plan = plan_tiles(M, N, parallel::max_threads());
   const int64_t tiles = plan.tiles();
   const Activation reg_act = act_in_registers(act) ? act : Activation::Linear;
-#pragma omp parallel if (tiles > 1 && M * N * K > 32768)
-  {
-    // Each thread's bf16 copy of its rows of A, kept between calls: no allocation per GEMM.
-    static thread_local std::vector<uint32_t> abuf;
-    if (abuf.size() < static_cast<size_t>(plan.mc * K2)) abuf.resize(static_cast<size_t>(plan.mc * K2));
-    int64_t converted = -1;  // the row tile now in abuf: a thread's consecutive tiles often share it
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t t = 0; t < tiles; ++t) {
+  // Which GEMM call and row tile each thread's abuf holds: a thread's consecutive tiles often
+  // share their rows of A, which are then converted once.
+  static std::atomic<uint64_t> calls{0};
+  const uint64_t call = calls.fetch_add(1, std::memory_order_relaxed) + 1;
+  parallel::for_chunks(tiles, 1, [&](int64_t t, int64_t) {
+    {
+      // Each thread's bf16 copy of its rows of A, kept between calls: no allocation per GEMM.
+      static thread_local std::vector<uint32_t> abuf;
+      static thread_local uint64_t abuf_call = 0;
+      static thread_local int64_t abuf_tile = -1;
+      if (abuf.size() < static_cast<size_t>(plan.mc * K2)) abuf.resize(static_cast<size_t>(plan.mc * K2));
       const int64_t tm = t / plan.ntiles;
       const int64_t m0 = tm * plan.mc, m1 = std::min(M, m0 + plan.mc);
       const int64_t p0 = (t % plan.ntiles) * plan.np, p1 = std::min(plan.panels, p0 + plan.np);
-      if (converted != tm) {
+      if (abuf_call != call || abuf_tile != tm) {
         convert_rows(A + m0 * lda, lda, m1 - m0, K, K2, abuf.data());
-        converted = tm;
+        abuf_call = call, abuf_tile = tm;
       }
       for (int64_t k0 = 0; k0 < K2 || k0 == 0; k0 += kKc2) {
         const int64_t kc = std::min(kKc2, K2 - k0);
@@ -100,7 +104,7 @@ void linear_bf16(int64_t M, const float* A, int64_t lda, const PackedLinear& W, 
           const int64_t n0 = p * kPanel, nc = std::min(kPanel, N - n0);
           const uint16_t* Bp = W.panels_bf16.data() + (p * K2 + k0) * kPanel * 2;
           const float* bias = last ? W.bias.data() + n0 : nullptr;
-          ChunkPrefetch pf(W.panels_bf16.data(), plan, K2, kKc2, t, tiles, omp_get_num_threads(), p, p0, p1, k0, kc,
+          ChunkPrefetch pf(W.panels_bf16.data(), plan, K2, kKc2, t, tiles, parallel::team_size(), p, p0, p1, k0, kc,
                            (m1 - m0 + kMr - 1) / kMr);
           for_each_row_run(m0, m1, [&](int64_t m, int rows) {
             int64_t pf_rows;
@@ -116,7 +120,7 @@ void linear_bf16(int64_t M, const float* A, int64_t lda, const PackedLinear& W, 
         for (int64_t m = m0; m < m1; ++m) activation(act, C + m * ldc + n0, n1 - n0);
       }
     }
-  }
+  }, tiles > 1 && M * N * K > 32768 ? 0 : 1);
 }
 
 }  // namespace convnext::kernels::x86

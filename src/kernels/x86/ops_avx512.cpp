@@ -1,10 +1,10 @@
 // AVX-512 LayerNorm, depthwise 7×7 and activations on NHWC data.
 #include <immintrin.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 
+#include "core/parallel.h"
 #include "kernels/kernels.h"
 #include "kernels/x86/vmath_avx512.h"
 
@@ -63,8 +63,9 @@ inline void ln_row(const float* xr, int64_t C, const float* gamma, const float* 
 }  // namespace
 
 void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y) {
-#pragma omp parallel for schedule(static) if (rows * C > 16384)
-  for (int64_t r = 0; r < rows; ++r) ln_row(x + r * C, C, gamma, beta, eps, y + r * C);
+  parallel::for_each(rows, rows * C > 16384, [&](int64_t r) {
+    ln_row(x + r * C, C, gamma, beta, eps, y + r * C);
+  });
 }
 
 // B consecutive outputs (columns j0 … j0+B−1) of one output row of the depthwise 7×7, for one
@@ -127,21 +128,19 @@ static void dw_row(const float* x, int64_t H, int64_t W, int64_t C, int64_t i, c
 
 void dwconv7_ln(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
                 float eps, float* y) {
-#pragma omp parallel for schedule(static) if (N * H * W * C > 16384)
-  for (int64_t r = 0; r < N * H; ++r) {
+  parallel::for_each(N * H, N * H * W * C > 16384, [&](int64_t r) {
     const int64_t n = r / H, i = r % H;
     float* out = y + r * W * C;
     dw_row(x + n * H * W * C, H, W, C, i, w49, bias, out);
     for (int64_t j = 0; j < W; ++j) ln_row(out + j * C, C, nullptr, nullptr, eps, out + j * C);
-  }
+  });
 }
 
 void dwconv7(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y) {
-#pragma omp parallel for schedule(static) if (N * H * W * C > 16384)
-  for (int64_t r = 0; r < N * H; ++r) {
+  parallel::for_each(N * H, N * H * W * C > 16384, [&](int64_t r) {
     const int64_t n = r / H, i = r % H;
     dw_row(x + n * H * W * C, H, W, C, i, w49, bias, y + r * W * C);
-  }
+  });
 }
 
 }  // namespace convnext::kernels::x86
