@@ -1,5 +1,6 @@
 // libconvnext: ConvNeXT (transformers semantics) in C++. Include this one header.
 #pragma once
+#include "convnext/benchmark.h"
 #include "convnext/config.h"
 #include "convnext/error.h"
 #include "convnext/image_processor.h"

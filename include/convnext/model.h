@@ -73,6 +73,7 @@ struct BackboneOutput {
 
 namespace detail {
 struct Network;
+struct Access;
 
 class ModelBase {
  public:
@@ -87,10 +88,8 @@ class ModelBase {
   // The checkpoint's file format ("safetensors", "safetensors (sharded, 3 files)", "new").
   const std::string& weights_format() const;
   Precision precision() const;
-  // The network behind the model (an opaque type outside the library; the bench command uses it).
-  const std::shared_ptr<Network>& network() const { return net_; }
-
  protected:
+  friend struct Access;  // the library's implementation files reach the Network through it
   ModelBase(const std::string& path, const LoadOptions& options, Architecture arch);
   ModelBase(const ConvNextConfig& config, uint64_t seed, Architecture arch, bool inference_only, Precision precision);
   std::shared_ptr<Network> net_;

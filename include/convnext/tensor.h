@@ -52,4 +52,42 @@ Tensor load_tensor(const std::string& safetensors_path, const std::string& name)
 // Writes F32 tensors to a safetensors file, in the order given.
 void save_tensors(const std::string& safetensors_path, const std::vector<std::pair<std::string, Tensor>>& tensors);
 
+namespace io {
+class SafetensorsFile;
+class SafetensorsWriter;
+}  // namespace io
+
+// A safetensors file opened for reading: memory-mapped, every offset checked when it opens.
+// Errors name the file and the tensor.
+class TensorFile {
+ public:
+  static TensorFile open(const std::string& path);
+  const std::string& path() const;
+  std::vector<std::string> names() const;  // in the order of their bytes in the file
+  bool contains(const std::string& name) const;
+  std::string dtype(const std::string& name) const;  // "F32", "F16", "BF16", "F64", "I64", "I32", "U8", ...
+  Shape shape(const std::string& name) const;
+  bool is_floating(const std::string& name) const;
+  // As float32 (F16, BF16 and F64 converted); an integer tensor is an Error.
+  Tensor get(const std::string& name) const;
+  // An integer tensor (I64, I32, I16, I8, U8) as int64 (labels).
+  std::vector<int64_t> get_int64(const std::string& name) const;
+
+ private:
+  std::shared_ptr<const io::SafetensorsFile> file_;
+};
+
+// Writes tensors to a safetensors file in the order added: F32, and I64 (labels). The file is
+// written under a temporary name and renamed, so a reader never sees half of it.
+class TensorFileWriter {
+ public:
+  TensorFileWriter();
+  void add(const std::string& name, const Tensor& t);
+  void add_int64(const std::string& name, const Shape& shape, const std::vector<int64_t>& values);
+  void save(const std::string& path) const;
+
+ private:
+  std::shared_ptr<io::SafetensorsWriter> writer_;
+};
+
 }  // namespace convnext

@@ -5,7 +5,6 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "convnext/convnext.h"
-#include "io/safetensors.h"
 
 namespace convnext::cli {
 
@@ -34,11 +33,9 @@ A summary goes to stdout (one JSON object with --json).
   --dtype bf16  bfloat16 GEMMs (vdpbf16ps, fp32 accumulation): about twice as fast, ~1e-2 logit error
 )";
 
-Labels read_labels(const io::SafetensorsFile& f) {
-  const io::TensorInfo* t = f.find("labels");
-  if (t->dtype == "F32" || t->dtype == "F64" || t->dtype == "F16" || t->dtype == "BF16")
-    return Labels::floats(f.get_f32("labels"));
-  return Labels::classes(f.get_i64("labels"));
+Labels read_labels(const TensorFile& f) {
+  if (f.is_floating("labels")) return Labels::floats(f.get("labels"));
+  return Labels::classes(f.get_int64("labels"));
 }
 
 nlohmann::json describe(const Tensor& t) { return {{"shape", t.shape()}}; }
@@ -59,15 +56,15 @@ int cmd_forward(int argc, char** argv, int first) {
   opts.ignore_mismatched_sizes = a.has("ignore-mismatched-sizes");
   if (a.bf16()) opts.precision = Precision::BF16;
 
-  auto in = io::SafetensorsFile::open(input);
-  if (!in->contains("pixel_values")) throw Error(input + ": no tensor named 'pixel_values'");
-  const Tensor px = in->get_f32("pixel_values");
+  const TensorFile in = TensorFile::open(input);
+  if (!in.contains("pixel_values")) throw Error(input + ": no tensor named 'pixel_values'");
+  const Tensor px = in.get("pixel_values");
   if (px.ndim() != 4) throw Error(input + ": pixel_values must be [N,C,H,W], got shape " + shape_str(px.shape()));
   std::optional<Labels> labels;
-  if (in->contains("labels")) labels = read_labels(*in);
+  if (in.contains("labels")) labels = read_labels(in);
 
   const ConvNextConfig config = config_of_checkpoint(model_dir);
-  io::SafetensorsWriter w;
+  TensorFileWriter w;
   nlohmann::json summary = {{"model", model_dir}, {"architecture", architecture_name(config.architecture())}};
   auto put = [&](const std::string& name, const Tensor& t) {
     w.add(name, t);

@@ -1,0 +1,66 @@
+// Timing a model as `convnext bench` does: the median of N forward passes (or training steps)
+// on random pixel_values after W warm-up runs, the throughput, and optionally where the time of
+// a forward pass goes.
+//
+//   auto model = convnext::ConvNextForImageClassification::from_pretrained("dir");
+//   convnext::BenchmarkResult r = convnext::benchmark_forward(model, {.batch = 8});
+//   r.median_ms, r.images_per_s, r.gflops
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "convnext/config.h"
+#include "convnext/model.h"
+
+namespace convnext {
+
+struct BenchmarkOptions {
+  int64_t batch = 1;
+  int64_t size = 224;     // pixel_values [batch, num_channels, size, size], N(0, 1), fixed seed
+  int64_t iters = 10;     // timed runs
+  int64_t warmup = 2;     // untimed runs first
+  bool profile = false;   // forward only: time each part of the pass (BenchmarkResult::parts)
+  std::function<void()> on_run;  // called after every run, warm-up included (progress)
+};
+
+struct PartTiming {
+  std::string part;  // "embeddings", "stage1.blocks", "stage2.downsample", ..., "pooling", "head"
+  double median_ms = 0;
+  double gflops = 0;  // 0 for parts without multiply-adds (pooling)
+};
+
+struct BenchmarkResult {
+  std::string mode;  // "forward" or "train"
+  int64_t batch = 0, size = 0;
+  int threads = 0;
+  std::string dtype;    // "f32" or "bf16"
+  std::string kernels;  // the kernels that ran: "avx512", "portable", "avx512_bf16", ...
+  double median_ms = 0, min_ms = 0;
+  double images_per_s = 0;
+  double gflops = 0;        // GFLOP/s; training counts 3× the forward's operations
+  double peak_rss_mb = 0;   // of the whole process so far
+  std::vector<PartTiming> parts;  // with BenchmarkOptions::profile
+};
+
+// Times ConvNextForImageClassification::forward.
+BenchmarkResult benchmark_forward(const ConvNextForImageClassification& model, const BenchmarkOptions& options = {});
+// Times full fp32 training steps of `model` as `convnext train` runs them: forward keeping
+// activations, cross-entropy on random labels, backward, clipping (norm 1), AdamW (lr 1e-4),
+// zero_grad. The model must have been created or loaded with inference_only = false; it is
+// trained in place.
+BenchmarkResult benchmark_training(ConvNextForImageClassification& model, const BenchmarkOptions& options = {});
+
+// Multiply-adds of one forward pass at H×W (convolutions and linear layers), and per part.
+double forward_macs(const ConvNextConfig& config, int64_t height, int64_t width);
+std::vector<std::pair<std::string, double>> forward_part_macs(const ConvNextConfig& config, int64_t height, int64_t width);
+
+// The kernel family this process runs: "avx512" or "portable" (or "reference"), chosen at run
+// time from the CPU; CONVNEXT_KERNELS=portable|reference in the environment forces one.
+std::string kernel_family();
+// Whether bf16 GEMMs run natively (AVX512_BF16), rather than on the portable fallback.
+bool native_bf16();
+
+}  // namespace convnext

@@ -1,0 +1,123 @@
+// The public API the command-line tool is built on (include/convnext/): benchmark_forward and
+// benchmark_training, TensorFile and TensorFileWriter, preprocess_each.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "convnext/convnext.h"
+#include "test_util.h"
+
+namespace convnext::test {
+namespace {
+
+ConvNextConfig small_config() {
+  ConvNextConfig c;
+  c.hidden_sizes = {8, 16};
+  c.depths = {1, 1};
+  c.num_stages = 2;
+  c.set_num_labels(3);
+  c.validate_and_align();
+  return c;
+}
+
+TEST(PublicApi, BenchmarkForwardReportsEveryPartOfThePass) {
+  const ConvNextForImageClassification model(small_config(), 0, true);
+  int runs = 0;
+  BenchmarkOptions o;
+  o.batch = 2;
+  o.size = 32;
+  o.iters = 3;
+  o.warmup = 1;
+  o.profile = true;
+  o.on_run = [&] { ++runs; };
+  const BenchmarkResult r = benchmark_forward(model, o);
+  EXPECT_EQ(runs, 4);
+  EXPECT_EQ(r.mode, "forward");
+  EXPECT_EQ(r.dtype, "f32");
+  EXPECT_EQ(r.batch, 2);
+  EXPECT_GT(r.median_ms, 0);
+  EXPECT_LE(r.min_ms, r.median_ms);
+  EXPECT_NEAR(r.images_per_s, 2000.0 / r.median_ms, 1e-9 * r.images_per_s);
+  std::vector<std::string> parts;
+  for (const PartTiming& p : r.parts) parts.push_back(p.part);
+  const std::vector<std::string> want = {"embeddings", "stage1.blocks", "stage2.downsample", "stage2.blocks", "pooling", "head"};
+  EXPECT_EQ(parts, want);
+  EXPECT_EQ(r.kernels, kernel_family());
+}
+
+TEST(PublicApi, BenchmarkTrainingNeedsTrainableWeights) {
+  const ConvNextForImageClassification frozen_const(small_config(), 0, /*inference_only=*/true);
+  ConvNextForImageClassification frozen = frozen_const;
+  BenchmarkOptions o;
+  o.size = 32;
+  o.iters = 2;
+  o.warmup = 0;
+  EXPECT_THROW(benchmark_training(frozen, o), Error);
+  ConvNextForImageClassification model(small_config(), 0, /*inference_only=*/false);
+  const BenchmarkResult r = benchmark_training(model, o);
+  EXPECT_EQ(r.mode, "train");
+  EXPECT_GT(r.median_ms, 0);
+  EXPECT_TRUE(r.parts.empty());
+  o.profile = true;
+  EXPECT_THROW(benchmark_training(model, o), Error);
+}
+
+TEST(PublicApi, ForwardMacsOfConvNextTiny) {
+  // 4.46 GMACs, the figure the ConvNeXt paper gives for ConvNeXt-T at 224 (4.5 GFLOPs there).
+  const double macs = forward_macs(ConvNextConfig::preset("tiny", 1000), 224, 224);
+  EXPECT_NEAR(macs / 1e9, 4.46, 0.02);
+}
+
+class PublicApiFiles : public TempDirTest {};
+
+TEST_F(PublicApiFiles, TensorFileRoundTripsFloatsAndLabels) {
+  const std::string path = this->path("in.safetensors");
+  TensorFileWriter w;
+  w.add("pixel_values", Tensor({1, 2}, {0.5f, -1.25f}));
+  w.add_int64("labels", {3}, {2, -100, 7});
+  w.save(path);
+  const TensorFile f = TensorFile::open(path);
+  EXPECT_EQ(f.names(), (std::vector<std::string>{"pixel_values", "labels"}));
+  EXPECT_EQ(f.dtype("labels"), "I64");
+  EXPECT_EQ(f.shape("labels"), (Shape{3}));
+  EXPECT_TRUE(f.is_floating("pixel_values"));
+  EXPECT_FALSE(f.is_floating("labels"));
+  EXPECT_EQ(f.get_int64("labels"), (std::vector<int64_t>{2, -100, 7}));
+  const Tensor px = f.get("pixel_values");
+  EXPECT_EQ(px[1], -1.25f);
+  try {
+    f.shape("missing");
+    FAIL() << "no error for a missing tensor";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("missing"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(f.get("labels"), Error);
+}
+
+TEST_F(PublicApiFiles, PreprocessEachGivesOneResultOrErrorPerFile) {
+  write("broken.png", "not a png");
+  const std::string bad = path("broken.png");
+  const std::string good = std::string(CONVNEXT_SOURCE_DIR) + "/examples/images";
+  std::string first_image;
+  for (const auto& e : std::filesystem::directory_iterator(good)) {
+    first_image = e.path().string();
+    break;
+  }
+  ASSERT_FALSE(first_image.empty());
+  const auto proc = ConvNextImageProcessor::from_pretrained(std::string(CONVNEXT_SOURCE_DIR) + "/models/convnext-fashion-mnist");
+  const auto each = proc.preprocess_each({first_image, bad, first_image});
+  ASSERT_EQ(each.size(), 3u);
+  EXPECT_TRUE(each[0].ok());
+  EXPECT_FALSE(each[1].ok());
+  EXPECT_EQ(each[1].error.rfind(bad, 0), 0u) << each[1].error;  // the line starts with the file
+  EXPECT_EQ(each[1].error.find(bad, 1), std::string::npos) << "the file named twice: " << each[1].error;
+  ASSERT_TRUE(each[2].ok());
+  EXPECT_EQ(each[0].pixel_values.shape(), each[2].pixel_values.shape());
+  EXPECT_EQ(each[0].pixel_values.ndim(), 3);
+}
+
+}  // namespace
+}  // namespace convnext::test
