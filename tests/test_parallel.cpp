@@ -168,5 +168,22 @@ TEST(Parallel, ReductionsGiveTheSameBitsOnAnyThreadCount) {
     EXPECT_EQ(std::memcmp(results[0].data(), results[t].data(), results[0].size() * sizeof(float)), 0);
 }
 
+TEST(Parallel, ContendedTilingGivesTheSameNumbers) {
+  // ConvNeXt-T at 224 on 2 threads: stage 3 (196 pixels) runs its MLP as one row slice per thread
+  // on an idle machine, and as column-split GEMMs when the process is contended. Both tilings
+  // compute every output with the same sums in the same order.
+  parallel::ThreadLimit two(2);
+  const ConvNextForImageClassification model(ConvNextConfig::preset("tiny", 10), 0, true);
+  Tensor px({1, 3, 224, 224});
+  for (int64_t i = 0; i < px.numel(); ++i) px[i] = static_cast<float>((i * 7919) % 255) / 127.5f - 1.0f;
+  parallel::set_contended(false);
+  const Tensor idle = model.forward(px).logits;
+  parallel::set_contended(true);
+  const Tensor busy = model.forward(px).logits;
+  parallel::set_contended(false);
+  ASSERT_EQ(idle.shape(), busy.shape());
+  for (int64_t i = 0; i < idle.numel(); ++i) EXPECT_EQ(idle[i], busy[i]) << i;
+}
+
 }  // namespace
 }  // namespace convnext::test

@@ -11,6 +11,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <time.h>
 
 #include <atomic>
 #include <chrono>
@@ -38,6 +39,8 @@ thread_local int tls_team = 1;       // team_size()
 thread_local bool tls_in_loop = false;
 
 std::atomic<int> g_default{0};  // convnext::set_num_threads; 0 = automatic
+std::atomic<bool> g_contended{false};
+std::atomic<float> g_cpu_share{1.0f};  // moving average of LoadProbe's CPU time / wall time
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -49,13 +52,21 @@ inline void cpu_relax() {
 // serial bits between the loops of one forward pass on an idle machine (a futex wake-up costs
 // tens of microseconds), short enough that a thread with nothing to do gives its core back soon
 // when other processes want it.
+// When the process is contended the sibling a thread would wait for is probably not running, so
+// spinning only burns the time slice the sibling needs: a token spin, then sleep.
 std::chrono::nanoseconds spin_time() {
   static const std::chrono::nanoseconds t = [] {
     const char* s = std::getenv("CONVNEXT_SPIN_US");
     long us = s ? std::strtol(s, nullptr, 10) : 50;
     return std::chrono::nanoseconds(std::max(0L, us) * 1000);
   }();
-  return t;
+  return g_contended.load(std::memory_order_relaxed) ? std::min(t, std::chrono::nanoseconds(2000)) : t;
+}
+
+int64_t now_ns(clockid_t clock) {
+  timespec ts{};
+  clock_gettime(clock, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
 
 // Spins until pred() holds or spin_time() passes; true when pred() held.
@@ -234,6 +245,27 @@ int max_threads() {
   if (tls_limit > 0) return tls_limit;
   const int d = g_default.load(std::memory_order_relaxed);
   return d > 0 ? d : automatic_threads();
+}
+
+bool contended() { return g_contended.load(std::memory_order_relaxed); }
+void set_contended(bool c) {
+  g_cpu_share.store(c ? 0.0f : 1.0f, std::memory_order_relaxed);
+  g_contended.store(c, std::memory_order_relaxed);
+}
+
+LoadProbe::LoadProbe() : wall0_ns_(now_ns(CLOCK_MONOTONIC)), cpu0_ns_(now_ns(CLOCK_THREAD_CPUTIME_ID)) {}
+
+// A pass on an idle machine keeps its thread on the CPU (waits for siblings are short spins), so
+// its CPU time is close to its wall time; beside competing processes the thread gets a fraction.
+// The average over passes decides, with hysteresis so that it does not flip on one slow pass.
+LoadProbe::~LoadProbe() {
+  const int64_t wall = now_ns(CLOCK_MONOTONIC) - wall0_ns_;
+  if (wall < 500000) return;  // too short to tell a time slice from noise
+  const float share = static_cast<float>(now_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0_ns_) / static_cast<float>(wall);
+  const float avg = 0.5f * g_cpu_share.load(std::memory_order_relaxed) + 0.5f * std::min(share, 1.0f);
+  g_cpu_share.store(avg, std::memory_order_relaxed);
+  if (avg < 0.6f) g_contended.store(true, std::memory_order_relaxed);
+  else if (avg > 0.8f) g_contended.store(false, std::memory_order_relaxed);
 }
 
 int thread_index() { return tls_index; }

@@ -33,6 +33,28 @@ int available_cpus();
 // integer in [0, 1024].
 int env_num_threads();
 
+// Whether the process is short of CPU: other processes compete for the cores, so a thread that
+// starts a loop is often descheduled and its siblings run late. Measured by LoadProbe over whole
+// passes (the calling thread's CPU time against wall time); callers use it to cut work finer so
+// that no loop waits long on a descheduled thread, and idle threads then spin less.
+bool contended();
+
+// Sets contended() until the next LoadProbe decides otherwise (tests, benchmarks).
+void set_contended(bool contended);
+
+// Measures its own lifetime on the calling thread (wall and thread CPU time) and updates
+// contended(). Wrap a whole pass (a forward of a model), not a single loop.
+class LoadProbe {
+ public:
+  LoadProbe();
+  ~LoadProbe();
+  LoadProbe(const LoadProbe&) = delete;
+  LoadProbe& operator=(const LoadProbe&) = delete;
+
+ private:
+  int64_t wall0_ns_, cpu0_ns_;
+};
+
 // Overrides the thread limit for loops started on the calling thread (0 = the process default),
 // for the lifetime of the guard; for example a data-loading thread that must stay single-threaded.
 class ThreadLimit {

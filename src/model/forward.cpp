@@ -42,20 +42,27 @@ float* grow(std::vector<float>& v, int64_t n) {
 // but still ≥ 96 rows per thread: one slice of rows per thread. Its hidden slice may outgrow the
 // L2, but it stays on its core, where splitting each GEMM by columns would send the hidden
 // activations across cores between pwconv1 and pwconv2 (stage 3 at batch 1, 2 threads: about 8%
-// faster).
-int64_t mlp_tile_rows(int64_t M, int64_t C, int threads) {
+// faster). But when the process is contended (parallel::contended(): other processes take the
+// cores) a slice per thread means a loop of as many chunks as threads, which waits for whichever
+// thread was descheduled; then the GEMMs are split by columns instead, in many small tiles.
+int64_t mlp_tile_rows(int64_t M, int64_t C, int threads, bool contended) {
   const int64_t cap = std::max<int64_t>(24, (131072 / (4 * C)) / 12 * 12);
   const int64_t want = (M / (12 * threads)) / 12 * 12;
   const int64_t tm = std::clamp<int64_t>(want, 48, std::max<int64_t>(48, cap));
   if ((M + tm - 1) / tm >= 4 * threads) return tm;
-  if (M / threads >= 96) return (M + threads - 1) / threads;
+  if (M / threads >= 96 && !contended) return (M + threads - 1) / threads;
   return 0;
 }
 
-// The hidden buffer a block needs: one tile per thread when the MLP runs in tiles, else M × 4C.
+// The hidden buffer a block needs: one tile per thread when the MLP runs in tiles, else M × 4C;
+// enough for either tiling, since contention may change between passes.
 int64_t hidden_floats(int64_t M, int64_t C, int threads) {
-  const int64_t tm = mlp_tile_rows(M, C, threads);
-  return tm > 0 ? threads * tm * 4 * C : M * 4 * C;
+  int64_t floats = 0;
+  for (const bool contended : {false, true}) {
+    const int64_t tm = mlp_tile_rows(M, C, threads, contended);
+    floats = std::max(floats, tm > 0 ? threads * tm * 4 * C : M * 4 * C);
+  }
+  return floats;
 }
 
 // ConvNextLayer, with LayerNorm's affine folded into pwconv1 and γ into pwconv2 (see prepare()):
@@ -63,10 +70,10 @@ int64_t hidden_floats(int64_t M, int64_t C, int threads) {
 // When the map has enough pixels, the MLP runs tile by tile, each thread taking whole tiles, so
 // the hidden activations never leave the core (mlp_tile_rows); otherwise (stage 4 at batch 1)
 // each GEMM is split over the threads by output columns.
-void block_forward(const Block& b, const Map& x, Activation act, float* t, float* h, int threads) {
+void block_forward(const Block& b, const Map& x, Activation act, float* t, float* h, int threads, bool contended) {
   const int64_t M = x.pixels(), C = x.C, H4 = 4 * C;
   kernels::dwconv7_ln(x.data, x.N, x.H, x.W, C, b.dw_taps.data(), b.dw_bias.data(), kBlockEps, t);
-  if (const int64_t tm = mlp_tile_rows(M, C, threads); tm > 0) {
+  if (const int64_t tm = mlp_tile_rows(M, C, threads, contended); tm > 0) {
     const int64_t tiles = (M + tm - 1) / tm;
     parallel::for_chunks(tiles, 1, [&](int64_t i, int64_t) {
       const int64_t m0 = i * tm, rows = std::min(tm, M - m0);
@@ -188,7 +195,9 @@ Network::Result Network::run_encoder(const Tensor& px, bool keep_hidden) const {
   check_input(px);
   const int64_t N = px.dim(0), p = config.patch_size, Cin = config.num_channels;
   const int threads = num_threads();
+  const bool contended = parallel::contended();
   std::lock_guard<std::mutex> lock(workspace_mutex);
+  const parallel::LoadProbe probe;  // this pass tells whether the next one is contended
   const Sizes sz = reserve_workspace(N, px.dim(2), px.dim(3));
   Workspace& ws = workspace;
   float* buf[2] = {ws.map[0].data(), ws.map[1].data()};
@@ -220,7 +229,7 @@ Network::Result Network::run_encoder(const Tensor& px, bool keep_hidden) const {
       cur = 1 - cur;
       timer.mark("downsample", static_cast<int64_t>(s));
     }
-    for (const Block& b : st.blocks) block_forward(b, x, act, t, hbuf, threads);
+    for (const Block& b : st.blocks) block_forward(b, x, act, t, hbuf, threads, contended);
     if (keep_hidden) r.hidden_nhwc.push_back(copy_out(x));
     timer.mark("blocks", static_cast<int64_t>(s));
   }
