@@ -2,6 +2,7 @@
 // benchmark_training, TensorFile and TensorFileWriter, preprocess_each.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -117,6 +118,73 @@ TEST_F(PublicApiFiles, PreprocessEachGivesOneResultOrErrorPerFile) {
   ASSERT_TRUE(each[2].ok());
   EXPECT_EQ(each[0].pixel_values.shape(), each[2].pixel_values.shape());
   EXPECT_EQ(each[0].pixel_values.ndim(), 3);
+}
+
+TEST(PublicApi, ScoreFunctionFollowsThePipeline) {
+  ConvNextConfig c = small_config();  // 3 labels, no problem_type
+  EXPECT_EQ(resolve_score_function(c), ScoreFunction::Softmax);
+  c.problem_type = "multi_label_classification";
+  EXPECT_EQ(resolve_score_function(c), ScoreFunction::Sigmoid);
+  c.problem_type = "regression";
+  EXPECT_EQ(resolve_score_function(c), ScoreFunction::None);
+  EXPECT_EQ(resolve_score_function(c, ScoreFunction::Softmax), ScoreFunction::Softmax);
+  c.problem_type.reset();
+  c.set_num_labels(1);
+  EXPECT_EQ(resolve_score_function(c), ScoreFunction::Sigmoid);
+  EXPECT_EQ(c.resolved_problem_type(), "regression");  // the loss's rule differs from the pipeline's
+  EXPECT_THROW(parse_score_function("relu"), Error);
+}
+
+TEST(PublicApi, TopPredictionsAreSortedScoresWithLabels) {
+  ConvNextConfig c = small_config();
+  c.id2label = {{0, "cat"}, {1, "dog"}, {2, "owl"}};
+  const Tensor logits({2, 3}, {1.0f, 3.0f, 2.0f, 0.5f, 0.5f, -1.0f});
+  const auto top = top_predictions(logits, c, 2);
+  ASSERT_EQ(top.size(), 2u);
+  ASSERT_EQ(top[0].size(), 2u);
+  EXPECT_EQ(top[0][0].label, "dog");
+  EXPECT_EQ(top[0][1].label, "owl");
+  const double denom = std::exp(1.0) + std::exp(3.0) + std::exp(2.0);
+  EXPECT_NEAR(top[0][0].score, std::exp(3.0) / denom, 1e-6);
+  EXPECT_EQ(top[1][0].index, 0);  // a tie goes to the lower index
+  EXPECT_EQ(top[1][1].index, 1);
+  const auto raw = top_predictions(logits, c, 5, ScoreFunction::None);
+  EXPECT_EQ(raw[0].size(), 3u);  // k is capped at the number of labels
+  EXPECT_EQ(raw[0][0].score, 3.0f);
+  const auto sig = top_predictions(logits, c, 1, ScoreFunction::Sigmoid);
+  EXPECT_NEAR(sig[0][0].score, 1.0 / (1.0 + std::exp(-3.0)), 1e-6);
+}
+
+TEST_F(PublicApiFiles, ClassifierGivesOneResultPerFileAsTheModelDoes) {
+  const std::string model = std::string(CONVNEXT_SOURCE_DIR) + "/models/convnext-fashion-mnist";
+  const auto files = list_image_files({std::string(CONVNEXT_SOURCE_DIR) + "/examples/images"});
+  ASSERT_EQ(files.size(), 10u);
+  write("broken.jpg", "\xff\xd8\xff truncated");
+  std::vector<std::string> paths(files.begin(), files.begin() + 3);
+  paths.insert(paths.begin() + 1, path("broken.jpg"));
+  const ImageClassifier clf = ImageClassifier::from_pretrained(model);
+  ClassifyOptions o;
+  o.batch_size = 2;
+  o.top_k = 3;
+  int seen = 0;
+  const auto results = clf.classify_files(paths, o, [&](const FileClassification&) { ++seen; });
+  EXPECT_EQ(seen, 4);
+  ASSERT_EQ(results.size(), 4u);
+  EXPECT_FALSE(results[1].ok());
+  EXPECT_EQ(results[1].error.rfind(path("broken.jpg"), 0), 0u) << results[1].error;
+  // Each good file's top-1 equals what model and processor give for it alone.
+  for (size_t i : {0u, 2u, 3u}) {
+    ASSERT_TRUE(results[i].ok()) << results[i].error;
+    ASSERT_EQ(results[i].predictions.size(), 3u);
+    const Tensor logits = clf.model().forward(clf.processor().preprocess_files({paths[i]})).logits;
+    const auto alone = top_predictions(logits, clf.config(), 1);
+    EXPECT_EQ(results[i].predictions[0].index, alone[0][0].index) << paths[i];
+    EXPECT_NEAR(results[i].predictions[0].score, alone[0][0].score, 1e-5) << paths[i];
+  }
+  write("empty/notes.txt", "no images here");
+  EXPECT_THROW(list_image_files({path("empty")}), Error);  // a directory without images
+  EXPECT_TRUE(is_image_file_name("x/Y.JPG"));
+  EXPECT_FALSE(is_image_file_name("x/y.txt"));
 }
 
 }  // namespace

@@ -30,6 +30,10 @@ enum class Activation {
 // Parses an ACT2FN name; throws Error listing the supported names otherwise.
 Activation parse_activation(const std::string& name);
 
+// transformers' rule for a config without problem_type: one label → "regression"; integer labels
+// → "single_label_classification"; otherwise "multi_label_classification".
+std::string infer_problem_type(int64_t num_labels, bool integer_labels);
+
 enum class Architecture { Model, ForImageClassification, Backbone };
 const char* architecture_name(Architecture a);  // "ConvNextModel", ...
 
@@ -59,6 +63,9 @@ struct ConvNextConfig {
   int64_t num_labels() const { return static_cast<int64_t>(id2label.size()); }
   void set_num_labels(int64_t n);  // LABEL_0 ... LABEL_{n-1}
   Activation activation() const { return parse_activation(hidden_act); }
+  // The loss ConvNextForImageClassification uses: problem_type when set, else transformers'
+  // rule (one label → regression; integer labels → single-label; otherwise multi-label).
+  std::string resolved_problem_type(bool integer_labels = true) const;
   Architecture architecture() const;
 
   // Checks the fields (sizes, lengths, activation) and aligns out_features/out_indices as

@@ -1,6 +1,7 @@
 // libconvnext: ConvNeXT (transformers semantics) in C++. Include this one header.
 #pragma once
 #include "convnext/benchmark.h"
+#include "convnext/classifier.h"
 #include "convnext/config.h"
 #include "convnext/error.h"
 #include "convnext/image_processor.h"

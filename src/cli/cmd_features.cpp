@@ -31,7 +31,7 @@ int cmd_features(int argc, char** argv, int first) {
   const bool hidden = a.has("hidden-states");
   const ConvNextConfig cfg = config_of_checkpoint(dir);
   const auto proc = ConvNextImageProcessor::from_pretrained(dir, parse_backend(a));
-  const Tensor px = proc.preprocess_files(collect_images(a.positional()), parse_decode(a), proc.channels_for(cfg.num_channels));
+  const Tensor px = proc.preprocess_files(list_image_files(a.positional()), parse_decode(a), proc.channels_for(cfg.num_channels));
   std::vector<std::pair<std::string, Tensor>> tensors;
   std::vector<Tensor> hs;
   if (cfg.architecture() == Architecture::Backbone) {

@@ -1,5 +1,5 @@
-// Shared by the commands that read image files: the backend flag, decode settings, and
-// collecting image paths from files and directories.
+// Shared by the commands that read image files: the backend flag, decode settings, progress.
+// (Image files are gathered from directories by convnext::list_image_files.)
 #pragma once
 #include <string>
 #include <vector>
@@ -11,8 +11,6 @@ namespace convnext::cli {
 
 ImageBackend parse_backend(const Args& a);   // --backend pil|torchvision (default pil)
 DecodeSettings parse_decode(const Args& a);  // --no-exif, --max-pixels N
-// Files as given; directories walked (recursively, sorted) for image files by extension.
-std::vector<std::string> collect_images(const std::vector<std::string>& inputs);
 
 // A progress bar on stderr, drawn only when stderr is a terminal and there is enough work.
 class Progress {

@@ -114,6 +114,16 @@ ConvNextConfig::ConvNextConfig() {
   set_num_labels(2);
 }
 
+std::string infer_problem_type(int64_t num_labels, bool integer_labels) {
+  if (num_labels == 1) return "regression";
+  if (num_labels > 1 && integer_labels) return "single_label_classification";
+  return "multi_label_classification";
+}
+
+std::string ConvNextConfig::resolved_problem_type(bool integer_labels) const {
+  return problem_type ? *problem_type : infer_problem_type(num_labels(), integer_labels);
+}
+
 void ConvNextConfig::set_num_labels(int64_t n) {
   if (n < 0) throw Error("num_labels must be >= 0, got " + std::to_string(n));
   id2label.clear();

@@ -9,9 +9,7 @@ namespace convnext {
 float classification_loss(const Tensor& logits, const Labels& labels, std::string& problem_type) {
   const int64_t N = logits.dim(0), L = logits.dim(1);
   if (problem_type.empty()) {
-    if (L == 1) problem_type = "regression";
-    else if (L > 1 && labels.is_integer()) problem_type = "single_label_classification";
-    else problem_type = "multi_label_classification";
+    problem_type = infer_problem_type(L, labels.is_integer());
   }
   auto float_values = [&]() -> std::vector<double> {
     std::vector<double> v;

@@ -16,6 +16,7 @@
 #include <set>
 #include <utility>
 
+#include "convnext/classifier.h"  // is_image_file_name
 #include "io/safetensors.h"
 #include "train/data.h"
 
@@ -41,11 +42,7 @@ bool parse_int(const std::string& s, int64_t& v) {
   return !s.empty() && r.ec == std::errc() && r.ptr == s.data() + s.size();
 }
 
-bool is_image_file(const fs::path& p) {
-  static const char* kExt[] = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".ppm", ".pgm", ".pnm"};
-  const std::string ext = lower(p.extension().string());
-  return std::any_of(std::begin(kExt), std::end(kExt), [&](const char* e) { return ext == e; });
-}
+bool is_image_file(const fs::path& p) { return is_image_file_name(p.string()); }
 
 // `message` with `file` in front, unless it names the file already (the decoder's do).
 std::string naming(const std::string& file, const std::string& message) {
@@ -141,7 +138,7 @@ std::unique_ptr<DataSource> open_image_folder(const std::string& path, const Con
       if (e.is_regular_file() && is_image_file(e.path()))
         found.emplace_back(e.path().parent_path().string(), e.path().filename().string());
     if (found.empty())
-      throw Error(class_dirs[k].string() + ": class folder without image files (jpg, jpeg, png, webp, bmp, ppm, pgm, pnm)");
+      throw Error(class_dirs[k].string() + ": class folder without image files (jpg, jpeg, jfif, png, webp, bmp, ppm, pgm, pnm)");
     std::sort(found.begin(), found.end());
     for (const auto& [dir, name] : found) {
       files.push_back((fs::path(dir) / name).string());
