@@ -157,7 +157,7 @@ int cmd_bench(int argc, char** argv, int first) {
   const std::string dtype = a.get("dtype", "f32");
   if (dtype != "f32" && dtype != "bf16") throw Error("--dtype must be f32 or bf16, got '" + dtype + "'");
   const Precision precision = dtype == "bf16" ? Precision::BF16 : Precision::F32;
-  set_num_threads(static_cast<int>(a.get_int("threads", 0)));
+  set_num_threads(a.threads());
   if (a.has("train")) {
     if (dtype != "f32") throw Error("--train runs in fp32 (--dtype bf16 is for inference)");
     return bench_train(a, batch, size, iters, warmup);

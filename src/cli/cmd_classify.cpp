@@ -59,7 +59,7 @@ int cmd_classify(int argc, char** argv, int first) {
   const int64_t top_k = a.get_int("top-k", 5), batch_size = a.get_int("batch-size", 8);
   if (top_k < 1 || batch_size < 1) throw Error("--top-k and --batch-size must be >= 1");
   if (a.positional().empty()) throw Error("no images given (see --help)");
-  set_num_threads(static_cast<int>(a.get_int("threads", 0)));
+  set_num_threads(a.threads());
   const bool json = a.has("json");
   const DecodeSettings decode = parse_decode(a);
 

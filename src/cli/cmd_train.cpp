@@ -117,8 +117,8 @@ int cmd_train(int argc, char** argv, int first) {
   o.seed = static_cast<uint64_t>(a.get_int("seed", 42));
   o.save_grads = a.get("save-grads");
   o.save_every = a.get_int("save-every", 0);
-  o.threads = static_cast<int>(a.get_int("threads", 0));
-  o.workers = static_cast<int>(a.get_int("workers", 2));
+  o.threads = a.threads();
+  o.workers = static_cast<int>(a.get_int_in("workers", 2, 1, 1024));
   o.log_every = a.get_int("log-every", 0);
   o.json = a.has("json");
   o.skip_nan = a.has("skip-nan");
@@ -133,7 +133,7 @@ int cmd_eval(int argc, char** argv, int first) {
     std::fputs(kEvalHelp, stdout);
     return 0;
   }
-  if (a.has("threads")) set_num_threads(static_cast<int>(a.get_int("threads", 0)));
+  if (a.has("threads")) set_num_threads(a.threads());
   const std::string dir = io::resolve_model_path(a.required("model"));
   LoadOptions lo;
   auto net = detail::Network::load(dir, lo, Architecture::ForImageClassification);

@@ -1,0 +1,76 @@
+// The everyday edges of the command line (issue 12, part 5): thread counts checked, `info` showing
+// dtype and size and naming what a non-model file is, a missing hub id pointing at `convnext
+// download`, `make-input` printing its labels, one preprocessor config for every command that
+// makes a model directory, and SVGs whose text stays inside the picture.
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "cli_util.h"
+#include "convnext/convnext.h"
+#include "io/safetensors.h"
+#include "test_util.h"
+
+namespace convnext::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string repo(const std::string& rel) { return std::string(CONVNEXT_SOURCE_DIR) + "/" + rel; }
+
+std::string scratch(const std::string& name) {
+  const fs::path p = fs::temp_directory_path() / ("convnext_everyday_" + std::to_string(::getpid()) + "_" + name);
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p.string();
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+size_t lines_of(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
+
+// ---- --threads -------------------------------------------------------------------------------
+
+// Every command that takes --threads, with arguments that are otherwise fine.
+std::vector<std::string> commands_with_threads(const std::string& out) {
+  const std::string img = repo("examples/images/bag_t10k_18.png"), demo = repo("models/convnext-demo");
+  return {"classify --model " + demo + " " + img,
+          "preprocess --processor " + demo + " --output " + out + "/p.safetensors " + img,
+          "features --model " + demo + " --output " + out + "/f.safetensors " + img,
+          "forward --model " + demo + " --input " + demo + "/sample_input.safetensors --output " + out + "/o.safetensors",
+          "bench --arch tiny --size 32 --iters 1 --warmup 0",
+          "train --config " + demo + "/config.json --data " + demo + "/sample_input.safetensors --output " + out + "/t --steps 1",
+          "eval --model " + demo + " --data " + demo + "/sample_input.safetensors"};
+}
+
+TEST(CliThreads, OutOfRangeCountsAreOneLineErrorsInEveryCommand) {
+  const std::string out = scratch("threads");
+  for (const std::string& cmd : commands_with_threads(out))
+    for (const char* bad : {"-3", "-1", "1025", "1000000", "lots"}) {
+      const CliRun r = run(cmd + " --threads " + bad);
+      EXPECT_EQ(r.status, 1) << cmd << " --threads " << bad << " (status -1: killed by a signal)";
+      EXPECT_NE(r.err.find("--threads"), std::string::npos) << cmd << ": " << r.err;
+      EXPECT_EQ(lines_of(r.err), 1u) << cmd << ": " << r.err;
+    }
+  fs::remove_all(out);
+}
+
+TEST(CliThreads, ZeroIsAutomaticAndPreprocessUsesTheCountGiven) {
+  const std::string out = scratch("threads_ok");
+  const std::string img = repo("examples/images/bag_t10k_18.png");
+  const CliRun r = run("classify --threads 0 --model " + repo("models/convnext-demo") + " " + img);
+  EXPECT_EQ(r.status, 0) << r.err;
+  for (int n : {1, 3}) {
+    const CliRun p = run("preprocess --repeat 1 --threads " + std::to_string(n) + " --processor " + repo("models/convnext-demo") +
+                         " --output " + out + "/p.safetensors " + img + " " + img);
+    ASSERT_EQ(p.status, 0) << p.err;
+    EXPECT_EQ(nlohmann::json::parse(p.out.substr(0, p.out.find('\n')))["threads"].get<int>(), n) << p.out;
+  }
+  fs::remove_all(out);
+}
+
+}  // namespace
+}  // namespace convnext::test
