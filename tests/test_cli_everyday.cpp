@@ -71,6 +71,23 @@ TEST(CliThreads, ZeroIsAutomaticAndPreprocessUsesTheCountGiven) {
   }
   fs::remove_all(out);
 }
+// ---- make-input --labels -----------------------------------------------------------------------
+
+TEST(CliMakeInput, PrintsTheLabelsItChose) {
+  const std::string out = scratch("make_input");
+  const CliRun r = run("make-input --shape 5,3,8,8 --labels 4 --seed 7 --output " + out + "/in.safetensors");
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto f = io::SafetensorsFile::open(out + "/in.safetensors");
+  const std::vector<int64_t> labels = f->get_i64("labels");
+  ASSERT_EQ(labels.size(), 5u);
+  std::string expected = "labels [";
+  for (size_t i = 0; i < labels.size(); ++i) expected += (i ? ", " : "") + std::to_string(labels[i]);
+  EXPECT_NE(r.out.find(expected + "]"), std::string::npos) << r.out;
+  // Without --labels there are none to print.
+  const CliRun plain = run("make-input --shape 1,3,8,8 --output " + out + "/plain.safetensors");
+  EXPECT_EQ(plain.out.find("labels"), std::string::npos) << plain.out;
+  fs::remove_all(out);
+}
 
 }  // namespace
 }  // namespace convnext::test
