@@ -88,6 +88,20 @@ TEST(CliMakeInput, PrintsTheLabelsItChose) {
   EXPECT_EQ(plain.out.find("labels"), std::string::npos) << plain.out;
   fs::remove_all(out);
 }
+// ---- hub ids -----------------------------------------------------------------------------------
+
+TEST(CliHub, AnIdMissingFromTheCacheNamesConvnextDownload) {
+  const std::string cache = scratch("empty_hub");
+  ::setenv("HF_HUB_CACHE", cache.c_str(), 1);
+  const CliRun r = run("info --model acme/convnext-nowhere");
+  const CliRun rev = run("classify --model acme/convnext-nowhere@v2 " + repo("examples/images/bag_t10k_18.png"));
+  ::unsetenv("HF_HUB_CACHE");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("convnext download acme/convnext-nowhere"), std::string::npos) << r.err;
+  EXPECT_EQ(lines_of(r.err), 1u) << r.err;
+  EXPECT_NE(rev.err.find("convnext download acme/convnext-nowhere --revision v2"), std::string::npos) << rev.err;
+  fs::remove_all(cache);
+}
 
 }  // namespace
 }  // namespace convnext::test
