@@ -71,6 +71,7 @@ TEST(CliThreads, ZeroIsAutomaticAndPreprocessUsesTheCountGiven) {
   }
   fs::remove_all(out);
 }
+
 // ---- make-input --labels -----------------------------------------------------------------------
 
 TEST(CliMakeInput, PrintsTheLabelsItChose) {
@@ -88,6 +89,7 @@ TEST(CliMakeInput, PrintsTheLabelsItChose) {
   EXPECT_EQ(plain.out.find("labels"), std::string::npos) << plain.out;
   fs::remove_all(out);
 }
+
 // ---- hub ids -----------------------------------------------------------------------------------
 
 TEST(CliHub, AnIdMissingFromTheCacheNamesConvnextDownload) {
@@ -101,6 +103,63 @@ TEST(CliHub, AnIdMissingFromTheCacheNamesConvnextDownload) {
   EXPECT_EQ(lines_of(r.err), 1u) << r.err;
   EXPECT_NE(rev.err.find("convnext download acme/convnext-nowhere --revision v2"), std::string::npos) << rev.err;
   fs::remove_all(cache);
+}
+
+// ---- info --------------------------------------------------------------------------------------
+
+TEST(CliInfo, ShowsDtypeParameterCountAndFileSize) {
+  const std::string out = scratch("info");
+  for (const auto& [flag, dtype] : std::vector<std::pair<std::string, std::string>>{
+           {"f32", "float32"}, {"f16", "float16"}, {"bf16", "bfloat16"}}) {
+    const std::string dir = out + "/" + flag;
+    ASSERT_EQ(run("convert --from " + repo("models/convnext-demo") + " --to " + dir + " --dtype " + flag).status, 0);
+    const CliRun j = run("info --json --model " + dir);
+    ASSERT_EQ(j.status, 0) << j.err;
+    const auto info = nlohmann::json::parse(j.out);
+    EXPECT_EQ(info["dtype"], dtype);
+    EXPECT_EQ(info["file_bytes"].get<int64_t>(), static_cast<int64_t>(fs::file_size(dir + "/model.safetensors")));
+    EXPECT_EQ(info["parameters"].get<int64_t>(), 270298);
+    const CliRun t = run("info --model " + dir);
+    ASSERT_EQ(t.status, 0) << t.err;
+    EXPECT_NE(t.out.find("dtype         " + dtype), std::string::npos) << t.out;
+    EXPECT_NE(t.out.find("parameters    270,298"), std::string::npos) << t.out;
+    // Bytes for people, then the exact count.
+    EXPECT_TRUE(std::regex_search(t.out, std::regex("file size     [0-9.]+ (kB|MB) \\([0-9,]+ bytes\\)"))) << t.out;
+    std::string digits = std::to_string(fs::file_size(dir + "/model.safetensors")), grouped;
+    for (size_t i = 0; i < digits.size(); ++i) grouped += std::string(i && (digits.size() - i) % 3 == 0 ? "," : "") + digits[i];
+    EXPECT_NE(t.out.find("(" + grouped + " bytes)"), std::string::npos) << t.out;
+  }
+  fs::remove_all(out);
+}
+
+TEST(CliInfo, AFileThatIsNotAModelIsNamedForWhatItIs) {
+  const std::string out = scratch("not_models");
+  {
+    std::ofstream(out + "/notes.txt") << "shopping list\nmilk\n";
+    std::ofstream bin(out + "/random.bin", std::ios::binary);
+    uint32_t x = 12345;
+    for (int i = 0; i < 4096; ++i) {
+      x = x * 1664525u + 1013904223u;
+      bin.put(static_cast<char>(x >> 24));
+    }
+  }
+  // The start of a JFIF file is enough: the first bytes decide.
+  std::ofstream(out + "/photo.jpg", std::ios::binary) << std::string("\xFF\xD8\xFF\xE0\x00\x10JFIF\x00\x01\x01", 13)
+                                                       << std::string(64, '\0');
+  struct Case {
+    std::string path, kind;
+  };
+  for (const Case& c : {Case{repo("examples/images/bag_t10k_18.png"), "a PNG image"}, Case{out + "/photo.jpg", "a JPEG image"},
+                        Case{out + "/notes.txt", "a text file"}, Case{out + "/random.bin", "unrecognised binary data"}}) {
+    for (const std::string& json : {std::string(""), std::string(" --json")}) {
+      const CliRun r = run("info --model " + c.path + json);
+      EXPECT_EQ(r.status, 1) << c.path;
+      EXPECT_NE(r.err.find(c.path + ": " + c.kind + ", not a model checkpoint"), std::string::npos) << r.err;
+      EXPECT_EQ(r.err.find("header length"), std::string::npos) << r.err;
+      EXPECT_EQ(lines_of(r.err), 1u) << r.err;
+    }
+  }
+  fs::remove_all(out);
 }
 
 }  // namespace
