@@ -162,5 +162,80 @@ TEST(CliInfo, AFileThatIsNotAModelIsNamedForWhatItIs) {
   fs::remove_all(out);
 }
 
+// ---- preprocessor_config.json -------------------------------------------------------------------
+
+// init, convert (of a checkpoint without a preprocessor config) and train write the same file.
+void expect_same_processor_from_every_command(const std::string& out, const std::string& config_json, int64_t channels,
+                                              int64_t size) {
+  fs::create_directories(out + "/cfg");
+  std::ofstream(out + "/cfg/config.json") << config_json;
+  ASSERT_EQ(run("init --config " + out + "/cfg/config.json --output " + out + "/init").status, 0);
+  fs::create_directories(out + "/bare");
+  for (const char* f : {"config.json", "model.safetensors"}) fs::copy_file(out + "/init/" + f, out + "/bare/" + f);
+  const CliRun c = run("convert --from " + out + "/bare --to " + out + "/converted");
+  ASSERT_EQ(c.status, 0) << c.err;
+  ASSERT_EQ(run("make-input --shape 4," + std::to_string(channels) + "," + std::to_string(size) + "," + std::to_string(size) +
+                " --labels 3 --output " + out + "/data.safetensors").status, 0);
+  const CliRun t = run("train --config " + out + "/cfg/config.json --data " + out + "/data.safetensors --output " + out +
+                       "/trained --steps 1 --batch-size 4");
+  ASSERT_EQ(t.status, 0) << t.err;
+  const std::string made = read_text(out + "/init/preprocessor_config.json");
+  ASSERT_FALSE(made.empty());
+  EXPECT_EQ(read_text(out + "/converted/preprocessor_config.json"), made);
+  EXPECT_EQ(read_text(out + "/trained/preprocessor_config.json"), made);
+  // A directory without one keeps transformers' class defaults.
+  EXPECT_EQ(ConvNextImageProcessor::from_pretrained(out + "/bare").config().shortest_edge, 384);
+}
+
+TEST(CliPreprocessorConfig, InitConvertAndTrainWriteTheSameOne) {
+  const std::string out = scratch("processor");
+  expect_same_processor_from_every_command(out + "/rgb", R"({"depths": [1, 1], "hidden_sizes": [8, 16], "num_stages": 2,
+    "num_labels": 3, "image_size": 64})", 3, 64);
+  const auto rgb = ImageProcessorConfig::from_file(out + "/rgb/init");
+  EXPECT_EQ(rgb.shortest_edge, 64);  // config.image_size
+  EXPECT_DOUBLE_EQ(rgb.crop_pct, 0.875);
+  EXPECT_EQ(rgb.resample, 3);
+  EXPECT_EQ(rgb.image_mean, (std::vector<double>{0.485, 0.456, 0.406}));
+  EXPECT_EQ(rgb.image_std, (std::vector<double>{0.229, 0.224, 0.225}));
+  EXPECT_DOUBLE_EQ(rgb.rescale_factor, 1.0 / 255.0);
+
+  // A grey model: one mean/std value, so images are decoded to "L".
+  expect_same_processor_from_every_command(out + "/grey", R"({"depths": [1, 1], "hidden_sizes": [8, 16], "num_stages": 2,
+    "num_labels": 3, "image_size": 32, "num_channels": 1})", 1, 32);
+  const auto grey = ImageProcessorConfig::from_file(out + "/grey/init");
+  EXPECT_EQ(grey.image_mean, (std::vector<double>{0.459}));
+  EXPECT_EQ(grey.image_std, (std::vector<double>{0.226}));
+  EXPECT_EQ(ConvNextImageProcessor(grey).channels(), 1);
+  fs::remove_all(out);
+}
+
+// At 224 it is what the facebook/convnext-*-224 repositories ship (their legacy file layout).
+TEST(CliPreprocessorConfig, ConvNextTinyGetsThePublishedCheckpointsPreprocessing) {
+  REQUIRE_FIXTURES();
+  const std::string out = scratch("processor_tiny");
+  ASSERT_EQ(run("init --arch tiny --output " + out + "/tiny").status, 0);
+  const auto ours = ImageProcessorConfig::from_file(out + "/tiny");
+  const auto published = ImageProcessorConfig::from_file(fixture("preprocess/legacy_config"));
+  EXPECT_EQ(ours.shortest_edge, published.shortest_edge);
+  EXPECT_EQ(ours.crop_pct, published.crop_pct);
+  EXPECT_EQ(ours.resample, published.resample);
+  EXPECT_EQ(ours.image_mean, published.image_mean);
+  EXPECT_EQ(ours.image_std, published.image_std);
+  EXPECT_EQ(ours.rescale_factor, published.rescale_factor);
+  EXPECT_EQ(ours.do_resize && ours.do_rescale && ours.do_normalize, true);
+  fs::remove_all(out);
+}
+
+// A recipe's own preprocessor config (beside its config.json) is the one a model made from it gets.
+TEST(CliPreprocessorConfig, ARecipesOwnConfigIsKept) {
+  const std::string out = scratch("processor_recipe");
+  ASSERT_EQ(run("init --config " + repo("recipes/fashion-mnist/config.json") + " --output " + out + "/m").status, 0);
+  const auto ours = ImageProcessorConfig::from_file(out + "/m");
+  const auto recipe = ImageProcessorConfig::from_file(repo("recipes/fashion-mnist"));
+  EXPECT_EQ(ours.to_json_string(), recipe.to_json_string());
+  EXPECT_EQ(ours.shortest_edge, 32);
+  fs::remove_all(out);
+}
+
 }  // namespace
 }  // namespace convnext::test

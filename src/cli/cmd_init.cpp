@@ -7,6 +7,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "convnext/convnext.h"
+#include "image/processor_choice.h"
 #include "io/safetensors.h"
 
 namespace convnext::cli {
@@ -17,8 +18,10 @@ const char* kInitHelp = R"(usage: convnext init (--arch tiny|small|base|large|xl
 
 Writes DIR/config.json and DIR/model.safetensors for a model initialised as transformers'
 _init_weights does (normal(0, initializer_range) weights, zero biases, LayerNorm 1/0, layer
-scale = layer_scale_init_value). NAME: ConvNextForImageClassification (default),
-ConvNextModel or ConvNextBackbone.
+scale = layer_scale_init_value), and DIR/preprocessor_config.json: the one beside CONFIG.json,
+else the preprocessing of the published ConvNeXt checkpoints at config.image_size (as `train`
+and `convert` write it). NAME: ConvNextForImageClassification (default), ConvNextModel or
+ConvNextBackbone.
 )";
 
 const char* kInputHelp = R"(usage: convnext make-input --shape N,C,H,W --output FILE.safetensors [--seed S] [--labels K]
@@ -73,7 +76,9 @@ int cmd_init(int argc, char** argv, int first) {
     case Architecture::Model: ConvNextModel(c, seed).save_pretrained(out); break;
     case Architecture::Backbone: ConvNextBackbone(c, seed).save_pretrained(out); break;
   }
-  std::printf("wrote %s/config.json and %s/model.safetensors (%s)\n", out.c_str(), out.c_str(), arch.c_str());
+  // The directory carries the preprocessing its model is meant for, as `train` and `convert` write it.
+  image::processor_for_new_model(c, a.get("config")).save_pretrained(out);
+  std::printf("wrote %s: config.json, model.safetensors, preprocessor_config.json (%s)\n", out.c_str(), arch.c_str());
   return 0;
 }
 

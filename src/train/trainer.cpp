@@ -23,6 +23,7 @@
 
 #include "convnext/error.h"
 #include "convnext/image_processor.h"
+#include "image/processor_choice.h"
 #include "io/hub_cache.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
@@ -61,27 +62,12 @@ std::string duration_str(double s) {
   return b;
 }
 
-// The processor for the model: --processor, else the checkpoint's / the one beside --config,
-// else ConvNeXt's ImageNet settings for config.image_size.
+// The processor for the model: --processor, else the checkpoint's (transformers' class defaults
+// when it has none, as `classify` would run it), else the one a fresh model ships with.
 ConvNextImageProcessor choose_processor(const TrainOptions& o, const ConvNextConfig& cfg, const std::string& model_dir) {
   if (!o.processor_path.empty()) return ConvNextImageProcessor::from_pretrained(o.processor_path);
   if (!model_dir.empty()) return ConvNextImageProcessor::from_pretrained(model_dir);
-  if (!o.config_path.empty() && o.resume_dir.empty()) {
-    fs::path dir = fs::is_directory(o.config_path) ? fs::path(o.config_path) : fs::path(o.config_path).parent_path();
-    if (dir.empty()) dir = ".";
-    if (fs::exists(dir / "preprocessor_config.json")) return ConvNextImageProcessor::from_pretrained(dir.string());
-  }
-  ImageProcessorConfig pc;
-  pc.shortest_edge = cfg.image_size;
-  if (cfg.num_channels == 3) {
-    pc.image_mean = {0.485, 0.456, 0.406};  // IMAGENET_DEFAULT_MEAN / STD, as the facebook/convnext-* processors
-    pc.image_std = {0.229, 0.224, 0.225};
-  } else {
-    pc.image_mean = {0.5};
-    pc.image_std = {0.5};
-    pc.broadcast_mean_std = true;
-  }
-  return ConvNextImageProcessor(pc);
+  return image::processor_for_new_model(cfg, o.config_path);
 }
 
 struct Position {
@@ -91,11 +77,7 @@ struct Position {
 void save_checkpoint(Network& net, const ConvNextImageProcessor& proc, const AdamW& opt, const Position& pos,
                      int64_t total_steps, const TrainOptions& o, const std::string& dir) {
   detail::save_network(net, dir);
-  {
-    std::ofstream f(fs::path(dir) / "preprocessor_config.json");
-    f << proc.config().to_json_string();
-    if (!f) throw Error(dir + "/preprocessor_config.json: write failed");
-  }
+  proc.save_pretrained(dir);
   save_tensors((fs::path(dir) / "optimizer.safetensors").string(), opt.state_tensors());
   json st = {{"global_step", pos.step},     {"epoch", pos.epoch},         {"batch_in_epoch", pos.batch},
              {"total_steps", total_steps},  {"seed", o.seed},             {"batch_size", o.batch_size},
