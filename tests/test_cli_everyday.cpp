@@ -5,10 +5,12 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <set>
 
 #include "cli_util.h"
 #include "convnext/convnext.h"
 #include "io/safetensors.h"
+#include "train/evaluate.h"
 #include "test_util.h"
 
 namespace convnext::test {
@@ -235,6 +237,119 @@ TEST(CliPreprocessorConfig, ARecipesOwnConfigIsKept) {
   EXPECT_EQ(ours.to_json_string(), recipe.to_json_string());
   EXPECT_EQ(ours.shortest_edge, 32);
   fs::remove_all(out);
+}
+
+// ---- SVGs --------------------------------------------------------------------------------------
+
+double attr(const std::string& tag, const std::string& name, double fallback) {
+  std::smatch m;
+  if (!std::regex_search(tag, m, std::regex("\\s" + name + "=\"([-0-9.e+]+)\""))) return fallback;
+  return std::stod(m[1].str());
+}
+
+std::string unescape(std::string s) {
+  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{{"&lt;", "<"}, {"&gt;", ">"}, {"&quot;", "\""}, {"&amp;", "&"}})
+    for (size_t at; (at = s.find(from)) != std::string::npos;) s.replace(at, from.size(), to);
+  return s;
+}
+
+// Every <text> inside the viewBox, its width estimated at 0.6 em per character (sans-serif runs
+// narrower on average) from its anchor, its height one em above the baseline.
+::testing::AssertionResult text_inside(const std::string& svg) {
+  std::smatch m;
+  if (!std::regex_search(svg, m, std::regex("viewBox=\"0 0 ([0-9.]+) ([0-9.]+)\"")))
+    return ::testing::AssertionFailure() << "no viewBox=\"0 0 W H\"";
+  const double W = std::stod(m[1].str()), H = std::stod(m[2].str());
+  std::smatch root;
+  std::regex_search(svg, root, std::regex("<svg[^>]*>"));
+  const double base_font = attr(root.str(), "font-size", 16);
+  const std::regex text("<text([^>]*)>([^<]*)</text>");
+  int n = 0;
+  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), text); it != std::sregex_iterator(); ++it, ++n) {
+    const std::string tag = (*it)[1].str(), body = unescape((*it)[2].str());
+    const double x = attr(tag, "x", 0), y = attr(tag, "y", 0), fs = attr(tag, "font-size", base_font);
+    size_t chars = 0;
+    for (unsigned char ch : body) chars += (ch & 0xC0) != 0x80;
+    const double w = 0.6 * fs * static_cast<double>(chars);
+    double x0 = x;
+    if (tag.find("text-anchor=\"middle\"") != std::string::npos) x0 = x - w / 2;
+    if (tag.find("text-anchor=\"end\"") != std::string::npos) x0 = x - w;
+    if (x0 < 0 || x0 + w > W || y - fs < 0 || y > H)
+      return ::testing::AssertionFailure() << "'" << body << "' spans x " << x0 << ".." << x0 + w << ", y " << y - fs << ".." << y
+                                           << " in a " << W << "x" << H << " picture";
+  }
+  if (n == 0) return ::testing::AssertionFailure() << "no text at all";
+  return ::testing::AssertionSuccess() << n << " texts inside";
+}
+
+train::EvalResult confusion_of(size_t classes, const std::string& name_stem) {
+  train::EvalResult r;
+  r.classification = true;
+  r.count = 12345;
+  r.top1 = 0.9209;
+  for (size_t c = 0; c < classes; ++c) {
+    r.class_names.push_back(name_stem + std::to_string(c));
+    r.confusion.push_back(std::vector<int64_t>(classes, 3));
+    r.confusion.back()[c] = 1000;
+  }
+  return r;
+}
+
+TEST(Svg, ConfusionMatrixTextStaysInsideThePicture) {
+  const std::string out = scratch("svg");
+  // Few classes (the title is wider than the grid), long class names, many classes.
+  for (const auto& [classes, stem] : std::vector<std::pair<size_t, std::string>>{
+           {2, "c"}, {3, "cat"}, {10, "T-shirt/top "}, {7, "a rather long class name number "}, {100, "n"}}) {
+    train::write_confusion_svg(confusion_of(classes, stem), out + "/c.svg");
+    EXPECT_TRUE(text_inside(read_text(out + "/c.svg"))) << classes << " classes named " << stem;
+  }
+  fs::remove_all(out);
+}
+
+// training.svg: a legend, a colour swatch per series inside the picture, not colours named in a caption.
+::testing::AssertionResult has_legend(const std::string& svg, const std::vector<std::string>& names) {
+  std::set<std::string> strokes;
+  const std::regex polyline("<polyline[^>]*stroke=\"(#[0-9a-f]{6})\"");
+  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), polyline); it != std::sregex_iterator(); ++it) strokes.insert((*it)[1].str());
+  if (strokes.empty()) return ::testing::AssertionFailure() << "no series drawn";
+  for (const std::string& colour : strokes)
+    if (!std::regex_search(svg, std::regex("<rect [^>]*width=\"12\" height=\"12\" fill=\"" + colour + "\"")))
+      return ::testing::AssertionFailure() << "no legend swatch for the series drawn in " << colour;
+  for (const std::string& name : names)
+    if (svg.find(">" + name + "</text>") == std::string::npos) return ::testing::AssertionFailure() << "no legend entry '" << name << "'";
+  for (const char* caption : {"blue", "red", "green"})
+    if (svg.find(caption) != std::string::npos) return ::testing::AssertionFailure() << "series named by colour: " << caption;
+  return ::testing::AssertionSuccess();
+}
+
+TEST(Svg, TrainingCurvesHaveALegendAndTheirTextInside) {
+  const std::string out = scratch("svg_training");
+  train::TrainingCurves c;
+  for (int s = 1; s <= 40; ++s) c.loss.push_back({static_cast<double>(s * 25), 2.3 / s + 1e4 * (s == 1)});  // a wide y range
+  for (int e = 1; e <= 4; ++e) {
+    c.eval_loss.push_back({e * 250.0, 1.0 / e});
+    c.eval_accuracy.push_back({e * 250.0, 0.5 + 0.1 * e});
+  }
+  train::write_training_svg(out + "/t.svg", c);
+  const std::string svg = read_text(out + "/t.svg");
+  EXPECT_TRUE(text_inside(svg));
+  EXPECT_TRUE(has_legend(svg, {"training", "evaluation", "top-1"}));
+  // Without evaluation data the accuracy panel says so instead of drawing an empty legend.
+  c.eval_loss.clear();
+  c.eval_accuracy.clear();
+  train::write_training_svg(out + "/t.svg", c);
+  EXPECT_TRUE(text_inside(read_text(out + "/t.svg")));
+  EXPECT_NE(read_text(out + "/t.svg").find("no data yet"), std::string::npos);
+  fs::remove_all(out);
+}
+
+// The pictures that ship with the Fashion-MNIST model are drawn by the current code.
+TEST(Svg, TheShippedModelsPicturesAreReadable) {
+  const std::string dir = repo("models/convnext-fashion-mnist");
+  const std::string training = read_text(dir + "/training.svg"), confusion = read_text(dir + "/confusion.svg");
+  EXPECT_TRUE(text_inside(training));
+  EXPECT_TRUE(has_legend(training, {"training", "evaluation", "top-1"}));
+  EXPECT_TRUE(text_inside(confusion));
 }
 
 }  // namespace

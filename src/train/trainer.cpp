@@ -207,7 +207,7 @@ int run_training(const TrainOptions& o) {
   AdamW opt(grads, ao);
   TrainGraph graph(*net);
   Position pos;
-  std::vector<CurvePoint> curve_loss, curve_eval_loss, curve_eval_acc;
+  TrainingCurves curves;
   fs::create_directories(o.output);
   const fs::path log_path = fs::path(o.output) / "log.jsonl";
   if (resuming) {
@@ -229,20 +229,8 @@ int run_training(const TrainOptions& o) {
     for (const auto& info : state->tensors()) tensors.emplace_back(info.name, state->get_f32(info.name));
     opt.load_state(tensors, pos.step);
     // Earlier curve points for the plot.
-    std::ifstream old((fs::path(o.resume_dir) / "log.jsonl").string());
-    std::string line, kept;
-    while (std::getline(old, line)) {
-      try {
-        const json j = json::parse(line);
-        if (j.value("step", int64_t{0}) > pos.step) continue;
-        kept += line + "\n";
-        if (j.contains("loss")) curve_loss.push_back({j["step"].get<double>(), j["loss"].get<double>()});
-        if (j.contains("eval_loss") && j["eval_loss"].is_number())
-          curve_eval_loss.push_back({j["step"].get<double>(), j["eval_loss"].get<double>()});
-        if (j.contains("eval_accuracy")) curve_eval_acc.push_back({j["step"].get<double>(), j["eval_accuracy"].get<double>()});
-      } catch (const json::exception&) {
-      }
-    }
+    std::string kept;
+    curves = read_training_log((fs::path(o.resume_dir) / "log.jsonl").string(), pos.step, &kept);
     std::ofstream(log_path) << kept;  // the log up to the checkpoint, continued below
   } else {
     std::ofstream(log_path).flush();  // a fresh log
@@ -266,10 +254,10 @@ int run_training(const TrainOptions& o) {
     if (er.classification) {
       j["eval_accuracy"] = er.top1;
       j["eval_top5"] = er.top5;
-      curve_eval_acc.push_back({static_cast<double>(pos.step), er.top1});
+      curves.eval_accuracy.push_back({static_cast<double>(pos.step), er.top1});
     }
     if (final_eval) j["final"] = true;
-    curve_eval_loss.push_back({static_cast<double>(pos.step), er.loss});
+    curves.eval_loss.push_back({static_cast<double>(pos.step), er.loss});
     log << j.dump() << "\n" << std::flush;
     if (er.classification)
       std::fprintf(stderr, "eval at step %lld: loss %.4f, top-1 %.4f, top-5 %.4f\n", static_cast<long long>(pos.step),
@@ -279,7 +267,7 @@ int run_training(const TrainOptions& o) {
   };
   auto save = [&] {
     save_checkpoint(*net, proc, opt, pos, total_steps, o, o.output);
-    write_training_svg((fs::path(o.output) / "training.svg").string(), curve_loss, curve_eval_loss, curve_eval_acc);
+    write_training_svg((fs::path(o.output) / "training.svg").string(), curves);
   };
 
   g_interrupted = false;
@@ -365,7 +353,7 @@ int run_training(const TrainOptions& o) {
                           {"grad_norm", window_norm / static_cast<double>(window_steps)},
                           {"images_per_s", window_images / std::max(window_s, 1e-9)}};
           log << j.dump() << "\n" << std::flush;
-          curve_loss.push_back({static_cast<double>(pos.step), window_loss / static_cast<double>(window_steps)});
+          curves.loss.push_back({static_cast<double>(pos.step), window_loss / static_cast<double>(window_steps)});
         }
         window_loss = window_norm = window_images = window_s = 0;
         window_steps = 0;
