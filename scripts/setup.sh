@@ -6,13 +6,14 @@
 #   tests:  GoogleTest; python3-torch + numpy build an independent PyTorch reference for
 #           configurations the shared fixtures do not cover (test-time tool only, never linked);
 #           python3-pil writes the images and reference pixels the decoder tests compare against;
-#           python3-h5py writes the tf_model.h5 the TF checkpoint tests read
+#           python3-h5py writes the tf_model.h5 the TF checkpoint tests read; cmark-gfm (GitHub's
+#           Markdown parser) renders README.md for tests/check_readme.py
 set -euo pipefail
 pkgs=(build-essential cmake nlohmann-json3-dev libgtest-dev googletest zlib1g-dev
       libjpeg62-turbo-dev libpng-dev libwebp-dev pkg-config libhdf5-dev
       libcurl4-openssl-dev)
 if [[ "${1:-}" == "--tests" ]]; then
-  pkgs+=(python3 python3-numpy python3-torch python3-torchvision dataset-fashion-mnist python3-pil python3-h5py)
+  pkgs+=(python3 python3-numpy python3-torch python3-torchvision dataset-fashion-mnist python3-pil python3-h5py cmark-gfm)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

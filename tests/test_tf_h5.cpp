@@ -165,8 +165,9 @@ TEST_F(TfH5, TruncatedAndBrokenFilesAreClearErrors) {
     EXPECT_TRUE(err.starts_with(path("cut.h5") + ": ")) << keep << ": " << err;
     EXPECT_EQ(err.find('\n'), std::string::npos) << err;
   }
+  // A file named on its own is first judged by its first bytes (io/file_kind.h).
   std::ofstream(path("text.h5")) << "not hdf5 at all\n";
-  EXPECT_EQ(open_error(path("text.h5")), path("text.h5") + ": not an HDF5 file");
+  EXPECT_EQ(open_error(path("text.h5")), path("text.h5") + ": a text file, not a model checkpoint");
 }
 
 }  // namespace

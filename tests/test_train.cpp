@@ -116,6 +116,36 @@ TEST(TrainOptimizer, SchedulesAreTransformers) {
   EXPECT_THROW(scheduled_lr("wavy", 1.0, 0, 0, 1), Error);
 }
 
+// A resumed run whose length changed: the rate at the resume step is the saved schedule's, then
+// it falls to 0 at the new end and never rises; unchanged settings keep the schedule exactly.
+TEST(TrainOptimizer, AContinuedScheduleNeverJumpsBackUp) {
+  for (const char* kind : {"linear", "cosine", "constant"}) {
+    const train::LrSchedule saved{kind, 1e-3, 10, 100};
+    EXPECT_EQ(train::continue_schedule(saved, saved, 40).anchor_step, -1) << kind;  // the same run goes on as it was
+    const train::LrSchedule longer = train::continue_schedule(saved, {kind, 1e-3, 10, 300}, 40);
+    EXPECT_DOUBLE_EQ(longer.at(40), saved.at(40)) << kind;
+    double prev = longer.at(40);
+    for (int64_t t = 41; t <= 300; ++t) {
+      EXPECT_LE(longer.at(t), prev) << kind << " at " << t;
+      prev = longer.at(t);
+    }
+    if (std::string(kind) != "constant") EXPECT_NEAR(longer.at(300), 0.0, 1e-18) << kind;
+    // Continued again, unchanged: the anchored schedule itself.
+    const train::LrSchedule again = train::continue_schedule(longer, {kind, 1e-3, 10, 300}, 120);
+    EXPECT_DOUBLE_EQ(again.at(150), longer.at(150)) << kind;
+    // A shorter one decays faster, from the same rate.
+    const train::LrSchedule shorter = train::continue_schedule(saved, {kind, 1e-3, 10, 60}, 40);
+    EXPECT_DOUBLE_EQ(shorter.at(40), saved.at(40)) << kind;
+  }
+  // A new peak rate starts there; before the end of warmup the warmup simply goes on.
+  const train::LrSchedule saved{"linear", 1e-3, 10, 100};
+  EXPECT_DOUBLE_EQ(train::continue_schedule(saved, {"linear", 5e-4, 10, 100}, 40).at(40), 5e-4);
+  const train::LrSchedule early = train::continue_schedule(saved, {"linear", 1e-3, 10, 200}, 4);
+  EXPECT_DOUBLE_EQ(early.at(4), saved.at(4));
+  EXPECT_DOUBLE_EQ(early.at(10), 1e-3);
+  EXPECT_DOUBLE_EQ(early.at(105), 1e-3 * 95 / 190);
+}
+
 // The Trainer's decay groups: no decay on biases and LayerNorm weights.
 TEST(TrainOptimizer, DecayGroupsAreTheTrainers) {
   for (const char* name : {"convnext.embeddings.patch_embeddings.weight", "convnext.encoder.stages.1.downsampling_layer.1.weight",

@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -147,42 +149,61 @@ TEST(TrainCli, ShortRunLossFalls) {
   fs::remove_all(out);
 }
 
-// Ctrl-C saves a checkpoint; --resume continues to exactly the weights of an uninterrupted run
-// (data order, augmentation and stochastic depth are seeded by position, not by history).
+// Runs `convnext ARGS` and sends it Ctrl-C once DIR/log.jsonl has `lines` lines; returns its exit
+// status (130: interrupted and saved; 0: it finished first).
+int run_interrupted(const std::string& args, const std::string& dir, size_t lines) {
+  const std::string cmd = std::string(CONVNEXT_CLI) + " " + args;
+  const pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", ("exec " + cmd + " 2>/dev/null").c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (std::chrono::steady_clock::now() < deadline && read_log(dir).size() < lines)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  kill(pid, SIGINT);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+// Ctrl-C saves a checkpoint; `--resume DIR` alone (everything else restored from the run)
+// continues to exactly the weights of an uninterrupted run (data order, augmentation and
+// stochastic depth are seeded by position, not by history).
 TEST(TrainCli, InterruptedRunResumesToTheSameWeights) {
   const std::string out = tmpdir("resume");
   ASSERT_EQ(run("make-input --shape 64,3,48,48 --labels 3 --seed 3 --output " + out + "/data.safetensors").status, 0);
   std::ofstream(out + "/config.json") << R"({"hidden_sizes": [16, 32], "depths": [2, 2], "num_stages": 2,
     "drop_path_rate": 0.3, "num_labels": 3, "image_size": 48})";
   const std::string common = "train --config " + out + "/config.json --data " + out +
-                             "/data.safetensors --steps 1500 --batch-size 4 --lr 1e-3 --log-every 1 --threads 2";
+                             "/data.safetensors --steps 1500 --batch-size 4 --lr 1e-3 --log-every 1 --threads 1 --crop-scale 0.5 --seed 7";
   ASSERT_EQ(run(common + " --output " + out + "/straight").status, 0);
 
   // The same run, interrupted once it has logged a few steps.
-  const std::string cmd = std::string(CONVNEXT_CLI) + " " + common + " --output " + out + "/cut";
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    execl("/bin/sh", "sh", "-c", ("exec " + cmd + " 2>/dev/null").c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (std::chrono::steady_clock::now() < deadline && read_log(out + "/cut").size() < 5)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  kill(pid, SIGINT);
-  int st = 0;
-  waitpid(pid, &st, 0);
-  ASSERT_TRUE(WIFEXITED(st));
-  if (WEXITSTATUS(st) == 0) GTEST_SKIP() << "the run finished before the interrupt arrived";
-  ASSERT_EQ(WEXITSTATUS(st), 130);
+  const int st = run_interrupted(common + " --output " + out + "/cut", out + "/cut", 5);
+  if (st == 0) GTEST_SKIP() << "the run finished before the interrupt arrived";
+  ASSERT_EQ(st, 130);
   std::ifstream sf(out + "/cut/trainer_state.json");
   const auto state = nlohmann::json::parse(sf);
   const int64_t at = state["global_step"].get<int64_t>();
   EXPECT_GT(at, 0);
   EXPECT_LT(at, 1500);
 
-  const CliRun r = run(common + " --resume " + out + "/cut --output " + out + "/cut");
+  // Alone: the thread count is not a setting of the run (the numbers do not depend on it), so this
+  // part runs on the automatic count.
+  const CliRun r = run("train --resume " + out + "/cut --json");
   ASSERT_EQ(r.status, 0) << r.err;
+  // It says what it restored: one line, and in the JSON summary.
+  EXPECT_NE(r.err.find("resuming " + out + "/cut at step " + std::to_string(at) + " of 1500, restored from the run: "),
+            std::string::npos) << r.err;
+  for (const std::string part : {"data=" + out + "/data.safetensors", std::string("batch_size=4"), std::string("lr=0.001"),
+                                 std::string("seed=7"), std::string("crop_scale_min=0.5"), std::string("total_steps=1500")})
+    EXPECT_NE(r.err.find(part), std::string::npos) << part << ": " << r.err;
+  const auto summary = nlohmann::json::parse(r.out);
+  EXPECT_EQ(summary["resumed"]["step"].get<int64_t>(), at);
+  EXPECT_EQ(summary["resumed"]["restored"]["data"], out + "/data.safetensors");
+  EXPECT_EQ(summary["resumed"]["restored"]["seed"].get<int64_t>(), 7);
   auto a = io::SafetensorsFile::open(out + "/straight/model.safetensors");
   auto b = io::SafetensorsFile::open(out + "/cut/model.safetensors");
   for (const auto& t : a->tensors()) EXPECT_TRUE(close(b->get_f32(t.name), a->get_f32(t.name), 0.0)) << t.name;
@@ -191,6 +212,101 @@ TEST(TrainCli, InterruptedRunResumesToTheSameWeights) {
   for (const auto& j : log)
     if (j.contains("step")) last_step = std::max(last_step, j["step"].get<int64_t>());
   EXPECT_EQ(last_step, 1500);
+  fs::remove_all(out);
+}
+
+// Every file of a directory with its bytes and modification time.
+std::map<std::string, std::pair<std::string, fs::file_time_type>> snapshot(const std::string& dir) {
+  std::map<std::string, std::pair<std::string, fs::file_time_type>> files;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    std::ifstream f(e.path(), std::ios::binary);
+    files[e.path().filename().string()] = {std::string(std::istreambuf_iterator<char>(f), {}), fs::last_write_time(e.path())};
+  }
+  return files;
+}
+
+// The logged learning rates (step, lr) never go up after warmup.
+void expect_lr_never_rises_after(const std::vector<nlohmann::json>& log, int64_t warmup) {
+  double prev = INFINITY;
+  int64_t checked = 0;
+  for (const auto& j : log) {
+    if (!j.contains("lr") || j["step"].get<int64_t>() <= warmup) continue;
+    const double lr = j["lr"].get<double>();
+    EXPECT_LE(lr, prev) << "the learning rate rose at step " << j["step"];
+    prev = lr;
+    ++checked;
+  }
+  EXPECT_GT(checked, 10);
+}
+
+// A longer --steps on resume continues the schedule: the rate at the resume step is the one the
+// interrupted run had there, and it decays from it to 0 at the new end, never back up.
+TEST(TrainCli, ALongerRunOnResumeNeverRaisesTheLearningRate) {
+  const std::string out = tmpdir("longer");
+  ASSERT_EQ(run("make-input --shape 64,3,48,48 --labels 3 --seed 3 --output " + out + "/data.safetensors").status, 0);
+  ASSERT_EQ(run("make-input --shape 16,3,48,48 --labels 3 --seed 4 --output " + out + "/eval.safetensors").status, 0);
+  std::ofstream(out + "/config.json") << R"({"hidden_sizes": [16, 32], "depths": [2, 2], "num_stages": 2, "num_labels": 3,
+    "image_size": 48})";
+  const int st = run_interrupted("train --config " + out + "/config.json --data " + out + "/data.safetensors --eval-data " + out +
+                                     "/eval.safetensors --steps 1500 --batch-size 4 --lr 1e-3 --warmup-steps 5 --log-every 1 --threads 1 --output " +
+                                     out + "/run",
+                                 out + "/run", 20);
+  if (st == 0) GTEST_SKIP() << "the run finished before the interrupt arrived";
+  ASSERT_EQ(st, 130);
+  std::ifstream sf(out + "/run/trainer_state.json");
+  const int64_t at = nlohmann::json::parse(sf)["global_step"].get<int64_t>();
+  ASSERT_GT(at, 5);
+
+  const CliRun r = run("train --resume " + out + "/run --steps 3000 --threads 1");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("eval_data=" + out + "/eval.safetensors"), std::string::npos) << r.err;  // the evaluation data too
+  const auto log = read_log(out + "/run");
+  expect_lr_never_rises_after(log, 5);
+  // The step after the resume ran at the interrupted run's rate for it: linear from 1e-3 at the
+  // end of warmup (step 5) to 0 at 1500.
+  const double expected = 1e-3 * static_cast<double>(1500 - at) / (1500 - 5);
+  int64_t last = 0, evals_after = 0;
+  for (const auto& j : log) {
+    if (j.contains("lr") && j["step"].get<int64_t>() == at + 1) EXPECT_NEAR(j["lr"].get<double>(), expected, 1e-15);
+    if (j.contains("step")) last = std::max(last, j["step"].get<int64_t>());
+    if (j.contains("eval_loss") && j["step"].get<int64_t>() > at) ++evals_after;
+  }
+  EXPECT_EQ(last, 3000);
+  EXPECT_GT(evals_after, 0);
+  fs::remove_all(out);
+}
+
+// Resuming a finished run says so, succeeds and writes nothing; going on past a schedule that
+// has decayed to 0 needs a new --lr, from which the rate then decays.
+TEST(TrainCli, AFinishedRunIsLeftAsItIs) {
+  const std::string out = tmpdir("finished");
+  ASSERT_EQ(run("make-input --shape 16,3,32,32 --labels 3 --seed 3 --output " + out + "/data.safetensors").status, 0);
+  std::ofstream(out + "/config.json") << R"({"hidden_sizes": [8, 16], "depths": [1, 1], "num_stages": 2, "num_labels": 3})";
+  ASSERT_EQ(run("train --config " + out + "/config.json --data " + out + "/data.safetensors --steps 6 --batch-size 4 --lr 1e-3 "
+                "--log-every 1 --output " + out + "/run").status, 0);
+  const auto before = snapshot(out + "/run");
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a rewrite would show in the times
+
+  const CliRun r = run("train --resume " + out + "/run");
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.err, out + "/run: training finished at step 6 of 6; nothing to do\n");
+  const CliRun j = run("train --resume " + out + "/run --json");
+  EXPECT_EQ(j.status, 0) << j.err;
+  const auto summary = nlohmann::json::parse(j.out);
+  EXPECT_TRUE(summary["nothing_to_do"].get<bool>());
+  EXPECT_EQ(summary["steps"].get<int64_t>(), 6);
+  EXPECT_TRUE(summary["resumed"]["restored"].contains("data"));
+  const CliRun more = run("train --resume " + out + "/run --steps 12");  // linear, at lr 0 since step 6
+  EXPECT_EQ(more.status, 1);
+  EXPECT_NE(more.err.find("give --lr"), std::string::npos) << more.err;
+  EXPECT_TRUE(snapshot(out + "/run") == before) << "resuming a finished run changed its files";
+
+  const CliRun again = run("train --resume " + out + "/run --steps 30 --lr 5e-4");
+  ASSERT_EQ(again.status, 0) << again.err;
+  const auto log = read_log(out + "/run");
+  for (const auto& l : log)
+    if (l.contains("lr") && l["step"].get<int64_t>() == 7) EXPECT_DOUBLE_EQ(l["lr"].get<double>(), 5e-4);
+  expect_lr_never_rises_after(log, 6);
   fs::remove_all(out);
 }
 

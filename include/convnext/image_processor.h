@@ -41,6 +41,13 @@ struct ImageProcessorConfig {
   // A preprocessor_config.json, or a directory holding one.
   static ImageProcessorConfig from_file(const std::string& path);
   std::string to_json_string() const;
+
+  // The preprocessing a model made by this library ships with (init, convert of a checkpoint
+  // without one, train): what the published facebook/convnext-*-224 checkpoints ship — resize
+  // the shortest edge to image_size / crop_pct, centre crop image_size (crop_pct 0.875), bicubic,
+  // rescale 1/255, ImageNet mean/std. A grey model (num_channels 1) gets one mean/std value: the
+  // ImageNet values through the luma weights of Pillow's convert("L").
+  static ImageProcessorConfig for_model(int64_t image_size, int64_t num_channels);
 };
 
 enum class ImageBackend { Pil, Torchvision };
@@ -70,6 +77,8 @@ class ConvNextImageProcessor {
   // `path`: a preprocessor_config.json or a directory; a directory without one gives the
   // class defaults (as AutoImageProcessor would fail; we prefer a working default).
   static ConvNextImageProcessor from_pretrained(const std::string& path, ImageBackend backend = ImageBackend::Pil);
+  // Writes dir/preprocessor_config.json (the directory must exist), as transformers' save_pretrained.
+  void save_pretrained(const std::string& dir) const;
 
   const ImageProcessorConfig& config() const { return config_; }
   ImageBackend backend() const { return backend_; }

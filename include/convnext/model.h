@@ -87,6 +87,10 @@ class ModelBase {
   const std::vector<std::string>& load_warnings() const;
   // The checkpoint's file format ("safetensors", "safetensors (sharded, 3 files)", "new").
   const std::string& weights_format() const;
+  // The weights' dtype as the checkpoint stores them ("float32", "float16", "bfloat16", or a mix
+  // with counts; empty for fresh weights) and the size of its weight files in bytes.
+  const std::string& weights_dtype() const;
+  int64_t weights_file_bytes() const;
   Precision precision() const;
  protected:
   friend struct Access;  // the library's implementation files reach the Network through it

@@ -64,6 +64,21 @@ int64_t Args::get_int(const std::string& name, int64_t fallback) const {
   }
 }
 
+int64_t Args::get_int_in(const std::string& name, int64_t fallback, int64_t lo, int64_t hi) const {
+  const int64_t v = get_int(name, fallback);
+  if (v < lo || v > hi)
+    throw Error("--" + name + " must be between " + std::to_string(lo) + " and " + std::to_string(hi) + ", got " + get(name));
+  return v;
+}
+
+int Args::threads() const {
+  constexpr int64_t kMaxThreads = 1024;
+  const int64_t n = get_int("threads", 0);
+  if (n < 0 || n > kMaxThreads)
+    throw Error("--threads must be between 0 (automatic) and " + std::to_string(kMaxThreads) + ", got " + get("threads"));
+  return static_cast<int>(n);
+}
+
 double Args::get_double(const std::string& name, double fallback) const {
   if (!has(name)) return fallback;
   const std::string v = get(name);

@@ -17,6 +17,11 @@ class Args {
   std::string required(const std::string& name) const;
   int64_t get_int(const std::string& name, int64_t fallback) const;
   double get_double(const std::string& name, double fallback) const;
+  // An integer in [lo, hi], else a one-line error naming the flag and the range.
+  int64_t get_int_in(const std::string& name, int64_t fallback, int64_t lo, int64_t hi) const;
+  // --threads N: 0 (the default) chooses automatically. Checked here, because the library would
+  // try to start whatever count it is given (a million threads crashed the process).
+  int threads() const;
   const std::vector<std::string>& positional() const { return positional_; }
   bool help() const { return has("help"); }
   // --dtype f32|bf16 (default f32): the precision of the GEMMs.

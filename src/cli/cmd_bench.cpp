@@ -86,7 +86,7 @@ int cmd_bench(int argc, char** argv, int first) {
   if (dtype != "f32" && dtype != "bf16") throw Error("--dtype must be f32 or bf16, got '" + dtype + "'");
   if (train && dtype != "f32") throw Error("--train runs in fp32 (--dtype bf16 is for inference)");
   if (train && o.profile) throw Error("--profile times forward passes; it does not combine with --train");
-  set_num_threads(static_cast<int>(a.get_int("threads", 0)));
+  set_num_threads(a.threads());
 
   // Training keeps the original weights; inference, as a loaded checkpoint, only the packed ones.
   const Precision precision = dtype == "bf16" ? Precision::BF16 : Precision::F32;

@@ -38,7 +38,7 @@ int cmd_classify(int argc, char** argv, int first) {
   if (o.top_k < 1 || o.batch_size < 1) throw Error("--top-k and --batch-size must be >= 1");
   if (a.has("function-to-apply")) o.function = parse_score_function(a.get("function-to-apply"));
   if (a.positional().empty()) throw Error("no images given (see --help)");
-  set_num_threads(static_cast<int>(a.get_int("threads", 0)));
+  set_num_threads(a.threads());
   const bool json = a.has("json");
   o.decode = parse_decode(a);
 

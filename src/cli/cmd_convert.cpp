@@ -1,11 +1,12 @@
 // convnext convert: any checkpoint this library reads → a transformers save_pretrained directory.
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "convnext/convnext.h"
+#include "image/processor_choice.h"
+#include "io/hub_cache.h"
 
 namespace convnext::cli {
 
@@ -16,9 +17,17 @@ Reads a checkpoint in any form this tool loads (a save_pretrained directory with
 pytorch_model.bin, sharded or not; a hub id in the local Hugging Face cache; a timm,
 facebookresearch or torchvision state dict, with or without config.json) and writes DIR as
 transformers' save_pretrained would: config.json, model.safetensors (float32, float16 or
-bfloat16) and preprocessor_config.json (the source's, else ImageNet defaults for bare state dicts
-or the class defaults). Prints what was mapped or inferred.
+bfloat16) and preprocessor_config.json: the source's, else the preprocessing of the published
+ConvNeXt checkpoints at config.image_size (224, crop_pct 0.875, bicubic, ImageNet mean/std), as
+`init` and `train` write it. Prints what was mapped or inferred.
 )";
+// Whether the checkpoint (a directory, a hub id, or a bare weights file) has its own
+// preprocessor_config.json; a converted model without one gets what `init` and `train` write.
+bool has_processor_config(const std::string& from) {
+  const std::string path = io::resolve_model_path(from);
+  std::error_code ec;
+  return std::filesystem::is_directory(path, ec) && std::filesystem::exists(std::filesystem::path(path) / "preprocessor_config.json", ec);
+}
 }  // namespace
 
 int cmd_convert(int argc, char** argv, int first) {
@@ -55,11 +64,12 @@ int cmd_convert(int argc, char** argv, int first) {
       break;
     }
   }
-  const auto proc = ConvNextImageProcessor::from_pretrained(from);
-  std::ofstream(std::filesystem::path(to) / "preprocessor_config.json") << proc.config().to_json_string();
+  const bool own = has_processor_config(from);
+  const auto proc = own ? ConvNextImageProcessor::from_pretrained(from) : image::processor_for_new_model(config);
+  proc.save_pretrained(to);
   for (const std::string& n : notes) std::fprintf(stderr, "convnext convert: %s\n", n.c_str());
-  std::printf("wrote %s: config.json, model.safetensors (%s), preprocessor_config.json (%s)\n", to.c_str(), dtype.c_str(),
-              architecture_name(config.architecture()));
+  std::printf("wrote %s: config.json, model.safetensors (%s), preprocessor_config.json (%s) (%s)\n", to.c_str(),
+              dtype.c_str(), own ? "the source's" : "ConvNeXt's ImageNet preprocessing", architecture_name(config.architecture()));
   return 0;
 }
 

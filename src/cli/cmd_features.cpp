@@ -27,7 +27,7 @@ int cmd_features(int argc, char** argv, int first) {
   }
   const std::string dir = a.required("model"), out = a.required("output");
   if (a.positional().empty()) throw Error("no images given (see --help)");
-  set_num_threads(static_cast<int>(a.get_int("threads", 0)));
+  set_num_threads(a.threads());
   const bool hidden = a.has("hidden-states");
   const ConvNextConfig cfg = config_of_checkpoint(dir);
   const auto proc = ConvNextImageProcessor::from_pretrained(dir, parse_backend(a));

@@ -50,7 +50,7 @@ int cmd_forward(int argc, char** argv, int first) {
   }
   if (!a.positional().empty()) throw Error("unexpected argument '" + a.positional()[0] + "' (see --help)");
   const std::string model_dir = a.required("model"), input = a.required("input"), output = a.required("output");
-  set_num_threads(static_cast<int>(a.get_int("threads", 0)));
+  set_num_threads(a.threads());
   const bool hidden = a.has("hidden-states");
   LoadOptions opts;
   opts.ignore_mismatched_sizes = a.has("ignore-mismatched-sizes");

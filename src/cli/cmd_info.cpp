@@ -1,6 +1,7 @@
 // convnext info: what a checkpoint directory holds.
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -14,8 +15,30 @@ const char* kHelp = R"(usage: convnext info --model DIR [--json]
 Loads the checkpoint in DIR (with every check `forward` makes; DIR may also be a timm,
 facebookresearch or torchvision weights file or directory without config.json) and prints its architecture, the
 preset variant it matches (tiny, small, base, large, xlarge), the parameter count, the labels,
-the input size from config.json and the weights' file format.
+the input size from config.json, and the weights' file format, dtype (as stored) and size.
+A file that is not a checkpoint (an image, a text file) is named for what it is.
 )";
+
+// "27.8 MB": bytes for people (powers of 1000, as file managers and `ls --si` show them).
+std::string human_bytes(int64_t n) {
+  const char* units[] = {"bytes", "kB", "MB", "GB", "TB"};
+  double v = static_cast<double>(n);
+  int u = 0;
+  while (v >= 1000 && u < 4) v /= 1000, ++u;
+  char b[32];
+  std::snprintf(b, sizeof b, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+  return b;
+}
+
+// "270,298": long counts grouped by thousands.
+std::string grouped(int64_t n) {
+  std::string digits = std::to_string(n), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
 
 template <typename M>
 nlohmann::json describe(const M& model) {
@@ -31,7 +54,9 @@ nlohmann::json describe(const M& model) {
                       {"hidden_sizes", c.hidden_sizes},
                       {"hidden_act", c.hidden_act},
                       {"layer_norm_eps", c.layer_norm_eps},
-                      {"format", model.weights_format()}};
+                      {"format", model.weights_format()},
+                      {"dtype", model.weights_dtype()},
+                      {"file_bytes", model.weights_file_bytes()}};
   if (model.architecture() == Architecture::Backbone) j["out_features"] = c.out_features;
   j["notes"] = model.load_warnings();  // names mapped, config inferred, heads initialised
   if (c.problem_type) j["problem_type"] = *c.problem_type;
@@ -64,13 +89,16 @@ int cmd_info(int argc, char** argv, int first) {
   std::printf("model         %s\n", dir.c_str());
   std::printf("architecture  %s\n", j["architecture"].get<std::string>().c_str());
   std::printf("variant       %s\n", j["variant"].get<std::string>().c_str());
-  std::printf("parameters    %lld\n", static_cast<long long>(j["parameters"].get<int64_t>()));
+  std::printf("parameters    %s\n", grouped(j["parameters"].get<int64_t>()).c_str());
   std::printf("depths        %s\n", j["depths"].dump().c_str());
   std::printf("hidden_sizes  %s\n", j["hidden_sizes"].dump().c_str());
   std::printf("hidden_act    %s, patch %lld, %lld input channel(s)\n", j["hidden_act"].get<std::string>().c_str(),
               static_cast<long long>(config.patch_size), static_cast<long long>(config.num_channels));
   std::printf("input size    %lld (config image_size)\n", static_cast<long long>(config.image_size));
   std::printf("format        %s\n", j["format"].get<std::string>().c_str());
+  std::printf("dtype         %s\n", j["dtype"].get<std::string>().c_str());
+  const int64_t bytes = j["file_bytes"].get<int64_t>();
+  std::printf("file size     %s (%s bytes)\n", human_bytes(bytes).c_str(), grouped(bytes).c_str());
   if (j.contains("out_features")) std::printf("out_features  %s\n", j["out_features"].dump().c_str());
   std::string labels;
   int shown = 0;

@@ -7,6 +7,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "convnext/convnext.h"
+#include "image/processor_choice.h"
 #include "io/safetensors.h"
 
 namespace convnext::cli {
@@ -17,13 +18,16 @@ const char* kInitHelp = R"(usage: convnext init (--arch tiny|small|base|large|xl
 
 Writes DIR/config.json and DIR/model.safetensors for a model initialised as transformers'
 _init_weights does (normal(0, initializer_range) weights, zero biases, LayerNorm 1/0, layer
-scale = layer_scale_init_value). NAME: ConvNextForImageClassification (default),
-ConvNextModel or ConvNextBackbone.
+scale = layer_scale_init_value), and DIR/preprocessor_config.json: the one beside CONFIG.json,
+else the preprocessing of the published ConvNeXt checkpoints at config.image_size (as `train`
+and `convert` write it). NAME: ConvNextForImageClassification (default), ConvNextModel or
+ConvNextBackbone.
 )";
 
 const char* kInputHelp = R"(usage: convnext make-input --shape N,C,H,W --output FILE.safetensors [--seed S] [--labels K]
 
-Writes `pixel_values` drawn from N(0,1) and, with --labels K, `labels` (I64 [N], uniform in 0..K-1).
+Writes `pixel_values` drawn from N(0,1) and, with --labels K, `labels` (I64 [N], uniform in 0..K-1),
+which it prints.
 )";
 
 Shape parse_shape(const std::string& s) {
@@ -41,6 +45,15 @@ Shape parse_shape(const std::string& s) {
   for (int64_t d : out)
     if (d < 1) throw Error("--shape entries must be >= 1, got '" + s + "'");
   return out;
+}
+
+// "[3, 0, 2]", the first 64 and a count beyond that.
+std::string labels_str(const std::vector<int64_t>& labels) {
+  constexpr size_t kShown = 64;
+  std::string out = "[";
+  for (size_t i = 0; i < labels.size() && i < kShown; ++i) out += (i ? ", " : "") + std::to_string(labels[i]);
+  if (labels.size() > kShown) out += ", ... (" + std::to_string(labels.size()) + " in all)";
+  return out + "]";
 }
 }  // namespace
 
@@ -63,7 +76,9 @@ int cmd_init(int argc, char** argv, int first) {
     case Architecture::Model: ConvNextModel(c, seed).save_pretrained(out); break;
     case Architecture::Backbone: ConvNextBackbone(c, seed).save_pretrained(out); break;
   }
-  std::printf("wrote %s/config.json and %s/model.safetensors (%s)\n", out.c_str(), out.c_str(), arch.c_str());
+  // The directory carries the preprocessing its model is meant for, as `train` and `convert` write it.
+  image::processor_for_new_model(c, a.get("config")).save_pretrained(out);
+  std::printf("wrote %s: config.json, model.safetensors, preprocessor_config.json (%s)\n", out.c_str(), arch.c_str());
   return 0;
 }
 
@@ -81,16 +96,19 @@ int cmd_make_input(int argc, char** argv, int first) {
   for (int64_t i = 0; i < px.numel(); ++i) px[i] = dist(rng);
   io::SafetensorsWriter w;
   w.add("pixel_values", px);
+  std::vector<int64_t> labels;
   if (a.has("labels")) {
     const int64_t k = a.get_int("labels", 2);
     if (k < 1) throw Error("--labels must be >= 1");
     std::uniform_int_distribution<int64_t> ld(0, k - 1);
-    std::vector<int64_t> labels;
     for (int64_t n = 0; n < shape[0]; ++n) labels.push_back(ld(rng));
     w.add_i64("labels", {shape[0]}, labels);
   }
   w.save(out);
-  std::printf("wrote %s: pixel_values %s\n", out.c_str(), shape_str(shape).c_str());
+  std::printf("wrote %s: pixel_values %s", out.c_str(), shape_str(shape).c_str());
+  // The labels drawn, so that what a test or a demo expects can be read off the terminal.
+  if (!labels.empty()) std::printf(", labels %s", labels_str(labels).c_str());
+  std::printf("\n");
   return 0;
 }
 

@@ -24,6 +24,8 @@ preprocessor_config.json at PATH (a file or a directory holding one), and writes
                          resize, within one uint8 step
   --no-exif              do not apply the EXIF orientation
   --max-pixels N         decompression-bomb limit (default 89478485, Pillow's; 0 = none)
+  --threads N            images decoded and processed in parallel, and the threads of one
+                         resize (default 0: automatic)
   --repeat N             time N runs of the whole decode + preprocess and print the median
                          (ms) as JSON on stdout (used by bench/preprocess_vs_pillow.py)
 Formats: JPEG, PNG, WebP, BMP, PNM (detected from the bytes).
@@ -38,7 +40,7 @@ int cmd_preprocess(int argc, char** argv, int first) {
   }
   const std::string out = a.required("output");
   if (a.positional().empty()) throw Error("no images given (see --help)");
-  set_num_threads(static_cast<int>(a.get_int("threads", 0)));
+  set_num_threads(a.threads());
   const auto proc = ConvNextImageProcessor::from_pretrained(a.required("processor"), parse_backend(a));
   const DecodeSettings decode = parse_decode(a);
   const int64_t repeat = a.get_int("repeat", 0);

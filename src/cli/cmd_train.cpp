@@ -3,6 +3,8 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <set>
+#include <string>
 
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -16,8 +18,8 @@
 namespace convnext::cli {
 
 namespace {
-const char* kTrainHelp = R"(usage: convnext train (--model DIR | --config CONFIG.json | --arch NAME | --resume DIR)
-                      --data PATH --output DIR [options]
+const char* kTrainHelp = R"(usage: convnext train (--model DIR | --config CONFIG.json | --arch NAME) --data PATH --output DIR [options]
+       convnext train --resume DIR [options to change]
 
 Trains or fine-tunes ConvNextForImageClassification with the mathematics of PyTorch + transformers
 (the Trainer's loop: AdamW, schedule, clipping, accumulation) and writes DIR as a transformers
@@ -28,7 +30,12 @@ model:
   --model DIR                  fine-tune a checkpoint (any form `convnext forward` loads)
   --config CONFIG.json         a fresh model of this config (initialised as transformers does)
   --arch NAME                  a fresh tiny|small|base|large|xlarge
-  --resume DIR                 continue an interrupted run (same command, plus --resume)
+  --resume DIR                 continue the run saved in DIR (after Ctrl-C, --save-every, or to
+                               make it longer): its data, evaluation data, hyperparameters,
+                               schedule, length, seed and augmentation are restored unless given
+                               here; --output defaults to DIR. A finished run is left as it is.
+                               A longer --steps/--epochs decays the learning rate from the rate
+                               the run had at DIR's step to 0 at the new end (never back up)
   --num-labels N               default: the data's classes (fresh model) or the checkpoint's
   --ignore-mismatched-sizes    replace a classifier of another size (fine-tuning to new classes)
   --processor FILE             preprocessor_config.json (default: the checkpoint's, the one beside
@@ -76,16 +83,23 @@ top-5, per-class accuracy and the confusion matrix. --plot writes the confusion 
 }  // namespace
 
 int cmd_train(int argc, char** argv, int first) {
-  Args a(argc, argv, first,
-         {"ignore-mismatched-sizes", "weight-decay-all", "no-shuffle", "no-augment", "no-flip", "skip-nan", "json"},
-         {"model", "config", "arch", "resume", "num-labels", "processor", "drop-path-rate", "data", "eval-data", "output",
-          "epochs", "steps", "batch-size", "grad-accum", "lr", "weight-decay", "lr-scheduler", "warmup-steps",
-          "max-grad-norm", "seed", "save-grads", "save-every", "resume", "threads", "workers", "crop-scale", "log-every"});
+  const std::set<std::string> flags = {"ignore-mismatched-sizes", "weight-decay-all", "no-shuffle", "no-augment",
+                                       "no-flip", "skip-nan", "json"};
+  const std::set<std::string> options = {
+      "model",       "config",    "arch",         "resume",       "num-labels",    "processor", "drop-path-rate",
+      "data",        "eval-data", "output",       "epochs",       "steps",         "batch-size", "grad-accum",
+      "lr",          "weight-decay", "lr-scheduler", "warmup-steps", "max-grad-norm", "seed",      "save-grads",
+      "save-every",  "threads",   "workers",      "crop-scale",   "log-every"};
+  Args a(argc, argv, first, flags, options);
   if (a.help()) {
     std::fputs(kTrainHelp, stdout);
     return 0;
   }
   train::TrainOptions o;
+  // What the command line says; resuming, the run's saved settings fill in the rest.
+  for (const auto* names : {&flags, &options})
+    for (const std::string& name : *names)
+      if (a.has(name)) o.given.insert(name);
   o.model_dir = a.get("model");
   o.config_path = a.get("config");
   o.arch = a.get("arch");
@@ -94,9 +108,9 @@ int cmd_train(int argc, char** argv, int first) {
   o.ignore_mismatched_sizes = a.has("ignore-mismatched-sizes");
   o.processor_path = a.get("processor");
   if (a.has("drop-path-rate")) o.drop_path_rate = a.get_double("drop-path-rate", 0);
-  o.data = a.required("data");
+  o.data = a.get("data");  // required unless resuming (checked by run_training)
   o.eval_data = a.get("eval-data");
-  o.output = a.required("output");
+  o.output = a.get("output");  // resuming: the run's directory by default
   if (a.has("epochs")) o.epochs = a.get_int("epochs", 3);
   if (a.has("steps")) o.steps = a.get_int("steps", 1);
   if (o.epochs && o.steps) throw Error("give --epochs or --steps, not both");
@@ -117,8 +131,8 @@ int cmd_train(int argc, char** argv, int first) {
   o.seed = static_cast<uint64_t>(a.get_int("seed", 42));
   o.save_grads = a.get("save-grads");
   o.save_every = a.get_int("save-every", 0);
-  o.threads = static_cast<int>(a.get_int("threads", 0));
-  o.workers = static_cast<int>(a.get_int("workers", 2));
+  o.threads = a.threads();
+  o.workers = static_cast<int>(a.get_int_in("workers", 2, 1, 1024));
   o.log_every = a.get_int("log-every", 0);
   o.json = a.has("json");
   o.skip_nan = a.has("skip-nan");
@@ -133,7 +147,7 @@ int cmd_eval(int argc, char** argv, int first) {
     std::fputs(kEvalHelp, stdout);
     return 0;
   }
-  if (a.has("threads")) set_num_threads(static_cast<int>(a.get_int("threads", 0)));
+  if (a.has("threads")) set_num_threads(a.threads());
   const std::string dir = io::resolve_model_path(a.required("model"));
   LoadOptions lo;
   auto net = detail::Network::load(dir, lo, Architecture::ForImageClassification);

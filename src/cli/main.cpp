@@ -24,7 +24,7 @@ commands:
   forward      run a checkpoint on pixel_values from a safetensors file, write the outputs
   convert      any checkpoint (safetensors, .bin, timm, torchvision, original, hub cache) -> save_pretrained dir
   download     a model from the Hugging Face hub into the local hub cache (HF_ENDPOINT, HF_TOKEN)
-  info         describe a checkpoint: architecture, variant, parameters, labels, format
+  info         describe a checkpoint: architecture, variant, parameters, labels, format, dtype, size
   bench        time the forward pass (random weights for --arch, or a checkpoint)
   init         write a checkpoint directory with freshly initialised weights
   make-input   write a safetensors file of random pixel_values

@@ -13,6 +13,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 
 #include "convnext/error.h"
 #include "convnext/image_processor.h"
@@ -86,15 +87,17 @@ ConvNextImageProcessor ConvNextImageProcessor::from_pretrained(const std::string
   if (!std::filesystem::is_directory(path, ec) && !path.ends_with(".json")) {
     // A bare weights file (timm, facebookresearch, torchvision): those models were trained on
     // ImageNet with mean/std IMAGENET_DEFAULT, bicubic, crop_pct 0.875 at 224 (timm's default_cfg).
-    ImageProcessorConfig c;
-    c.shortest_edge = 224;
-    c.crop_pct = 0.875;
-    c.resample = 3;
-    c.image_mean = {0.485, 0.456, 0.406};
-    c.image_std = {0.229, 0.224, 0.225};
-    return ConvNextImageProcessor(c, backend);
+    return ConvNextImageProcessor(ImageProcessorConfig::for_model(224, 3), backend);
   }
   return ConvNextImageProcessor(ImageProcessorConfig::from_file(path), backend);
+}
+
+void ConvNextImageProcessor::save_pretrained(const std::string& dir) const {
+  const std::string path = (std::filesystem::path(dir) / "preprocessor_config.json").string();
+  std::ofstream f(path, std::ios::binary);
+  f << config_.to_json_string();
+  f.close();
+  if (!f) throw Error(path + ": write failed");
 }
 
 int64_t ConvNextImageProcessor::channels() const { return config_.image_mean.size() == 1 ? 1 : 3; }

@@ -120,4 +120,22 @@ std::string ImageProcessorConfig::to_json_string() const {
   return j.dump(2) + "\n";
 }
 
+ImageProcessorConfig ImageProcessorConfig::for_model(int64_t image_size, int64_t num_channels) {
+  ImageProcessorConfig c;
+  c.shortest_edge = image_size;
+  c.crop_pct = 0.875;  // 224 / 256
+  c.resample = 3;      // BICUBIC
+  c.rescale_factor = 1.0 / 255.0;
+  if (num_channels == 1) {
+    // 0.299 R + 0.587 G + 0.114 B of IMAGENET_DEFAULT_MEAN / STD: 0.459 and 0.226.
+    c.image_mean = {0.459};
+    c.image_std = {0.226};
+  } else {
+    // Other channel counts than 1 and 3 cannot come from image files; their data is pixel_values.
+    c.image_mean = {0.485, 0.456, 0.406};  // IMAGENET_DEFAULT_MEAN
+    c.image_std = {0.229, 0.224, 0.225};   // IMAGENET_DEFAULT_STD
+  }
+  return c;
+}
+
 }  // namespace convnext

@@ -1,7 +1,9 @@
 #include "io/checkpoint.h"
 
+#include "io/file_kind.h"
 #include "io/json_file.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -49,6 +51,9 @@ Checkpoint Checkpoint::open(const std::string& path) {
     index = p;
     bin = p.string().ends_with(".bin.index.json");
   } else {
+    // A file named on its own may be anything (a photo passed as the model): say what it is.
+    if (const std::string kind = non_checkpoint_kind(path); !kind.empty())
+      throw Error(path + ": " + kind + ", not a model checkpoint");
     single = p;
     const std::string ps = p.string();
     bin = ps.ends_with(".bin") || ps.ends_with(".pth") || ps.ends_with(".pt");
@@ -149,6 +154,44 @@ std::string Checkpoint::dtype(const std::string& name) const {
   if (h5_) return h5_->find(s)->dtype;
   if (!bins_.empty()) return bins_.at(where_.at(name))->find(s)->dtype;
   return files_.at(where_.at(name))->find(s)->dtype;
+}
+
+namespace {
+std::string torch_dtype_name(const std::string& dtype) {
+  if (dtype == "F32") return "float32";
+  if (dtype == "F16") return "float16";
+  if (dtype == "BF16") return "bfloat16";
+  if (dtype == "F64") return "float64";
+  std::string lower = dtype;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  return lower;
+}
+}  // namespace
+
+std::string Checkpoint::dtype_summary() const {
+  std::map<std::string, int64_t> count;
+  for (const auto& [name, idx] : where_) ++count[torch_dtype_name(dtype(name))];
+  if (count.size() == 1) return count.begin()->first;
+  std::vector<std::pair<int64_t, std::string>> order;
+  for (const auto& [d, n] : count) order.emplace_back(-n, d);
+  std::sort(order.begin(), order.end());
+  std::string out;
+  for (const auto& [n, d] : order) out += (out.empty() ? "" : ", ") + d + " (" + std::to_string(-n) + " tensors)";
+  return out;
+}
+
+int64_t Checkpoint::file_bytes() const {
+  std::vector<std::string> paths;
+  for (const auto& f : files_) paths.push_back(f->path());
+  for (const auto& f : bins_) paths.push_back(f->path());
+  if (h5_) paths.push_back(h5_->path());
+  int64_t total = 0;
+  std::error_code ec;
+  for (const std::string& p : paths) {
+    const auto n = std::filesystem::file_size(p, ec);
+    if (!ec) total += static_cast<int64_t>(n);
+  }
+  return total;
 }
 
 Tensor Checkpoint::get(const std::string& name) const {

@@ -34,6 +34,11 @@ class Checkpoint {
   Tensor get(const std::string& name) const;  // float32 (converted from F16/BF16 at load)
   const std::string& format() const { return format_; }  // "safetensors", "pytorch_model.bin (zip + restricted pickle)", "tf_model.h5 (Keras HDF5)", "... (sharded, N files)"
   const std::string& origin() const { return origin_; }
+  // The stored dtype of the tensors, as torch names it: "float32", or for a mix each with its
+  // count, the commonest first ("float16 (180 tensors), float32 (2 tensors)").
+  std::string dtype_summary() const;
+  // The size of the weight files (every shard; not the index), in bytes.
+  int64_t file_bytes() const;
   // Drops the mapped pages from this process (they stay in the page cache): tensors still
   // borrowed from the files fault them back in on use. Only for mappings never written.
   void release_resident_pages() const;

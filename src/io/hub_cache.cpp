@@ -53,9 +53,12 @@ std::string resolve_model_path(const std::string& model) {
     if (!plausible_id_part(commit)) throw Error((repo / "refs" / revision).string() + ": not a commit hash");
   }
   const fs::path snapshot = repo / "snapshots" / commit;
-  if (!fs::is_directory(snapshot, ec))
+  if (!fs::is_directory(snapshot, ec)) {
+    // The command that fetches it into this very cache, so the next try finds it.
+    const std::string fetch = "convnext download " + id + (revision == "main" ? "" : " --revision " + revision);
     throw Error(model + ": not a local path, and not in the Hugging Face cache (looked for " + snapshot.string() +
-                "; set HF_HUB_CACHE or HF_HOME, or download it with transformers / huggingface_hub)");
+                "); fetch it with `" + fetch + "`, or point HF_HUB_CACHE / HF_HOME at the cache that has it");
+  }
   return snapshot.string();
 }
 

@@ -29,6 +29,8 @@ Architecture ModelBase::architecture() const { return net_->arch; }
 const std::vector<std::string>& ModelBase::load_warnings() const { return net_->warnings; }
 Precision ModelBase::precision() const { return net_->precision; }
 const std::string& ModelBase::weights_format() const { return net_->weights_format; }
+const std::string& ModelBase::weights_dtype() const { return net_->weights_dtype; }
+int64_t ModelBase::weights_file_bytes() const { return net_->weights_bytes; }
 
 int64_t ModelBase::num_parameters() const { return net_->parameter_count; }
 

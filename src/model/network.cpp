@@ -236,6 +236,8 @@ std::shared_ptr<Network> Network::load(const std::string& model, const LoadOptio
   auto net = std::make_shared<Network>(config, arch);
   net->warnings = notes;
   net->weights_format = ckpt.format();
+  net->weights_dtype = ckpt.dtype_summary();
+  net->weights_bytes = ckpt.file_bytes();
 
   // The prefix the checkpoint uses for the body: "convnext." when saved by the classifier.
   const bool has_prefix = ckpt.contains("convnext.embeddings.patch_embeddings.weight");

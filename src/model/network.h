@@ -70,6 +70,8 @@ struct Network {
   mutable ForwardProfile* profile = nullptr;
 
   std::string weights_format = "new";
+  std::string weights_dtype;   // as stored in the checkpoint ("float16", ...); empty for fresh weights
+  int64_t weights_bytes = 0;   // the size of the checkpoint's weight files
   bool inference_only = false;  // the original weight matrices were released (see LoadOptions)
   Precision precision = Precision::F32;  // of the packed GEMM weights
   int64_t parameter_count = 0;

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <numeric>
 #include <sstream>
 
@@ -157,88 +158,173 @@ void write_file(const std::string& path, const std::string& text) {
 }
 }  // namespace
 
+namespace {
+
+// Layout is computed from estimated text widths (0.6 em per character, generous for sans-serif
+// digits and lower case), so that every label stays inside the picture.
+double text_width(const std::string& s, double font_size) {
+  size_t chars = 0;
+  for (unsigned char ch : s) chars += (ch & 0xC0) != 0x80;  // UTF-8: count code points
+  return 0.6 * font_size * static_cast<double>(chars);
+}
+
+std::string svg_open(double width, double height) {
+  std::ostringstream o;
+  o << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << width << "\" height=\"" << height << "\" viewBox=\"0 0 "
+    << width << " " << height << "\" font-family=\"sans-serif\" font-size=\"11\">\n"
+    << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+  return o.str();
+}
+
+std::string svg_text(double x, double y, const std::string& text, const char* anchor = "start", int font_size = 11) {
+  std::ostringstream o;
+  o << "<text x=\"" << x << "\" y=\"" << y << "\"";
+  if (std::string(anchor) != "start") o << " text-anchor=\"" << anchor << "\"";
+  if (font_size != 11) o << " font-size=\"" << font_size << "\"";
+  o << ">" << xml_escape(text) << "</text>\n";
+  return o.str();
+}
+
+// Every k-th label of a row or column of cells, so that labels wider than a cell do not overlap.
+size_t label_stride(double label_extent, double cell) { return static_cast<size_t>(std::ceil(label_extent / std::max(cell, 1.0))); }
+
+}  // namespace
+
 void write_confusion_svg(const EvalResult& r, const std::string& path) {
   if (!r.classification) throw Error("--plot: the confusion matrix needs single-label classification data");
   const size_t L = r.confusion.size();
   const int cell = L <= 20 ? 36 : std::max(4, static_cast<int>(720 / L));
-  const int left = 160, top = 60, size = static_cast<int>(L) * cell;
+  const double margin = 12, grid = static_cast<double>(L) * cell;
+  auto row_label = [&](size_t t) { return std::to_string(t) + "  " + (t < r.class_names.size() ? r.class_names[t] : ""); };
+  double names_w = 0;
+  for (size_t t = 0; t < L; ++t) names_w = std::max(names_w, text_width(row_label(t), 11));
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "Confusion matrix: top-1 %.4f on %lld examples", r.top1, static_cast<long long>(r.count));
+  const std::string title = buf, subtitle = "rows: true class; columns: predicted class, numbered as the rows";
+  const double left = margin + names_w + 6, top = margin + 14 + 18 + 27;  // title, subtitle, column numbers
+  const double width = std::ceil(std::max({left + grid + margin, 2 * margin + text_width(title, 14), 2 * margin + text_width(subtitle, 11)}));
+  const double height = top + grid + margin;
   std::ostringstream o;
-  o << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << left + size + 20 << "\" height=\"" << top + size + 40
-    << "\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
-  char buf[128];
-  std::snprintf(buf, sizeof buf, "top-1 %.4f, %lld examples", r.top1, static_cast<long long>(r.count));
-  o << "<text x=\"" << left << "\" y=\"20\" font-size=\"14\">Confusion matrix (rows: true, columns: predicted) — " << buf
-    << "</text>\n";
+  o << svg_open(width, height);
+  o << svg_text(margin, margin + 14, title, "start", 14);
+  o << svg_text(margin, margin + 14 + 18, subtitle);
+  const size_t row_stride = label_stride(13, cell), col_stride = label_stride(text_width(std::to_string(L - 1), 11) + 3, cell);
   for (size_t t = 0; t < L; ++t) {
     int64_t total = 0;
     for (int64_t v : r.confusion[t]) total += v;
-    const std::string name = t < r.class_names.size() ? r.class_names[t] : std::to_string(t);
-    o << "<text x=\"" << left - 6 << "\" y=\"" << top + static_cast<int>(t) * cell + cell / 2 + 4
-      << "\" text-anchor=\"end\">" << xml_escape(name) << "</text>\n";
+    if (t % row_stride == 0) o << svg_text(left - 6, top + static_cast<double>(t) * cell + cell / 2.0 + 4, row_label(t), "end");
     for (size_t p = 0; p < L; ++p) {
       const double f = total ? static_cast<double>(r.confusion[t][p]) / static_cast<double>(total) : 0.0;
       const int shade = static_cast<int>(255 - 200 * f);
-      o << "<rect x=\"" << left + static_cast<int>(p) * cell << "\" y=\"" << top + static_cast<int>(t) * cell
+      o << "<rect x=\"" << left + static_cast<double>(p) * cell << "\" y=\"" << top + static_cast<double>(t) * cell
         << "\" width=\"" << cell << "\" height=\"" << cell << "\" fill=\"rgb(" << shade << "," << shade << ",255)\" stroke=\"#ccc\"/>\n";
       if (cell >= 24)
-        o << "<text x=\"" << left + static_cast<int>(p) * cell + cell / 2 << "\" y=\"" << top + static_cast<int>(t) * cell + cell / 2 + 4
-          << "\" text-anchor=\"middle\">" << r.confusion[t][p] << "</text>\n";
+        o << svg_text(left + static_cast<double>(p) * cell + cell / 2.0, top + static_cast<double>(t) * cell + cell / 2.0 + 4,
+                      std::to_string(r.confusion[t][p]), "middle");
     }
   }
-  for (size_t p = 0; p < L; ++p)
-    o << "<text x=\"" << left + static_cast<int>(p) * cell + cell / 2 << "\" y=\"" << top - 6 << "\" text-anchor=\"middle\">" << p
-      << "</text>\n";
+  for (size_t p = 0; p < L; p += col_stride)
+    o << svg_text(left + static_cast<double>(p) * cell + cell / 2.0, top - 6, std::to_string(p), "middle");
   o << "</svg>\n";
   write_file(path, o.str());
 }
 
-void write_training_svg(const std::string& path, const std::vector<CurvePoint>& train_loss,
-                        const std::vector<CurvePoint>& eval_loss, const std::vector<CurvePoint>& eval_accuracy) {
-  // Two panels side by side: loss (train, eval) against the step, accuracy against the step.
-  const int W = 420, H = 280, pad = 50;
-  auto panel = [&](int x0, const std::string& title, const std::vector<std::pair<std::vector<CurvePoint>, std::string>>& series,
-                   bool unit_range) {
-    double xmin = 0, xmax = 1, ymin = 1e300, ymax = -1e300;
-    for (const auto& [pts, colour] : series)
-      for (const auto& p : pts) {
-        if (!std::isfinite(p.y)) continue;
-        xmax = std::max(xmax, p.x);
-        ymin = std::min(ymin, p.y);
-        ymax = std::max(ymax, p.y);
-      }
-    if (ymin > ymax) ymin = 0, ymax = 1;
-    if (unit_range) ymin = std::min(ymin, std::max(0.0, ymax - 0.5)), ymax = std::min(1.0, ymax + 0.02);
-    if (ymax - ymin < 1e-9) ymax = ymin + 1;
-    auto X = [&](double x) { return x0 + pad + (x - xmin) / (xmax - xmin) * (W - 2 * pad); };
-    auto Y = [&](double y) { return pad + (ymax - y) / (ymax - ymin) * (H - 2 * pad); };
-    std::ostringstream o;
-    o << "<text x=\"" << x0 + pad << "\" y=\"24\" font-size=\"14\">" << title << "</text>\n";
-    o << "<rect x=\"" << x0 + pad << "\" y=\"" << pad << "\" width=\"" << W - 2 * pad << "\" height=\"" << H - 2 * pad
-      << "\" fill=\"none\" stroke=\"#888\"/>\n";
-    char buf[64];
-    for (int k = 0; k <= 4; ++k) {
-      const double y = ymin + (ymax - ymin) * k / 4.0;
-      std::snprintf(buf, sizeof buf, "%.3g", y);
-      o << "<text x=\"" << x0 + pad - 4 << "\" y=\"" << Y(y) + 4 << "\" text-anchor=\"end\">" << buf << "</text>\n";
+namespace {
+
+struct Series {
+  const std::vector<CurvePoint>* points;
+  std::string colour, name;
+};
+
+// One panel of training.svg at x0: a title, a legend (a swatch per series), the plot with its
+// y ticks and the last step. Series without a finite point are left out of plot and legend.
+std::string curve_panel(double x0, double W, double H, const std::string& title, const std::vector<Series>& all, bool unit_range) {
+  std::vector<Series> series;
+  double xmin = 0, xmax = 1, ymin = 1e300, ymax = -1e300;
+  for (const Series& s : all) {
+    bool any = false;
+    for (const auto& p : *s.points) {
+      if (!std::isfinite(p.y)) continue;
+      any = true;
+      xmax = std::max(xmax, p.x);
+      ymin = std::min(ymin, p.y);
+      ymax = std::max(ymax, p.y);
     }
-    std::snprintf(buf, sizeof buf, "%.0f", xmax);
-    o << "<text x=\"" << x0 + W - pad << "\" y=\"" << H - pad + 16 << "\" text-anchor=\"end\">step " << buf << "</text>\n";
-    for (const auto& [pts, colour] : series) {
-      o << "<polyline fill=\"none\" stroke=\"" << colour << "\" stroke-width=\"1.5\" points=\"";
-      for (const auto& p : pts)
-        if (std::isfinite(p.y)) o << X(p.x) << "," << Y(p.y) << " ";
-      o << "\"/>\n";
-      if (pts.size() < 60)
-        for (const auto& p : pts)
-          if (std::isfinite(p.y)) o << "<circle cx=\"" << X(p.x) << "\" cy=\"" << Y(p.y) << "\" r=\"2.5\" fill=\"" << colour << "\"/>\n";
-    }
-    return o.str();
-  };
+    if (any) series.push_back(s);
+  }
+  if (ymin > ymax) ymin = 0, ymax = 1;
+  if (unit_range) ymin = std::min(ymin, std::max(0.0, ymax - 0.5)), ymax = std::min(1.0, ymax + 0.02);
+  if (ymax - ymin < 1e-9) ymax = ymin + 1;
+  std::vector<std::string> ticks;
+  double tick_w = 0;
+  for (int k = 0; k <= 4; ++k) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.3g", ymin + (ymax - ymin) * k / 4.0);
+    ticks.push_back(b);
+    tick_w = std::max(tick_w, text_width(b, 11));
+  }
+  const double pad_left = std::max(50.0, tick_w + 16), pad_right = 20, pad_top = 56, pad_bottom = 34;
+  const double pw = W - pad_left - pad_right, ph = H - pad_top - pad_bottom;
+  auto X = [&](double x) { return x0 + pad_left + (x - xmin) / (xmax - xmin) * pw; };
+  auto Y = [&](double y) { return pad_top + (ymax - y) / (ymax - ymin) * ph; };
   std::ostringstream o;
-  o << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << 2 * W << "\" height=\"" << H
-    << "\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
-  o << panel(0, "loss (blue: training, red: evaluation)", {{train_loss, "#1f60c4"}, {eval_loss, "#c41f1f"}}, false);
-  o << panel(W, "evaluation top-1 accuracy", {{eval_accuracy, "#2a9d3a"}}, true);
+  o << svg_text(x0 + pad_left, 22, title, "start", 14);
+  double lx = x0 + pad_left;
+  for (const Series& s : series) {  // the legend: a swatch, then the series' name
+    o << "<rect x=\"" << lx << "\" y=\"32\" width=\"12\" height=\"12\" fill=\"" << s.colour << "\"/>\n";
+    o << svg_text(lx + 16, 42, s.name);
+    lx += 16 + text_width(s.name, 11) + 18;
+  }
+  o << "<rect x=\"" << x0 + pad_left << "\" y=\"" << pad_top << "\" width=\"" << pw << "\" height=\"" << ph
+    << "\" fill=\"none\" stroke=\"#888\"/>\n";
+  for (int k = 0; k <= 4; ++k) o << svg_text(x0 + pad_left - 4, Y(ymin + (ymax - ymin) * k / 4.0) + 4, ticks[static_cast<size_t>(k)], "end");
+  char b[32];
+  std::snprintf(b, sizeof b, "step %.0f", xmax);
+  o << svg_text(x0 + pad_left + pw, pad_top + ph + 16, b, "end");
+  if (series.empty()) o << svg_text(x0 + pad_left + pw / 2, pad_top + ph / 2, "no data yet", "middle");
+  for (const Series& s : series) {
+    o << "<polyline fill=\"none\" stroke=\"" << s.colour << "\" stroke-width=\"1.5\" points=\"";
+    for (const auto& p : *s.points)
+      if (std::isfinite(p.y)) o << X(p.x) << "," << Y(p.y) << " ";
+    o << "\"/>\n";
+    if (s.points->size() < 60)
+      for (const auto& p : *s.points)
+        if (std::isfinite(p.y)) o << "<circle cx=\"" << X(p.x) << "\" cy=\"" << Y(p.y) << "\" r=\"2.5\" fill=\"" << s.colour << "\"/>\n";
+  }
+  return o.str();
+}
+
+}  // namespace
+
+TrainingCurves read_training_log(const std::string& path, int64_t up_to_step, std::string* kept) {
+  TrainingCurves c;
+  std::ifstream f(path);
+  std::string line;
+  while (std::getline(f, line)) {
+    try {
+      const nlohmann::json j = nlohmann::json::parse(line);
+      if (!j.is_object()) continue;
+      if (up_to_step >= 0 && j.value("step", int64_t{0}) > up_to_step) continue;
+      if (kept) *kept += line + "\n";
+      if (!j.contains("step")) continue;  // the summary line of a finished run
+      const double x = j["step"].get<double>();
+      if (j.contains("loss") && j["loss"].is_number()) c.loss.push_back({x, j["loss"].get<double>()});
+      if (j.contains("eval_loss") && j["eval_loss"].is_number()) c.eval_loss.push_back({x, j["eval_loss"].get<double>()});
+      if (j.contains("eval_accuracy") && j["eval_accuracy"].is_number())
+        c.eval_accuracy.push_back({x, j["eval_accuracy"].get<double>()});
+    } catch (const nlohmann::json::exception&) {
+    }
+  }
+  return c;
+}
+
+void write_training_svg(const std::string& path, const TrainingCurves& c) {
+  // Two panels side by side: loss (training, evaluation) and evaluation accuracy, against the step.
+  const double W = 420, H = 290;
+  std::ostringstream o;
+  o << svg_open(2 * W, H);
+  o << curve_panel(0, W, H, "loss", {{&c.loss, "#1f60c4", "training"}, {&c.eval_loss, "#c41f1f", "evaluation"}}, false);
+  o << curve_panel(W, W, H, "evaluation accuracy", {{&c.eval_accuracy, "#2a9d3a", "top-1"}}, true);
   o << "</svg>\n";
   write_file(path, o.str());
 }

@@ -36,7 +36,12 @@ void write_confusion_svg(const EvalResult& r, const std::string& path);
 struct CurvePoint {
   double x, y;
 };
-void write_training_svg(const std::string& path, const std::vector<CurvePoint>& train_loss,
-                        const std::vector<CurvePoint>& eval_loss, const std::vector<CurvePoint>& eval_accuracy);
+struct TrainingCurves {
+  std::vector<CurvePoint> loss, eval_loss, eval_accuracy;  // x: the optimizer step
+};
+// The curves of a log.jsonl (lines of other kinds and unreadable lines are passed over), up to
+// `up_to_step` when it is >= 0; `kept`, when given, receives the log's lines up to there.
+TrainingCurves read_training_log(const std::string& path, int64_t up_to_step = -1, std::string* kept = nullptr);
+void write_training_svg(const std::string& path, const TrainingCurves& curves);
 
 }  // namespace convnext::train

@@ -87,15 +87,31 @@ void AdamW::load_state(const std::vector<std::pair<std::string, Tensor>>& tensor
   step_ = step;
 }
 
-double scheduled_lr(const std::string& kind, double base_lr, int64_t step, int64_t warmup, int64_t total) {
+double LrSchedule::at(int64_t step) const {
   // step counts optimizer steps already taken (the lr of the step about to run), as LambdaLR.
   if (step < warmup) return base_lr * static_cast<double>(step) / static_cast<double>(std::max<int64_t>(1, warmup));
-  if (kind == "constant") return base_lr;
-  const double progress = static_cast<double>(step - warmup) / static_cast<double>(std::max<int64_t>(1, total - warmup));
+  const bool anchored = anchor_step >= 0;
+  const int64_t from = anchored ? anchor_step : warmup;  // where the decay starts
+  const double peak = anchored ? anchor_lr : base_lr;
+  if (kind == "constant") return peak;
+  const double progress = static_cast<double>(step - from) / static_cast<double>(std::max<int64_t>(1, total - from));
   if (kind == "linear")
-    return base_lr * std::max(0.0, static_cast<double>(total - step) / static_cast<double>(std::max<int64_t>(1, total - warmup)));
-  if (kind == "cosine") return base_lr * std::max(0.0, 0.5 * (1.0 + std::cos(M_PI * 0.5 * 2.0 * progress)));
+    return peak * std::max(0.0, static_cast<double>(total - step) / static_cast<double>(std::max<int64_t>(1, total - from)));
+  if (kind == "cosine") return peak * std::max(0.0, 0.5 * (1.0 + std::cos(M_PI * 0.5 * 2.0 * progress)));
   throw Error("unknown --lr-scheduler '" + kind + "' (constant, linear, cosine)");
+}
+
+double scheduled_lr(const std::string& kind, double base_lr, int64_t step, int64_t warmup, int64_t total) {
+  return LrSchedule{kind, base_lr, warmup, total}.at(step);
+}
+
+LrSchedule continue_schedule(const LrSchedule& saved, const LrSchedule& wanted, int64_t step) {
+  if (wanted.same_settings(saved)) return saved;
+  LrSchedule s = wanted;
+  if (step < wanted.warmup) return s;
+  s.anchor_step = step;
+  s.anchor_lr = wanted.base_lr != saved.base_lr ? wanted.base_lr : saved.at(step);
+  return s;
 }
 
 double clip_grad_norm(Gradients& grads, double max_norm) {

@@ -43,7 +43,29 @@ class AdamW {
 
 // transformers' get_scheduler: "constant", "linear", "cosine" (half a cosine to 0), each with
 // linear warmup from 0 over `warmup` steps ("constant" with warmup = constant_with_warmup).
+struct LrSchedule {
+  std::string kind = "linear";
+  double base_lr = 5e-5;
+  int64_t warmup = 0, total = 1;
+  // A resumed run whose horizon or schedule changed continues from anchor_step (>= warmup) at
+  // anchor_lr, the rate it had there, and decays from it to 0 at `total` ("constant" stays at
+  // it); -1: no anchor, the decay starts at the end of warmup from base_lr.
+  int64_t anchor_step = -1;
+  double anchor_lr = 0;
+
+  // The rate of the step about to run when `step` optimizer steps are done, as LambdaLR.
+  double at(int64_t step) const;
+  bool same_settings(const LrSchedule& o) const {
+    return kind == o.kind && base_lr == o.base_lr && warmup == o.warmup && total == o.total;
+  }
+};
 double scheduled_lr(const std::string& kind, double base_lr, int64_t step, int64_t warmup, int64_t total);
+
+// The schedule of a run resumed at `step`: `saved` itself when `wanted` has the same settings;
+// otherwise `wanted`, anchored at `step` so that the rate never jumps back up: it decays from the
+// rate `saved` gives there (or from wanted.base_lr when the peak rate changed) to 0 at
+// wanted.total. Before the end of warmup the warmup just goes on, under the new settings.
+LrSchedule continue_schedule(const LrSchedule& saved, const LrSchedule& wanted, int64_t step);
 
 // Scales the gradients so their global norm is at most max_norm (no-op when max_norm <= 0);
 // returns the norm before clipping, as clip_grad_norm_ does.

@@ -18,11 +18,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <set>
 
 #include "convnext/error.h"
 #include "convnext/image_processor.h"
+#include "image/processor_choice.h"
 #include "io/hub_cache.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
@@ -61,51 +63,176 @@ std::string duration_str(double s) {
   return b;
 }
 
-// The processor for the model: --processor, else the checkpoint's / the one beside --config,
-// else ConvNeXt's ImageNet settings for config.image_size.
+// The processor for the model: --processor, else the checkpoint's (transformers' class defaults
+// when it has none, as `classify` would run it), else the one a fresh model ships with.
 ConvNextImageProcessor choose_processor(const TrainOptions& o, const ConvNextConfig& cfg, const std::string& model_dir) {
   if (!o.processor_path.empty()) return ConvNextImageProcessor::from_pretrained(o.processor_path);
   if (!model_dir.empty()) return ConvNextImageProcessor::from_pretrained(model_dir);
-  if (!o.config_path.empty() && o.resume_dir.empty()) {
-    fs::path dir = fs::is_directory(o.config_path) ? fs::path(o.config_path) : fs::path(o.config_path).parent_path();
-    if (dir.empty()) dir = ".";
-    if (fs::exists(dir / "preprocessor_config.json")) return ConvNextImageProcessor::from_pretrained(dir.string());
-  }
-  ImageProcessorConfig pc;
-  pc.shortest_edge = cfg.image_size;
-  if (cfg.num_channels == 3) {
-    pc.image_mean = {0.485, 0.456, 0.406};  // IMAGENET_DEFAULT_MEAN / STD, as the facebook/convnext-* processors
-    pc.image_std = {0.229, 0.224, 0.225};
-  } else {
-    pc.image_mean = {0.5};
-    pc.image_std = {0.5};
-    pc.broadcast_mean_std = true;
-  }
-  return ConvNextImageProcessor(pc);
+  return image::processor_for_new_model(cfg, o.config_path);
 }
 
 struct Position {
   int64_t step = 0, epoch = 0, batch = 0;  // optimizer steps taken; where the next batch comes from
 };
 
+// A setting a run saves in trainer_state.json and --resume restores, unless the command line
+// gives it: its flag, its key in the file, and how to read and write it in TrainOptions.
+// (Threads and loader workers only change the speed, not the numbers: they are not restored.)
+struct Setting {
+  const char* flag;
+  const char* key;
+  std::function<json(const TrainOptions&)> get;
+  std::function<void(TrainOptions&, const json&)> set;
+};
+
+template <typename T>
+Setting setting(const char* flag, const char* key, T TrainOptions::*field) {
+  return {flag, key, [field](const TrainOptions& o) { return json(o.*field); },
+          [field](TrainOptions& o, const json& j) { o.*field = j.get<T>(); }};
+}
+
+// A data path, saved absolute so that the run resumes from any working directory.
+Setting path_setting(const char* flag, const char* key, std::string TrainOptions::*field) {
+  Setting s = setting(flag, key, field);
+  s.get = [field](const TrainOptions& o) { return json((o.*field).empty() ? "" : fs::absolute(o.*field).string()); };
+  return s;
+}
+
+const std::vector<Setting>& saved_settings() {
+  static const std::vector<Setting> all = {
+      path_setting("data", "data", &TrainOptions::data),
+      path_setting("eval-data", "eval_data", &TrainOptions::eval_data),
+      setting("batch-size", "batch_size", &TrainOptions::batch_size),
+      setting("grad-accum", "grad_accum", &TrainOptions::grad_accum),
+      setting("lr", "lr", &TrainOptions::lr),
+      setting("lr-scheduler", "lr_scheduler", &TrainOptions::scheduler),
+      setting("warmup-steps", "warmup_steps", &TrainOptions::warmup_steps),
+      setting("weight-decay", "weight_decay", &TrainOptions::weight_decay),
+      setting("weight-decay-all", "weight_decay_all", &TrainOptions::weight_decay_all),
+      setting("max-grad-norm", "max_grad_norm", &TrainOptions::max_grad_norm),
+      setting("seed", "seed", &TrainOptions::seed),
+      setting("no-shuffle", "shuffle", &TrainOptions::shuffle),
+      setting("no-augment", "augment", &TrainOptions::augment),
+      setting("crop-scale", "crop_scale_min", &TrainOptions::crop_scale_min),
+      setting("no-flip", "hflip", &TrainOptions::hflip),
+      setting("skip-nan", "skip_nan", &TrainOptions::skip_nan),
+      setting("save-every", "save_every", &TrainOptions::save_every),
+      setting("log-every", "log_every", &TrainOptions::log_every),
+  };
+  return all;
+}
+
 void save_checkpoint(Network& net, const ConvNextImageProcessor& proc, const AdamW& opt, const Position& pos,
-                     int64_t total_steps, const TrainOptions& o, const std::string& dir) {
+                     const LrSchedule& schedule, const TrainOptions& o, const std::string& dir) {
   detail::save_network(net, dir);
-  {
-    std::ofstream f(fs::path(dir) / "preprocessor_config.json");
-    f << proc.config().to_json_string();
-    if (!f) throw Error(dir + "/preprocessor_config.json: write failed");
-  }
+  proc.save_pretrained(dir);
   save_tensors((fs::path(dir) / "optimizer.safetensors").string(), opt.state_tensors());
-  json st = {{"global_step", pos.step},     {"epoch", pos.epoch},         {"batch_in_epoch", pos.batch},
-             {"total_steps", total_steps},  {"seed", o.seed},             {"batch_size", o.batch_size},
-             {"grad_accum", o.grad_accum},  {"lr", o.lr},                 {"lr_scheduler", o.scheduler},
-             {"warmup_steps", o.warmup_steps}, {"weight_decay", o.weight_decay}, {"weight_decay_all", o.weight_decay_all},
-             {"optimizer", "torch.optim.AdamW"}, {"adam_betas", {0.9, 0.999}}, {"adam_epsilon", 1e-8},
-             {"max_grad_norm", o.max_grad_norm}, {"data", o.data}};
+  json st = {{"global_step", pos.step},           {"epoch", pos.epoch},       {"batch_in_epoch", pos.batch},
+             {"total_steps", schedule.total},      {"optimizer", "torch.optim.AdamW"},
+             {"adam_betas", {0.9, 0.999}},         {"adam_epsilon", 1e-8}};
+  for (const Setting& s : saved_settings()) st[s.key] = s.get(o);
+  if (schedule.anchor_step >= 0) {  // the schedule was continued over a new length (see continue_schedule)
+    st["lr_anchor_step"] = schedule.anchor_step;
+    st["lr_anchor_lr"] = schedule.anchor_lr;
+  }
   std::ofstream f(fs::path(dir) / "trainer_state.json");
   f << st.dump(2) << "\n";
   if (!f) throw Error(dir + "/trainer_state.json: write failed");
+}
+
+// ---- resuming ----
+
+struct Resumed {
+  json state;     // trainer_state.json
+  Position pos;
+  json restored;  // the settings taken from the run: key -> value
+};
+
+// Reads the run in o.resume_dir and gives `o` every saved setting the command line did not give.
+Resumed read_resumed(TrainOptions& o) {
+  const std::string path = (fs::path(o.resume_dir) / "trainer_state.json").string();
+  Resumed r;
+  r.state = io::read_json_file(path);
+  r.restored = json::object();
+  try {
+    r.pos = {r.state.at("global_step").get<int64_t>(), r.state.at("epoch").get<int64_t>(),
+             r.state.at("batch_in_epoch").get<int64_t>()};
+  } catch (const json::exception& e) {
+    throw Error(path + ": " + e.what());
+  }
+  for (const Setting& s : saved_settings()) {
+    if (o.given.count(s.flag) || !r.state.contains(s.key)) continue;
+    try {
+      s.set(o, r.state[s.key]);
+    } catch (const json::exception&) {
+      throw Error(path + ": '" + s.key + "' has the wrong type: " + r.state[s.key].dump());
+    }
+    r.restored[s.key] = r.state[s.key];
+  }
+  if (o.output.empty()) o.output = o.resume_dir;
+  return r;
+}
+
+// The run's length in optimizer steps: --steps, --epochs, the resumed run's, else the Trainer's 3 epochs.
+int64_t run_length(const TrainOptions& o, Resumed* r, int64_t steps_per_epoch) {
+  if (o.steps) return *o.steps;
+  if (o.epochs) return *o.epochs * steps_per_epoch;
+  if (r && r->state.contains("total_steps")) {
+    r->restored["total_steps"] = r->state["total_steps"];
+    return r->state["total_steps"].get<int64_t>();
+  }
+  return 3 * steps_per_epoch;
+}
+
+// The schedule the resumed run followed (its anchor too, when it was itself continued).
+LrSchedule saved_schedule(const json& st) {
+  LrSchedule s{st.value("lr_scheduler", std::string("linear")), st.value("lr", 5e-5), st.value("warmup_steps", int64_t{0}),
+               st.value("total_steps", int64_t{1})};
+  s.anchor_step = st.value("lr_anchor_step", int64_t{-1});
+  s.anchor_lr = st.value("lr_anchor_lr", 0.0);
+  return s;
+}
+
+json resumed_json(const TrainOptions& o, const Resumed& r) {
+  return {{"from", o.resume_dir}, {"step", r.pos.step}, {"restored", r.restored}};
+}
+
+// "resuming DIR at step 120 of 1500, restored from the run: data=/x, batch_size=4, ..."
+void print_resuming(const TrainOptions& o, const Resumed& r, int64_t total_steps) {
+  std::string settings;
+  for (const auto& [key, value] : r.restored.items())
+    settings += (settings.empty() ? "" : ", ") + key + "=" +
+                (value.is_string() && !value.get<std::string>().empty() ? value.get<std::string>() : value.dump());
+  std::fprintf(stderr, "resuming %s at step %lld of %lld, restored from the run: %s\n", o.resume_dir.c_str(),
+               static_cast<long long>(r.pos.step), static_cast<long long>(total_steps),
+               settings.empty() ? "nothing (every setting given)" : settings.c_str());
+}
+
+// Resuming a run that already has its length: say so, write nothing, succeed.
+int report_finished(const TrainOptions& o, const Resumed& r, int64_t total_steps) {
+  if (r.pos.step == total_steps)
+    std::fprintf(stderr, "%s: training finished at step %lld of %lld; nothing to do\n", o.resume_dir.c_str(),
+                 static_cast<long long>(r.pos.step), static_cast<long long>(total_steps));
+  else
+    std::fprintf(stderr, "%s: training is at step %lld, past the %lld steps asked for; nothing to do\n", o.resume_dir.c_str(),
+                 static_cast<long long>(r.pos.step), static_cast<long long>(total_steps));
+  if (o.json)
+    std::printf("%s\n", json({{"done", true}, {"nothing_to_do", true}, {"steps", r.pos.step}, {"total_steps", total_steps},
+                               {"resumed", resumed_json(o, r)}}).dump().c_str());
+  return 0;
+}
+
+// The schedule of this run; resumed, continued from the saved one without the rate jumping up.
+LrSchedule run_schedule(const TrainOptions& o, const Resumed* r, int64_t total_steps) {
+  const LrSchedule wanted{o.scheduler, o.lr, o.warmup_steps, total_steps};
+  if (!r) return wanted;
+  const LrSchedule s = continue_schedule(saved_schedule(r->state), wanted, r->pos.step);
+  // A finished decaying run has reached lr 0: more steps would change no weight.
+  if (s.anchor_step == r->pos.step && s.anchor_lr == 0.0)
+    throw Error(o.resume_dir + ": the learning rate reached 0 at step " + std::to_string(r->pos.step) + " (the end of its " +
+                saved_schedule(r->state).kind + " schedule), so the steps up to " + std::to_string(total_steps) +
+                " would train at lr 0; give --lr LR to go on at a rate of your choice");
+  return s;
 }
 
 // Progress on stderr: rewritten in place on a terminal, a line every 30 s otherwise.
@@ -134,15 +261,18 @@ class Progress {
 
 }  // namespace
 
-int run_training(const TrainOptions& o) {
+int run_training(const TrainOptions& options) {
+  TrainOptions o = options;
+  const bool resuming = !o.resume_dir.empty();
+  std::optional<Resumed> resumed;
+  if (resuming) resumed = read_resumed(o);
   if (o.batch_size < 1) throw Error("--batch-size must be >= 1");
   if (o.grad_accum < 1) throw Error("--grad-accum must be >= 1");
   if (o.output.empty()) throw Error("--output DIR is required");
-  if (o.data.empty()) throw Error("--data PATH is required");
+  if (o.data.empty()) throw Error(resuming ? o.resume_dir + "/trainer_state.json names no data: give --data PATH" : "--data PATH is required");
   if (o.threads > 0) set_num_threads(o.threads);
 
   // ---- the model's config, processor and data ----
-  const bool resuming = !o.resume_dir.empty();
   // A hub id ("org/name[@rev]") resolves to its snapshot in the local Hugging Face cache.
   const std::string model_dir = resuming ? o.resume_dir : o.model_dir.empty() ? "" : io::resolve_model_path(o.model_dir);
   const int sources = !o.model_dir.empty() + !o.config_path.empty() + !o.arch.empty();
@@ -170,6 +300,17 @@ int run_training(const TrainOptions& o) {
     throw Error(o.data + " has " + std::to_string(classes.size()) + " classes, the model " + std::to_string(num_labels) +
                 " labels" + (fresh ? "" : " (pass --ignore-mismatched-sizes to replace the classifier)"));
   if (!known) data = DataSource::open(o.data, proc, cfg.num_channels, num_labels);  // the count just decided
+
+  // ---- the run's length: a resumed run already at it is left as it is ----
+  const int64_t batches_per_epoch = (data->size() + o.batch_size - 1) / o.batch_size;
+  if (batches_per_epoch == 0) throw Error(o.data + ": no examples");
+  const int64_t steps_per_epoch = (batches_per_epoch + o.grad_accum - 1) / o.grad_accum;
+  const int64_t total_steps = run_length(o, resumed ? &*resumed : nullptr, steps_per_epoch);
+  if (total_steps < 1) throw Error("nothing to do: --steps / --epochs must be >= 1");
+  if (resumed && resumed->pos.step >= total_steps) return report_finished(o, *resumed, total_steps);
+  const LrSchedule schedule = run_schedule(o, resumed ? &*resumed : nullptr, total_steps);
+  const int64_t log_every = o.log_every > 0 ? o.log_every : std::max<int64_t>(1, total_steps / 50);
+
   std::unique_ptr<DataSource> eval_data;
   if (!o.eval_data.empty())
     eval_data = DataSource::open(o.eval_data, proc, cfg.num_channels, num_labels);
@@ -210,12 +351,6 @@ int run_training(const TrainOptions& o) {
   lopt.augment.hflip = o.hflip;
   lopt.seed = o.seed;
   lopt.workers = std::max(1, o.workers);
-  const int64_t batches_per_epoch = (data->size() + o.batch_size - 1) / o.batch_size;
-  if (batches_per_epoch == 0) throw Error(o.data + ": no examples");
-  const int64_t steps_per_epoch = (batches_per_epoch + o.grad_accum - 1) / o.grad_accum;
-  int64_t total_steps = o.steps ? *o.steps : o.epochs.value_or(3) * steps_per_epoch;  // the Trainer's 3 epochs
-  if (total_steps < 1) throw Error("nothing to do: --steps / --epochs must be >= 1");
-  const int64_t log_every = o.log_every > 0 ? o.log_every : std::max<int64_t>(1, total_steps / 50);
 
   Gradients grads(*net);
   AdamWOptions ao;
@@ -225,42 +360,24 @@ int run_training(const TrainOptions& o) {
   AdamW opt(grads, ao);
   TrainGraph graph(*net);
   Position pos;
-  std::vector<CurvePoint> curve_loss, curve_eval_loss, curve_eval_acc;
+  TrainingCurves curves;
   fs::create_directories(o.output);
   const fs::path log_path = fs::path(o.output) / "log.jsonl";
-  if (resuming) {
-    const json st = io::read_json_file((fs::path(o.resume_dir) / "trainer_state.json").string());
-    try {
-      pos.step = st.at("global_step").get<int64_t>();
-      pos.epoch = st.at("epoch").get<int64_t>();
-      pos.batch = st.at("batch_in_epoch").get<int64_t>();
-      if (!o.steps && !o.epochs) total_steps = st.at("total_steps").get<int64_t>();
-      if (st.at("batch_size").get<int64_t>() != o.batch_size || st.at("grad_accum").get<int64_t>() != o.grad_accum ||
-          st.at("seed").get<uint64_t>() != o.seed)
-        std::fprintf(stderr, "warning: --batch-size/--grad-accum/--seed differ from the interrupted run's; the "
-                             "continuation will not be the same sequence of steps\n");
-    } catch (const json::exception& e) {
-      throw Error(o.resume_dir + "/trainer_state.json: " + e.what());
-    }
+  if (resumed) {
+    pos = resumed->pos;
+    print_resuming(o, *resumed, total_steps);
+    const json& st = resumed->state;
+    if (st.value("batch_size", o.batch_size) != o.batch_size || st.value("grad_accum", o.grad_accum) != o.grad_accum ||
+        st.value("seed", o.seed) != o.seed)
+      std::fprintf(stderr, "warning: --batch-size/--grad-accum/--seed differ from the interrupted run's; the "
+                           "continuation will not be the same sequence of steps\n");
     auto state = io::SafetensorsFile::open((fs::path(o.resume_dir) / "optimizer.safetensors").string());
     std::vector<std::pair<std::string, Tensor>> tensors;
     for (const auto& info : state->tensors()) tensors.emplace_back(info.name, state->get_f32(info.name));
     opt.load_state(tensors, pos.step);
     // Earlier curve points for the plot.
-    std::ifstream old((fs::path(o.resume_dir) / "log.jsonl").string());
-    std::string line, kept;
-    while (std::getline(old, line)) {
-      try {
-        const json j = json::parse(line);
-        if (j.value("step", int64_t{0}) > pos.step) continue;
-        kept += line + "\n";
-        if (j.contains("loss")) curve_loss.push_back({j["step"].get<double>(), j["loss"].get<double>()});
-        if (j.contains("eval_loss") && j["eval_loss"].is_number())
-          curve_eval_loss.push_back({j["step"].get<double>(), j["eval_loss"].get<double>()});
-        if (j.contains("eval_accuracy")) curve_eval_acc.push_back({j["step"].get<double>(), j["eval_accuracy"].get<double>()});
-      } catch (const json::exception&) {
-      }
-    }
+    std::string kept;
+    curves = read_training_log((fs::path(o.resume_dir) / "log.jsonl").string(), pos.step, &kept);
     std::ofstream(log_path) << kept;  // the log up to the checkpoint, continued below
   } else {
     std::ofstream(log_path).flush();  // a fresh log
@@ -284,10 +401,10 @@ int run_training(const TrainOptions& o) {
     if (er.classification) {
       j["eval_accuracy"] = er.top1;
       j["eval_top5"] = er.top5;
-      curve_eval_acc.push_back({static_cast<double>(pos.step), er.top1});
+      curves.eval_accuracy.push_back({static_cast<double>(pos.step), er.top1});
     }
     if (final_eval) j["final"] = true;
-    curve_eval_loss.push_back({static_cast<double>(pos.step), er.loss});
+    curves.eval_loss.push_back({static_cast<double>(pos.step), er.loss});
     log << j.dump() << "\n" << std::flush;
     if (er.classification)
       std::fprintf(stderr, "eval at step %lld: loss %.4f, top-1 %.4f, top-5 %.4f\n", static_cast<long long>(pos.step),
@@ -296,8 +413,8 @@ int run_training(const TrainOptions& o) {
       std::fprintf(stderr, "eval at step %lld: loss %.4f\n", static_cast<long long>(pos.step), er.loss);
   };
   auto save = [&] {
-    save_checkpoint(*net, proc, opt, pos, total_steps, o, o.output);
-    write_training_svg((fs::path(o.output) / "training.svg").string(), curve_loss, curve_eval_loss, curve_eval_acc);
+    save_checkpoint(*net, proc, opt, pos, schedule, o, o.output);
+    write_training_svg((fs::path(o.output) / "training.svg").string(), curves);
   };
 
   g_interrupted = false;
@@ -357,7 +474,7 @@ int run_training(const TrainOptions& o) {
           saved_grads = true;
         }
         norm = clip_grad_norm(grads, o.max_grad_norm);
-        lr = scheduled_lr(o.scheduler, o.lr, pos.step, o.warmup_steps, total_steps);
+        lr = schedule.at(pos.step);
         opt.step(grads, lr);
       }
       grads.zero();
@@ -383,7 +500,7 @@ int run_training(const TrainOptions& o) {
                           {"grad_norm", window_norm / static_cast<double>(window_steps)},
                           {"images_per_s", window_images / std::max(window_s, 1e-9)}};
           log << j.dump() << "\n" << std::flush;
-          curve_loss.push_back({static_cast<double>(pos.step), window_loss / static_cast<double>(window_steps)});
+          curves.loss.push_back({static_cast<double>(pos.step), window_loss / static_cast<double>(window_steps)});
         }
         window_loss = window_norm = window_images = window_s = 0;
         window_steps = 0;
@@ -428,10 +545,11 @@ int run_training(const TrainOptions& o) {
   }
   if (exit_status == 0) save();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-  const json summary = {{"done", exit_status == 0},    {"steps", pos.step},
-                        {"seconds", secs},             {"images", images_total},
-                        {"images_per_s", static_cast<double>(images_total) / std::max(secs, 1e-9)},
-                        {"skipped_nan_steps", skipped_nan}, {"peak_rss_mb", peak_rss_mb()}};
+  json summary = {{"done", exit_status == 0},    {"steps", pos.step},
+                  {"seconds", secs},             {"images", images_total},
+                  {"images_per_s", static_cast<double>(images_total) / std::max(secs, 1e-9)},
+                  {"skipped_nan_steps", skipped_nan}, {"peak_rss_mb", peak_rss_mb()}};
+  if (resumed) summary["resumed"] = resumed_json(o, *resumed);
   log << summary.dump() << "\n";
   std::fprintf(stderr, "%s %lld steps in %s (%.1f img/s, peak RSS %.0f MB); wrote %s\n",
                exit_status == 0 ? "trained" : "stopped after", static_cast<long long>(pos.step), duration_str(secs).c_str(),

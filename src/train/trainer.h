@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 
 namespace convnext::train {
@@ -35,9 +36,16 @@ struct TrainOptions {
   int64_t log_every = 0;  // optimizer steps between log.jsonl lines; 0: about 50 lines per run
   int workers = 2;
   bool json = false;      // progress as JSON lines on stdout
+  // The settings the command line gave, by flag name ("lr", "batch-size", "no-shuffle", ...):
+  // resuming, every other setting the run saved is restored (see run_training).
+  std::set<std::string> given;
 };
 
 // Runs the training; returns the process exit status (0, or 130 after Ctrl-C with a checkpoint).
+// With resume_dir, the run continues from its trainer_state.json: its data, evaluation data,
+// hyperparameters, schedule, length, seed and augmentation are restored unless `given` names
+// them, and output defaults to resume_dir. A run already at its length changes nothing. A new
+// length (or schedule) never raises the learning rate: see continue_schedule (train/optimizer.h).
 int run_training(const TrainOptions& options);
 
 }  // namespace convnext::train
