@@ -7,14 +7,16 @@
 #include <utility>
 #include <vector>
 
+#include "convnext/export.h"
+
 namespace convnext {
 
 using Shape = std::vector<int64_t>;
 
-std::string shape_str(const Shape& shape);  // "[2,3,64,64]"
-int64_t shape_numel(const Shape& shape);
+CONVNEXT_API std::string shape_str(const Shape& shape);  // "[2,3,64,64]"
+CONVNEXT_API int64_t shape_numel(const Shape& shape);
 
-class Tensor {
+class CONVNEXT_API Tensor {
  public:
   Tensor() = default;
   // A new zero-filled tensor.
@@ -48,8 +50,8 @@ class Tensor {
 };
 
 // Reads one tensor (F32, or F16/BF16/F64 converted) from a safetensors file.
-Tensor load_tensor(const std::string& safetensors_path, const std::string& name);
+CONVNEXT_API Tensor load_tensor(const std::string& safetensors_path, const std::string& name);
 // Writes F32 tensors to a safetensors file, in the order given.
-void save_tensors(const std::string& safetensors_path, const std::vector<std::pair<std::string, Tensor>>& tensors);
+CONVNEXT_API void save_tensors(const std::string& safetensors_path, const std::vector<std::pair<std::string, Tensor>>& tensors);
 
 }  // namespace convnext
