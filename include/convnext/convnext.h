@@ -5,3 +5,4 @@
 #include "convnext/image_processor.h"
 #include "convnext/model.h"
 #include "convnext/tensor.h"
+#include "convnext/version.h"
