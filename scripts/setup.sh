@@ -2,7 +2,9 @@
 # Installs everything this project needs on a fresh Debian 12 machine (run as root).
 #   build:  g++ 12, CMake, nlohmann-json (config files), OpenMP (part of g++),
 #           libjpeg-turbo, libpng, libwebp (+ pkg-config to find it) for image decoding,
-#           libhdf5 for TF checkpoints (tf_model.h5), libcurl (OpenSSL flavour) for `convnext download`
+#           libhdf5 for TF checkpoints (tf_model.h5), libcurl (OpenSSL flavour) for `convnext download`:
+#           both optional (CONVNEXT_WITH_HDF5/CURL), installed so that the default build has them and
+#           their tests run
 #   tests:  GoogleTest; python3-torch + numpy build an independent PyTorch reference for
 #           configurations the shared fixtures do not cover (test-time tool only, never linked);
 #           python3-pil writes the images and reference pixels the decoder tests compare against;

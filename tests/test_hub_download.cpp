@@ -89,6 +89,7 @@ class HubDownload : public TempDirTest {
 #define START_HUB(mode)                                                              \
   do {                                                                               \
     REQUIRE_FIXTURES();                                                              \
+    if (!build_info().curl) GTEST_SKIP() << "built without libcurl (-DCONVNEXT_WITH_CURL=OFF)"; \
     if (!fs::exists(kPython)) GTEST_SKIP() << kPython << " not found (fake hub)";    \
     ASSERT_TRUE(start(mode));                                                        \
   } while (0)
@@ -229,6 +230,7 @@ TEST_F(HubDownload, ChecksumMismatchIsAnErrorAndLeavesNoFile) {
 }
 
 TEST_F(HubDownload, RefusesPlainHttpToOtherHosts) {
+  if (!build_info().curl) GTEST_SKIP() << "built without libcurl (-DCONVNEXT_WITH_CURL=OFF)";
   ::setenv("HF_ENDPOINT", "http://example.com", 1);  // refused before any connection is made
   try {
     io::hub_download_model("acme/tiny4");
@@ -239,6 +241,22 @@ TEST_F(HubDownload, RefusesPlainHttpToOtherHosts) {
   ::setenv("HF_ENDPOINT", "http://127.0.0.1:1", 1);
   EXPECT_THROW(io::hub_download_file("../x", "config.json", {}, false), Error);
   EXPECT_THROW(io::hub_download_file("acme/tiny4", "../../etc/passwd", {}, false), Error);
+}
+
+// Built without libcurl, `download` (and the API) is one line saying how to enable it.
+TEST_F(HubDownload, WithoutCurlTheErrorSaysHowToEnableIt) {
+  if (build_info().curl) GTEST_SKIP() << "built with libcurl";
+  const std::string how = "needs libcurl support: rebuild with libcurl4-openssl-dev installed and -DCONVNEXT_WITH_CURL=ON";
+  try {
+    io::hub_download_model("acme/tiny4");
+    ADD_FAILURE() << "downloaded without libcurl";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(how), std::string::npos) << e.what();
+  }
+  const fs::path out = dir_ / "out.txt";
+  const std::string cmd = std::string(CONVNEXT_CLI) + " download acme/tiny4 >'" + out.string() + "' 2>&1";
+  EXPECT_NE(std::system(cmd.c_str()), 0);
+  EXPECT_NE(slurp(out).find(how), std::string::npos) << slurp(out);
 }
 
 }  // namespace

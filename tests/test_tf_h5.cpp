@@ -51,6 +51,7 @@ class TfH5 : public TempDirTest {
 #define MAKE_OR_SKIP(variant)              \
   do {                                     \
     REQUIRE_FIXTURES();                    \
+    if (!build_info().hdf5) GTEST_SKIP() << "built without HDF5 (-DCONVNEXT_WITH_HDF5=OFF or no libhdf5-dev)"; \
     if (!make(variant)) GTEST_SKIP() << skip_; \
   } while (0)
 
@@ -168,6 +169,16 @@ TEST_F(TfH5, TruncatedAndBrokenFilesAreClearErrors) {
   // A file named on its own is first judged by its first bytes (io/file_kind.h).
   std::ofstream(path("text.h5")) << "not hdf5 at all\n";
   EXPECT_EQ(open_error(path("text.h5")), path("text.h5") + ": a text file, not a model checkpoint");
+}
+
+// Built without HDF5, a tf_model.h5 is one line saying how to enable it (from the API and the CLI).
+TEST_F(TfH5, WithoutHdf5TheErrorSaysHowToEnableIt) {
+  if (build_info().hdf5) GTEST_SKIP() << "built with HDF5";
+  std::ofstream(path("tf_model.h5")) << "whatever";
+  const std::string m = open_error(path("tf_model.h5"));
+  EXPECT_NE(m.find("tf_model.h5 needs HDF5 support: rebuild with libhdf5-dev installed and -DCONVNEXT_WITH_HDF5=ON"),
+            std::string::npos) << m;
+  EXPECT_EQ(m.find('\n'), std::string::npos) << m;
 }
 
 }  // namespace

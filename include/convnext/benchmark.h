@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "convnext/config.h"
+#include "convnext/export.h"
 #include "convnext/model.h"
 
 namespace convnext {
@@ -46,21 +47,21 @@ struct BenchmarkResult {
 };
 
 // Times ConvNextForImageClassification::forward.
-BenchmarkResult benchmark_forward(const ConvNextForImageClassification& model, const BenchmarkOptions& options = {});
+CONVNEXT_API BenchmarkResult benchmark_forward(const ConvNextForImageClassification& model, const BenchmarkOptions& options = {});
 // Times full fp32 training steps of `model` as `convnext train` runs them: forward keeping
 // activations, cross-entropy on random labels, backward, clipping (norm 1), AdamW (lr 1e-4),
 // zero_grad. The model must have been created or loaded with inference_only = false; it is
 // trained in place.
-BenchmarkResult benchmark_training(ConvNextForImageClassification& model, const BenchmarkOptions& options = {});
+CONVNEXT_API BenchmarkResult benchmark_training(ConvNextForImageClassification& model, const BenchmarkOptions& options = {});
 
 // Multiply-adds of one forward pass at H×W (convolutions and linear layers), and per part.
-double forward_macs(const ConvNextConfig& config, int64_t height, int64_t width);
-std::vector<std::pair<std::string, double>> forward_part_macs(const ConvNextConfig& config, int64_t height, int64_t width);
+CONVNEXT_API double forward_macs(const ConvNextConfig& config, int64_t height, int64_t width);
+CONVNEXT_API std::vector<std::pair<std::string, double>> forward_part_macs(const ConvNextConfig& config, int64_t height, int64_t width);
 
 // The kernel family this process runs: "avx512" or "portable" (or "reference"), chosen at run
 // time from the CPU; CONVNEXT_KERNELS=portable|reference in the environment forces one.
-std::string kernel_family();
+CONVNEXT_API std::string kernel_family();
 // Whether bf16 GEMMs run natively (AVX512_BF16), rather than on the portable fallback.
-bool native_bf16();
+CONVNEXT_API bool native_bf16();
 
 }  // namespace convnext

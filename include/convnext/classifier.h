@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "convnext/config.h"
+#include "convnext/export.h"
 #include "convnext/image_processor.h"
 #include "convnext/model.h"
 #include "convnext/tensor.h"
@@ -21,9 +22,9 @@ namespace convnext {
 // The pipeline's function_to_apply. Auto follows the model as transformers' pipeline does:
 // none for regression, sigmoid for multi-label models and for a single label, softmax otherwise.
 enum class ScoreFunction { Auto, Softmax, Sigmoid, None };
-ScoreFunction parse_score_function(const std::string& name);  // "softmax", "sigmoid", "none"
-const char* score_function_name(ScoreFunction f);
-ScoreFunction resolve_score_function(const ConvNextConfig& config, ScoreFunction f = ScoreFunction::Auto);
+CONVNEXT_API ScoreFunction parse_score_function(const std::string& name);  // "softmax", "sigmoid", "none"
+CONVNEXT_API const char* score_function_name(ScoreFunction f);
+CONVNEXT_API ScoreFunction resolve_score_function(const ConvNextConfig& config, ScoreFunction f = ScoreFunction::Auto);
 
 struct Prediction {
   std::string label;  // id2label's name (the index as text when id2label lacks it)
@@ -32,15 +33,15 @@ struct Prediction {
 };
 
 // The top k predictions of each row of logits [N, num_labels], best first (ties: lower index).
-std::vector<std::vector<Prediction>> top_predictions(const Tensor& logits, const ConvNextConfig& config, int64_t k,
+CONVNEXT_API std::vector<std::vector<Prediction>> top_predictions(const Tensor& logits, const ConvNextConfig& config, int64_t k,
                                                      ScoreFunction f = ScoreFunction::Auto);
 
 // Image files the tools take from a directory: .jpg .jpeg .jfif .png .webp .bmp .ppm .pgm .pnm
 // (any case).
-bool is_image_file_name(const std::string& path);
+CONVNEXT_API bool is_image_file_name(const std::string& path);
 // Files as given; directories walked (recursively, sorted) for image files. A directory without
 // any is an Error naming it.
-std::vector<std::string> list_image_files(const std::vector<std::string>& inputs);
+CONVNEXT_API std::vector<std::string> list_image_files(const std::vector<std::string>& inputs);
 
 struct ClassifyOptions {
   int64_t top_k = 5;
@@ -56,7 +57,7 @@ struct FileClassification {
   bool ok() const { return error.empty(); }
 };
 
-class ImageClassifier {
+class CONVNEXT_API ImageClassifier {
  public:
   // The model and the preprocessor_config.json of one checkpoint (a directory, hub id or any
   // layout from_pretrained reads); Error when the processor's channels differ from the model's.

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "convnext/export.h"
+
 namespace convnext {
 
 // The activations of transformers' ACT2FN that a ConvNeXt block can use.
@@ -28,16 +30,16 @@ enum class Activation {
   Linear,      // "linear": identity
 };
 // Parses an ACT2FN name; throws Error listing the supported names otherwise.
-Activation parse_activation(const std::string& name);
+CONVNEXT_API Activation parse_activation(const std::string& name);
 
 // transformers' rule for a config without problem_type: one label → "regression"; integer labels
 // → "single_label_classification"; otherwise "multi_label_classification".
-std::string infer_problem_type(int64_t num_labels, bool integer_labels);
+CONVNEXT_API std::string infer_problem_type(int64_t num_labels, bool integer_labels);
 
 enum class Architecture { Model, ForImageClassification, Backbone };
-const char* architecture_name(Architecture a);  // "ConvNextModel", ...
+CONVNEXT_API const char* architecture_name(Architecture a);  // "ConvNextModel", ...
 
-struct ConvNextConfig {
+struct CONVNEXT_API ConvNextConfig {
   int64_t num_channels = 3;
   int64_t patch_size = 4;
   int64_t num_stages = 4;

@@ -7,3 +7,4 @@
 #include "convnext/image_processor.h"
 #include "convnext/model.h"
 #include "convnext/tensor.h"
+#include "convnext/version.h"

@@ -4,9 +4,11 @@
 #include <stdexcept>
 #include <string>
 
+#include "convnext/export.h"
+
 namespace convnext {
 
-class Error : public std::runtime_error {
+class CONVNEXT_API Error : public std::runtime_error {
  public:
   explicit Error(const std::string& message) : std::runtime_error(message) {}
 };

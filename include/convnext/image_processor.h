@@ -15,11 +15,12 @@
 #include <string>
 #include <vector>
 
+#include "convnext/export.h"
 #include "convnext/tensor.h"
 
 namespace convnext {
 
-struct ImageProcessorConfig {
+struct CONVNEXT_API ImageProcessorConfig {
   bool do_resize = true;
   int64_t shortest_edge = 384;  // size: {"shortest_edge": N}, or the legacy int of ConvNextFeatureExtractor
   double crop_pct = 224.0 / 256.0;
@@ -71,7 +72,7 @@ struct DecodeSettings {
   int64_t max_pixels = 89478485;     // Pillow's decompression-bomb limit; 0 = none
 };
 
-class ConvNextImageProcessor {
+class CONVNEXT_API ConvNextImageProcessor {
  public:
   explicit ConvNextImageProcessor(ImageProcessorConfig config = {}, ImageBackend backend = ImageBackend::Pil);
   // `path`: a preprocessor_config.json or a directory; a directory without one gives the

@@ -13,13 +13,14 @@
 #include <vector>
 
 #include "convnext/config.h"
+#include "convnext/export.h"
 #include "convnext/tensor.h"
 
 namespace convnext {
 
 // Threads used by every forward pass (OpenMP underneath). n <= 0: one per core.
-void set_num_threads(int n);
-int num_threads();
+CONVNEXT_API void set_num_threads(int n);
+CONVNEXT_API int num_threads();
 
 // Arithmetic of the pointwise and downsampling GEMMs. BF16 keeps those weights in bfloat16 and
 // multiplies with vdpbf16ps (fp32 accumulation; LayerNorm, GELU, the depthwise conv and the
@@ -75,7 +76,7 @@ namespace detail {
 struct Network;
 struct Access;
 
-class ModelBase {
+class CONVNEXT_API ModelBase {
  public:
   const ConvNextConfig& config() const;
   Architecture architecture() const;
@@ -100,7 +101,7 @@ class ModelBase {
 };
 }  // namespace detail
 
-class ConvNextModel : public detail::ModelBase {
+class CONVNEXT_API ConvNextModel : public detail::ModelBase {
  public:
   static ConvNextModel from_pretrained(const std::string& path, const LoadOptions& options = {});
   // A model with freshly initialised weights (transformers' _init_weights).
@@ -112,7 +113,7 @@ class ConvNextModel : public detail::ModelBase {
   ConvNextModel(const std::string& path, const LoadOptions& options);
 };
 
-class ConvNextForImageClassification : public detail::ModelBase {
+class CONVNEXT_API ConvNextForImageClassification : public detail::ModelBase {
  public:
   static ConvNextForImageClassification from_pretrained(const std::string& path, const LoadOptions& options = {});
   explicit ConvNextForImageClassification(const ConvNextConfig& config, uint64_t seed = 0, bool inference_only = false,
@@ -124,7 +125,7 @@ class ConvNextForImageClassification : public detail::ModelBase {
   ConvNextForImageClassification(const std::string& path, const LoadOptions& options);
 };
 
-class ConvNextBackbone : public detail::ModelBase {
+class CONVNEXT_API ConvNextBackbone : public detail::ModelBase {
  public:
   static ConvNextBackbone from_pretrained(const std::string& path, const LoadOptions& options = {});
   explicit ConvNextBackbone(const ConvNextConfig& config, uint64_t seed = 0, bool inference_only = false,
@@ -137,11 +138,11 @@ class ConvNextBackbone : public detail::ModelBase {
 
 // The config a checkpoint loads with: its config.json, or for a timm / facebookresearch /
 // torchvision state dict without one, the config inferred from the tensor shapes.
-ConvNextConfig config_of_checkpoint(const std::string& path);
+CONVNEXT_API ConvNextConfig config_of_checkpoint(const std::string& path);
 
 // Loss of transformers' ForImageClassification for the given logits and labels. `problem_type`
 // may be empty: it is then inferred (num_labels 1 → regression, integer labels → single-label,
 // otherwise multi-label) and written back.
-float classification_loss(const Tensor& logits, const Labels& labels, std::string& problem_type);
+CONVNEXT_API float classification_loss(const Tensor& logits, const Labels& labels, std::string& problem_type);
 
 }  // namespace convnext

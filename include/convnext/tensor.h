@@ -7,14 +7,16 @@
 #include <utility>
 #include <vector>
 
+#include "convnext/export.h"
+
 namespace convnext {
 
 using Shape = std::vector<int64_t>;
 
-std::string shape_str(const Shape& shape);  // "[2,3,64,64]"
-int64_t shape_numel(const Shape& shape);
+CONVNEXT_API std::string shape_str(const Shape& shape);  // "[2,3,64,64]"
+CONVNEXT_API int64_t shape_numel(const Shape& shape);
 
-class Tensor {
+class CONVNEXT_API Tensor {
  public:
   Tensor() = default;
   // A new zero-filled tensor.
@@ -48,9 +50,9 @@ class Tensor {
 };
 
 // Reads one tensor (F32, or F16/BF16/F64 converted) from a safetensors file.
-Tensor load_tensor(const std::string& safetensors_path, const std::string& name);
+CONVNEXT_API Tensor load_tensor(const std::string& safetensors_path, const std::string& name);
 // Writes F32 tensors to a safetensors file, in the order given.
-void save_tensors(const std::string& safetensors_path, const std::vector<std::pair<std::string, Tensor>>& tensors);
+CONVNEXT_API void save_tensors(const std::string& safetensors_path, const std::vector<std::pair<std::string, Tensor>>& tensors);
 
 namespace io {
 class SafetensorsFile;
@@ -59,7 +61,7 @@ class SafetensorsWriter;
 
 // A safetensors file opened for reading: memory-mapped, every offset checked when it opens.
 // Errors name the file and the tensor.
-class TensorFile {
+class CONVNEXT_API TensorFile {
  public:
   static TensorFile open(const std::string& path);
   const std::string& path() const;
@@ -79,7 +81,7 @@ class TensorFile {
 
 // Writes tensors to a safetensors file in the order added: F32, and I64 (labels). The file is
 // written under a temporary name and renamed, so a reader never sees half of it.
-class TensorFileWriter {
+class CONVNEXT_API TensorFileWriter {
  public:
   TensorFileWriter();
   void add(const std::string& name, const Tensor& t);

@@ -15,5 +15,6 @@ int cmd_convert(int argc, char** argv, int first);
 int cmd_download(int argc, char** argv, int first);
 int cmd_train(int argc, char** argv, int first);
 int cmd_eval(int argc, char** argv, int first);
+int cmd_version(int argc, char** argv, int first);
 
 }  // namespace convnext::cli

@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "convnext/error.h"
+#include "convnext/version.h"
 
 namespace {
 
@@ -28,6 +29,7 @@ commands:
   bench        time the forward pass (random weights for --arch, or a checkpoint)
   init         write a checkpoint directory with freshly initialised weights
   make-input   write a safetensors file of random pixel_values
+  version      version, git revision, kernels this CPU runs, dtypes, optional components built in
 )";
 
 }  // namespace
@@ -38,7 +40,7 @@ int main(int argc, char** argv) {
     return argc < 2 ? 1 : 0;
   }
   if (!std::strcmp(argv[1], "--version")) {
-    std::puts("convnext 0.1.0");
+    std::printf("convnext %s\n", convnext::version());
     return 0;
   }
   const std::string cmd = argv[1];
@@ -60,6 +62,7 @@ int main(int argc, char** argv) {
     if (cmd == "bench") return convnext::cli::cmd_bench(argc, argv, 2);
     if (cmd == "init") return convnext::cli::cmd_init(argc, argv, 2);
     if (cmd == "make-input") return convnext::cli::cmd_make_input(argc, argv, 2);
+    if (cmd == "version") return convnext::cli::cmd_version(argc, argv, 2);
     std::fprintf(stderr, "convnext: unknown command '%s' (see convnext --help)\n", cmd.c_str());
     return 2;
   } catch (const convnext::Error& e) {

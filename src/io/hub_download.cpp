@@ -2,7 +2,9 @@
 
 #include "io/json_file.h"
 
+#if CONVNEXT_HAVE_CURL
 #include <curl/curl.h>
+#endif
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +21,7 @@
 #include <thread>
 
 #include "convnext/error.h"
+#include "convnext/version.h"
 #include "io/hub_cache.h"
 
 namespace convnext::io {
@@ -117,6 +120,7 @@ std::string sha256_hex_of_file(const std::string& path) {
   return s.hex_digest();
 }
 
+#if CONVNEXT_HAVE_CURL
 // ---- HTTP ----------------------------------------------------------------------------------------
 
 namespace {
@@ -278,7 +282,7 @@ struct Curl {
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 20L);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);  // a stalled transfer (no byte for 60 s) fails and is retried
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "convnext/0.1.0; libcurl");
+    curl_easy_setopt(c, CURLOPT_USERAGENT, (std::string("convnext/") + version() + "; libcurl").c_str());  // copied
     headers = curl_slist_append(headers, "Accept-Encoding: identity");
     if (!token.empty()) headers = curl_slist_append(headers, ("Authorization: Bearer " + token).c_str());
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
@@ -649,6 +653,15 @@ bool hub_download_file(const std::string& repo_id, const std::string& filename, 
   if (commit_out) *commit_out = m.commit;
   return true;
 }
+
+#else  // built without libcurl (-DCONVNEXT_WITH_CURL=OFF, or libcurl not found)
+
+bool hub_download_file(const std::string&, const std::string&, const HubDownloadOptions&, bool, HubFile*, std::string*) {
+  throw Error("downloading from the Hugging Face hub needs libcurl support: rebuild with libcurl4-openssl-dev installed "
+              "and -DCONVNEXT_WITH_CURL=ON");
+}
+
+#endif  // CONVNEXT_HAVE_CURL
 
 HubDownloadResult hub_download_model(const std::string& repo_id, const HubDownloadOptions& options) {
   HubDownloadResult r;

@@ -8,6 +8,8 @@
 //   models--org--name/snapshots/<commit>/<file> -> ../../blobs/<etag>   (relative symlink)
 //   models--org--name/refs/<revision>           the commit hash (when the revision is a name)
 // Only https is used, except plain http to a loopback host (127.0.0.1, localhost, ::1).
+// Through libcurl; built without it (-DCONVNEXT_WITH_CURL=OFF, or libcurl absent) the downloads
+// throw an Error saying how to enable them (SHA-256 below works either way).
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -1,6 +1,8 @@
 #include "io/tf_h5.h"
 
+#if CONVNEXT_HAVE_HDF5
 #include <hdf5.h>
+#endif
 
 #include <cstring>
 #include <regex>
@@ -11,6 +13,7 @@ namespace convnext::io {
 
 namespace {
 
+#if CONVNEXT_HAVE_HDF5
 // Closes an HDF5 handle of any kind when it goes out of scope.
 class Handle {
  public:
@@ -87,6 +90,15 @@ bool has_child(hid_t obj, const std::string& name) {
   return H5Lexists(obj, name.c_str(), H5P_DEFAULT) > 0 && H5Oexists_by_name(obj, name.c_str(), H5P_DEFAULT) > 0;
 }
 
+// The variable's own name: "kernel", "depthwise_kernel", "gamma", ... (":0" dropped).
+std::string leaf(const std::string& keras_name) {
+  std::string l = keras_name.substr(keras_name.rfind('/') + 1);
+  if (auto c = l.rfind(':'); c != std::string::npos) l.resize(c);
+  return l;
+}
+
+#endif  // CONVNEXT_HAVE_HDF5
+
 std::vector<std::string> split(const std::string& s, char sep) {
   std::vector<std::string> parts;
   size_t start = 0;
@@ -101,13 +113,6 @@ std::vector<std::string> split(const std::string& s, char sep) {
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
   for (size_t i = s.find(from); i != std::string::npos; i = s.find(from, i + to.size())) s.replace(i, from.size(), to);
   return s;
-}
-
-// The variable's own name: "kernel", "depthwise_kernel", "gamma", ... (":0" dropped).
-std::string leaf(const std::string& keras_name) {
-  std::string l = keras_name.substr(keras_name.rfind('/') + 1);
-  if (auto c = l.rfind(':'); c != std::string::npos) l.resize(c);
-  return l;
 }
 
 }  // namespace
@@ -145,6 +150,7 @@ Tensor TfH5File::get_f32(const std::string& name) const {
   return t->tensor;
 }
 
+#if CONVNEXT_HAVE_HDF5
 std::shared_ptr<TfH5File> TfH5File::open(const std::string& path) {
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // errors come back as return codes, not printed
   auto f = std::make_shared<TfH5File>();
@@ -246,5 +252,10 @@ std::shared_ptr<TfH5File> TfH5File::open(const std::string& path) {
   }
   return f;
 }
+#else  // built without libhdf5 (-DCONVNEXT_WITH_HDF5=OFF, or libhdf5 not found)
+std::shared_ptr<TfH5File> TfH5File::open(const std::string& path) {
+  throw Error(path + ": tf_model.h5 needs HDF5 support: rebuild with libhdf5-dev installed and -DCONVNEXT_WITH_HDF5=ON");
+}
+#endif  // CONVNEXT_HAVE_HDF5
 
 }  // namespace convnext::io

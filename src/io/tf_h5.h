@@ -9,7 +9,8 @@
 // under its transformers PyTorch name, with the kernels transposed as transformers'
 // pt<->tf conversion does: Conv2D HWIO -> OIHW (the grouped dwconv [7,7,1,C] -> [C,1,7,7]),
 // DepthwiseConv2D [kh,kw,C,m] -> [C*m,1,kh,kw], Dense [in,out] -> [out,in].
-// Read through libhdf5 (linked privately; this header does not include hdf5.h).
+// Read through libhdf5 (linked privately; this header does not include hdf5.h). Built without it
+// (-DCONVNEXT_WITH_HDF5=OFF, or libhdf5-dev absent), open() throws an Error saying how to enable it.
 #pragma once
 #include <map>
 #include <memory>

@@ -1,0 +1,26 @@
+// convnext/version.h: the facts `convnext version` prints, from the build (CMakeLists.txt passes
+// the version and the optional components; cmake/git_revision.cmake writes git_revision.h) and
+// from this CPU (the kernel family the dispatcher selects).
+#include "convnext/version.h"
+
+#include "git_revision.h"
+#include "kernels/kernels.h"
+
+namespace convnext {
+
+const char* version() { return CONVNEXT_VERSION_STRING; }
+
+const char* git_revision() { return CONVNEXT_GIT_REVISION; }
+
+BuildInfo build_info() {
+  BuildInfo b;
+  b.version = version();
+  b.git_revision = git_revision();
+  b.kernels = kernels::active_family();
+  b.dtypes = {"f32", "bf16"};  // bf16 runs everywhere: vdpbf16ps where the CPU has it, else the portable GEMM
+  b.hdf5 = CONVNEXT_HAVE_HDF5;
+  b.curl = CONVNEXT_HAVE_CURL;
+  return b;
+}
+
+}  // namespace convnext
