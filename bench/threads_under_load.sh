@@ -9,27 +9,36 @@
 # threads), and whether the default is no slower than --threads 1 and within 1.5× of that share.
 #
 #   bash bench/threads_under_load.sh [path/to/convnext]
-#   env: ROUNDS (5), ITERS (20 timed forwards per run), LOAD_PER_CORE (3), EXTRA ("--dtype bf16"...)
+#   env: ROUNDS (5), ITERS (20 timed forwards per run), LOAD_PER_CORE (3), EXTRA ("--dtype bf16"...),
+#        BASELINE=path/to/another/convnext: measured the same way in the same run, interleaved (for
+#        example a build of an older commit), and reported beside ours
 set -euo pipefail
 bin=${1:-build/convnext}
 rounds=${ROUNDS:-5} iters=${ITERS:-20} per_core=${LOAD_PER_CORE:-3} extra=${EXTRA:-}
 cores=$(nproc)
 [[ -x $bin ]] || { echo "no $bin: build first (cmake --build build)" >&2; exit 1; }
 
-median_ms() {  # one bench run; prints its median ms
-  "$bin" bench --arch tiny --iters "$iters" --warmup 3 --json "$@" $extra |
+baseline=${BASELINE:-}
+run_ms() {  # BINARY [flags]: one bench run; prints its median ms
+  local b=$1; shift
+  "$b" bench --arch tiny --iters "$iters" --warmup 3 --json "$@" $extra |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["median_ms"])'
 }
+median_ms() { run_ms "$bin" "$@"; }
 median_of() { python3 -c 'import statistics,sys; print(statistics.median(map(float, sys.argv[1:])))' "$@"; }
 
 default_threads=$("$bin" bench --arch tiny --iters 1 --warmup 0 --json $extra |
                   python3 -c 'import json,sys; print(json.load(sys.stdin)["threads"])')
 echo "# $cores cores; default threads: $default_threads; ${rounds} rounds of ${iters} forwards; load: $per_core busy processes per core" >&2
 
-idle_d=() idle_1=()
+idle_d=() idle_1=() base_idle_d=() base_idle_1=()
 for ((r = 0; r < rounds; r++)); do
   idle_d+=("$(median_ms)"); idle_1+=("$(median_ms --threads 1)")
   echo "# idle round $((r + 1)): default ${idle_d[-1]} ms, 1 thread ${idle_1[-1]} ms" >&2
+  if [[ -n $baseline ]]; then
+    base_idle_d+=("$(run_ms "$baseline")"); base_idle_1+=("$(run_ms "$baseline" --threads 1)")
+    echo "#   baseline: default ${base_idle_d[-1]} ms, 1 thread ${base_idle_1[-1]} ms" >&2
+  fi
 done
 
 competitors=$((per_core * cores))
@@ -41,16 +50,22 @@ for ((i = 0; i < competitors; i++)); do
   pids+=($!)
 done
 sleep 1
-load_d=() load_1=()
+load_d=() load_1=() base_load_d=() base_load_1=()
 for ((r = 0; r < rounds; r++)); do
   load_d+=("$(median_ms)"); load_1+=("$(median_ms --threads 1)")
   echo "# loaded round $((r + 1)): default ${load_d[-1]} ms, 1 thread ${load_1[-1]} ms" >&2
+  if [[ -n $baseline ]]; then
+    base_load_d+=("$(run_ms "$baseline")"); base_load_1+=("$(run_ms "$baseline" --threads 1)")
+    echo "#   baseline: default ${base_load_d[-1]} ms, 1 thread ${base_load_1[-1]} ms" >&2
+  fi
 done
 cleanup
 pids=()
 
 python3 - "$cores" "$default_threads" "$competitors" "$(median_of "${idle_d[@]}")" "$(median_of "${idle_1[@]}")" \
-  "$(median_of "${load_d[@]}")" "$(median_of "${load_1[@]}")" <<'EOF'
+  "$(median_of "${load_d[@]}")" "$(median_of "${load_1[@]}")" \
+  "${baseline:+$(median_of "${base_idle_d[@]}")}" "${baseline:+$(median_of "${base_idle_1[@]}")}" \
+  "${baseline:+$(median_of "${base_load_d[@]}")}" "${baseline:+$(median_of "${base_load_1[@]}")}" "$baseline" <<'EOF'
 import sys
 cores, threads, comp = map(int, sys.argv[1:4])
 idle_d, idle_1, load_d, load_1 = map(float, sys.argv[4:8])
@@ -63,6 +78,14 @@ print(f"| default ({threads}) | {idle_d:.1f} | {load_d:.1f} | {fair_d:.1f} | {lo
 print(f"| 1 | {idle_1:.1f} | {load_1:.1f} | {fair_1:.1f} | {load_1 / fair_1:.2f} |")
 ok1 = load_d <= load_1
 ok2 = load_d <= 1.5 * fair_d
+if sys.argv[8]:
+    b_idle_d, b_idle_1, b_load_d, b_load_1 = map(float, sys.argv[8:12])
+    bf_d = b_idle_d * (comp + threads) / cores
+    print(f"| baseline default ({threads}) | {b_idle_d:.1f} | {b_load_d:.1f} | {bf_d:.1f} | {b_load_d / bf_d:.2f} |")
+    print(f"| baseline 1 | {b_idle_1:.1f} | {b_load_1:.1f} | {b_idle_1 * (comp + 1) / cores:.1f} | "
+          f"{b_load_1 / (b_idle_1 * (comp + 1) / cores):.2f} |")
+    print(f"baseline: {sys.argv[12]}; idle default ours/baseline {idle_d / b_idle_d:.3f}, loaded default "
+          f"ours/baseline {load_d / b_load_d:.3f}")
 print(f"default loaded / --threads 1 loaded: {load_d / load_1:.2f} ({'no slower' if ok1 else 'SLOWER'}); "
       f"default within 1.5x of its fair share: {'yes' if ok2 else 'NO'} ({load_d / fair_d:.2f}x)")
 EOF

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything this project needs on a fresh Debian 12 machine (run as root).
-#   build:  g++ 12, CMake, nlohmann-json (config files), OpenMP (part of g++),
+#   build:  g++ 12, CMake, nlohmann-json (config files),
 #           libjpeg-turbo, libpng, libwebp (+ pkg-config to find it) for image decoding,
 #           libhdf5 for TF checkpoints (tf_model.h5), libcurl (OpenSSL flavour) for `convnext download`:
 #           both optional (CONVNEXT_WITH_HDF5/CURL), installed so that the default build has them and

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "convnext/config.h"
 #include "convnext/export.h"
 #include "convnext/tensor.h"
 
@@ -78,6 +79,10 @@ class CONVNEXT_API ConvNextImageProcessor {
   // `path`: a preprocessor_config.json or a directory; a directory without one gives the
   // class defaults (as AutoImageProcessor would fail; we prefer a working default).
   static ConvNextImageProcessor from_pretrained(const std::string& path, ImageBackend backend = ImageBackend::Pil);
+  // The processor a model made by this library ships with (`init`, `convert` of a checkpoint
+  // without one, `train` of a fresh model): the preprocessor_config.json beside `config_path`
+  // when there is one (a recipe's own), else ImageProcessorConfig::for_model(config).
+  static ConvNextImageProcessor for_new_model(const ConvNextConfig& config, const std::string& config_path = "");
   // Writes dir/preprocessor_config.json (the directory must exist), as transformers' save_pretrained.
   void save_pretrained(const std::string& dir) const;
 

@@ -4,8 +4,8 @@
 #include <optional>
 #include <string>
 
-#include "cli/args.h"
-#include "cli/commands.h"
+#include "args.h"
+#include "commands.h"
 #include "convnext/convnext.h"
 
 namespace convnext::cli {

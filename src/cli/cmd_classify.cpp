@@ -2,9 +2,9 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
-#include "cli/args.h"
-#include "cli/commands.h"
-#include "cli/images.h"
+#include "args.h"
+#include "commands.h"
+#include "images.h"
 #include "convnext/convnext.h"
 
 namespace convnext::cli {

@@ -2,11 +2,9 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "cli/args.h"
-#include "cli/commands.h"
+#include "args.h"
+#include "commands.h"
 #include "convnext/convnext.h"
-#include "image/processor_choice.h"
-#include "io/hub_cache.h"
 
 namespace convnext::cli {
 
@@ -24,7 +22,7 @@ ConvNeXt checkpoints at config.image_size (224, crop_pct 0.875, bicubic, ImageNe
 // Whether the checkpoint (a directory, a hub id, or a bare weights file) has its own
 // preprocessor_config.json; a converted model without one gets what `init` and `train` write.
 bool has_processor_config(const std::string& from) {
-  const std::string path = io::resolve_model_path(from);
+  const std::string path = resolve_model_path(from);
   std::error_code ec;
   return std::filesystem::is_directory(path, ec) && std::filesystem::exists(std::filesystem::path(path) / "preprocessor_config.json", ec);
 }
@@ -65,7 +63,7 @@ int cmd_convert(int argc, char** argv, int first) {
     }
   }
   const bool own = has_processor_config(from);
-  const auto proc = own ? ConvNextImageProcessor::from_pretrained(from) : image::processor_for_new_model(config);
+  const auto proc = own ? ConvNextImageProcessor::from_pretrained(from) : ConvNextImageProcessor::for_new_model(config);
   proc.save_pretrained(to);
   for (const std::string& n : notes) std::fprintf(stderr, "convnext convert: %s\n", n.c_str());
   std::printf("wrote %s: config.json, model.safetensors (%s), preprocessor_config.json (%s) (%s)\n", to.c_str(),

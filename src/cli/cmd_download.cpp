@@ -1,10 +1,10 @@
 // convnext download: a model from the Hugging Face hub into the local hub cache.
 #include <cstdio>
 
-#include "cli/args.h"
-#include "cli/commands.h"
+#include "args.h"
+#include "commands.h"
 #include "convnext/error.h"
-#include "io/hub_download.h"
+#include "convnext/hub.h"
 
 namespace convnext::cli {
 
@@ -44,11 +44,11 @@ int cmd_download(int argc, char** argv, int first) {
     return 0;
   }
   if (a.positional().size() != 1) throw Error("give exactly one model id (org/name); see --help");
-  io::HubDownloadOptions o;
+  DownloadOptions o;
   o.revision = a.get("revision", "main");
   o.cache_dir = a.get("cache-dir", "");
   o.progress = !a.has("quiet");
-  const auto r = io::hub_download_model(a.positional()[0], o);
+  const auto r = download_model(a.positional()[0], o);
   for (const auto& f : r.files)
     std::printf("%-32s %10s  %s\n", f.filename.c_str(), size_str(f.size).c_str(), f.downloaded ? "downloaded" : "cached");
   std::printf("%s@%s: %s\n", a.positional()[0].c_str(), r.commit.c_str(), r.snapshot_dir.c_str());

@@ -1,9 +1,9 @@
 // convnext features: pooled features (and hidden states) of images.
 #include <cstdio>
 
-#include "cli/args.h"
-#include "cli/commands.h"
-#include "cli/images.h"
+#include "args.h"
+#include "commands.h"
+#include "images.h"
 #include "convnext/convnext.h"
 
 namespace convnext::cli {

@@ -4,11 +4,9 @@
 #include <random>
 #include <sstream>
 
-#include "cli/args.h"
-#include "cli/commands.h"
+#include "args.h"
+#include "commands.h"
 #include "convnext/convnext.h"
-#include "image/processor_choice.h"
-#include "io/safetensors.h"
 
 namespace convnext::cli {
 
@@ -77,7 +75,7 @@ int cmd_init(int argc, char** argv, int first) {
     case Architecture::Backbone: ConvNextBackbone(c, seed).save_pretrained(out); break;
   }
   // The directory carries the preprocessing its model is meant for, as `train` and `convert` write it.
-  image::processor_for_new_model(c, a.get("config")).save_pretrained(out);
+  ConvNextImageProcessor::for_new_model(c, a.get("config")).save_pretrained(out);
   std::printf("wrote %s: config.json, model.safetensors, preprocessor_config.json (%s)\n", out.c_str(), arch.c_str());
   return 0;
 }
@@ -94,7 +92,7 @@ int cmd_make_input(int argc, char** argv, int first) {
   std::normal_distribution<float> dist(0.0f, 1.0f);
   Tensor px(shape);
   for (int64_t i = 0; i < px.numel(); ++i) px[i] = dist(rng);
-  io::SafetensorsWriter w;
+  TensorFileWriter w;
   w.add("pixel_values", px);
   std::vector<int64_t> labels;
   if (a.has("labels")) {
@@ -102,7 +100,7 @@ int cmd_make_input(int argc, char** argv, int first) {
     if (k < 1) throw Error("--labels must be >= 1");
     std::uniform_int_distribution<int64_t> ld(0, k - 1);
     for (int64_t n = 0; n < shape[0]; ++n) labels.push_back(ld(rng));
-    w.add_i64("labels", {shape[0]}, labels);
+    w.add_int64("labels", {shape[0]}, labels);
   }
   w.save(out);
   std::printf("wrote %s: pixel_values %s", out.c_str(), shape_str(shape).c_str());

@@ -3,9 +3,9 @@
 #include <chrono>
 #include <cstdio>
 
-#include "cli/args.h"
-#include "cli/commands.h"
-#include "cli/images.h"
+#include "args.h"
+#include "commands.h"
+#include "images.h"
 #include "convnext/convnext.h"
 
 namespace convnext::cli {

@@ -6,14 +6,9 @@
 #include <set>
 #include <string>
 
-#include "cli/args.h"
-#include "cli/commands.h"
+#include "args.h"
+#include "commands.h"
 #include "convnext/convnext.h"
-#include "io/hub_cache.h"
-#include "model/network.h"
-#include "train/data.h"
-#include "train/evaluate.h"
-#include "train/trainer.h"
 
 namespace convnext::cli {
 
@@ -95,7 +90,7 @@ int cmd_train(int argc, char** argv, int first) {
     std::fputs(kTrainHelp, stdout);
     return 0;
   }
-  train::TrainOptions o;
+  TrainOptions o;
   // What the command line says; resuming, the run's saved settings fill in the rest.
   for (const auto* names : {&flags, &options})
     for (const std::string& name : *names)
@@ -138,7 +133,7 @@ int cmd_train(int argc, char** argv, int first) {
   o.skip_nan = a.has("skip-nan");
   if (o.lr < 0 || !(o.lr == o.lr)) throw Error("--lr must be >= 0");
   if (o.warmup_steps < 0) throw Error("--warmup-steps must be >= 0");
-  return train::run_training(o);
+  return run_training(o);
 }
 
 int cmd_eval(int argc, char** argv, int first) {
@@ -148,21 +143,17 @@ int cmd_eval(int argc, char** argv, int first) {
     return 0;
   }
   if (a.has("threads")) set_num_threads(a.threads());
-  const std::string dir = io::resolve_model_path(a.required("model"));
-  LoadOptions lo;
-  auto net = detail::Network::load(dir, lo, Architecture::ForImageClassification);
-  std::string proc_dir = std::filesystem::is_directory(dir) ? dir : std::filesystem::path(dir).parent_path().string();
-  if (proc_dir.empty()) proc_dir.push_back('.');
-  const auto proc = ConvNextImageProcessor::from_pretrained(proc_dir);
-  const auto data = train::DataSource::open(a.required("data"), proc, net->config.num_channels, net->config.num_labels());
   const bool json = a.has("json");
-  const auto r = train::evaluate(*net, *data, a.get_int("batch-size", 64), [&](int64_t done, int64_t total) {
+  EvalOptions eo;
+  eo.batch_size = a.get_int("batch-size", 64);
+  eo.progress = [&](int64_t done, int64_t total) {
     if (!json && isatty(2)) std::fprintf(stderr, "\r\033[Kevaluating %lld/%lld", static_cast<long long>(done), static_cast<long long>(total));
-  });
+  };
+  const EvalResult r = evaluate_dataset(a.required("model"), a.required("data"), eo);
   if (!json && isatty(2)) std::fputc('\n', stderr);
-  if (json) std::printf("%s\n", train::eval_json(r).c_str());
-  else std::fputs(train::eval_text(r).c_str(), stdout);
-  if (a.has("plot")) train::write_confusion_svg(r, a.get("plot"));
+  if (json) std::printf("%s\n", eval_json(r).c_str());
+  else std::fputs(eval_text(r).c_str(), stdout);
+  if (a.has("plot")) write_confusion_svg(r, a.get("plot"));
   return 0;
 }
 

@@ -1,4 +1,4 @@
-#include "cli/images.h"
+#include "images.h"
 
 #include <unistd.h>
 

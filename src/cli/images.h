@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "cli/args.h"
+#include "args.h"
 #include "convnext/image_processor.h"
 
 namespace convnext::cli {

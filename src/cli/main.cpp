@@ -6,7 +6,7 @@
 #include <exception>
 #include <string>
 
-#include "cli/commands.h"
+#include "commands.h"
 #include "convnext/error.h"
 #include "convnext/version.h"
 

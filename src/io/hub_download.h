@@ -16,31 +16,14 @@
 #include <string>
 #include <vector>
 
+#include "convnext/hub.h"
+
 namespace convnext::io {
 
-struct HubDownloadOptions {
-  std::string revision = "main";
-  std::string endpoint;   // "" → $HF_ENDPOINT, else https://huggingface.co
-  std::string token;      // "" → $HF_TOKEN, $HUGGING_FACE_HUB_TOKEN, else the token file
-                          //      ($HF_TOKEN_PATH, else $HF_HOME/token, else ~/.cache/huggingface/token)
-  std::string cache_dir;  // "" → hub_cache_dir()
-  bool progress = false;  // a progress bar on stderr (drawn only when stderr is a terminal)
-  int max_attempts = 5;   // tries per file; each retry resumes the partial download with Range
-};
-
-struct HubFile {
-  std::string filename;  // as in the repository ("model.safetensors")
-  std::string path;      // snapshots/<commit>/<filename> in the cache
-  std::string blob;      // the blob name (the ETag: sha256 for LFS files, git blob id otherwise)
-  uint64_t size = 0;
-  bool downloaded = false;  // false: it was already in the cache
-};
-
-struct HubDownloadResult {
-  std::string commit;
-  std::string snapshot_dir;
-  std::vector<HubFile> files;
-};
+// The public types (include/convnext/hub.h), under the names this module uses.
+using HubDownloadOptions = convnext::DownloadOptions;
+using HubFile = convnext::DownloadedFile;
+using HubDownloadResult = convnext::DownloadResult;
 
 // One file. Returns false (and writes nothing) when `optional` and the hub answers 404; any other
 // failure throws an Error with one line (401/403/404 say what to do). `commit`, when not null,

@@ -6,31 +6,24 @@
 #include <string>
 #include <vector>
 
+#include "convnext/train.h"
 #include "model/network.h"
 #include "train/data.h"
 
 namespace convnext::train {
 
-struct EvalResult {
-  int64_t count = 0, skipped = 0;
-  double loss = 0;            // mean over examples
-  std::string problem_type;
-  bool classification = false;  // single-label: the accuracy fields below are filled
-  double top1 = 0, top5 = 0;
-  std::vector<std::string> class_names;  // the model's id2label
-  std::vector<int64_t> class_total, class_correct;
-  std::vector<std::vector<int64_t>> confusion;  // [true][predicted]
-  double seconds = 0;
-};
+using EvalResult = convnext::EvalResult;
 
 // Runs `net` (its inference form: call net.prepare() after the weights change) over every
 // example of `source`, in batches, in order. `progress(done, total)` is called after each batch.
 EvalResult evaluate(const detail::Network& net, const DataSource& source, int64_t batch_size,
                     const std::function<void(int64_t, int64_t)>& progress = {});
 
-std::string eval_json(const EvalResult& r);   // one line
-std::string eval_text(const EvalResult& r);   // the report for people, with the confusion matrix
+// convnext::eval_json, eval_text, write_confusion_svg (include/convnext/train.h).
+std::string eval_json(const EvalResult& r);
+std::string eval_text(const EvalResult& r);
 void write_confusion_svg(const EvalResult& r, const std::string& path);
+
 
 // training.svg: training loss per logged step, and evaluation loss / accuracy per epoch.
 struct CurvePoint {

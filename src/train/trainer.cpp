@@ -24,7 +24,6 @@
 
 #include "convnext/error.h"
 #include "convnext/image_processor.h"
-#include "image/processor_choice.h"
 #include "io/hub_cache.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
@@ -68,7 +67,7 @@ std::string duration_str(double s) {
 ConvNextImageProcessor choose_processor(const TrainOptions& o, const ConvNextConfig& cfg, const std::string& model_dir) {
   if (!o.processor_path.empty()) return ConvNextImageProcessor::from_pretrained(o.processor_path);
   if (!model_dir.empty()) return ConvNextImageProcessor::from_pretrained(model_dir);
-  return image::processor_for_new_model(cfg, o.config_path);
+  return ConvNextImageProcessor::for_new_model(cfg, o.config_path);
 }
 
 struct Position {

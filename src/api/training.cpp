@@ -1,0 +1,32 @@
+// run_training, evaluate_dataset and the evaluation reports (include/convnext/train.h): the
+// public entry points of src/train.
+#include <filesystem>
+
+#include "convnext/hub.h"
+#include "convnext/image_processor.h"
+#include "convnext/train.h"
+#include "model/network.h"
+#include "train/data.h"
+#include "train/evaluate.h"
+#include "train/trainer.h"
+
+namespace convnext {
+
+int run_training(const TrainOptions& options) { return train::run_training(options); }
+
+EvalResult evaluate_dataset(const std::string& model, const std::string& data, const EvalOptions& options) {
+  const std::string dir = resolve_model_path(model);
+  const auto net = detail::Network::load(dir, LoadOptions{}, Architecture::ForImageClassification);
+  // The processor beside the weights: the directory itself, or the folder of a weights file.
+  std::string proc_dir = std::filesystem::is_directory(dir) ? dir : std::filesystem::path(dir).parent_path().string();
+  if (proc_dir.empty()) proc_dir = ".";
+  const auto proc = ConvNextImageProcessor::from_pretrained(proc_dir);
+  const auto source = train::DataSource::open(data, proc, net->config.num_channels, net->config.num_labels());
+  return train::evaluate(*net, *source, options.batch_size, options.progress);
+}
+
+std::string eval_json(const EvalResult& r) { return train::eval_json(r); }
+std::string eval_text(const EvalResult& r) { return train::eval_text(r); }
+void write_confusion_svg(const EvalResult& r, const std::string& path) { train::write_confusion_svg(r, path); }
+
+}  // namespace convnext
