@@ -187,5 +187,20 @@ TEST_F(PublicApiFiles, ClassifierGivesOneResultPerFileAsTheModelDoes) {
   EXPECT_FALSE(is_image_file_name("x/y.txt"));
 }
 
+TEST(PublicApi, OneParserForEveryDtypeSpelling) {
+  for (const char* s : {"f32", "fp32", "float32", "float", "F32", "torch.float32"}) EXPECT_EQ(parse_dtype(s), DType::F32) << s;
+  for (const char* s : {"f16", "fp16", "float16", "half", "F16", "torch.float16"}) EXPECT_EQ(parse_dtype(s), DType::F16) << s;
+  for (const char* s : {"bf16", "bfloat16", "BF16", "torch.bfloat16"}) EXPECT_EQ(parse_dtype(s), DType::BF16) << s;
+  for (const char* s : {"", "f64", "int8", "Float32"}) EXPECT_THROW(parse_dtype(s), Error) << s;
+  for (DType d : {DType::F32, DType::F16, DType::BF16}) {
+    EXPECT_EQ(parse_dtype(dtype_short_name(d)), d);
+    EXPECT_EQ(parse_dtype(dtype_torch_name(d)), d);
+    EXPECT_EQ(parse_dtype(dtype_safetensors_name(d)), d);
+  }
+  EXPECT_STREQ(dtype_torch_name(DType::BF16), "bfloat16");
+  // f16 is a storage format: a model cannot run in it.
+  EXPECT_THROW(ConvNextForImageClassification(small_config(), 0, true, DType::F16), Error);
+}
+
 }  // namespace
 }  // namespace convnext::test

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "convnext/config.h"
+#include "convnext/dtype.h"
 #include "convnext/export.h"
 #include "convnext/tensor.h"
 
@@ -22,10 +23,10 @@ namespace convnext {
 CONVNEXT_API void set_num_threads(int n);
 CONVNEXT_API int num_threads();
 
-// Arithmetic of the pointwise and downsampling GEMMs. BF16 keeps those weights in bfloat16 and
-// multiplies with vdpbf16ps (fp32 accumulation; LayerNorm, GELU, the depthwise conv and the
-// residual stay fp32): about twice the speed, about 3 significant digits per product.
-enum class Precision { F32, BF16 };
+// Precision (convnext/dtype.h) is the arithmetic of the pointwise and downsampling GEMMs: F32, or
+// BF16, which keeps those weights in bfloat16 and multiplies with vdpbf16ps (fp32 accumulation;
+// LayerNorm, GELU, the depthwise conv and the residual stay fp32): about twice the speed on CPUs
+// with fast vdpbf16ps, about 3 significant digits per product. F16 arithmetic is an Error.
 
 struct LoadOptions {
   // Like transformers' ignore_mismatched_sizes: a checkpoint tensor whose shape differs from

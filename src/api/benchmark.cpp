@@ -145,7 +145,7 @@ BenchmarkResult benchmark_forward(const ConvNextForImageClassification& model, c
   net.profile = nullptr;
   BenchmarkResult r = summarise("forward", o, ms, 2.0 * forward_macs(cfg, o.size, o.size) * static_cast<double>(o.batch) / 1e9);
   const bool bf16 = model.precision() == Precision::BF16;
-  r.dtype = bf16 ? "bf16" : "f32";
+  r.dtype = dtype_short_name(model.precision());
   r.kernels = bf16 ? (kernels::native_bf16() ? "avx512_bf16" : "portable_bf16") : kernels::active_family();
   if (o.profile) r.parts = part_rows(cfg, o, profile.parts, part_ms);
   return r;
@@ -182,7 +182,7 @@ BenchmarkResult benchmark_training(ConvNextForImageClassification& model, const 
   net.prepare(false);  // the packed inference weights follow the trained parameters
   BenchmarkResult r =
       summarise("train", o, ms, 3 * 2.0 * forward_macs(cfg, o.size, o.size) * static_cast<double>(o.batch) / 1e9);
-  r.dtype = "f32";
+  r.dtype = dtype_short_name(DType::F32);
   r.kernels = kernels::active_family();
   return r;
 }

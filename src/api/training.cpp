@@ -19,7 +19,7 @@ EvalResult evaluate_dataset(const std::string& model, const std::string& data, c
   const auto net = detail::Network::load(dir, LoadOptions{}, Architecture::ForImageClassification);
   // The processor beside the weights: the directory itself, or the folder of a weights file.
   std::string proc_dir = std::filesystem::is_directory(dir) ? dir : std::filesystem::path(dir).parent_path().string();
-  if (proc_dir.empty()) proc_dir = ".";
+  if (proc_dir.empty()) proc_dir.push_back('.');  // not = ".": GCC 12 warns falsely (-Wrestrict, PR 105329)
   const auto proc = ConvNextImageProcessor::from_pretrained(proc_dir);
   const auto source = train::DataSource::open(data, proc, net->config.num_channels, net->config.num_labels());
   return train::evaluate(*net, *source, options.batch_size, options.progress);

@@ -34,10 +34,14 @@ Args::Args(int argc, char** argv, int first, const std::set<std::string>& flags,
   }
 }
 
-bool Args::bf16() const {
-  const std::string d = get("dtype", "f32");
-  if (d != "f32" && d != "bf16") throw Error("--dtype must be f32 or bf16, got '" + d + "'");
-  return d == "bf16";
+DType Args::dtype(std::initializer_list<DType> allowed) const {
+  const DType d = parse_dtype(get("dtype", "f32"));
+  std::string names;
+  for (DType a : allowed) {
+    if (a == d) return d;
+    names += std::string(names.empty() ? "" : " or ") + dtype_short_name(a);
+  }
+  throw Error("--dtype must be " + names + ", got '" + get("dtype", "") + "'");
 }
 
 std::string Args::get(const std::string& name, const std::string& fallback) const {

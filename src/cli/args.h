@@ -1,9 +1,12 @@
 // A small command-line parser: --flag, --key value, --key=value, and positional arguments.
 #pragma once
+#include <initializer_list>
 #include <map>
 #include <set>
 #include <string>
 #include <vector>
+
+#include "convnext/dtype.h"
 
 namespace convnext::cli {
 
@@ -25,7 +28,8 @@ class Args {
   const std::vector<std::string>& positional() const { return positional_; }
   bool help() const { return has("help"); }
   // --dtype f32|bf16 (default f32): the precision of the GEMMs.
-  bool bf16() const;
+  // --dtype in any spelling of parse_dtype, restricted to what the command takes (default f32).
+  DType dtype(std::initializer_list<DType> allowed = {DType::F32, DType::BF16}) const;
 
  private:
   std::map<std::string, std::string> values_;

@@ -82,14 +82,12 @@ int cmd_bench(int argc, char** argv, int first) {
   }
   const bool json = a.has("json"), train = a.has("train");
   const BenchmarkOptions o = options_from(a, json);
-  const std::string dtype = a.get("dtype", "f32");
-  if (dtype != "f32" && dtype != "bf16") throw Error("--dtype must be f32 or bf16, got '" + dtype + "'");
-  if (train && dtype != "f32") throw Error("--train runs in fp32 (--dtype bf16 is for inference)");
+  const Precision precision = a.dtype();
+  if (train && precision != DType::F32) throw Error("--train runs in fp32 (--dtype bf16 is for inference)");
   if (train && o.profile) throw Error("--profile times forward passes; it does not combine with --train");
   set_num_threads(a.threads());
 
   // Training keeps the original weights; inference, as a loaded checkpoint, only the packed ones.
-  const Precision precision = dtype == "bf16" ? Precision::BF16 : Precision::F32;
   std::string arch = a.get("arch");
   std::optional<ConvNextForImageClassification> model;
   if (a.has("model")) {

@@ -43,7 +43,7 @@ int cmd_classify(int argc, char** argv, int first) {
   o.decode = parse_decode(a);
 
   LoadOptions opts;
-  if (a.bf16()) opts.precision = Precision::BF16;
+  opts.precision = a.dtype();
   const ImageClassifier clf = ImageClassifier::from_pretrained(dir, opts, parse_backend(a));
   const char* function = score_function_name(resolve_score_function(clf.config(), o.function));
   const std::string problem = clf.config().resolved_problem_type();

@@ -35,9 +35,7 @@ int cmd_convert(int argc, char** argv, int first) {
     return 0;
   }
   const std::string from = a.required("from"), to = a.required("to");
-  const std::string d = a.get("dtype", "f32");
-  const std::string dtype = d == "f32" ? "float32" : d == "f16" ? "float16" : d == "bf16" ? "bfloat16" : "";
-  if (dtype.empty()) throw Error("--dtype must be f32, f16 or bf16, got '" + d + "'");
+  const std::string dtype = dtype_torch_name(a.dtype({DType::F32, DType::F16, DType::BF16}));
   LoadOptions keep;
   keep.inference_only = false;  // the original weights are what gets written
   const ConvNextConfig config = config_of_checkpoint(from);

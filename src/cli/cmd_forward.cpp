@@ -54,7 +54,7 @@ int cmd_forward(int argc, char** argv, int first) {
   const bool hidden = a.has("hidden-states");
   LoadOptions opts;
   opts.ignore_mismatched_sizes = a.has("ignore-mismatched-sizes");
-  if (a.bf16()) opts.precision = Precision::BF16;
+  opts.precision = a.dtype();
 
   const TensorFile in = TensorFile::open(input);
   if (!in.contains("pixel_values")) throw Error(input + ": no tensor named 'pixel_values'");

@@ -1,6 +1,7 @@
 // convnext/version.h: the facts `convnext version` prints, from the build (CMakeLists.txt passes
 // the version and the optional components; cmake/git_revision.cmake writes git_revision.h) and
 // from this CPU (the kernel family the dispatcher selects).
+#include "convnext/dtype.h"
 #include "convnext/version.h"
 
 #include "git_revision.h"
@@ -17,7 +18,7 @@ BuildInfo build_info() {
   b.version = version();
   b.git_revision = git_revision();
   b.kernels = kernels::active_family();
-  b.dtypes = {"f32", "bf16"};  // bf16 runs everywhere: vdpbf16ps where the CPU has it, else the portable GEMM
+  b.dtypes = {dtype_short_name(DType::F32), dtype_short_name(DType::BF16)};  // bf16 runs everywhere: vdpbf16ps where the CPU has it, else the portable GEMM
   b.hdf5 = CONVNEXT_HAVE_HDF5;
   b.curl = CONVNEXT_HAVE_CURL;
   return b;

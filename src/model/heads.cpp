@@ -37,8 +37,7 @@ int64_t ModelBase::num_parameters() const { return net_->parameter_count; }
 void ModelBase::save_pretrained(const std::string& dir, const std::string& dtype) const { save_network(*net_, dir, dtype); }
 
 void save_network(Network& net, const std::string& dir, const std::string& dtype) {
-  if (dtype != "float32" && dtype != "float16" && dtype != "bfloat16")
-    throw Error("save_pretrained: dtype must be float32, float16 or bfloat16, got '" + dtype + "'");
+  const DType d = parse_dtype(dtype);  // "float16", "f16", "torch.float16", ...
   if (net.inference_only)
     throw Error("this model was loaded with LoadOptions::inference_only, which releases the original weights; "
                 "load it with inference_only = false to save it");
@@ -51,8 +50,8 @@ void save_network(Network& net, const std::string& dir, const std::string& dtype
   io::SafetensorsWriter w;
   w.set_metadata("format", "pt");
   net.for_each_parameter([&](const std::string& name, Tensor& t) {
-    if (dtype == "float16") w.add_f16(name, t);
-    else if (dtype == "bfloat16") w.add_bf16(name, t);
+    if (d == DType::F16) w.add_f16(name, t);
+    else if (d == DType::BF16) w.add_bf16(name, t);
     else w.add(name, t);
   });
   w.save((std::filesystem::path(dir) / "model.safetensors").string());

@@ -144,6 +144,9 @@ void Network::init_weights(uint64_t seed) {
 }
 
 void Network::prepare(bool release_originals) {
+  if (precision == Precision::F16)
+    throw Error("f16 arithmetic is not supported: load with precision f32 or bf16 (f16 is a storage format: "
+                "save_pretrained, convert)");
   if (release_originals) inference_only = true;
   const bool bf16 = precision == Precision::BF16;
   using kernels::pack_linear;
