@@ -198,6 +198,30 @@ TEST(Kernels, DepthwiseConvWithLayerNormMatchesReference) {
   }
 }
 
+TEST(Kernels, DepthwiseConvRowsEqualTheWholeMapsRows) {
+  // dwconv7_ln_rows (the fused block's per-tile call) gives exactly the rows the whole-map kernel
+  // gives, for ranges that start and end inside an image, span two images, or cover one row.
+  const std::vector<std::array<int64_t, 4>> shapes = {{1, 5, 9, 3}, {3, 5, 9, 13}, {2, 7, 7, 100}, {1, 57, 61, 57}};
+  for (int family = 0; family < 2; ++family) {
+    if (family == 1 && !cpu_has_avx512()) continue;
+    auto whole = family == 0 ? kernels::portable::dwconv7_ln : kernels::x86::dwconv7_ln;
+    auto rows = family == 0 ? kernels::portable::dwconv7_ln_rows : kernels::x86::dwconv7_ln_rows;
+    for (auto [N, H, W, C] : shapes) {
+      auto x = randn(N * H * W * C, 31), taps = randn(C * 49, 32, 0.2f), b = randn(C, 33);
+      std::vector<float> full(x.size());
+      whole(x.data(), N, H, W, C, taps.data(), b.data(), 1e-6f, full.data());
+      const int64_t NH = N * H;
+      for (auto [r0, r1] : std::vector<std::pair<int64_t, int64_t>>{{0, NH}, {0, 1}, {NH - 1, NH}, {1, std::min<int64_t>(NH, H + 2)}, {NH / 2, NH}}) {
+        if (r0 >= r1) continue;
+        std::vector<float> part(static_cast<size_t>((r1 - r0) * W * C));
+        rows(x.data(), N, H, W, C, taps.data(), b.data(), 1e-6f, r0, r1, part.data());
+        EXPECT_TRUE(std::equal(part.begin(), part.end(), full.begin() + r0 * W * C))
+            << (family ? "avx512" : "portable") << " N=" << N << " H=" << H << " W=" << W << " C=" << C << " rows " << r0 << ".." << r1;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace convnext::test
 

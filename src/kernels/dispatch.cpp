@@ -51,6 +51,12 @@ void dwconv7_ln(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, cons
   else portable::dwconv7_ln(x, N, H, W, C, w49, bias, eps, y);
 }
 
+void dwconv7_ln_rows(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
+                     float eps, int64_t r0, int64_t r1, float* y) {
+  if (use_x86()) x86::dwconv7_ln_rows(x, N, H, W, C, w49, bias, eps, r0, r1, y);
+  else portable::dwconv7_ln_rows(x, N, H, W, C, w49, bias, eps, r0, r1, y);
+}
+
 void activation(Activation act, float* x, int64_t n) {
   if (act == Activation::Linear) return;
   if (!use_x86()) return portable::activation(act, x, n);

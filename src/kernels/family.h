@@ -9,6 +9,8 @@ void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, con
 void dwconv7(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y);
 void dwconv7_ln(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
                 float eps, float* y);
+void dwconv7_ln_rows(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
+                     float eps, int64_t r0, int64_t r1, float* y);
 void activation(Activation act, float* x, int64_t n);
 // Training.
 void linear_at(int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc, bool accumulate);

@@ -51,6 +51,10 @@ void dwconv7(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const f
 // first two steps, normalising each output row while it is still in cache.
 void dwconv7_ln(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
                 float eps, float* y);
+// The same for the output image rows r0 … r1−1 of the N·H rows only, on the calling thread; y
+// receives them from its start (row r0's W·C values first). The fused block runs it per tile.
+void dwconv7_ln_rows(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
+                     float eps, int64_t r0, int64_t r1, float* y);
 
 // x = act(x), in place.
 void activation(Activation act, float* x, int64_t n);

@@ -101,25 +101,37 @@ void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, con
   });
 }
 
-void dwconv7(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y) {
-  parallel::for_each(N * H, true, [&](int64_t ni) {
-    const int64_t n = ni / H, i = ni % H;
-    for (int64_t j = 0; j < W; ++j) {
-      float* out = y + ((n * H + i) * W + j) * C;
-      for (int64_t c = 0; c < C; ++c) out[c] = bias ? bias[c] : 0.0f;
-      for (int64_t ky = 0; ky < 7; ++ky) {
-        const int64_t yy = i + ky - 3;
-        if (yy < 0 || yy >= H) continue;
-        for (int64_t kx = 0; kx < 7; ++kx) {
-          const int64_t xx = j + kx - 3;
-          if (xx < 0 || xx >= W) continue;
-          const float* in = x + ((n * H + yy) * W + xx) * C;
-          const float* wk = w49 + (ky * 7 + kx) * C;
-          for (int64_t c = 0; c < C; ++c) out[c] += in[c] * wk[c];
-        }
+namespace {
+// Output image row i of image n into out (W·C values).
+void dw_row(const float* x, int64_t n, int64_t i, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
+            float* out_row) {
+  for (int64_t j = 0; j < W; ++j) {
+    float* out = out_row + j * C;
+    for (int64_t c = 0; c < C; ++c) out[c] = bias ? bias[c] : 0.0f;
+    for (int64_t ky = 0; ky < 7; ++ky) {
+      const int64_t yy = i + ky - 3;
+      if (yy < 0 || yy >= H) continue;
+      for (int64_t kx = 0; kx < 7; ++kx) {
+        const int64_t xx = j + kx - 3;
+        if (xx < 0 || xx >= W) continue;
+        const float* in = x + ((n * H + yy) * W + xx) * C;
+        const float* wk = w49 + (ky * 7 + kx) * C;
+        for (int64_t c = 0; c < C; ++c) out[c] += in[c] * wk[c];
       }
     }
-  });
+  }
+}
+}  // namespace
+
+void dwconv7(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y) {
+  parallel::for_each(N * H, true, [&](int64_t ni) { dw_row(x, ni / H, ni % H, H, W, C, w49, bias, y + ni * W * C); });
+}
+
+void dwconv7_ln_rows(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
+                     float eps, int64_t r0, int64_t r1, float* y) {
+  for (int64_t r = r0; r < r1; ++r) dw_row(x, r / H, r % H, H, W, C, w49, bias, y + (r - r0) * W * C);
+  parallel::ThreadLimit one(1);  // on the calling thread, as the contract says
+  layer_norm(y, (r1 - r0) * W, C, nullptr, nullptr, eps, y);
 }
 
 void dwconv7_ln(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,

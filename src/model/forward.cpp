@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "convnext/error.h"
@@ -54,35 +55,63 @@ int64_t mlp_tile_rows(int64_t M, int64_t C, int threads, bool contended) {
   return 0;
 }
 
-// The hidden buffer a block needs: one tile per thread when the MLP runs in tiles, else M × 4C;
-// enough for either tiling, since contention may change between passes.
-int64_t hidden_floats(int64_t M, int64_t C, int threads) {
-  int64_t floats = 0;
-  for (const bool contended : {false, true}) {
-    const int64_t tm = mlp_tile_rows(M, C, threads, contended);
-    floats = std::max(floats, tm > 0 ? threads * tm * 4 * C : M * 4 * C);
-  }
-  return floats;
+// Whole image rows per tile of the fused block (block_fused), about mlp_tile_rows' pixels; 0 when
+// the block runs over the whole map instead (too few pixels for tiles: stage 4 at batch 1).
+int64_t fused_tile_rows(int64_t M, int64_t W, int64_t C, int threads, bool contended) {
+  const int64_t tm = mlp_tile_rows(M, C, threads, contended);
+  return tm > 0 ? std::max<int64_t>(1, (tm + W / 2) / W) : 0;
 }
 
-// ConvNextLayer, with LayerNorm's affine folded into pwconv1 and γ into pwconv2 (see prepare()):
-//   t = LayerNorm(dwconv(x));  x += pwconv2(act(pwconv1(t)))
-// When the map has enough pixels, the MLP runs tile by tile, each thread taking whole tiles, so
-// the hidden activations never leave the core (mlp_tile_rows); otherwise (stage 4 at batch 1)
-// each GEMM is split over the threads by output columns.
-void block_forward(const Block& b, const Map& x, Activation act, float* t, float* h, int threads, bool contended) {
+// What a block needs beyond the two map buffers, for either tiling (contention may change between
+// passes): per thread one tile's normalised rows (C wide) and hidden activations (4C wide), or for
+// the whole-map block M × 4C hidden values.
+struct BlockScratch {
+  int64_t normed = 0, hidden = 0;
+};
+BlockScratch block_scratch(int64_t M, int64_t W, int64_t C, int threads) {
+  BlockScratch s;
+  for (const bool contended : {false, true}) {
+    if (const int64_t rpt = fused_tile_rows(M, W, C, threads, contended); rpt > 0) {
+      s.normed = std::max(s.normed, threads * rpt * W * C);
+      s.hidden = std::max(s.hidden, threads * rpt * W * 4 * C);
+    } else {
+      s.normed = std::max(s.normed, M * C);
+      s.hidden = std::max(s.hidden, M * 4 * C);
+    }
+  }
+  return s;
+}
+
+// ConvNextLayer, with LayerNorm's affine folded into pwconv1 and γ into pwconv2 (see prepare()),
+// tile by tile of whole image rows: each tile's
+//   t = LayerNorm(dwconv(x));  y = x + pwconv2(act(pwconv1(t)))
+// on one thread, so one loop per block (one wait for the slowest thread, which matters when other
+// processes take the cores), and the tile's normalised rows and hidden activations stay in its
+// core's cache. The result goes to another buffer, y: the neighbouring tiles still read x's rows
+// around theirs. A map with too few pixels for many tiles but at least 96 rows per thread (stage
+// 3 at batch 1, idle) gets one tile per thread: its hidden slice stays on its core instead of
+// crossing between cores as it would if each GEMM were split by columns.
+void block_fused(const Block& b, const Map& x, float* y, Activation act, float* t, float* h, int64_t rpt, int threads) {
+  const int64_t C = x.C, H4 = 4 * C, W = x.W, NH = x.N * x.H;
+  const int64_t tiles = (NH + rpt - 1) / rpt;
+  parallel::for_chunks(tiles, 1, [&](int64_t i, int64_t) {
+    const int64_t r0 = i * rpt, r1 = std::min(NH, r0 + rpt), m0 = r0 * W, rows = (r1 - r0) * W;
+    const int64_t slot = parallel::thread_index();
+    float* tt = t + slot * rpt * W * C;
+    float* hidden = h + slot * rpt * W * H4;
+    kernels::dwconv7_ln_rows(x.data, x.N, x.H, W, C, b.dw_taps.data(), b.dw_bias.data(), kBlockEps, r0, r1, tt);
+    kernels::linear(rows, tt, C, b.pw1, hidden, H4, /*accumulate=*/false, act);
+    std::memcpy(y + m0 * C, x.data + m0 * C, static_cast<size_t>(rows * C) * sizeof(float));
+    kernels::linear(rows, hidden, H4, b.pw2, y + m0 * C, C, /*accumulate=*/true, Activation::Linear);
+  }, threads);
+}
+
+// The same over the whole map, in place (x += ...), each GEMM split over the threads by output
+// columns: for maps too small for tiles (stage 4 at batch 1, 49 pixels), and for stage 3 at batch
+// 1 when the process is contended (see mlp_tile_rows).
+void block_whole_map(const Block& b, const Map& x, Activation act, float* t, float* h) {
   const int64_t M = x.pixels(), C = x.C, H4 = 4 * C;
   kernels::dwconv7_ln(x.data, x.N, x.H, x.W, C, b.dw_taps.data(), b.dw_bias.data(), kBlockEps, t);
-  if (const int64_t tm = mlp_tile_rows(M, C, threads, contended); tm > 0) {
-    const int64_t tiles = (M + tm - 1) / tm;
-    parallel::for_chunks(tiles, 1, [&](int64_t i, int64_t) {
-      const int64_t m0 = i * tm, rows = std::min(tm, M - m0);
-      float* hidden = h + static_cast<int64_t>(parallel::thread_index()) * tm * H4;
-      kernels::linear(rows, t + m0 * C, C, b.pw1, hidden, H4, /*accumulate=*/false, act);
-      kernels::linear(rows, hidden, H4, b.pw2, x.data + m0 * C, C, /*accumulate=*/true, Activation::Linear);
-    }, threads);
-    return;
-  }
   kernels::linear(M, t, C, b.pw1, h, H4, /*accumulate=*/false, act);
   kernels::linear(M, h, H4, b.pw2, x.data, C, /*accumulate=*/true, Activation::Linear);
 }
@@ -165,7 +194,7 @@ Sizes Network::reserve_workspace(int64_t N, int64_t H, int64_t W) const {
   const int threads = num_threads();
   Sizes sz;
   int64_t h = H / p, w = W / p;
-  int64_t map_floats = N * h * w * config.hidden_sizes[0], hidden = 0, patch_floats = N * h * w * p * p * Cin;
+  int64_t map_floats = N * h * w * config.hidden_sizes[0], hidden = 0, normed = 0, patch_floats = N * h * w * p * p * Cin;
   for (const Stage& st : stages) {
     if (st.has_downsample) {
       patch_floats = std::max(patch_floats, N * (h / 2) * (w / 2) * 4 * st.in_channels);
@@ -174,11 +203,13 @@ Sizes Network::reserve_workspace(int64_t N, int64_t H, int64_t W) const {
     }
     sz.maps.push_back({nullptr, N, h, w, st.out_channels});
     map_floats = std::max(map_floats, N * h * w * std::max(st.in_channels, st.out_channels));
-    hidden = std::max(hidden, hidden_floats(N * h * w, st.out_channels, threads));
+    const BlockScratch bs = block_scratch(N * h * w, w, st.out_channels, threads);
+    hidden = std::max(hidden, bs.hidden);
+    normed = std::max(normed, bs.normed);
   }
   grow(workspace.map[0], map_floats);
   grow(workspace.map[1], map_floats);
-  grow(workspace.normed, map_floats);
+  grow(workspace.normed, std::max(map_floats, normed));
   grow(workspace.hidden, hidden);
   grow(workspace.patches, patch_floats);
   return sz;
@@ -229,7 +260,15 @@ Network::Result Network::run_encoder(const Tensor& px, bool keep_hidden) const {
       cur = 1 - cur;
       timer.mark("downsample", static_cast<int64_t>(s));
     }
-    for (const Block& b : st.blocks) block_forward(b, x, act, t, hbuf, threads, contended);
+    for (const Block& b : st.blocks) {
+      if (const int64_t rpt = fused_tile_rows(x.pixels(), x.W, x.C, threads, contended); rpt > 0) {
+        block_fused(b, x, buf[1 - cur], act, t, hbuf, rpt, threads);
+        x.data = buf[1 - cur];
+        cur = 1 - cur;
+      } else {
+        block_whole_map(b, x, act, t, hbuf);
+      }
+    }
     if (keep_hidden) r.hidden_nhwc.push_back(copy_out(x));
     timer.mark("blocks", static_cast<int64_t>(s));
   }

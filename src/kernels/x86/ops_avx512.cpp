@@ -126,13 +126,20 @@ static void dw_row(const float* x, int64_t H, int64_t W, int64_t C, int64_t i, c
   }
 }
 
+void dwconv7_ln_rows(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
+                     float eps, int64_t r0, int64_t r1, float* y) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t n = r / H, i = r % H;
+    float* out = y + (r - r0) * W * C;
+    dw_row(x + n * H * W * C, H, W, C, i, w49, bias, out);
+    for (int64_t j = 0; j < W; ++j) ln_row(out + j * C, C, nullptr, nullptr, eps, out + j * C);
+  }
+}
+
 void dwconv7_ln(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
                 float eps, float* y) {
   parallel::for_each(N * H, N * H * W * C > 16384, [&](int64_t r) {
-    const int64_t n = r / H, i = r % H;
-    float* out = y + r * W * C;
-    dw_row(x + n * H * W * C, H, W, C, i, w49, bias, out);
-    for (int64_t j = 0; j < W; ++j) ln_row(out + j * C, C, nullptr, nullptr, eps, out + j * C);
+    dwconv7_ln_rows(x, N, H, W, C, w49, bias, eps, r, r + 1, y + r * W * C);
   });
 }
 
