@@ -129,7 +129,9 @@ TEST(TrainOptimizer, AContinuedScheduleNeverJumpsBackUp) {
       EXPECT_LE(longer.at(t), prev) << kind << " at " << t;
       prev = longer.at(t);
     }
-    if (std::string(kind) != "constant") EXPECT_NEAR(longer.at(300), 0.0, 1e-18) << kind;
+    if (std::string(kind) != "constant") {
+      EXPECT_NEAR(longer.at(300), 0.0, 1e-18) << kind;
+    }
     // Continued again, unchanged: the anchored schedule itself.
     const train::LrSchedule again = train::continue_schedule(longer, {kind, 1e-3, 10, 300}, 120);
     EXPECT_DOUBLE_EQ(again.at(150), longer.at(150)) << kind;

@@ -197,7 +197,7 @@ TEST(TrainCli, InterruptedRunResumesToTheSameWeights) {
   // It says what it restored: one line, and in the JSON summary.
   EXPECT_NE(r.err.find("resuming " + out + "/cut at step " + std::to_string(at) + " of 1500, restored from the run: "),
             std::string::npos) << r.err;
-  for (const std::string part : {"data=" + out + "/data.safetensors", std::string("batch_size=4"), std::string("lr=0.001"),
+  for (const std::string& part : {"data=" + out + "/data.safetensors", std::string("batch_size=4"), std::string("lr=0.001"),
                                  std::string("seed=7"), std::string("crop_scale_min=0.5"), std::string("total_steps=1500")})
     EXPECT_NE(r.err.find(part), std::string::npos) << part << ": " << r.err;
   const auto summary = nlohmann::json::parse(r.out);
