@@ -267,7 +267,9 @@ TEST(TrainCli, ALongerRunOnResumeNeverRaisesTheLearningRate) {
   const double expected = 1e-3 * static_cast<double>(1500 - at) / (1500 - 5);
   int64_t last = 0, evals_after = 0;
   for (const auto& j : log) {
-    if (j.contains("lr") && j["step"].get<int64_t>() == at + 1) EXPECT_NEAR(j["lr"].get<double>(), expected, 1e-15);
+    if (j.contains("lr") && j["step"].get<int64_t>() == at + 1) {
+      EXPECT_NEAR(j["lr"].get<double>(), expected, 1e-15);
+    }
     if (j.contains("step")) last = std::max(last, j["step"].get<int64_t>());
     if (j.contains("eval_loss") && j["step"].get<int64_t>() > at) ++evals_after;
   }
@@ -305,7 +307,9 @@ TEST(TrainCli, AFinishedRunIsLeftAsItIs) {
   ASSERT_EQ(again.status, 0) << again.err;
   const auto log = read_log(out + "/run");
   for (const auto& l : log)
-    if (l.contains("lr") && l["step"].get<int64_t>() == 7) EXPECT_DOUBLE_EQ(l["lr"].get<double>(), 5e-4);
+    if (l.contains("lr") && l["step"].get<int64_t>() == 7) {
+      EXPECT_DOUBLE_EQ(l["lr"].get<double>(), 5e-4);
+    }
   expect_lr_never_rises_after(log, 6);
   fs::remove_all(out);
 }
