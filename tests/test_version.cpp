@@ -60,6 +60,21 @@ TEST(Version, KernelsHonourConvnextKernels) {
   EXPECT_EQ(nlohmann::json::parse(p.out)["kernels"], "portable");
 }
 
+TEST(Version, OneInstructionSetForTheModelAndTheResize) {
+  // core/cpu.h decides for every kernel: "reference" means plain C++ for the model too (it used to
+  // mean it only for the resize), and "avx2" runs the model on the portable family (no AVX2 GEMM).
+  for (const char* forced : {"reference", "avx2", "portable"}) {
+    const char* before = std::getenv("CONVNEXT_KERNELS");
+    const std::string saved = before ? before : "";
+    ::setenv("CONVNEXT_KERNELS", forced, 1);
+    const CliRun p = run("version --json");
+    if (before) ::setenv("CONVNEXT_KERNELS", saved.c_str(), 1);
+    else ::unsetenv("CONVNEXT_KERNELS");
+    ASSERT_EQ(p.status, 0) << p.err;
+    EXPECT_EQ(nlohmann::json::parse(p.out)["kernels"], "portable") << forced;
+  }
+}
+
 TEST(Version, TextAndHelp) {
   const CliRun r = run("version");
   ASSERT_EQ(r.status, 0) << r.err;

@@ -1,6 +1,7 @@
 #include "core/cpu.h"
 
 #include <cstdlib>
+#include <string>
 
 namespace convnext {
 
@@ -30,6 +31,27 @@ const char* forced_kernels() {
     return e ? e : "";
   }();
   return v;
+}
+
+namespace {
+bool cpu_has_avx2() {
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return ok;
+}
+}  // namespace
+
+Isa selected_isa() {
+  static const Isa isa = [] {
+    const std::string forced = forced_kernels();
+    if (forced == "portable" || forced == "reference") return Isa::Portable;
+    if (forced == "avx2" && cpu_has_avx2()) return Isa::Avx2;
+    if (cpu_has_avx512()) return Isa::Avx512;
+    return cpu_has_avx2() ? Isa::Avx2 : Isa::Portable;
+  }();
+  return isa;
 }
 
 }  // namespace convnext

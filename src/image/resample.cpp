@@ -337,23 +337,18 @@ const RowKernels kernels_avx512 = {
     vertical_row_avx512};
 #endif
 
-// AVX-512 or AVX2 when the CPU has it; CONVNEXT_KERNELS=portable (or reference) forces the plain
-// C++ kernels and CONVNEXT_KERNELS=avx2 the AVX2 ones. Integer sums are exact in any order, so
-// every variant gives the same bytes.
+// The row kernels of the instruction set core/cpu.h selects for the whole library (AVX-512, AVX2,
+// or plain C++; CONVNEXT_KERNELS=portable|avx2 asks for less). Integer sums are exact in any
+// order, so every variant gives the same bytes.
 const RowKernels& row_kernels() {
-  static const RowKernels* k = [] {
 #if defined(__x86_64__)
-    const std::string forced = forced_kernels();
-    __builtin_cpu_init();
-    if (forced == "avx2" && __builtin_cpu_supports("avx2")) return &kernels_avx2;
-    if (forced != "portable" && forced != "reference") {
-      if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return &kernels_avx512;
-      if (__builtin_cpu_supports("avx2")) return &kernels_avx2;
-    }
+  switch (selected_isa()) {
+    case Isa::Avx512: return kernels_avx512;
+    case Isa::Avx2: return kernels_avx2;
+    case Isa::Portable: break;
+  }
 #endif
-    return &kernels_generic;
-  }();
-  return *k;
+  return kernels_generic;
 }
 
 // ---- the two-pass resample (ImagingResampleInner) -----------------------------------------

@@ -1,7 +1,7 @@
-// Chooses the kernel family once: AVX-512 when the CPU has it (unless CONVNEXT_KERNELS=portable).
+// The kernel family of the model: AVX-512 when selected_isa() (core/cpu.h, the one place that
+// decides) says so, else portable.
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "core/cpu.h"
@@ -12,16 +12,14 @@ namespace convnext::kernels {
 
 namespace {
 bool use_x86() {
-  static const bool v = cpu_has_avx512() && std::strcmp(forced_kernels(), "portable") != 0;
-  return v;
+  return selected_isa() == Isa::Avx512;
 }
 }  // namespace
 
 const char* active_family() { return use_x86() ? "avx512" : "portable"; }
 
 bool native_bf16() {
-  static const bool v = cpu_has_avx512_bf16() && std::strcmp(forced_kernels(), "portable") != 0;
-  return v;
+  return use_x86() && cpu_has_avx512_bf16();
 }
 
 void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
