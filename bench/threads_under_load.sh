@@ -24,22 +24,29 @@ run_ms() {  # BINARY [flags]: one bench run; prints its median ms
   "$b" bench --arch tiny --iters "$iters" --warmup 3 --json "$@" $extra |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["median_ms"])'
 }
-median_ms() { run_ms "$bin" "$@"; }
 median_of() { python3 -c 'import statistics,sys; print(statistics.median(map(float, sys.argv[1:])))' "$@"; }
 
 default_threads=$("$bin" bench --arch tiny --iters 1 --warmup 0 --json $extra |
                   python3 -c 'import json,sys; print(json.load(sys.stdin)["threads"])')
 echo "# $cores cores; default threads: $default_threads; ${rounds} rounds of ${iters} forwards; load: $per_core busy processes per core" >&2
 
+# PHASE: R rounds, each ours (default, 1 thread) then the baseline's, appended to the arrays
+# PHASE_d PHASE_1 base_PHASE_d base_PHASE_1.
+measure() {
+  local phase=$1 r
+  local -n ours_d=${phase}_d ours_1=${phase}_1 base_d=base_${phase}_d base_1=base_${phase}_1
+  for ((r = 0; r < rounds; r++)); do
+    ours_d+=("$(run_ms "$bin")"); ours_1+=("$(run_ms "$bin" --threads 1)")
+    echo "# $phase round $((r + 1)): default ${ours_d[-1]} ms, 1 thread ${ours_1[-1]} ms" >&2
+    if [[ -n $baseline ]]; then
+      base_d+=("$(run_ms "$baseline")"); base_1+=("$(run_ms "$baseline" --threads 1)")
+      echo "#   baseline: default ${base_d[-1]} ms, 1 thread ${base_1[-1]} ms" >&2
+    fi
+  done
+}
+
 idle_d=() idle_1=() base_idle_d=() base_idle_1=()
-for ((r = 0; r < rounds; r++)); do
-  idle_d+=("$(median_ms)"); idle_1+=("$(median_ms --threads 1)")
-  echo "# idle round $((r + 1)): default ${idle_d[-1]} ms, 1 thread ${idle_1[-1]} ms" >&2
-  if [[ -n $baseline ]]; then
-    base_idle_d+=("$(run_ms "$baseline")"); base_idle_1+=("$(run_ms "$baseline" --threads 1)")
-    echo "#   baseline: default ${base_idle_d[-1]} ms, 1 thread ${base_idle_1[-1]} ms" >&2
-  fi
-done
+measure idle
 
 competitors=$((per_core * cores))
 pids=()
@@ -51,14 +58,7 @@ for ((i = 0; i < competitors; i++)); do
 done
 sleep 1
 load_d=() load_1=() base_load_d=() base_load_1=()
-for ((r = 0; r < rounds; r++)); do
-  load_d+=("$(median_ms)"); load_1+=("$(median_ms --threads 1)")
-  echo "# loaded round $((r + 1)): default ${load_d[-1]} ms, 1 thread ${load_1[-1]} ms" >&2
-  if [[ -n $baseline ]]; then
-    base_load_d+=("$(run_ms "$baseline")"); base_load_1+=("$(run_ms "$baseline" --threads 1)")
-    echo "#   baseline: default ${base_load_d[-1]} ms, 1 thread ${base_load_1[-1]} ms" >&2
-  fi
-done
+measure load
 cleanup
 pids=()
 

@@ -187,6 +187,15 @@ TEST_F(PublicApiFiles, ClassifierGivesOneResultPerFileAsTheModelDoes) {
   EXPECT_FALSE(is_image_file_name("x/y.txt"));
 }
 
+TEST(PublicApi, StackAddsALeadingAxis) {
+  const Tensor a({2, 2}, {1, 2, 3, 4}), b({2, 2}, {5, 6, 7, 8});
+  const Tensor s = stack({a, b});
+  EXPECT_EQ(s.shape(), (Shape{2, 2, 2}));
+  for (int64_t i = 0; i < 8; ++i) EXPECT_EQ(s[i], static_cast<float>(i + 1));
+  EXPECT_THROW(stack({}), Error);
+  EXPECT_THROW(stack({a, Tensor({4}, {1, 2, 3, 4})}), Error);
+}
+
 TEST(PublicApi, OneParserForEveryDtypeSpelling) {
   for (const char* s : {"f32", "fp32", "float32", "float", "F32", "torch.float32"}) EXPECT_EQ(parse_dtype(s), DType::F32) << s;
   for (const char* s : {"f16", "fp16", "float16", "half", "F16", "torch.float16"}) EXPECT_EQ(parse_dtype(s), DType::F16) << s;

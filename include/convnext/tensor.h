@@ -49,6 +49,10 @@ class CONVNEXT_API Tensor {
   bool borrowed_ = false;
 };
 
+// Tensors of one shape S stacked along a new first axis: [items.size(), S...] (torch.stack).
+// An empty list or a shape that differs from the first is an Error.
+CONVNEXT_API Tensor stack(const std::vector<Tensor>& items);
+
 // Reads one tensor (F32, or F16/BF16/F64 converted) from a safetensors file.
 CONVNEXT_API Tensor load_tensor(const std::string& safetensors_path, const std::string& name);
 // Writes F32 tensors to a safetensors file, in the order given.

@@ -146,12 +146,9 @@ std::vector<FileClassification> ImageClassifier::classify_files(
       else ok.push_back(i);
     }
     if (!ok.empty()) {
-      const Shape s = pix[ok[0]].pixel_values.shape();
-      Tensor batch({static_cast<int64_t>(ok.size()), s[0], s[1], s[2]});
-      const int64_t per = shape_numel(s);
-      for (size_t k = 0; k < ok.size(); ++k)
-        std::copy(pix[ok[k]].pixel_values.data(), pix[ok[k]].pixel_values.data() + per, batch.data() + static_cast<int64_t>(k) * per);
-      auto top = classify(batch, o.top_k, o.function);
+      std::vector<Tensor> images;
+      for (size_t i : ok) images.push_back(pix[i].pixel_values);
+      auto top = classify(stack(images), o.top_k, o.function);
       for (size_t k = 0; k < ok.size(); ++k) results[b0 + ok[k]].predictions = std::move(top[k]);
     }
     if (on_result)

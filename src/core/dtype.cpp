@@ -1,45 +1,42 @@
-// The one parser of dtype names (include/convnext/dtype.h).
+// The one parser of dtype names (include/convnext/dtype.h): one row per format, every spelling.
 #include "convnext/dtype.h"
 
 #include "convnext/error.h"
 
 namespace convnext {
 
+namespace {
+struct Row {
+  DType dtype;
+  const char* short_name;
+  const char* torch_name;
+  const char* safetensors_name;
+  const char* other_spellings[3];
+};
+constexpr Row kRows[] = {
+    {DType::F32, "f32", "float32", "F32", {"fp32", "float", "torch.float32"}},
+    {DType::F16, "f16", "float16", "F16", {"fp16", "half", "torch.float16"}},
+    {DType::BF16, "bf16", "bfloat16", "BF16", {"torch.bfloat16", nullptr, nullptr}},
+};
+
+const Row& row(DType d) {
+  for (const Row& r : kRows)
+    if (r.dtype == d) return r;
+  return kRows[0];
+}
+}  // namespace
+
 DType parse_dtype(const std::string& name) {
-  for (const char* s : {"f32", "fp32", "float32", "float", "F32", "torch.float32"})
-    if (name == s) return DType::F32;
-  for (const char* s : {"f16", "fp16", "float16", "half", "F16", "torch.float16"})
-    if (name == s) return DType::F16;
-  for (const char* s : {"bf16", "bfloat16", "BF16", "torch.bfloat16"})
-    if (name == s) return DType::BF16;
+  for (const Row& r : kRows) {
+    if (name == r.short_name || name == r.torch_name || name == r.safetensors_name) return r.dtype;
+    for (const char* s : r.other_spellings)
+      if (s && name == s) return r.dtype;
+  }
   throw Error("unknown dtype '" + name + "': expected f32 (float32), f16 (float16) or bf16 (bfloat16)");
 }
 
-const char* dtype_short_name(DType d) {
-  switch (d) {
-    case DType::F16: return "f16";
-    case DType::BF16: return "bf16";
-    case DType::F32: break;
-  }
-  return "f32";
-}
-
-const char* dtype_torch_name(DType d) {
-  switch (d) {
-    case DType::F16: return "float16";
-    case DType::BF16: return "bfloat16";
-    case DType::F32: break;
-  }
-  return "float32";
-}
-
-const char* dtype_safetensors_name(DType d) {
-  switch (d) {
-    case DType::F16: return "F16";
-    case DType::BF16: return "BF16";
-    case DType::F32: break;
-  }
-  return "F32";
-}
+const char* dtype_short_name(DType d) { return row(d).short_name; }
+const char* dtype_torch_name(DType d) { return row(d).torch_name; }
+const char* dtype_safetensors_name(DType d) { return row(d).safetensors_name; }
 
 }  // namespace convnext

@@ -56,18 +56,15 @@ inline void cpu_relax() {
 // spinning only burns the time slice the sibling needs: then threads sleep at once (ConvNeXt-T
 // batch 1 beside six busy processes on 2 cores: about 195 ms without spinning, 230-240 ms with
 // 2 or 100 µs). CONVNEXT_SPIN_US / CONVNEXT_CONTENDED_SPIN_US override the two (experiments).
+std::chrono::nanoseconds env_microseconds(const char* name, long fallback) {
+  const char* s = std::getenv(name);
+  return std::chrono::microseconds(std::max(0L, s ? std::strtol(s, nullptr, 10) : fallback));
+}
+
 std::chrono::nanoseconds spin_time() {
-  static const std::chrono::nanoseconds t = [] {
-    const char* s = std::getenv("CONVNEXT_SPIN_US");
-    long us = s ? std::strtol(s, nullptr, 10) : 50;
-    return std::chrono::nanoseconds(std::max(0L, us) * 1000);
-  }();
-  static const std::chrono::nanoseconds tc = [] {
-    const char* s = std::getenv("CONVNEXT_CONTENDED_SPIN_US");
-    long us = s ? std::strtol(s, nullptr, 10) : 0;
-    return std::chrono::nanoseconds(std::max(0L, us) * 1000);
-  }();
-  return g_contended.load(std::memory_order_relaxed) ? std::min(t, tc) : t;
+  static const std::chrono::nanoseconds idle = env_microseconds("CONVNEXT_SPIN_US", 50);
+  static const std::chrono::nanoseconds contended = env_microseconds("CONVNEXT_CONTENDED_SPIN_US", 0);
+  return g_contended.load(std::memory_order_relaxed) ? std::min(idle, contended) : idle;
 }
 
 int64_t now_ns(clockid_t clock) {
@@ -90,10 +87,21 @@ bool spin_until(Pred pred) {
   }
 }
 
+// A loop on the calling thread alone (nested in another loop, one thread, or the pool busy).
+void run_inline(int64_t n, int64_t chunk, detail::ChunkFn fn, void* ctx) {
+  const bool was = tls_in_loop;
+  const int team = tls_team;
+  tls_in_loop = true;
+  tls_team = 1;
+  for (int64_t b = 0; b < n; b += chunk) fn(ctx, b, std::min(n, b + chunk));
+  tls_in_loop = was;
+  tls_team = team;
+}
+
 class Pool {
  public:
+  // A loop on `threads` (>= 2) threads, or on the caller alone when another loop has the pool.
   void run(int64_t n, int64_t chunk, int threads, detail::ChunkFn fn, void* ctx) {
-    if (threads <= 1) return run_inline(n, chunk, fn, ctx);
     std::unique_lock<std::mutex> lock(submit_, std::try_to_lock);
     if (!lock.owns_lock()) return run_inline(n, chunk, fn, ctx);
     grow(threads - 1);
@@ -121,15 +129,6 @@ class Pool {
   static constexpr uint64_t kClosed = 1ull << 32;
   static constexpr uint64_t kCountMask = 0xffff;
 
-  static void run_inline(int64_t n, int64_t chunk, detail::ChunkFn fn, void* ctx) {
-    const bool was = tls_in_loop;
-    const int team = tls_team;
-    tls_in_loop = true;
-    tls_team = 1;
-    for (int64_t b = 0; b < n; b += chunk) fn(ctx, b, std::min(n, b + chunk));
-    tls_in_loop = was;
-    tls_team = team;
-  }
 
   // Claims and runs chunks until none are left, as thread `index` of the loop.
   void work(int index) {
@@ -188,16 +187,18 @@ class Pool {
 };
 
 // The pool is never destroyed (its workers sleep until the process exits), and a child made by
-// fork() gets a fresh one: it inherits the pool's memory but not its threads.
-Pool* g_pool = nullptr;
-std::once_flag g_atfork_once;
+// fork() gets a fresh one: it inherits the pool's memory but not its threads. Every parallel loop
+// asks for it, so the lock is taken only until it exists.
+std::atomic<Pool*> g_pool{nullptr};
 
 Pool& pool() {
-  std::call_once(g_atfork_once, [] { pthread_atfork(nullptr, nullptr, [] { g_pool = nullptr; }); });
+  if (Pool* p = g_pool.load(std::memory_order_acquire)) return *p;
   static std::mutex m;
   std::lock_guard<std::mutex> lock(m);
-  if (!g_pool) g_pool = new Pool;
-  return *g_pool;
+  static const bool atfork = pthread_atfork(nullptr, nullptr, [] { g_pool.store(nullptr, std::memory_order_relaxed); }) == 0;
+  (void)atfork;
+  if (!g_pool.load(std::memory_order_relaxed)) g_pool.store(new Pool, std::memory_order_release);
+  return *g_pool.load(std::memory_order_relaxed);
 }
 
 int automatic_threads() {
@@ -287,6 +288,7 @@ void run(int64_t n, int64_t chunk, int threads, ChunkFn fn, void* ctx) {
   if (threads <= 0) threads = max_threads();
   if (tls_in_loop) threads = 1;
   threads = static_cast<int>(std::min<int64_t>(threads, (n + chunk - 1) / chunk));
+  if (threads <= 1) return run_inline(n, chunk, fn, ctx);
   pool().run(n, chunk, threads, fn, ctx);
 }
 }  // namespace detail

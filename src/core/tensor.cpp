@@ -1,5 +1,6 @@
 #include "convnext/tensor.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "convnext/error.h"
@@ -65,6 +66,22 @@ Tensor Tensor::reshape(Shape shape) const {
   Tensor t = *this;
   t.shape_ = std::move(shape);
   return t;
+}
+
+Tensor stack(const std::vector<Tensor>& items) {
+  if (items.empty()) throw Error("stack: no tensors");
+  const Shape& s = items[0].shape();
+  Shape out = {static_cast<int64_t>(items.size())};
+  out.insert(out.end(), s.begin(), s.end());
+  Tensor batch(out);
+  const int64_t per = shape_numel(s);
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (items[i].shape() != s)
+      throw Error("stack: tensor " + std::to_string(i) + " has shape " + shape_str(items[i].shape()) + ", tensor 0 " +
+                  shape_str(s));
+    std::copy(items[i].data(), items[i].data() + per, batch.data() + static_cast<int64_t>(i) * per);
+  }
+  return batch;
 }
 
 }  // namespace convnext

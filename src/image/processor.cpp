@@ -187,10 +187,7 @@ Tensor ConvNextImageProcessor::preprocess(const std::vector<ImageU8>& images) co
     if (outs[i].shape() != s)
       throw Error("images come out of the processor with different sizes (" + shape_str(s) + " and " +
                   shape_str(outs[i].shape()) + "); enable do_resize to batch them");
-  Tensor batch({static_cast<int64_t>(outs.size()), s[0], s[1], s[2]});
-  for (size_t i = 0; i < outs.size(); ++i)
-    std::copy(outs[i].data(), outs[i].data() + outs[i].numel(), batch.data() + static_cast<int64_t>(i) * outs[i].numel());
-  return batch;
+  return stack(outs);
 }
 
 ImageU8 ConvNextImageProcessor::load_image(const std::string& path, int64_t channels, const DecodeSettings& settings) {
@@ -230,15 +227,14 @@ Tensor ConvNextImageProcessor::preprocess_files(const std::vector<std::string>& 
   for (const PreprocessedFile& f : outs)
     if (!f.ok()) throw Error(f.error);
   const Shape s = outs[0].pixel_values.shape();
-  Tensor batch({static_cast<int64_t>(outs.size()), s[0], s[1], s[2]});
+  std::vector<Tensor> images;
   for (size_t i = 0; i < outs.size(); ++i) {
-    const Tensor& t = outs[i].pixel_values;
-    if (t.shape() != s)
-      throw Error(paths[i] + ": comes out as " + shape_str(t.shape()) + ", the first image as " + shape_str(s) +
-                  " (enable do_resize to batch images of different sizes)");
-    std::copy(t.data(), t.data() + t.numel(), batch.data() + static_cast<int64_t>(i) * t.numel());
+    if (outs[i].pixel_values.shape() != s)
+      throw Error(paths[i] + ": comes out as " + shape_str(outs[i].pixel_values.shape()) + ", the first image as " +
+                  shape_str(s) + " (enable do_resize to batch images of different sizes)");
+    images.push_back(outs[i].pixel_values);
   }
-  return batch;
+  return stack(images);
 }
 
 }  // namespace convnext
