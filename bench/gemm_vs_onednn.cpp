@@ -150,6 +150,7 @@ int main() {
   double waited = 0;
   const bool gelu = !std::getenv("NO_GELU");  // diagnostic: pw1 without its GELU, on both sides
   set_num_threads(threads);   // our pool
+  const kernels::Context kc = kernels::default_context();
   omp_set_num_threads(threads);  // oneDNN (Debian's is an OpenMP build)
   dnnl::engine eng(dnnl::engine::kind::cpu, 0);
   dnnl::stream strm(eng);
@@ -157,7 +158,7 @@ int main() {
   if (!gelu) std::printf("# NO_GELU: pw1 rows are plain A·Wᵀ + b (diagnostic)\n");
   std::printf("# oneDNN %d.%d.%d, ISA 0x%x (0xe7 = avx512_core_bf16), OpenMP threads %d, our family %s, native bf16 %d\n",
               v->major, v->minor, v->patch, (int)dnnl::get_effective_cpu_isa(), omp_get_max_threads(),
-              kernels::active_family(), (int)kernels::native_bf16());
+              kernels::family_name(kc.family), (int)kernels::native_bf16(kc));
 
   const int64_t HW[4] = {3136, 784, 196, 49}, Cs[4] = {96, 192, 384, 768}, depth[4] = {3, 3, 9, 3};
   std::mt19937 rng(1234);
@@ -180,17 +181,17 @@ int main() {
         for (auto& x : W) x = U(rng) * ws * 1.7f;  // pre-activations of order 1
         for (auto& x : b) x = 0.1f * U(rng);
         for (auto& x : C0) x = U(rng);  // pw2: the residual
-        const auto p32 = kernels::pack_linear_scaled(W.data(), nullptr, nullptr, b.data(), N, K, false);
-        const auto p16 = kernels::pack_linear_scaled(W.data(), nullptr, nullptr, b.data(), N, K, true);
+        const auto p32 = kernels::pack_linear_scaled(kc, W.data(), nullptr, nullptr, b.data(), N, K, false);
+        const auto p16 = kernels::pack_linear_scaled(kc, W.data(), nullptr, nullptr, b.data(), N, K, true);
         std::vector<float> out[4];
         for (auto& o : out) o = C0;
         Dnnl d32 = make_dnnl(eng, strm, M, N, K, pw1, gelu, false, A.data(), W.data(), b.data(), out[1].data());
         Dnnl d16 = make_dnnl(eng, strm, M, N, K, pw1, gelu, true, A.data(), W.data(), b.data(), out[3].data());
         auto call = [&](int i) {
           switch (i) {
-            case 0: kernels::linear(M, A.data(), K, p32, out[0].data(), N, !pw1, act); break;
+            case 0: kernels::linear(kc, M, A.data(), K, p32, out[0].data(), N, !pw1, act); break;
             case 1: run_dnnl(d32, strm); break;
-            case 2: kernels::linear(M, A.data(), K, p16, out[2].data(), N, !pw1, act); break;
+            case 2: kernels::linear(kc, M, A.data(), K, p16, out[2].data(), N, !pw1, act); break;
             case 3: run_dnnl(d16, strm); break;
           }
         };

@@ -75,7 +75,7 @@ check_exports() {
       "$tmp/exports" | head -5 | grep . >&2; then
     fail "$lib exports symbols outside namespace convnext (above)"
   fi
-  if grep -E '^convnext::(kernels|io|image|train|cli|model)::|^convnext::detail::Network' "$tmp/exports" | head -5 | grep . >&2; then
+  if grep -E '^convnext::(kernels|io|image|train|cli|model)::|^convnext::detail::(Parameters|InferencePlan|ModelState)' "$tmp/exports" | head -5 | grep . >&2; then
     fail "$lib exports internals (above)"
   fi
   step "shared: $(wc -l <"$tmp/exports") symbols exported, all public API"

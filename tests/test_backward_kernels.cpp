@@ -35,12 +35,15 @@ double numeric(const std::function<double()>& loss, float& theta, double eps = 1
 
 struct BackwardFamily {
   const char* name;
-  void (*ln_train)(const float*, int64_t, int64_t, const float*, const float*, float, float*, float*, float*);
-  void (*ln_back)(const float*, const float*, const float*, int64_t, int64_t, const float*, float*, float*, float*);
-  void (*dw_grad)(const float*, const float*, int64_t, int64_t, int64_t, int64_t, float*, float*);
-  void (*act_back)(Activation, const float*, const float*, float*, int64_t);
-  void (*linear_at)(int64_t, const float*, int64_t, const kernels::PackedLinear&, float*, int64_t, bool);
+  // Each takes its thread count first; the tests run 3 threads (an odd split of the rows).
+  void (*ln_train)(int, const float*, int64_t, int64_t, const float*, const float*, float, float*, float*, float*);
+  void (*ln_back)(int, const float*, const float*, const float*, int64_t, int64_t, const float*, float*, float*, float*);
+  void (*dw_grad)(int, const float*, const float*, int64_t, int64_t, int64_t, int64_t, float*, float*);
+  void (*act_back)(int, Activation, const float*, const float*, float*, int64_t);
+  void (*linear_at)(int, int64_t, const float*, int64_t, const kernels::PackedLinear&, float*, int64_t, bool);
 };
+
+constexpr int kThreads = 3;
 
 std::vector<BackwardFamily> families() {
   namespace p = kernels::portable;
@@ -82,11 +85,11 @@ TEST(BackwardKernels, ActivationGradientsMatchReferenceAndFiniteDifferences) {
     }
     for (const auto& f : families()) {
       std::vector<float> got(static_cast<size_t>(n));
-      f.act_back(a, x.data(), dy.data(), got.data(), n);
+      f.act_back(kThreads, a, x.data(), dy.data(), got.data(), n);
       EXPECT_TRUE(close(T(got), T(want), 2e-6)) << f.name << " activation " << int(a);
     }
     std::vector<float> inplace = dy;  // dx may alias dy
-    kernels::activation_backward(a, x.data(), inplace.data(), inplace.data(), n);
+    kernels::activation_backward(kernels::default_context(), a, x.data(), inplace.data(), inplace.data(), n);
     EXPECT_TRUE(close(T(inplace), T(want), 2e-6)) << "in place, activation " << int(a);
   }
 }
@@ -100,12 +103,12 @@ TEST(BackwardKernels, LayerNormBackwardMatchesReferenceOnOddShapes) {
       kernels::reference::layer_norm_backward(x.data(), dy.data(), rows, C, gamma.data(), 1e-6f, rdx.data(), rdg.data(), rdb.data());
       for (const auto& f : families()) {
         std::vector<float> y(static_cast<size_t>(rows * C)), xh(static_cast<size_t>(rows * C)), rs(static_cast<size_t>(rows));
-        f.ln_train(x.data(), rows, C, gamma.data(), beta.data(), 1e-6f, y.data(), xh.data(), rs.data());
+        f.ln_train(kThreads, x.data(), rows, C, gamma.data(), beta.data(), 1e-6f, y.data(), xh.data(), rs.data());
         std::vector<float> ry(static_cast<size_t>(rows * C));
         kernels::reference::layer_norm(x.data(), rows, C, gamma.data(), beta.data(), 1e-6f, ry.data());
         EXPECT_TRUE(close(T(y), T(ry), 1e-5)) << f.name << " forward C=" << C;
         std::vector<float> dx = dy, dg(static_cast<size_t>(C), 0.5f), db(static_cast<size_t>(C), 0.5f);  // += semantics
-        f.ln_back(dx.data(), xh.data(), rs.data(), rows, C, gamma.data(), dx.data(), dg.data(), db.data());
+        f.ln_back(kThreads, dx.data(), xh.data(), rs.data(), rows, C, gamma.data(), dx.data(), dg.data(), db.data());
         EXPECT_TRUE(close(T(dx), T(rdx), 1e-4)) << f.name << " dx C=" << C << " rows=" << rows;
         EXPECT_TRUE(close(T(dg), T(rdg), 1e-4)) << f.name << " dgamma C=" << C;
         EXPECT_TRUE(close(T(db), T(rdb), 1e-4)) << f.name << " dbeta C=" << C;
@@ -154,13 +157,13 @@ TEST(BackwardKernels, DepthwiseBackwardMatchesReferenceOnOddShapes) {
     const auto taps = taps_of(w, s.C);
     // dx through the dispatcher (mirrored forward conv), weight gradients per family.
     std::vector<float> dx(static_cast<size_t>(n)), dw49(static_cast<size_t>(49 * s.C), 0.25f), db(static_cast<size_t>(s.C), 0.25f);
-    kernels::dwconv7_backward(x.data(), dy.data(), s.N, s.H, s.W, s.C, taps.data(), dx.data(), dw49.data(), db.data());
+    kernels::dwconv7_backward(kernels::default_context(), x.data(), dy.data(), s.N, s.H, s.W, s.C, taps.data(), dx.data(), dw49.data(), db.data());
     EXPECT_TRUE(close(T(dx), T(rdx), 1e-4)) << "dx " << s.N << "x" << s.H << "x" << s.W << "x" << s.C;
     EXPECT_TRUE(close(T(taps_of(rdw, s.C)), T(dw49), 1e-4)) << "dw";
     EXPECT_TRUE(close(T(db), T(rdb), 1e-4)) << "db";
     for (const auto& f : families()) {
       std::vector<float> fw(static_cast<size_t>(49 * s.C), 0.25f), fb(static_cast<size_t>(s.C), 0.25f);
-      f.dw_grad(x.data(), dy.data(), s.N, s.H, s.W, s.C, fw.data(), fb.data());
+      f.dw_grad(kThreads, x.data(), dy.data(), s.N, s.H, s.W, s.C, fw.data(), fb.data());
       EXPECT_TRUE(close(T(fw), T(taps_of(rdw, s.C)), 1e-4)) << f.name << " dw C=" << s.C;
       EXPECT_TRUE(close(T(fb), T(rdb), 1e-4)) << f.name << " db";
     }
@@ -197,7 +200,7 @@ TEST(BackwardKernels, LinearBackwardGemmsMatchReference) {
           for (int64_t k = 0; k < K; ++k) Wt[static_cast<size_t>(k * N + n)] = W[static_cast<size_t>(n * K + k)];
         std::vector<float> rdx(static_cast<size_t>(M * K)), dx(static_cast<size_t>(M * K));
         kernels::reference::linear(M, K, N, dy.data(), N, Wt.data(), nullptr, rdx.data(), K, false, Activation::Linear);
-        kernels::linear(M, dy.data(), N, kernels::pack_kn(W.data(), K, N, K), dx.data(), K, false, Activation::Linear);
+        kernels::linear(kernels::default_context(), M, dy.data(), N, kernels::pack_kn(kernels::default_context(), W.data(), K, N, K), dx.data(), K, false, Activation::Linear);
         EXPECT_TRUE(close(T(dx), T(rdx), 1e-4)) << "dx M=" << M << " N=" << N << " K=" << K;
         // dW[N][K] += dyᵀ·x.
         std::vector<float> dyt(static_cast<size_t>(N * M)), xt(static_cast<size_t>(K * M));
@@ -209,7 +212,7 @@ TEST(BackwardKernels, LinearBackwardGemmsMatchReference) {
         kernels::reference::linear(N, K, M, dyt.data(), M, xt.data(), nullptr, rdw.data(), K, true, Activation::Linear);
         for (const auto& f : families()) {
           std::vector<float> dw(static_cast<size_t>(N * K), 1.0f);
-          f.linear_at(N, dy.data(), N, kernels::pack_kn(x.data(), K, M, K), dw.data(), K, true);
+          f.linear_at(kThreads, N, dy.data(), N, kernels::pack_kn(kernels::default_context(), x.data(), K, M, K), dw.data(), K, true);
           EXPECT_TRUE(close(T(dw), T(rdw), 1e-4)) << f.name << " dW M=" << M << " N=" << N << " K=" << K;
         }
       }
@@ -224,9 +227,9 @@ TEST(BackwardKernels, PackingIntoReusedStorageEqualsAFreshPack) {
   for (auto [N, K] : std::vector<std::pair<int64_t, int64_t>>{{100, 70}, {33, 5}, {3, 64}, {64, 1}}) {
     const auto W = randn(N * K, N + K);
     const auto b = randn(N, 2 * N + K);
-    kernels::pack_linear_into(W.data(), b.data(), N, K, w);
-    kernels::pack_kn_into(W.data(), K, N, K, x);
-    const kernels::PackedLinear fw = kernels::pack_linear(W.data(), b.data(), N, K), fx = kernels::pack_kn(W.data(), K, N, K);
+    kernels::pack_linear_into(kernels::default_context(), W.data(), b.data(), N, K, w);
+    kernels::pack_kn_into(kernels::default_context(), W.data(), K, N, K, x);
+    const kernels::PackedLinear fw = kernels::pack_linear(kernels::default_context(), W.data(), b.data(), N, K), fx = kernels::pack_kn(kernels::default_context(), W.data(), K, N, K);
     ASSERT_EQ(w.N, fw.N);
     ASSERT_EQ(w.K, fw.K);
     ASSERT_GE(w.panels.size(), fw.panels.size());
@@ -244,8 +247,8 @@ TEST(BackwardKernels, UnpatchifyInvertsPatchify) {
     const auto x = randn(N * H * W * C, 90 + p);
     const int64_t K = p * p * C, rows = N * (H / p) * (W / p);
     std::vector<float> patches(static_cast<size_t>(rows * K)), back(x.size(), 7.0f);
-    kernels::patchify_nhwc(x.data(), N, H, W, C, p, patches.data());
-    kernels::unpatchify_nhwc(patches.data(), N, H, W, C, p, back.data());
+    kernels::patchify_nhwc(kernels::default_context(), x.data(), N, H, W, C, p, patches.data());
+    kernels::unpatchify_nhwc(kernels::default_context(), patches.data(), N, H, W, C, p, back.data());
     for (int64_t n = 0; n < N; ++n)
       for (int64_t i = 0; i < H; ++i)
         for (int64_t j = 0; j < W; ++j)
@@ -254,9 +257,9 @@ TEST(BackwardKernels, UnpatchifyInvertsPatchify) {
             const bool covered = i < (H / p) * p && j < (W / p) * p;
             ASSERT_EQ(back[idx], covered ? x[idx] : 0.0f);
           }
-    kernels::patchify_nchw(x.data(), N, C, H, W, p, patches.data());
+    kernels::patchify_nchw(kernels::default_context(), x.data(), N, C, H, W, p, patches.data());
     std::fill(back.begin(), back.end(), 7.0f);
-    kernels::unpatchify_nchw(patches.data(), N, C, H, W, p, back.data());
+    kernels::unpatchify_nchw(kernels::default_context(), patches.data(), N, C, H, W, p, back.data());
     for (int64_t n = 0; n < N; ++n)
       for (int64_t c = 0; c < C; ++c)
         for (int64_t i = 0; i < H; ++i)

@@ -24,19 +24,15 @@ std::vector<float> randn(int64_t n, uint64_t seed, float scale = 1.0f) {
 
 Tensor as_tensor(const std::vector<float>& v) { return Tensor({static_cast<int64_t>(v.size())}, v); }
 
+// Each family through the dispatcher, as the model calls it, on 3 threads (an odd split).
 struct Family {
   const char* name;
-  void (*linear)(int64_t, const float*, int64_t, const PackedLinear&, float*, int64_t, bool, Activation);
-  void (*layer_norm)(const float*, int64_t, int64_t, const float*, const float*, float, float*);
-  void (*dwconv7)(const float*, int64_t, int64_t, int64_t, int64_t, const float*, const float*, float*);
-  void (*activation)(Activation, float*, int64_t);
+  kernels::Context ctx;
 };
 
 std::vector<Family> families() {
-  std::vector<Family> f = {{"portable", kernels::portable::linear, kernels::portable::layer_norm,
-                            kernels::portable::dwconv7, kernels::portable::activation}};
-  if (cpu_has_avx512())
-    f.push_back({"avx512", kernels::x86::linear, kernels::x86::layer_norm, kernels::x86::dwconv7, kernels::x86::activation});
+  std::vector<Family> f = {{"portable", {3, kernels::Family::Portable}}};
+  if (cpu_has_avx512()) f.push_back({"avx512", {3, kernels::Family::Avx512}});
   return f;
 }
 
@@ -55,8 +51,8 @@ TEST(Kernels, LinearMatchesReferenceOnOddShapes) {
         auto A = randn(M * lda, 1), W = randn(N * K, 2, 1.0f / std::sqrt(static_cast<float>(K))), b = randn(N, 3);
         auto C0 = randn(M * ldc, 4);
         std::vector<float> ours = C0, ref = C0;
-        const PackedLinear P = kernels::pack_linear(W.data(), b.data(), N, K);
-        fam.linear(M, A.data(), lda, P, ours.data(), ldc, acc, act);
+        const PackedLinear P = kernels::pack_linear(kernels::default_context(), W.data(), b.data(), N, K);
+        kernels::linear(fam.ctx, M, A.data(), lda, P, ours.data(), ldc, acc, act);
         kernels::reference::linear(M, N, K, A.data(), lda, W.data(), b.data(), ref.data(), ldc, acc, act);
         EXPECT_TRUE(close(as_tensor(ours), as_tensor(ref), 2e-6)) << fam.name << " M=" << M << " N=" << N << " K=" << K
                                                                   << " mode " << mode;
@@ -70,12 +66,12 @@ TEST(Kernels, LayerNormMatchesReference) {
         auto x = randn(rows * C, 5, 3.0f), g = randn(C, 6), b = randn(C, 7);
         for (int64_t i = 0; i < rows * C; ++i) x[static_cast<size_t>(i)] += 10.0f;  // an offset: tests the two-pass variance
         std::vector<float> ours(x.size()), ref(x.size());
-        fam.layer_norm(x.data(), rows, C, g.data(), b.data(), 1e-6f, ours.data());
+        kernels::layer_norm(fam.ctx, x.data(), rows, C, g.data(), b.data(), 1e-6f, ours.data());
         kernels::reference::layer_norm(x.data(), rows, C, g.data(), b.data(), 1e-6f, ref.data());
         EXPECT_TRUE(close(as_tensor(ours), as_tensor(ref), 1e-5)) << fam.name << " C=" << C << " rows=" << rows;
         // In place, no affine.
         std::vector<float> inplace = x;
-        fam.layer_norm(inplace.data(), rows, C, nullptr, nullptr, 1e-12f, inplace.data());
+        kernels::layer_norm(fam.ctx, inplace.data(), rows, C, nullptr, nullptr, 1e-12f, inplace.data());
         kernels::reference::layer_norm(x.data(), rows, C, nullptr, nullptr, 1e-12f, ref.data());
         EXPECT_TRUE(close(as_tensor(inplace), as_tensor(ref), 1e-5)) << fam.name << " in place C=" << C;
       }
@@ -94,7 +90,7 @@ TEST(Kernels, DepthwiseConv7MatchesReference) {
       for (int64_t c = 0; c < C; ++c)
         for (int64_t t = 0; t < 49; ++t) taps[static_cast<size_t>(t * C + c)] = w[static_cast<size_t>(c * 49 + t)];
       std::vector<float> ours(x.size()), ref(x.size());
-      fam.dwconv7(x.data(), N, H, W, C, taps.data(), b.data(), ours.data());
+      kernels::dwconv7(fam.ctx, x.data(), N, H, W, C, taps.data(), b.data(), ours.data());
       kernels::reference::dwconv(x.data(), N, H, W, C, w.data(), 7, b.data(), ref.data());
       EXPECT_TRUE(close(as_tensor(ours), as_tensor(ref), 1e-5)) << fam.name << " N=" << N << " H=" << H << " W=" << W
                                                                 << " C=" << C;
@@ -112,7 +108,7 @@ TEST(Kernels, ActivationsMatchReference) {
   for (const Family& fam : families())
     for (Activation act : all) {
       std::vector<float> ours = x, ref(x.size());
-      fam.activation(act, ours.data(), static_cast<int64_t>(ours.size()));
+      kernels::activation(fam.ctx, act, ours.data(), static_cast<int64_t>(ours.size()));
       for (size_t i = 0; i < x.size(); ++i) ref[i] = static_cast<float>(kernels::reference::activation(act, x[i]));
       // Per element: |ours − ref| ≤ 1e-6 · max(1, |ref|), float32 accuracy of these functions.
       for (size_t i = 0; i < x.size(); ++i)
@@ -126,7 +122,7 @@ TEST(Kernels, GeluOfInfinityAndNaN) {
   for (const Family& fam : families()) {
     std::vector<float> v = {std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN(), 1e30f,
                             -1e30f, 20.0f};
-    fam.activation(Activation::Gelu, v.data(), static_cast<int64_t>(v.size()));
+    kernels::activation(fam.ctx, Activation::Gelu, v.data(), static_cast<int64_t>(v.size()));
     EXPECT_EQ(v[0], std::numeric_limits<float>::infinity()) << fam.name;
     EXPECT_TRUE(std::isnan(v[1])) << fam.name;
     EXPECT_EQ(v[2], 1e30f) << fam.name;
@@ -138,10 +134,10 @@ TEST(Kernels, GeluOfInfinityAndNaN) {
 TEST(Kernels, GeluIsTheExactErfForm) {
   // gelu(1) = 0.8413447460685429 (erf form); the tanh form gives 0.8411919906082768.
   float v = 1.0f;
-  kernels::activation(Activation::Gelu, &v, 1);
+  kernels::activation(kernels::default_context(), Activation::Gelu, &v, 1);
   EXPECT_NEAR(v, 0.8413447460685429, 2e-7);
   float t = 1.0f;
-  kernels::activation(Activation::GeluTanh, &t, 1);
+  kernels::activation(kernels::default_context(), Activation::GeluTanh, &t, 1);
   EXPECT_NEAR(t, 0.8411919906082768, 2e-7);
 }
 
@@ -153,12 +149,12 @@ TEST(Kernels, PatchConvolutionAsGemmMatchesDirectConvolution) {
       auto x = randn(N * C * H * W, 11), w = randn(O * C * p * p, 12), b = randn(O, 13);
       const int64_t Ho = H / p, Wo = W / p, K = p * p * C;
       std::vector<float> patches(static_cast<size_t>(N * Ho * Wo * K)), y(static_cast<size_t>(N * Ho * Wo * O));
-      kernels::patchify_nchw(x.data(), N, C, H, W, p, patches.data());
+      kernels::patchify_nchw(kernels::default_context(), x.data(), N, C, H, W, p, patches.data());
       const auto wl = kernels::conv_weight_to_patch_linear(w.data(), O, C, p);
-      const auto P = kernels::pack_linear(wl.data(), b.data(), O, K);
-      kernels::linear(N * Ho * Wo, patches.data(), K, P, y.data(), O, false, Activation::Linear);
+      const auto P = kernels::pack_linear(kernels::default_context(), wl.data(), b.data(), O, K);
+      kernels::linear(kernels::default_context(), N * Ho * Wo, patches.data(), K, P, y.data(), O, false, Activation::Linear);
       std::vector<float> ours(y.size()), ref(y.size());
-      kernels::nhwc_to_nchw(y.data(), N, Ho, Wo, O, ours.data());
+      kernels::nhwc_to_nchw(kernels::default_context(), y.data(), N, Ho, Wo, O, ours.data());
       kernels::reference::patch_conv_nchw(x.data(), N, C, H, W, w.data(), b.data(), O, p, ref.data());
       EXPECT_TRUE(close(as_tensor(ours), as_tensor(ref), 1e-5)) << "p=" << p << " C=" << C << " H=" << H << " W=" << W;
 
@@ -167,7 +163,7 @@ TEST(Kernels, PatchConvolutionAsGemmMatchesDirectConvolution) {
       for (int64_t n = 0; n < N; ++n)
         for (int64_t c = 0; c < C; ++c)
           for (int64_t q = 0; q < H * W; ++q) nhwc[static_cast<size_t>((n * H * W + q) * C + c)] = x[static_cast<size_t>((n * C + c) * H * W + q)];
-      kernels::patchify_nhwc(nhwc.data(), N, H, W, C, p, patches2.data());
+      kernels::patchify_nhwc(kernels::default_context(), nhwc.data(), N, H, W, C, p, patches2.data());
       EXPECT_EQ(patches, patches2);
     }
 }
@@ -180,19 +176,17 @@ namespace {
 
 TEST(Kernels, DepthwiseConvWithLayerNormMatchesReference) {
   const std::vector<std::array<int64_t, 4>> shapes = {{1, 1, 1, 1}, {1, 5, 9, 3}, {3, 5, 9, 13}, {1, 57, 61, 57}, {2, 7, 7, 100}};
-  for (int family = 0; family < 2; ++family) {
-    if (family == 1 && !cpu_has_avx512()) continue;
-    auto fn = family == 0 ? kernels::portable::dwconv7_ln : kernels::x86::dwconv7_ln;
+  for (const Family& fam : families()) {
     for (auto [N, H, W, C] : shapes) {
       auto x = randn(N * H * W * C, 21), w = randn(C * 49, 22, 0.2f), b = randn(C, 23);
       std::vector<float> taps(static_cast<size_t>(49 * C));
       for (int64_t c = 0; c < C; ++c)
         for (int64_t t = 0; t < 49; ++t) taps[static_cast<size_t>(t * C + c)] = w[static_cast<size_t>(c * 49 + t)];
       std::vector<float> ours(x.size()), ref(x.size());
-      fn(x.data(), N, H, W, C, taps.data(), b.data(), 1e-6f, ours.data());
+      kernels::dwconv7_ln(fam.ctx, x.data(), N, H, W, C, taps.data(), b.data(), 1e-6f, ours.data());
       kernels::reference::dwconv(x.data(), N, H, W, C, w.data(), 7, b.data(), ref.data());
       kernels::reference::layer_norm(ref.data(), N * H * W, C, nullptr, nullptr, 1e-6f, ref.data());
-      EXPECT_TRUE(close(as_tensor(ours), as_tensor(ref), 2e-5)) << (family ? "avx512" : "portable") << " N=" << N
+      EXPECT_TRUE(close(as_tensor(ours), as_tensor(ref), 2e-5)) << fam.name << " N=" << N
                                                                 << " H=" << H << " W=" << W << " C=" << C;
     }
   }
@@ -202,21 +196,18 @@ TEST(Kernels, DepthwiseConvRowsEqualTheWholeMapsRows) {
   // dwconv7_ln_rows (the fused block's per-tile call) gives exactly the rows the whole-map kernel
   // gives, for ranges that start and end inside an image, span two images, or cover one row.
   const std::vector<std::array<int64_t, 4>> shapes = {{1, 5, 9, 3}, {3, 5, 9, 13}, {2, 7, 7, 100}, {1, 57, 61, 57}};
-  for (int family = 0; family < 2; ++family) {
-    if (family == 1 && !cpu_has_avx512()) continue;
-    auto whole = family == 0 ? kernels::portable::dwconv7_ln : kernels::x86::dwconv7_ln;
-    auto rows = family == 0 ? kernels::portable::dwconv7_ln_rows : kernels::x86::dwconv7_ln_rows;
+  for (const Family& fam : families()) {
     for (auto [N, H, W, C] : shapes) {
       auto x = randn(N * H * W * C, 31), taps = randn(C * 49, 32, 0.2f), b = randn(C, 33);
       std::vector<float> full(x.size());
-      whole(x.data(), N, H, W, C, taps.data(), b.data(), 1e-6f, full.data());
+      kernels::dwconv7_ln(fam.ctx, x.data(), N, H, W, C, taps.data(), b.data(), 1e-6f, full.data());
       const int64_t NH = N * H;
       for (auto [r0, r1] : std::vector<std::pair<int64_t, int64_t>>{{0, NH}, {0, 1}, {NH - 1, NH}, {1, std::min<int64_t>(NH, H + 2)}, {NH / 2, NH}}) {
         if (r0 >= r1) continue;
         std::vector<float> part(static_cast<size_t>((r1 - r0) * W * C));
-        rows(x.data(), N, H, W, C, taps.data(), b.data(), 1e-6f, r0, r1, part.data());
+        kernels::dwconv7_ln_rows(fam.ctx.serial(), x.data(), N, H, W, C, taps.data(), b.data(), 1e-6f, r0, r1, part.data());
         EXPECT_TRUE(std::equal(part.begin(), part.end(), full.begin() + r0 * W * C))
-            << (family ? "avx512" : "portable") << " N=" << N << " H=" << H << " W=" << W << " C=" << C << " rows " << r0 << ".." << r1;
+            << fam.name << " N=" << N << " H=" << H << " W=" << W << " C=" << C << " rows " << r0 << ".." << r1;
       }
     }
   }
@@ -235,9 +226,8 @@ TEST(Kernels, Bf16LinearMatchesReferenceOnRoundedOperands) {
   // fp32 accumulation error: the only approximation is the rounding to bf16 itself.
   const std::vector<std::array<int64_t, 3>> shapes = {{1, 1, 1},   {1, 3, 13},   {3, 13, 57},   {5, 57, 3},
                                                       {13, 33, 96}, {45, 100, 13}, {57, 61, 777}, {100, 96, 800}};
-  for (int family = 0; family < 2; ++family) {
-    if (family == 1 && !kernels::native_bf16()) continue;
-    auto fn = family == 0 ? kernels::portable::linear_bf16 : kernels::x86::linear_bf16;
+  for (const Family& fam : families()) {
+    if (fam.ctx.family == kernels::Family::Avx512 && !kernels::native_bf16(fam.ctx)) continue;
     for (auto [M, N, K] : shapes)
       for (int mode = 0; mode < 3; ++mode) {
         const Activation act = mode == 1 ? Activation::Gelu : Activation::Linear;
@@ -248,10 +238,10 @@ TEST(Kernels, Bf16LinearMatchesReferenceOnRoundedOperands) {
         std::vector<float> ours = C0, ref = C0, Ar = A, Wr = W;
         for (float& v : Ar) v = round_bf16(v);
         for (float& v : Wr) v = round_bf16(v);
-        const auto P = kernels::pack_linear_scaled(W.data(), nullptr, nullptr, b.data(), N, K, /*bf16=*/true);
-        fn(M, A.data(), lda, P, ours.data(), ldc, acc, act);
+        const auto P = kernels::pack_linear_scaled(kernels::default_context(), W.data(), nullptr, nullptr, b.data(), N, K, /*bf16=*/true);
+        kernels::linear(fam.ctx, M, A.data(), lda, P, ours.data(), ldc, acc, act);
         kernels::reference::linear(M, N, K, Ar.data(), lda, Wr.data(), b.data(), ref.data(), ldc, acc, act);
-        EXPECT_TRUE(close(as_tensor(ours), as_tensor(ref), 2e-6)) << (family ? "avx512_bf16" : "portable") << " M=" << M
+        EXPECT_TRUE(close(as_tensor(ours), as_tensor(ref), 2e-6)) << fam.name << "_bf16 M=" << M
                                                                   << " N=" << N << " K=" << K << " mode " << mode;
       }
   }

@@ -159,9 +159,8 @@ TEST(Parallel, ReductionsGiveTheSameBitsOnAnyThreadCount) {
   for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
   std::vector<std::vector<float>> results;
   for (int threads : {1, 2, 3}) {
-    parallel::ThreadLimit limit(threads);
     std::vector<float> out(static_cast<size_t>(C), 0.0f);
-    kernels::column_sums(x.data(), rows, C, out.data());
+    kernels::column_sums({threads, kernels::selected_family()}, x.data(), rows, C, out.data());
     results.push_back(out);
   }
   for (size_t t = 1; t < results.size(); ++t)
@@ -172,14 +171,15 @@ TEST(Parallel, ContendedTilingGivesTheSameNumbers) {
   // ConvNeXt-T at 224 on 2 threads: stage 3 (196 pixels) runs its MLP as one row slice per thread
   // on an idle machine, and as column-split GEMMs when the process is contended. Both tilings
   // compute every output with the same sums in the same order.
-  parallel::ThreadLimit two(2);
+  ExecutionContext two;
+  two.threads = 2;
   const ConvNextForImageClassification model(ConvNextConfig::preset("tiny", 10), 0, true);
   Tensor px({1, 3, 224, 224});
   for (int64_t i = 0; i < px.numel(); ++i) px[i] = static_cast<float>((i * 7919) % 255) / 127.5f - 1.0f;
   parallel::set_contended(false);
-  const Tensor idle = model.forward(px).logits;
+  const Tensor idle = model.forward(px, nullptr, false, two).logits;
   parallel::set_contended(true);
-  const Tensor busy = model.forward(px).logits;
+  const Tensor busy = model.forward(px, nullptr, false, two).logits;
   parallel::set_contended(false);
   ASSERT_EQ(idle.shape(), busy.shape());
   for (int64_t i = 0; i < idle.numel(); ++i) EXPECT_EQ(idle[i], busy[i]) << i;

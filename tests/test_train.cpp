@@ -8,7 +8,8 @@
 
 #include "convnext/convnext.h"
 #include "io/safetensors.h"
-#include "model/network.h"
+#include "model/parameters.h"
+#include "kernels/kernels.h"
 #include "test_util.h"
 #include "train/backprop.h"
 #include "train/optimizer.h"
@@ -23,10 +24,10 @@ Labels labels_in(const io::SafetensorsFile& f) {
   return Labels::floats(f.get_f32("labels"));
 }
 
-std::shared_ptr<detail::Network> load_trainable(const std::string& dir) {
+std::shared_ptr<detail::Parameters> load_trainable(const std::string& dir) {
   LoadOptions o;
   o.inference_only = false;
-  return detail::Network::load(dir, o, Architecture::ForImageClassification);
+  return detail::Parameters::load(dir, o, Architecture::ForImageClassification);
 }
 
 // Gradient of the mean loss w.r.t. every parameter and pixel_values: within 1e-3·max(1, max|ref|).
@@ -34,7 +35,7 @@ void check_gradients(const std::string& dir) {
   auto e = io::SafetensorsFile::open(dir + "/expected.safetensors");
   auto net = load_trainable(dir);
   train::Gradients g(*net);
-  train::TrainGraph graph(*net);
+  train::TrainGraph graph(*net, kernels::default_context());
   Tensor dpx;
   const auto r = graph.forward_backward(e->get_f32("pixel_values"), labels_in(*e), g, 1.0f, nullptr, &dpx);
   EXPECT_TRUE(close(r.logits, e->get_f32("logits"), 1e-4)) << dir;
@@ -55,7 +56,7 @@ void check_adamw(const std::string& dir) {
   auto e = io::SafetensorsFile::open(dir + "/expected.safetensors");
   auto net = load_trainable(dir);
   train::Gradients g(*net);
-  train::TrainGraph graph(*net);
+  train::TrainGraph graph(*net, kernels::default_context());
   train::AdamWOptions o;
   o.lr = 1e-3;
   o.weight_decay = 0.01;
@@ -186,7 +187,7 @@ TEST(TrainOptimizer, AccumulationEqualsTheWholeBatch) {
   const auto ids = e->get_i64("labels");
   auto net = load_trainable(dir);
   train::Gradients whole(*net), parts(*net);
-  train::TrainGraph graph(*net);
+  train::TrainGraph graph(*net, kernels::default_context());
   graph.forward_backward(px, Labels::classes(ids), whole);
   const int64_t per = px.numel() / 4;
   for (int h = 0; h < 2; ++h) {
@@ -206,7 +207,7 @@ TEST(TrainOptimizer, StochasticDepthIsSeeded) {
   auto e = io::SafetensorsFile::open(dir + "/expected.safetensors");
   auto net = load_trainable(dir);
   net->config.drop_path_rate = 0.5;
-  train::TrainGraph graph(*net);
+  train::TrainGraph graph(*net, kernels::default_context());
   auto grads_with = [&](uint64_t seed) {
     train::Gradients g(*net);
     std::mt19937_64 rng(seed);

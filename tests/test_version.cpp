@@ -19,7 +19,7 @@ TEST(Version, BuildInfo) {
   EXPECT_EQ(b.version, CONVNEXT_PROJECT_VERSION);
   EXPECT_STREQ(version(), CONVNEXT_PROJECT_VERSION);
   EXPECT_EQ(b.git_revision, git_revision());
-  EXPECT_EQ(b.kernels, kernels::active_family());
+  EXPECT_EQ(b.kernels, kernels::family_name(kernels::selected_family()));
   EXPECT_EQ(b.dtypes, (std::vector<std::string>{"f32", "bf16"}));
   EXPECT_FALSE(b.mpi);
   // From a git checkout: the commit (12 hex digits, "-dirty" with local changes); else "unknown".

@@ -24,6 +24,7 @@ struct BenchmarkOptions {
   int64_t iters = 10;     // timed runs
   int64_t warmup = 2;     // untimed runs first
   bool profile = false;   // forward only: time each part of the pass (BenchmarkResult::parts)
+  ExecutionContext context;  // threads, kernels and dtype of the runs (its profile is set by `profile`)
   std::function<void()> on_run;  // called after every run, warm-up included (progress)
 };
 

@@ -3,6 +3,7 @@
 #include "convnext/benchmark.h"
 #include "convnext/classifier.h"
 #include "convnext/config.h"
+#include "convnext/context.h"
 #include "convnext/dtype.h"
 #include "convnext/error.h"
 #include "convnext/hub.h"

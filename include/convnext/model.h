@@ -5,6 +5,10 @@
 //   out.logits                                        // [N, num_labels]
 //
 // Tensors at the API edge are NCHW, as transformers exposes them; inside everything is NHWC.
+// A model is its parameters (load, save, train) and an inference plan (the weights packed for
+// one dtype, a workspace); every forward takes an ExecutionContext (convnext/context.h: threads,
+// kernels, dtype, profile), the process defaults when omitted. Concurrent forwards on one model
+// object are safe; they take turns on its workspace.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -13,15 +17,12 @@
 #include <vector>
 
 #include "convnext/config.h"
+#include "convnext/context.h"
 #include "convnext/dtype.h"
 #include "convnext/export.h"
 #include "convnext/tensor.h"
 
 namespace convnext {
-
-// Threads used by every forward pass (OpenMP underneath). n <= 0: one per core.
-CONVNEXT_API void set_num_threads(int n);
-CONVNEXT_API int num_threads();
 
 // Precision (convnext/dtype.h) is the arithmetic of the pointwise and downsampling GEMMs: F32, or
 // BF16, which keeps those weights in bfloat16 and multiplies with vdpbf16ps (fp32 accumulation;
@@ -74,7 +75,7 @@ struct BackboneOutput {
 };
 
 namespace detail {
-struct Network;
+class ModelState;
 struct Access;
 
 class CONVNEXT_API ModelBase {
@@ -95,10 +96,10 @@ class CONVNEXT_API ModelBase {
   int64_t weights_file_bytes() const;
   Precision precision() const;
  protected:
-  friend struct Access;  // the library's implementation files reach the Network through it
+  friend struct Access;  // the library's implementation files reach the ModelState through it
   ModelBase(const std::string& path, const LoadOptions& options, Architecture arch);
   ModelBase(const ConvNextConfig& config, uint64_t seed, Architecture arch, bool inference_only, Precision precision);
-  std::shared_ptr<Network> net_;
+  std::shared_ptr<ModelState> state_;
 };
 }  // namespace detail
 
@@ -108,7 +109,8 @@ class CONVNEXT_API ConvNextModel : public detail::ModelBase {
   // A model with freshly initialised weights (transformers' _init_weights).
   explicit ConvNextModel(const ConvNextConfig& config, uint64_t seed = 0, bool inference_only = false,
                   Precision precision = Precision::F32);
-  ModelOutput forward(const Tensor& pixel_values, bool output_hidden_states = false) const;
+  ModelOutput forward(const Tensor& pixel_values, bool output_hidden_states = false,
+                      const ExecutionContext& ctx = {}) const;
 
  private:
   ConvNextModel(const std::string& path, const LoadOptions& options);
@@ -120,7 +122,7 @@ class CONVNEXT_API ConvNextForImageClassification : public detail::ModelBase {
   explicit ConvNextForImageClassification(const ConvNextConfig& config, uint64_t seed = 0, bool inference_only = false,
                   Precision precision = Precision::F32);
   ImageClassifierOutput forward(const Tensor& pixel_values, const Labels* labels = nullptr,
-                                bool output_hidden_states = false) const;
+                                bool output_hidden_states = false, const ExecutionContext& ctx = {}) const;
 
  private:
   ConvNextForImageClassification(const std::string& path, const LoadOptions& options);
@@ -131,7 +133,8 @@ class CONVNEXT_API ConvNextBackbone : public detail::ModelBase {
   static ConvNextBackbone from_pretrained(const std::string& path, const LoadOptions& options = {});
   explicit ConvNextBackbone(const ConvNextConfig& config, uint64_t seed = 0, bool inference_only = false,
                   Precision precision = Precision::F32);
-  BackboneOutput forward(const Tensor& pixel_values, bool output_hidden_states = false) const;
+  BackboneOutput forward(const Tensor& pixel_values, bool output_hidden_states = false,
+                         const ExecutionContext& ctx = {}) const;
 
  private:
   ConvNextBackbone(const std::string& path, const LoadOptions& options);

@@ -12,7 +12,7 @@
 #include "convnext/error.h"
 #include "core/parallel.h"
 #include "kernels/kernels.h"
-#include "model/network.h"
+#include "model/plan.h"
 #include "train/backprop.h"
 #include "train/optimizer.h"
 
@@ -51,7 +51,7 @@ BenchmarkResult summarise(const char* mode, const BenchmarkOptions& o, const std
   r.mode = mode;
   r.batch = o.batch;
   r.size = o.size;
-  r.threads = num_threads();
+  r.threads = detail::resolve(o.context).kernels.threads;
   r.median_ms = median_of(ms);
   r.min_ms = *std::min_element(ms.begin(), ms.end());
   r.images_per_s = 1000.0 * static_cast<double>(o.batch) / r.median_ms;
@@ -111,25 +111,25 @@ double forward_macs(const ConvNextConfig& c, int64_t H, int64_t W) {
   return macs;
 }
 
-std::string kernel_family() { return kernels::active_family(); }
-bool native_bf16() { return kernels::native_bf16(); }
+std::string kernel_family() { return kernel_family_name(); }
+bool native_bf16() { return kernels::native_bf16(kernels::default_context()); }
 
 BenchmarkResult benchmark_forward(const ConvNextForImageClassification& model, const BenchmarkOptions& o) {
   check(o);
   const ConvNextConfig& cfg = model.config();
   const Tensor px = random_pixels(o.batch, cfg.num_channels, o.size);
   for (int64_t i = 0; i < o.warmup; ++i) {
-    model.forward(px);
+    model.forward(px, nullptr, false, o.context);
     if (o.on_run) o.on_run();
   }
-  const detail::Network& net = detail::Access::network(model);
-  detail::Network::ForwardProfile profile;
+  ForwardProfile profile;
+  ExecutionContext ctx = o.context;
+  if (o.profile) ctx.profile = &profile;
   std::vector<std::vector<double>> part_ms;
   std::vector<double> ms;
-  if (o.profile) net.profile = &profile;
   for (int64_t i = 0; i < o.iters; ++i) {
     const auto t0 = Clock::now();
-    model.forward(px);
+    model.forward(px, nullptr, false, ctx);
     ms.push_back(ms_since(t0));
     if (o.profile) {
       part_ms.resize(profile.ms.size() + 1);
@@ -142,33 +142,36 @@ BenchmarkResult benchmark_forward(const ConvNextForImageClassification& model, c
     }
     if (o.on_run) o.on_run();
   }
-  net.profile = nullptr;
   BenchmarkResult r = summarise("forward", o, ms, 2.0 * forward_macs(cfg, o.size, o.size) * static_cast<double>(o.batch) / 1e9);
-  const bool bf16 = model.precision() == Precision::BF16;
-  r.dtype = dtype_short_name(model.precision());
-  r.kernels = bf16 ? (kernels::native_bf16() ? "avx512_bf16" : "portable_bf16") : kernels::active_family();
+  const DType dtype = o.context.dtype.value_or(model.precision());
+  const kernels::Context kc = detail::resolve(o.context).kernels;
+  r.dtype = dtype_short_name(dtype);
+  r.kernels = dtype == DType::BF16 ? (kernels::native_bf16(kc) ? "avx512_bf16" : "portable_bf16") : kernels::family_name(kc.family);
   if (o.profile) r.parts = part_rows(cfg, o, profile.parts, part_ms);
   return r;
 }
 
 BenchmarkResult benchmark_training(ConvNextForImageClassification& model, const BenchmarkOptions& o) {
   check(o);
-  detail::Network& net = detail::Access::network(model);
-  if (net.inference_only)
+  detail::ModelState& state = detail::Access::state(model);
+  detail::Parameters& params = state.params();
+  if (params.released)
     throw Error("benchmark_training: the model was loaded for inference only; load it with inference_only = false");
   if (o.profile) throw Error("benchmark_training: profile is for forward passes only");
-  const ConvNextConfig& cfg = net.config;
+  if (o.context.dtype && *o.context.dtype != DType::F32) throw Error("benchmark_training: training runs in f32 only");
+  const ConvNextConfig& cfg = params.config;
+  const kernels::Context kc = detail::resolve(o.context).kernels;
   const Tensor px = random_pixels(o.batch, cfg.num_channels, o.size);
   std::mt19937 rng(1);
   std::vector<int64_t> ids;
   const auto labels_n = static_cast<uint32_t>(std::max<int64_t>(1, cfg.num_labels()));
   for (int64_t n = 0; n < o.batch; ++n) ids.push_back(static_cast<int64_t>(rng() % labels_n));
   const Labels labels = Labels::classes(ids);
-  train::Gradients grads(net);
+  train::Gradients grads(params);
   train::AdamWOptions ao;
   ao.lr = 1e-4;
   train::AdamW opt(grads, ao);
-  train::TrainGraph graph(net);
+  train::TrainGraph graph(params, kc);
   std::vector<double> ms;
   for (int64_t i = 0; i < o.warmup + o.iters; ++i) {
     const auto t0 = Clock::now();
@@ -179,11 +182,11 @@ BenchmarkResult benchmark_training(ConvNextForImageClassification& model, const 
     if (i >= o.warmup) ms.push_back(ms_since(t0));
     if (o.on_run) o.on_run();
   }
-  net.prepare(false);  // the packed inference weights follow the trained parameters
+  state.repack();  // the inference plans follow the trained parameters
   BenchmarkResult r =
       summarise("train", o, ms, 3 * 2.0 * forward_macs(cfg, o.size, o.size) * static_cast<double>(o.batch) / 1e9);
   r.dtype = dtype_short_name(DType::F32);
-  r.kernels = kernels::active_family();
+  r.kernels = kernels::family_name(kc.family);
   return r;
 }
 

@@ -5,7 +5,7 @@
 #include "convnext/hub.h"
 #include "convnext/image_processor.h"
 #include "convnext/train.h"
-#include "model/network.h"
+#include "model/plan.h"
 #include "train/data.h"
 #include "train/evaluate.h"
 #include "train/trainer.h"
@@ -16,13 +16,14 @@ int run_training(const TrainOptions& options) { return train::run_training(optio
 
 EvalResult evaluate_dataset(const std::string& model, const std::string& data, const EvalOptions& options) {
   const std::string dir = resolve_model_path(model);
-  const auto net = detail::Network::load(dir, LoadOptions{}, Architecture::ForImageClassification);
+  const auto state = detail::ModelState::load(dir, LoadOptions{}, Architecture::ForImageClassification);
+  const ConvNextConfig& config = state->params().config;
   // The processor beside the weights: the directory itself, or the folder of a weights file.
   std::string proc_dir = std::filesystem::is_directory(dir) ? dir : std::filesystem::path(dir).parent_path().string();
   if (proc_dir.empty()) proc_dir.push_back('.');  // not = ".": GCC 12 warns falsely (-Wrestrict, PR 105329)
   const auto proc = ConvNextImageProcessor::from_pretrained(proc_dir);
-  const auto source = train::DataSource::open(data, proc, net->config.num_channels, net->config.num_labels());
-  return train::evaluate(*net, *source, options.batch_size, options.progress);
+  const auto source = train::DataSource::open(data, proc, config.num_channels, config.num_labels());
+  return train::evaluate(*state->plan(), *source, options.batch_size, options.progress);
 }
 
 std::string eval_json(const EvalResult& r) { return train::eval_json(r); }

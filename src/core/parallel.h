@@ -91,10 +91,11 @@ void for_chunks(int64_t n, int64_t chunk, F&& body, int threads = 0) {
 // body(i) for i in [0, n), in chunks sized so that each thread gets several (the others go on
 // when one is descheduled), or all on the calling thread when `worth_threads` is false (too
 // little work to pay for waking another thread).
+// The same on up to `threads` threads, the count its caller was given (a kernel's Context).
 template <class F>
-void for_each(int64_t n, bool worth_threads, F&& body) {
+void for_each(int64_t n, int threads, bool worth_threads, F&& body) {
   if (n <= 0) return;
-  const int threads = worth_threads ? max_threads() : 1;
+  if (!worth_threads) threads = 1;
   if (threads <= 1 || n == 1) {
     for (int64_t i = 0; i < n; ++i) body(i);
     return;
@@ -103,6 +104,12 @@ void for_each(int64_t n, bool worth_threads, F&& body) {
   for_chunks(n, chunk, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) body(i);
   }, threads);
+}
+
+// The same on up to max_threads() threads.
+template <class F>
+void for_each(int64_t n, bool worth_threads, F&& body) {
+  for_each(n, max_threads(), worth_threads, std::forward<F>(body));
 }
 
 }  // namespace convnext::parallel

@@ -17,7 +17,7 @@ BuildInfo build_info() {
   BuildInfo b;
   b.version = version();
   b.git_revision = git_revision();
-  b.kernels = kernels::active_family();
+  b.kernels = kernels::family_name(kernels::selected_family());
   b.dtypes = {dtype_short_name(DType::F32), dtype_short_name(DType::BF16)};  // bf16 runs everywhere: vdpbf16ps where the CPU has it, else the portable GEMM
   b.hdf5 = CONVNEXT_HAVE_HDF5;
   b.curl = CONVNEXT_HAVE_CURL;

@@ -17,9 +17,9 @@ inline int64_t reduction_slice(int64_t rows, bool worth_threads) {
 }
 
 // LayerNorm forward that keeps what its backward needs: x̂ = (x − mean)/σ and 1/σ per row.
-void layer_norm_train(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta,
+void layer_norm_train(int threads, const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta,
                                   float eps, float* y, float* xhat, float* rstd) {
-  parallel::for_each(rows, rows * C > 16384, [&](int64_t r) {
+  parallel::for_each(rows, threads, rows * C > 16384, [&](int64_t r) {
     const float* xr = x + r * C;
     float s = 0;
     for (int64_t c = 0; c < C; ++c) s += xr[c];
@@ -39,7 +39,7 @@ void layer_norm_train(const float* x, int64_t rows, int64_t C, const float* gamm
 }
 
 // dx = (g − mean(g) − x̂·mean(g·x̂))/σ with g = dy·γ, per row; dgamma += Σ dy·x̂, dbeta += Σ dy.
-void layer_norm_backward(const float* dy, const float* xhat, const float* rstd, int64_t rows, int64_t C,
+void layer_norm_backward(int threads, const float* dy, const float* xhat, const float* rstd, int64_t rows, int64_t C,
                                      const float* gamma, float* dx, float* dgamma, float* dbeta) {
   const int64_t slice = reduction_slice(rows, rows * C > 16384), slices = (rows + slice - 1) / slice;
   std::vector<double> part(static_cast<size_t>(slices * 2 * C), 0.0);
@@ -76,7 +76,7 @@ void layer_norm_backward(const float* dy, const float* xhat, const float* rstd, 
       }
     }
     flush();
-  });
+  }, threads);
   for (int64_t c = 0; c < C; ++c) {
     double sg = 0, sb = 0;
     for (int64_t t = 0; t < slices; ++t) {
@@ -89,7 +89,7 @@ void layer_norm_backward(const float* dy, const float* xhat, const float* rstd, 
 }
 
 // The depthwise 7×7 weight and bias gradients: dw49[tap][c] += Σ x(shifted by tap)·dy, db += Σ dy.
-void dwconv7_weight_grad(const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C,
+void dwconv7_weight_grad(int threads, const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C,
                                      float* dw49, float* dbias) {
   const int64_t rows = N * H;
   const int64_t slice = reduction_slice(rows, rows * W * C > 16384), slices = (rows + slice - 1) / slice;
@@ -122,7 +122,7 @@ void dwconv7_weight_grad(const float* x, const float* dy, int64_t N, int64_t H, 
         acc[static_cast<size_t>(q)] = 0.0f;
       }
     }
-  });
+  }, threads);
   for (int64_t q = 0; q < P; ++q) {
     double s = 0;
     for (int64_t t = 0; t < slices; ++t) s += part[static_cast<size_t>(t * P + q)];
@@ -132,14 +132,14 @@ void dwconv7_weight_grad(const float* x, const float* dy, int64_t N, int64_t H, 
 }
 
 // out[c] += Σ_r x[r, c] (bias gradients), in double across rows.
-void column_sums(const float* x, int64_t rows, int64_t C, float* out) {
+void column_sums(int threads, const float* x, int64_t rows, int64_t C, float* out) {
   const int64_t slice = reduction_slice(rows, rows * C > 65536), slices = (rows + slice - 1) / slice;
   std::vector<double> part(static_cast<size_t>(slices * C), 0.0);
   parallel::for_chunks(rows, slice, [&](int64_t r0, int64_t r1) {
     double* p = part.data() + static_cast<size_t>(r0 / slice * C);
     for (int64_t r = r0; r < r1; ++r)
       for (int64_t c = 0; c < C; ++c) p[c] += x[r * C + c];
-  });
+  }, threads);
   for (int64_t c = 0; c < C; ++c) {
     double s = 0;
     for (int64_t t = 0; t < slices; ++t) s += part[static_cast<size_t>(t * C + c)];

@@ -1,5 +1,6 @@
-// The kernel family of the model: AVX-512 when selected_isa() (core/cpu.h, the one place that
-// decides) says so, else portable.
+// The dispatcher: each entry point of kernels.h runs the family its Context names, on the
+// threads the Context gives. Callers decide both (the model from its ExecutionContext);
+// default_context() is the process default, for callers that have none.
 
 #include <algorithm>
 #include <vector>
@@ -10,116 +11,116 @@
 
 namespace convnext::kernels {
 
+Family selected_family() { return selected_isa() == Isa::Avx512 ? Family::Avx512 : Family::Portable; }
+
+Context default_context() { return {parallel::max_threads(), selected_family()}; }
+
+const char* family_name(Family f) { return f == Family::Avx512 ? "avx512" : "portable"; }
+
+bool native_bf16(const Context& ctx) { return ctx.family == Family::Avx512 && cpu_has_avx512_bf16(); }
+
 namespace {
-bool use_x86() {
-  return selected_isa() == Isa::Avx512;
-}
+bool use_x86(const Context& ctx) { return ctx.family == Family::Avx512; }
 }  // namespace
 
-const char* active_family() { return use_x86() ? "avx512" : "portable"; }
-
-bool native_bf16() {
-  return use_x86() && cpu_has_avx512_bf16();
-}
-
-void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
-            Activation act) {
+void linear(const Context& ctx, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc,
+            bool accumulate, Activation act) {
   if (W.is_bf16()) {
-    if (native_bf16()) x86::linear_bf16(M, A, lda, W, C, ldc, accumulate, act);
-    else portable::linear_bf16(M, A, lda, W, C, ldc, accumulate, act);
+    if (native_bf16(ctx)) x86::linear_bf16(ctx.threads, M, A, lda, W, C, ldc, accumulate, act);
+    else portable::linear_bf16(ctx.threads, M, A, lda, W, C, ldc, accumulate, act);
     return;
   }
-  if (use_x86()) x86::linear(M, A, lda, W, C, ldc, accumulate, act);
-  else portable::linear(M, A, lda, W, C, ldc, accumulate, act);
+  if (use_x86(ctx)) x86::linear(ctx.threads, M, A, lda, W, C, ldc, accumulate, act);
+  else portable::linear(ctx.threads, M, A, lda, W, C, ldc, accumulate, act);
 }
 
-void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y) {
-  if (use_x86()) x86::layer_norm(x, rows, C, gamma, beta, eps, y);
-  else portable::layer_norm(x, rows, C, gamma, beta, eps, y);
-}
-
-void dwconv7(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y) {
-  if (use_x86()) x86::dwconv7(x, N, H, W, C, w49, bias, y);
-  else portable::dwconv7(x, N, H, W, C, w49, bias, y);
-}
-
-void dwconv7_ln(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
+void layer_norm(const Context& ctx, const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta,
                 float eps, float* y) {
-  if (use_x86()) x86::dwconv7_ln(x, N, H, W, C, w49, bias, eps, y);
-  else portable::dwconv7_ln(x, N, H, W, C, w49, bias, eps, y);
+  if (use_x86(ctx)) x86::layer_norm(ctx.threads, x, rows, C, gamma, beta, eps, y);
+  else portable::layer_norm(ctx.threads, x, rows, C, gamma, beta, eps, y);
 }
 
-void dwconv7_ln_rows(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
-                     float eps, int64_t r0, int64_t r1, float* y) {
-  if (use_x86()) x86::dwconv7_ln_rows(x, N, H, W, C, w49, bias, eps, r0, r1, y);
+void dwconv7(const Context& ctx, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49,
+             const float* bias, float* y) {
+  if (use_x86(ctx)) x86::dwconv7(ctx.threads, x, N, H, W, C, w49, bias, y);
+  else portable::dwconv7(ctx.threads, x, N, H, W, C, w49, bias, y);
+}
+
+void dwconv7_ln(const Context& ctx, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49,
+                const float* bias, float eps, float* y) {
+  if (use_x86(ctx)) x86::dwconv7_ln(ctx.threads, x, N, H, W, C, w49, bias, eps, y);
+  else portable::dwconv7_ln(ctx.threads, x, N, H, W, C, w49, bias, eps, y);
+}
+
+void dwconv7_ln_rows(const Context& ctx, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49,
+                     const float* bias, float eps, int64_t r0, int64_t r1, float* y) {
+  if (use_x86(ctx)) x86::dwconv7_ln_rows(x, N, H, W, C, w49, bias, eps, r0, r1, y);
   else portable::dwconv7_ln_rows(x, N, H, W, C, w49, bias, eps, r0, r1, y);
 }
 
-void activation(Activation act, float* x, int64_t n) {
+void activation(const Context& ctx, Activation act, float* x, int64_t n) {
   if (act == Activation::Linear) return;
-  if (!use_x86()) return portable::activation(act, x, n);
+  if (!use_x86(ctx)) return portable::activation(ctx.threads, act, x, n);
   constexpr int64_t kChunk = 16384;
   const int64_t chunks = (n + kChunk - 1) / kChunk;
-  parallel::for_each(chunks, chunks > 1, [&](int64_t c) {
-    x86::activation(act, x + c * kChunk, std::min(kChunk, n - c * kChunk));
+  parallel::for_each(chunks, ctx.threads, chunks > 1, [&](int64_t c) {
+    x86::activation(1, act, x + c * kChunk, std::min(kChunk, n - c * kChunk));
   });
 }
 
-}  // namespace convnext::kernels
-
 // ---- training ----
-namespace convnext::kernels {
 
-void linear_at(int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc, bool accumulate) {
-  if (use_x86()) x86::linear_at(M, A, lda, B, C, ldc, accumulate);
-  else portable::linear_at(M, A, lda, B, C, ldc, accumulate);
+void linear_at(const Context& ctx, int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc,
+               bool accumulate) {
+  if (use_x86(ctx)) x86::linear_at(ctx.threads, M, A, lda, B, C, ldc, accumulate);
+  else portable::linear_at(ctx.threads, M, A, lda, B, C, ldc, accumulate);
 }
 
-void layer_norm_train(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps,
-                      float* y, float* xhat, float* rstd) {
-  if (use_x86()) x86::layer_norm_train(x, rows, C, gamma, beta, eps, y, xhat, rstd);
-  else portable::layer_norm_train(x, rows, C, gamma, beta, eps, y, xhat, rstd);
+void layer_norm_train(const Context& ctx, const float* x, int64_t rows, int64_t C, const float* gamma,
+                      const float* beta, float eps, float* y, float* xhat, float* rstd) {
+  if (use_x86(ctx)) x86::layer_norm_train(ctx.threads, x, rows, C, gamma, beta, eps, y, xhat, rstd);
+  else portable::layer_norm_train(ctx.threads, x, rows, C, gamma, beta, eps, y, xhat, rstd);
 }
 
-void layer_norm_backward(const float* dy, const float* xhat, const float* rstd, int64_t rows, int64_t C,
-                         const float* gamma, float* dx, float* dgamma, float* dbeta) {
-  if (use_x86()) x86::layer_norm_backward(dy, xhat, rstd, rows, C, gamma, dx, dgamma, dbeta);
-  else portable::layer_norm_backward(dy, xhat, rstd, rows, C, gamma, dx, dgamma, dbeta);
+void layer_norm_backward(const Context& ctx, const float* dy, const float* xhat, const float* rstd, int64_t rows,
+                         int64_t C, const float* gamma, float* dx, float* dgamma, float* dbeta) {
+  if (use_x86(ctx)) x86::layer_norm_backward(ctx.threads, dy, xhat, rstd, rows, C, gamma, dx, dgamma, dbeta);
+  else portable::layer_norm_backward(ctx.threads, dy, xhat, rstd, rows, C, gamma, dx, dgamma, dbeta);
 }
 
-void dwconv7_backward(const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49,
-                      float* dx, float* dw49, float* dbias) {
+void dwconv7_backward(const Context& ctx, const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C,
+                      const float* w49, float* dx, float* dw49, float* dbias) {
   // dx is the forward convolution of dy with the 49 taps in reverse order (the kernel mirrored).
   std::vector<float> mirrored(static_cast<size_t>(49 * C));
   for (int64_t t = 0; t < 49; ++t)
     std::copy(w49 + (48 - t) * C, w49 + (49 - t) * C, mirrored.begin() + t * C);
-  dwconv7(dy, N, H, W, C, mirrored.data(), nullptr, dx);
-  if (use_x86()) x86::dwconv7_weight_grad(x, dy, N, H, W, C, dw49, dbias);
-  else portable::dwconv7_weight_grad(x, dy, N, H, W, C, dw49, dbias);
+  dwconv7(ctx, dy, N, H, W, C, mirrored.data(), nullptr, dx);
+  if (use_x86(ctx)) x86::dwconv7_weight_grad(ctx.threads, x, dy, N, H, W, C, dw49, dbias);
+  else portable::dwconv7_weight_grad(ctx.threads, x, dy, N, H, W, C, dw49, dbias);
 }
 
-void activation_out(Activation act, const float* x, float* y, int64_t n) {
+void activation_out(const Context& ctx, Activation act, const float* x, float* y, int64_t n) {
   // In chunks that stay in L1 between the copy and the in-place activation.
   constexpr int64_t kChunk = 4096;
   const int64_t chunks = (n + kChunk - 1) / kChunk;
-  parallel::for_each(chunks, chunks > 16, [&](int64_t c) {
+  parallel::for_each(chunks, ctx.threads, chunks > 16, [&](int64_t c) {
     const int64_t i0 = c * kChunk, len = std::min(kChunk, n - i0);
     std::copy(x + i0, x + i0 + len, y + i0);
     if (act == Activation::Linear) return;
-    if (use_x86()) x86::activation(act, y + i0, len);
+    if (use_x86(ctx)) x86::activation(1, act, y + i0, len);
     else
       for (int64_t i = i0; i < i0 + len; ++i) y[i] = portable::activation_scalar(act, y[i]);
   });
 }
 
-void activation_backward(Activation act, const float* h, const float* dy, float* dx, int64_t n) {
-  if (use_x86()) x86::activation_backward(act, h, dy, dx, n);
-  else portable::activation_backward(act, h, dy, dx, n);
+void activation_backward(const Context& ctx, Activation act, const float* h, const float* dy, float* dx, int64_t n) {
+  if (use_x86(ctx)) x86::activation_backward(ctx.threads, act, h, dy, dx, n);
+  else portable::activation_backward(ctx.threads, act, h, dy, dx, n);
 }
 
-void column_sums(const float* x, int64_t rows, int64_t C, float* out) {
-  if (use_x86()) x86::column_sums(x, rows, C, out);
-  else portable::column_sums(x, rows, C, out);
+void column_sums(const Context& ctx, const float* x, int64_t rows, int64_t C, float* out) {
+  if (use_x86(ctx)) x86::column_sums(ctx.threads, x, rows, C, out);
+  else portable::column_sums(ctx.threads, x, rows, C, out);
 }
 
 }  // namespace convnext::kernels

@@ -1,25 +1,26 @@
 // The entry points every kernel family (portable::, x86::) implements; kernels.h includes this
-// inside each family's namespace, so it has no include guard and includes nothing.
+// inside each family's namespace, so it has no include guard and includes nothing. `threads`:
+// how many threads the call may use (its caller's kernels::Context; 1 = the calling thread).
 // NOLINTBEGIN(llvm-header-guard)
-void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
+void linear(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
             Activation act);
-void linear_bf16(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
+void linear_bf16(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
                  Activation act);
-void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y);
-void dwconv7(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y);
-void dwconv7_ln(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
+void layer_norm(int threads, const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y);
+void dwconv7(int threads, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y);
+void dwconv7_ln(int threads, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
                 float eps, float* y);
 void dwconv7_ln_rows(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
                      float eps, int64_t r0, int64_t r1, float* y);
-void activation(Activation act, float* x, int64_t n);
+void activation(int threads, Activation act, float* x, int64_t n);
 // Training.
-void linear_at(int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc, bool accumulate);
-void layer_norm_train(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps,
+void linear_at(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc, bool accumulate);
+void layer_norm_train(int threads, const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps,
                       float* y, float* xhat, float* rstd);
-void layer_norm_backward(const float* dy, const float* xhat, const float* rstd, int64_t rows, int64_t C,
+void layer_norm_backward(int threads, const float* dy, const float* xhat, const float* rstd, int64_t rows, int64_t C,
                          const float* gamma, float* dx, float* dgamma, float* dbeta);
-void dwconv7_weight_grad(const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C, float* dw49,
+void dwconv7_weight_grad(int threads, const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C, float* dw49,
                          float* dbias);
-void activation_backward(Activation act, const float* h, const float* dy, float* dx, int64_t n);
-void column_sums(const float* x, int64_t rows, int64_t C, float* out);
+void activation_backward(int threads, Activation act, const float* h, const float* dy, float* dx, int64_t n);
+void column_sums(int threads, const float* x, int64_t rows, int64_t C, float* out);
 // NOLINTEND(llvm-header-guard)

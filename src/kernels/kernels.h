@@ -1,7 +1,7 @@
 // The compute kernels. They take pointers, sizes and strides and know nothing of models.
 // Layout is channels-last (NHWC): a feature map is `rows` pixels of C contiguous floats.
-// Each entry point dispatches once to the AVX-512 kernels (x86/) when the CPU has them and to
-// portable C++ otherwise; reference/ holds the plain twins that tests compare against.
+// Each entry point takes a Context (threads, family) from its caller and runs the AVX-512
+// kernels (x86/) or portable C++; reference/ holds the plain twins that tests compare against.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -9,6 +9,24 @@
 #include "convnext/config.h"  // Activation
 
 namespace convnext::kernels {
+
+// The kernel families: AVX-512 (x86/) and portable C++ (portable.cpp).
+enum class Family { Portable, Avx512 };
+
+// How a kernel call runs, decided by its caller and passed in (never guessed inside a kernel):
+// on how many threads (1: the calling thread alone, as inside a parallel loop of the caller's)
+// and with which family. The model builds it from the public ExecutionContext.
+struct Context {
+  int threads = 1;
+  Family family = Family::Portable;
+  Context serial() const { return {1, family}; }
+};
+// For callers with no context of their own (tests, tools): parallel::max_threads() threads and
+// the family core/cpu.h's selected_isa() picks.
+Context default_context();
+// The family selected_isa() picks on this CPU.
+Family selected_family();
+const char* family_name(Family f);  // "avx512" or "portable"
 
 constexpr int64_t kPanel = 32;  // output columns per packed weight panel
 
@@ -23,46 +41,46 @@ struct PackedLinear {
   std::vector<uint16_t> panels_bf16;
   bool is_bf16() const { return !panels_bf16.empty(); }
 };
-PackedLinear pack_linear(const float* W, const float* bias, int64_t N, int64_t K);
+PackedLinear pack_linear(const Context& ctx, const float* W, const float* bias, int64_t N, int64_t K);
 // The same (fp32) into `out`, reusing its storage (see pack_kn_into): training repacks every step.
-void pack_linear_into(const float* W, const float* bias, int64_t N, int64_t K, PackedLinear& out);
+void pack_linear_into(const Context& ctx, const float* W, const float* bias, int64_t N, int64_t K, PackedLinear& out);
 // The same for W'[n][k] = row_scale[n] · W[n][k] · col_scale[k] (either scale may be null): how
 // a LayerNorm's γ (columns) or a layer scale (rows) is folded in without a copy of W. With
 // `bf16` the panels hold W' rounded to bfloat16 (round to nearest even).
-PackedLinear pack_linear_scaled(const float* W, const float* row_scale, const float* col_scale, const float* bias,
+PackedLinear pack_linear_scaled(const Context& ctx, const float* W, const float* row_scale, const float* col_scale, const float* bias,
                                 int64_t N, int64_t K, bool bf16 = false);
 // True when this CPU runs the bf16 GEMM natively (AVX512_BF16); elsewhere bf16 weights work
 // through a portable kernel that gives the same numbers, slowly.
-bool native_bf16();
+bool native_bf16(const Context& ctx);
 
 // C[M,N] = act(A[M,K]·Wᵀ + b), or with `accumulate` C += A·Wᵀ + b (act must then be Linear).
 // Rows of A and C are lda / ldc floats apart. Threads split the output over rows and columns.
-void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
+void linear(const Context& ctx, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
             Activation act);
 
 // y[r,:] = (x[r,:] − mean) / sqrt(var + eps) · gamma + beta for each of `rows` rows of C floats
 // (biased variance, two passes, as F.layer_norm). x and y may alias.
-void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y);
+void layer_norm(const Context& ctx, const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y);
 
 // Depthwise 7×7 convolution, stride 1, zero padding 3, NHWC. Weights as [49][C] (tap-major).
-void dwconv7(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y);
+void dwconv7(const Context& ctx, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y);
 
 // y = LayerNorm(dwconv7(x)) with no affine (γ, β are folded into the next layer): the block's
 // first two steps, normalising each output row while it is still in cache.
-void dwconv7_ln(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
+void dwconv7_ln(const Context& ctx, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
                 float eps, float* y);
 // The same for the output image rows r0 … r1−1 of the N·H rows only, on the calling thread; y
 // receives them from its start (row r0's W·C values first). The fused block runs it per tile.
-void dwconv7_ln_rows(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
+void dwconv7_ln_rows(const Context& ctx, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
                      float eps, int64_t r0, int64_t r1, float* y);
 
 // x = act(x), in place.
-void activation(Activation act, float* x, int64_t n);
+void activation(const Context& ctx, Activation act, float* x, int64_t n);
 
 // Gathers non-overlapping p×p patches for a stride-p convolution as GEMM rows of K = p·p·C,
 // ordered [ky][kx][c]. Trailing rows and columns that do not fill a patch are dropped (floor).
-void patchify_nhwc(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, int64_t p, float* out);
-void patchify_nchw(const float* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, float* out);
+void patchify_nhwc(const Context& ctx, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, int64_t p, float* out);
+void patchify_nchw(const Context& ctx, const float* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, float* out);
 // Conv weight [O][C][p][p] → Linear weight [O][p·p·C] in the patch order above.
 std::vector<float> conv_weight_to_patch_linear(const float* w, int64_t O, int64_t C, int64_t p);
 
@@ -70,44 +88,42 @@ std::vector<float> conv_weight_to_patch_linear(const float* w, int64_t O, int64_
 void mean_pool(const float* x, int64_t N, int64_t HW, int64_t C, float* out);
 
 // NHWC <-> NCHW.
-void nhwc_to_nchw(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, float* out);
+void nhwc_to_nchw(const Context& ctx, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, float* out);
 
 // ---- Training: what the backward pass needs -------------------------------------------------
 // B [K][N] (rows ldb floats apart) packed so that linear(M, A, lda, pack_kn(B), C) computes
 // C = A·B (zero bias). For a layer y = x·Wᵀ: dx = dy·W is linear with pack_kn(W, K=out, N=in).
-PackedLinear pack_kn(const float* B, int64_t ldb, int64_t K, int64_t N);
+PackedLinear pack_kn(const Context& ctx, const float* B, int64_t ldb, int64_t K, int64_t N);
 // The same into `out`, reusing its storage: its vectors only ever grow, so packing every step of
 // training into one buffer costs no allocation (a fresh 40 MB buffer per call meant page faults
 // and the kernel zeroing pages: a fifth of a ConvNeXt-T training step).
-void pack_kn_into(const float* B, int64_t ldb, int64_t K, int64_t N, PackedLinear& out);
+void pack_kn_into(const Context& ctx, const float* B, int64_t ldb, int64_t K, int64_t N, PackedLinear& out);
 // C[M,N] (+)= Aᵀ·B with A stored [K][M] (rows lda floats apart), B packed by pack_kn: the
 // weight gradient dW = dyᵀ·x without transposing dy.
-void linear_at(int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc, bool accumulate);
+void linear_at(const Context& ctx, int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc, bool accumulate);
 // LayerNorm (affine) that also writes x̂ = (x − mean)/σ and 1/σ of each row for the backward.
-void layer_norm_train(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps,
+void layer_norm_train(const Context& ctx, const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps,
                       float* y, float* xhat, float* rstd);
 // LayerNorm backward from x̂ and 1/σ: dx (may alias dy); dgamma += Σ dy·x̂, dbeta += Σ dy (either may be null).
-void layer_norm_backward(const float* dy, const float* xhat, const float* rstd, int64_t rows, int64_t C,
+void layer_norm_backward(const Context& ctx, const float* dy, const float* xhat, const float* rstd, int64_t rows, int64_t C,
                          const float* gamma, float* dx, float* dgamma, float* dbeta);
 // Depthwise 7×7 backward. dx = the convolution of dy with the taps mirrored (written, not added);
 // dw49 [49][C] += Σ x·dy per tap; dbias += Σ dy (may be null).
-void dwconv7_backward(const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49,
+void dwconv7_backward(const Context& ctx, const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49,
                       float* dx, float* dw49, float* dbias);
 // y = act(x) into another buffer (the training pass keeps both).
-void activation_out(Activation act, const float* x, float* y, int64_t n);
+void activation_out(const Context& ctx, Activation act, const float* x, float* y, int64_t n);
 // dx = dy · act'(h), h being the activation's input. dx may alias dy.
-void activation_backward(Activation act, const float* h, const float* dy, float* dx, int64_t n);
+void activation_backward(const Context& ctx, Activation act, const float* h, const float* dy, float* dx, int64_t n);
 // out[c] += Σ over rows of x[r, c].
-void column_sums(const float* x, int64_t rows, int64_t C, float* out);
+void column_sums(const Context& ctx, const float* x, int64_t rows, int64_t C, float* out);
 // The inverses of patchify_*: patch rows scattered back to the map; pixels outside every patch
 // (the floor division's leftover border) get 0.
-void unpatchify_nhwc(const float* patches, int64_t N, int64_t H, int64_t W, int64_t C, int64_t p, float* x);
-void unpatchify_nchw(const float* patches, int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, float* x);
+void unpatchify_nhwc(const Context& ctx, const float* patches, int64_t N, int64_t H, int64_t W, int64_t C, int64_t p, float* x);
+void unpatchify_nchw(const Context& ctx, const float* patches, int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, float* x);
 // The inverse of conv_weight_to_patch_linear, added into w: [O][p·p·C] → [O][C][p][p].
 void patch_linear_to_conv_weight_add(const float* lin, int64_t O, int64_t C, int64_t p, float* w);
 
-// Which family the dispatcher uses: "avx512" or "portable".
-const char* active_family();
 
 namespace reference {
 // Plain loops in double precision, for tests. W is the nn.Linear weight [N][K].

@@ -25,11 +25,11 @@ int64_t reuse_storage(PackedLinear& P, int64_t N, int64_t K) {
 
 // The fp32 packing, into P's storage: panel p, row k holds W'[32p + j][k] = row_scale[n] · W[n][k] ·
 // col_scale[k] (either scale may be null), the last panel's columns past N zeroed.
-void pack_fp32_into(const float* W, const float* row_scale, const float* col_scale, const float* bias, int64_t N,
+void pack_fp32_into(const Context& ctx, const float* W, const float* row_scale, const float* col_scale, const float* bias, int64_t N,
                     int64_t K, PackedLinear& P) {
   const int64_t panels = reuse_storage(P, N, K);
   if (bias) std::copy(bias, bias + N, P.bias.begin());
-  parallel::for_each(panels, panels * K * kPanel > 262144, [&](int64_t p) {
+  parallel::for_each(panels, ctx.threads, panels * K * kPanel > 262144, [&](int64_t p) {
     const int64_t n0 = p * kPanel, nc = std::min(kPanel, N - n0);
     for (int64_t k = 0; k < K; ++k) {
       float* dst = P.panels.data() + (p * K + k) * kPanel;
@@ -41,19 +41,19 @@ void pack_fp32_into(const float* W, const float* row_scale, const float* col_sca
 }
 }  // namespace
 
-PackedLinear pack_linear(const float* W, const float* bias, int64_t N, int64_t K) {
-  return pack_linear_scaled(W, nullptr, nullptr, bias, N, K);
+PackedLinear pack_linear(const Context& ctx, const float* W, const float* bias, int64_t N, int64_t K) {
+  return pack_linear_scaled(ctx, W, nullptr, nullptr, bias, N, K);
 }
 
-void pack_linear_into(const float* W, const float* bias, int64_t N, int64_t K, PackedLinear& P) {
-  pack_fp32_into(W, nullptr, nullptr, bias, N, K, P);
+void pack_linear_into(const Context& ctx, const float* W, const float* bias, int64_t N, int64_t K, PackedLinear& P) {
+  pack_fp32_into(ctx, W, nullptr, nullptr, bias, N, K, P);
 }
 
-PackedLinear pack_linear_scaled(const float* W, const float* row_scale, const float* col_scale, const float* bias,
+PackedLinear pack_linear_scaled(const Context& ctx, const float* W, const float* row_scale, const float* col_scale, const float* bias,
                                 int64_t N, int64_t K, bool bf16) {
   PackedLinear P;
   if (!bf16) {
-    pack_fp32_into(W, row_scale, col_scale, bias, N, K, P);
+    pack_fp32_into(ctx, W, row_scale, col_scale, bias, N, K, P);
     return P;
   }
   P.N = N;
@@ -73,9 +73,9 @@ PackedLinear pack_linear_scaled(const float* W, const float* row_scale, const fl
   return P;
 }
 
-void patchify_nhwc(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, int64_t p, float* out) {
+void patchify_nhwc(const Context& ctx, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, int64_t p, float* out) {
   const int64_t Ho = H / p, Wo = W / p, K = p * p * C;
-  parallel::for_each(N * Ho, N * Ho * Wo * K > 65536, [&](int64_t ni) {
+  parallel::for_each(N * Ho, ctx.threads, N * Ho * Wo * K > 65536, [&](int64_t ni) {
     const int64_t n = ni / Ho, i = ni % Ho;
     for (int64_t j = 0; j < Wo; ++j) {
       float* dst = out + ((n * Ho + i) * Wo + j) * K;
@@ -86,9 +86,9 @@ void patchify_nhwc(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, i
   });
 }
 
-void patchify_nchw(const float* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, float* out) {
+void patchify_nchw(const Context& ctx, const float* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, float* out) {
   const int64_t Ho = H / p, Wo = W / p, K = p * p * C;
-  parallel::for_each(N * Ho, N * Ho * Wo * K > 65536, [&](int64_t ni) {
+  parallel::for_each(N * Ho, ctx.threads, N * Ho * Wo * K > 65536, [&](int64_t ni) {
     const int64_t n = ni / Ho, i = ni % Ho;
     for (int64_t j = 0; j < Wo; ++j) {
       float* dst = out + ((n * Ho + i) * Wo + j) * K;
@@ -123,9 +123,9 @@ void mean_pool(const float* x, int64_t N, int64_t HW, int64_t C, float* out) {
   }
 }
 
-void nhwc_to_nchw(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, float* out) {
+void nhwc_to_nchw(const Context& ctx, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, float* out) {
   const int64_t HW = H * W;
-  parallel::for_each(N * C, N * HW * C > 65536, [&](int64_t nc) {
+  parallel::for_each(N * C, ctx.threads, N * HW * C > 65536, [&](int64_t nc) {
     const int64_t n = nc / C, c = nc % C;
     for (int64_t q = 0; q < HW; ++q) out[(n * C + c) * HW + q] = x[(n * HW + q) * C + c];
   });
@@ -133,17 +133,17 @@ void nhwc_to_nchw(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, fl
 
 // ---- training ----
 
-PackedLinear pack_kn(const float* B, int64_t ldb, int64_t K, int64_t N) {
+PackedLinear pack_kn(const Context& ctx, const float* B, int64_t ldb, int64_t K, int64_t N) {
   PackedLinear P;
-  pack_kn_into(B, ldb, K, N, P);
+  pack_kn_into(ctx, B, ldb, K, N, P);
   return P;
 }
 
-void pack_kn_into(const float* B, int64_t ldb, int64_t K, int64_t N, PackedLinear& P) {
+void pack_kn_into(const Context& ctx, const float* B, int64_t ldb, int64_t K, int64_t N, PackedLinear& P) {
   const int64_t panels = reuse_storage(P, N, K);
   // Panel p's row k is B[k][32p .. 32p+31]: a copy of 32 contiguous floats, the last panel's
   // columns past N zeroed (the storage is reused, so nothing else clears them).
-  parallel::for_each(panels, panels * K * kPanel > 262144, [&](int64_t p) {
+  parallel::for_each(panels, ctx.threads, panels * K * kPanel > 262144, [&](int64_t p) {
     const int64_t n0 = p * kPanel, nc = std::min(kPanel, N - n0);
     for (int64_t k = 0; k < K; ++k) {
       float* dst = P.panels.data() + (p * K + k) * kPanel;
@@ -153,10 +153,10 @@ void pack_kn_into(const float* B, int64_t ldb, int64_t K, int64_t N, PackedLinea
   });
 }
 
-void unpatchify_nhwc(const float* patches, int64_t N, int64_t H, int64_t W, int64_t C, int64_t p, float* x) {
+void unpatchify_nhwc(const Context& ctx, const float* patches, int64_t N, int64_t H, int64_t W, int64_t C, int64_t p, float* x) {
   const int64_t Ho = H / p, Wo = W / p, K = p * p * C;
   if (Ho * p != H || Wo * p != W) std::memset(x, 0, static_cast<size_t>(N * H * W * C) * sizeof(float));
-  parallel::for_each(N * Ho, N * Ho * Wo * K > 65536, [&](int64_t ni) {
+  parallel::for_each(N * Ho, ctx.threads, N * Ho * Wo * K > 65536, [&](int64_t ni) {
     const int64_t n = ni / Ho, i = ni % Ho;
     for (int64_t j = 0; j < Wo; ++j) {
       const float* src = patches + ((n * Ho + i) * Wo + j) * K;
@@ -167,7 +167,7 @@ void unpatchify_nhwc(const float* patches, int64_t N, int64_t H, int64_t W, int6
   });
 }
 
-void unpatchify_nchw(const float* patches, int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, float* x) {
+void unpatchify_nchw(const Context& ctx, const float* patches, int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, float* x) {
   const int64_t Ho = H / p, Wo = W / p, K = p * p * C;
   if (Ho * p != H || Wo * p != W) std::memset(x, 0, static_cast<size_t>(N * C * H * W) * sizeof(float));
   for (int64_t n = 0; n < N; ++n)

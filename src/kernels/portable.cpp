@@ -34,9 +34,9 @@ float activation_scalar(Activation act, float x) {
   return x;
 }
 
-void activation(Activation act, float* x, int64_t n) {
+void activation(int threads, Activation act, float* x, int64_t n) {
   if (act == Activation::Linear) return;
-  parallel::for_each(n, n > 65536, [&](int64_t i) {
+  parallel::for_each(n, threads, n > 65536, [&](int64_t i) {
     x[i] = activation_scalar(act, x[i]);
   });
 }
@@ -63,12 +63,12 @@ void tile(int64_t K, const float* A, int64_t lda, const float* Bp, const float* 
 
 }  // namespace
 
-void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
+void linear(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
             Activation act) {
   const int64_t N = W.N, K = W.K, panels = (N + kPanel - 1) / kPanel;
   constexpr int64_t MR = 4;
   const int64_t mtiles = (M + MR - 1) / MR;
-  parallel::for_each(panels * mtiles, true, [&](int64_t pt) {
+  parallel::for_each(panels * mtiles, threads, true, [&](int64_t pt) {
     const int64_t p = pt / mtiles, t = pt % mtiles;
     const int64_t m0 = t * MR, mr = std::min(MR, M - m0), n0 = p * kPanel, nc = std::min(kPanel, N - n0);
     const float* Bp = W.panels.data() + p * K * kPanel;
@@ -87,8 +87,8 @@ void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float
   });
 }
 
-void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y) {
-  parallel::for_each(rows, rows * C > 16384, [&](int64_t r) {
+void layer_norm(int threads, const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y) {
+  parallel::for_each(rows, threads, rows * C > 16384, [&](int64_t r) {
     const float* xr = x + r * C;
     float* yr = y + r * C;
     double s = 0;
@@ -123,21 +123,20 @@ void dw_row(const float* x, int64_t n, int64_t i, int64_t H, int64_t W, int64_t 
 }
 }  // namespace
 
-void dwconv7(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y) {
-  parallel::for_each(N * H, true, [&](int64_t ni) { dw_row(x, ni / H, ni % H, H, W, C, w49, bias, y + ni * W * C); });
+void dwconv7(int threads, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y) {
+  parallel::for_each(N * H, threads, true, [&](int64_t ni) { dw_row(x, ni / H, ni % H, H, W, C, w49, bias, y + ni * W * C); });
 }
 
 void dwconv7_ln_rows(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
                      float eps, int64_t r0, int64_t r1, float* y) {
   for (int64_t r = r0; r < r1; ++r) dw_row(x, r / H, r % H, H, W, C, w49, bias, y + (r - r0) * W * C);
-  parallel::ThreadLimit one(1);  // on the calling thread, as the contract says
-  layer_norm(y, (r1 - r0) * W, C, nullptr, nullptr, eps, y);
+  layer_norm(1, y, (r1 - r0) * W, C, nullptr, nullptr, eps, y);  // on the calling thread, as the contract says
 }
 
-void dwconv7_ln(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
+void dwconv7_ln(int threads, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
                 float eps, float* y) {
-  dwconv7(x, N, H, W, C, w49, bias, y);
-  layer_norm(y, N * H * W, C, nullptr, nullptr, eps, y);
+  dwconv7(threads, x, N, H, W, C, w49, bias, y);
+  layer_norm(threads, y, N * H * W, C, nullptr, nullptr, eps, y);
 }
 
 }  // namespace convnext::kernels::portable
@@ -146,10 +145,10 @@ namespace convnext::kernels::portable {
 
 // The bf16 GEMM's numbers without AVX512_BF16: A rounded to bf16 (nearest even) as the native
 // kernel does, the bf16 weights widened, products summed in fp32.
-void linear_bf16(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
+void linear_bf16(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
                  Activation act) {
   const int64_t N = W.N, K = W.K, K2 = (K + 1) / 2;
-  parallel::for_each(M, M * N * K > 32768, [&](int64_t m) {
+  parallel::for_each(M, threads, M * N * K > 32768, [&](int64_t m) {
     std::vector<float> a(static_cast<size_t>(2 * K2), 0.0f);
     for (int64_t k = 0; k < K; ++k) a[static_cast<size_t>(k)] = io::bf16_to_f32(io::f32_to_bf16(A[m * lda + k]));
     for (int64_t n = 0; n < N; ++n) {

@@ -61,17 +61,17 @@ float activation_grad_scalar(Activation act, float x) {
   return 1.0f;
 }
 
-void activation_backward(Activation act, const float* h, const float* dy, float* dx, int64_t n) {
-  parallel::for_each(n, n > 65536, [&](int64_t i) {
+void activation_backward(int threads, Activation act, const float* h, const float* dy, float* dx, int64_t n) {
+  parallel::for_each(n, threads, n > 65536, [&](int64_t i) {
     dx[i] = dy[i] * activation_grad_scalar(act, h[i]);
   });
 }
 
 
 // C (+)= Aᵀ·B, A stored [K][M]: the plain loop over the packed panels.
-void linear_at(int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc, bool accumulate) {
+void linear_at(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc, bool accumulate) {
   const int64_t N = B.N, K = B.K;
-  parallel::for_each(M, M * N * K > 32768, [&](int64_t m) {
+  parallel::for_each(M, threads, M * N * K > 32768, [&](int64_t m) {
     std::vector<float> acc(static_cast<size_t>(N), 0.0f);
     for (int64_t k = 0; k < K; ++k) {
       const float a = A[k * lda + m];

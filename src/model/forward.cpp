@@ -15,19 +15,19 @@
 
 #include "convnext/error.h"
 #include "core/parallel.h"
-#include "model/network.h"
+#include "model/layers.h"
+#include "model/plan.h"
 
 namespace convnext::detail {
 
 namespace {
-
-constexpr float kBlockEps = 1e-6f;  // every LayerNorm but the final one (hard-coded in transformers)
 
 // A feature map in NHWC, in one of the workspace's buffers.
 struct Map {
   float* data;
   int64_t N, H, W, C;
   int64_t pixels() const { return N * H * W; }
+  MapShape shape() const { return {N, H, W, C}; }
 };
 
 float* grow(std::vector<float>& v, int64_t n) {
@@ -91,43 +91,37 @@ BlockScratch block_scratch(int64_t M, int64_t W, int64_t C, int threads) {
 // around theirs. A map with too few pixels for many tiles but at least 96 rows per thread (stage
 // 3 at batch 1, idle) gets one tile per thread: its hidden slice stays on its core instead of
 // crossing between cores as it would if each GEMM were split by columns.
-void block_fused(const Block& b, const Map& x, float* y, Activation act, float* t, float* h, int64_t rpt, int threads) {
+void block_fused(const kernels::Context& ctx, const BlockPlan& b, const Map& x, float* y, Activation act, float* t,
+                 float* h, int64_t rpt) {
   const int64_t C = x.C, H4 = 4 * C, W = x.W, NH = x.N * x.H;
   const int64_t tiles = (NH + rpt - 1) / rpt;
+  const kernels::Context one = ctx.serial();  // each tile runs on the thread that took it
   parallel::for_chunks(tiles, 1, [&](int64_t i, int64_t) {
     const int64_t r0 = i * rpt, r1 = std::min(NH, r0 + rpt), m0 = r0 * W, rows = (r1 - r0) * W;
     const int64_t slot = parallel::thread_index();
     float* tt = t + slot * rpt * W * C;
     float* hidden = h + slot * rpt * W * H4;
-    kernels::dwconv7_ln_rows(x.data, x.N, x.H, W, C, b.dw_taps.data(), b.dw_bias.data(), kBlockEps, r0, r1, tt);
-    kernels::linear(rows, tt, C, b.pw1, hidden, H4, /*accumulate=*/false, act);
+    kernels::dwconv7_ln_rows(one, x.data, x.N, x.H, W, C, b.taps.data(), b.dw_bias.data(), kBlockEps, r0, r1, tt);
+    kernels::linear(one, rows, tt, C, b.pw1, hidden, H4, /*accumulate=*/false, act);
     std::memcpy(y + m0 * C, x.data + m0 * C, static_cast<size_t>(rows * C) * sizeof(float));
-    kernels::linear(rows, hidden, H4, b.pw2, y + m0 * C, C, /*accumulate=*/true, Activation::Linear);
-  }, threads);
+    kernels::linear(one, rows, hidden, H4, b.pw2, y + m0 * C, C, /*accumulate=*/true, Activation::Linear);
+  }, ctx.threads);
 }
 
 // The same over the whole map, in place (x += ...), each GEMM split over the threads by output
 // columns: for maps too small for tiles (stage 4 at batch 1, 49 pixels), and for stage 3 at batch
 // 1 when the process is contended (see mlp_tile_rows).
-void block_whole_map(const Block& b, const Map& x, Activation act, float* t, float* h) {
+void block_whole_map(const kernels::Context& ctx, const BlockPlan& b, const Map& x, Activation act, float* t, float* h) {
   const int64_t M = x.pixels(), C = x.C, H4 = 4 * C;
-  kernels::dwconv7_ln(x.data, x.N, x.H, x.W, C, b.dw_taps.data(), b.dw_bias.data(), kBlockEps, t);
-  kernels::linear(M, t, C, b.pw1, h, H4, /*accumulate=*/false, act);
-  kernels::linear(M, h, H4, b.pw2, x.data, C, /*accumulate=*/true, Activation::Linear);
-}
-
-// Downsampling layer: LayerNorm over channels, then a 2×2 stride-2 conv as a GEMM over patches.
-void downsample(const Stage& st, const Map& x, const Map& y, float* t, float* patches) {
-  const int64_t M = x.pixels(), C = x.C;
-  kernels::layer_norm(x.data, M, C, st.down_norm.weight.data(), st.down_norm.bias.data(), kBlockEps, t);
-  kernels::patchify_nhwc(t, x.N, x.H, x.W, C, 2, patches);
-  kernels::linear(y.pixels(), patches, 4 * C, st.down, y.data, y.C, false, Activation::Linear);
+  kernels::dwconv7_ln(ctx, x.data, x.N, x.H, x.W, C, b.taps.data(), b.dw_bias.data(), kBlockEps, t);
+  kernels::linear(ctx, M, t, C, b.pw1, h, H4, /*accumulate=*/false, act);
+  kernels::linear(ctx, M, h, H4, b.pw2, x.data, C, /*accumulate=*/true, Activation::Linear);
 }
 
 // Records the time since the previous mark under a name, when a profile is requested.
 class PartTimer {
  public:
-  explicit PartTimer(Network::ForwardProfile* p) : p_(p) {
+  explicit PartTimer(ForwardProfile* p) : p_(p) {
     if (!p_) return;
     p_->parts.clear();
     p_->ms.clear();
@@ -142,7 +136,7 @@ class PartTimer {
   }
 
  private:
-  Network::ForwardProfile* p_;
+  ForwardProfile* p_;
   std::chrono::steady_clock::time_point t_;
 };
 
@@ -154,126 +148,92 @@ Tensor copy_out(const Map& x) {
 
 }  // namespace
 
-Tensor nhwc_to_nchw(const Tensor& x) {
+Tensor nhwc_to_nchw(const kernels::Context& ctx, const Tensor& x) {
   Tensor out({x.dim(0), x.dim(3), x.dim(1), x.dim(2)});
-  kernels::nhwc_to_nchw(x.data(), x.dim(0), x.dim(1), x.dim(2), x.dim(3), out.data());
+  kernels::nhwc_to_nchw(ctx, x.data(), x.dim(0), x.dim(1), x.dim(2), x.dim(3), out.data());
   return out;
 }
 
-void Network::check_input(const Tensor& px) const {
-  if (px.ndim() != 4)
-    throw Error("pixel_values must have 4 dimensions [N, C, H, W], got shape " + shape_str(px.shape()));
-  if (px.dim(1) != config.num_channels)
-    throw Error("Make sure that the channel dimension of the pixel values match with the one set in the configuration "
-                "(pixel_values has " + std::to_string(px.dim(1)) + " channels, num_channels is " +
-                std::to_string(config.num_channels) + ")");
-  if (px.dim(0) < 1) throw Error("pixel_values has batch size 0");
-  int64_t h = px.dim(2) / config.patch_size, w = px.dim(3) / config.patch_size;
-  int64_t need = config.patch_size;
-  for (int64_t s = 0; s < config.num_stages; ++s) {
-    if (s > 0 && stages[static_cast<size_t>(s)].has_downsample) {
-      h /= 2;
-      w /= 2;
-      need *= 2;
-    }
-    if (h < 1 || w < 1)
-      throw Error("input " + std::to_string(px.dim(2)) + "x" + std::to_string(px.dim(3)) +
-                  " is too small for this model: the stem (patch " + std::to_string(config.patch_size) + ") and " +
-                  std::to_string(config.num_stages - 1) + " stride-2 downsamplings need at least " +
-                  std::to_string(need) + "x" + std::to_string(need));
-  }
-}
-
-// The stages' geometry for an input, and the workspace it needs (grown, never shrunk).
-struct Sizes {
-  std::vector<Map> maps;
-};
-
-Sizes Network::reserve_workspace(int64_t N, int64_t H, int64_t W) const {
+std::vector<MapShape> InferencePlan::reserve(Workspace& ws, int64_t N, int64_t H, int64_t W, int threads) const {
   const int64_t p = config.patch_size, Cin = config.num_channels;
-  const int threads = num_threads();
-  Sizes sz;
+  std::vector<MapShape> maps;
   int64_t h = H / p, w = W / p;
   int64_t map_floats = N * h * w * config.hidden_sizes[0], hidden = 0, normed = 0, patch_floats = N * h * w * p * p * Cin;
-  for (const Stage& st : stages) {
+  for (const StagePlan& st : stages) {
     if (st.has_downsample) {
       patch_floats = std::max(patch_floats, N * (h / 2) * (w / 2) * 4 * st.in_channels);
       h /= 2;
       w /= 2;
     }
-    sz.maps.push_back({nullptr, N, h, w, st.out_channels});
+    maps.push_back({N, h, w, st.out_channels});
     map_floats = std::max(map_floats, N * h * w * std::max(st.in_channels, st.out_channels));
     const BlockScratch bs = block_scratch(N * h * w, w, st.out_channels, threads);
     hidden = std::max(hidden, bs.hidden);
     normed = std::max(normed, bs.normed);
   }
-  grow(workspace.map[0], map_floats);
-  grow(workspace.map[1], map_floats);
-  grow(workspace.normed, std::max(map_floats, normed));
-  grow(workspace.hidden, hidden);
-  grow(workspace.patches, patch_floats);
-  return sz;
+  grow(ws.map[0], map_floats);
+  grow(ws.map[1], map_floats);
+  grow(ws.normed, std::max(map_floats, normed));
+  grow(ws.hidden, hidden);
+  grow(ws.patches, patch_floats);
+  return maps;
 }
 
-void Network::reserve_default_workspace() const {
+void InferencePlan::reserve_default_workspace(int threads) const {
   const int64_t s = config.image_size;
   int64_t h = s / config.patch_size;
-  for (const Stage& st : stages) h = st.has_downsample ? h / 2 : h;
-  if (h >= 1) reserve_workspace(1, s, s);  // an image_size too small for the model reserves nothing
+  for (const StagePlan& st : stages) h = st.has_downsample ? h / 2 : h;
+  if (h < 1) return;  // an image_size too small for the model reserves nothing
+  std::lock_guard<std::mutex> lock(workspace_mutex_);
+  reserve(workspace_, 1, s, s, threads);
 }
 
-Network::Result Network::run_encoder(const Tensor& px, bool keep_hidden) const {
-  check_input(px);
-  const int64_t N = px.dim(0), p = config.patch_size, Cin = config.num_channels;
-  const int threads = num_threads();
-  const bool contended = parallel::contended();
-  std::lock_guard<std::mutex> lock(workspace_mutex);
+InferencePlan::Result InferencePlan::run_encoder(const Exec& ex, const Tensor& px, bool keep_hidden) const {
+  check_pixel_values(config, px);
+  const kernels::Context& ctx = ex.kernels;
+  const int64_t N = px.dim(0), p = config.patch_size;
+  std::lock_guard<std::mutex> lock(workspace_mutex_);
   const parallel::LoadProbe probe;  // this pass tells whether the next one is contended
-  const Sizes sz = reserve_workspace(N, px.dim(2), px.dim(3));
-  Workspace& ws = workspace;
+  const std::vector<MapShape> maps = reserve(workspace_, N, px.dim(2), px.dim(3), ctx.threads);
+  Workspace& ws = workspace_;
   float* buf[2] = {ws.map[0].data(), ws.map[1].data()};
   float* t = ws.normed.data();
   float* hbuf = ws.hidden.data();
-  float* patches = ws.patches.data();
-  const std::vector<Map>& maps = sz.maps;
   Result r;
-  PartTimer timer(profile);
+  PartTimer timer(ex.profile);
 
-  // Embeddings.
-  const int64_t C0 = config.hidden_sizes[0];
-  Map x{buf[0], N, px.dim(2) / p, px.dim(3) / p, C0};
-  kernels::patchify_nchw(px.data(), N, Cin, px.dim(2), px.dim(3), p, patches);
-  kernels::linear(x.pixels(), patches, p * p * Cin, patch, x.data, C0, false, Activation::Linear);
-  kernels::layer_norm(x.data, x.pixels(), C0, embed_norm.weight.data(), embed_norm.bias.data(), kBlockEps, x.data);
+  Map x{buf[0], N, px.dim(2) / p, px.dim(3) / p, config.hidden_sizes[0]};
+  embeddings(ctx, px.data(), N, config.num_channels, px.dim(2), px.dim(3), p, patch, embed_norm.gamma.data(),
+             embed_norm.beta.data(), ws.patches.data(), x.data, nullptr);
   if (keep_hidden) r.hidden_nhwc.push_back(copy_out(x));
   timer.mark("embeddings");
 
-  // Encoder stages; a downsampling layer writes into the other buffer.
+  // Encoder stages; a downsampling layer, and a block run in tiles, write into the other buffer.
   int cur = 0;
   for (size_t s = 0; s < stages.size(); ++s) {
-    const Stage& st = stages[s];
+    const StagePlan& st = stages[s];
     if (st.has_downsample) {
-      Map y = maps[s];
-      y.data = buf[1 - cur];
-      downsample(st, x, y, t, patches);
-      x = y;
+      const MapShape& o = maps[s];
+      downsample(ctx, x.data, x.shape(), st.down_norm.gamma.data(), st.down_norm.beta.data(), st.down, t,
+                 ws.patches.data(), buf[1 - cur], nullptr);
+      x = {buf[1 - cur], o.N, o.H, o.W, o.C};
       cur = 1 - cur;
       timer.mark("downsample", static_cast<int64_t>(s));
     }
-    for (const Block& b : st.blocks) {
-      if (const int64_t rpt = fused_tile_rows(x.pixels(), x.W, x.C, threads, contended); rpt > 0) {
-        block_fused(b, x, buf[1 - cur], act, t, hbuf, rpt, threads);
+    for (const BlockPlan& b : st.blocks) {
+      if (const int64_t rpt = fused_tile_rows(x.pixels(), x.W, x.C, ctx.threads, ex.contended); rpt > 0) {
+        block_fused(ctx, b, x, buf[1 - cur], act, t, hbuf, rpt);
         x.data = buf[1 - cur];
         cur = 1 - cur;
       } else {
-        block_whole_map(b, x, act, t, hbuf);
+        block_whole_map(ctx, b, x, act, t, hbuf);
       }
     }
     if (keep_hidden) r.hidden_nhwc.push_back(copy_out(x));
     timer.mark("blocks", static_cast<int64_t>(s));
   }
   r.last_hidden_state = Tensor({N, x.C, x.H, x.W});
-  kernels::nhwc_to_nchw(x.data, N, x.H, x.W, x.C, r.last_hidden_state.data());
+  kernels::nhwc_to_nchw(ctx, x.data, N, x.H, x.W, x.C, r.last_hidden_state.data());
 
   // Global average pooling over H, W (the final LayerNorm is the head's).
   r.pooled = Tensor({N, x.C});

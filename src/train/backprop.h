@@ -9,7 +9,8 @@
 #include <vector>
 
 #include "convnext/model.h"
-#include "model/network.h"
+#include "kernels/kernels.h"
+#include "model/parameters.h"
 
 namespace convnext::train {
 
@@ -18,7 +19,7 @@ struct Gradients {
   std::vector<std::string> names;
   std::vector<Tensor*> params;
   std::vector<Tensor> grads;
-  explicit Gradients(detail::Network& net);
+  explicit Gradients(detail::Parameters& params);
   Tensor& of(const Tensor& param);  // the gradient of a parameter of the same network
   void zero();
   double global_norm() const;  // sqrt(Σ g²) over every parameter, as clip_grad_norm_ computes it
@@ -38,7 +39,8 @@ std::vector<float> drop_path_rates(const ConvNextConfig& config);
 
 class TrainGraph {
  public:
-  explicit TrainGraph(detail::Network& net);
+  // Runs on `ctx`'s threads and kernel family.
+  TrainGraph(detail::Parameters& params, const kernels::Context& ctx);
   ~TrainGraph();
 
   struct Result {

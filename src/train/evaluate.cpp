@@ -15,9 +15,10 @@
 
 namespace convnext::train {
 
-EvalResult evaluate(const detail::Network& net, const DataSource& source, int64_t batch_size,
+EvalResult evaluate(const detail::InferencePlan& net, const DataSource& source, int64_t batch_size,
                     const std::function<void(int64_t, int64_t)>& progress) {
   const auto t0 = std::chrono::steady_clock::now();
+  const detail::Exec ex = detail::resolve({});
   EvalResult r;
   const int64_t L = net.config.num_labels();
   for (const auto& [id, name] : net.config.id2label) r.class_names.push_back(name);
@@ -30,7 +31,7 @@ EvalResult evaluate(const detail::Network& net, const DataSource& source, int64_
   double loss_sum = 0;
   int64_t top1 = 0, top5 = 0, scored = 0;
   while (loader.next(b)) {
-    const Tensor logits = detail::classify_logits(net, b.pixel_values);
+    const Tensor logits = net.classify(ex, b.pixel_values);
     const int64_t N = logits.dim(0);
     std::string pt = net.config.problem_type.value_or("");
     const float loss = classification_loss(logits, b.labels, pt);

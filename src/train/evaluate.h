@@ -7,16 +7,16 @@
 #include <vector>
 
 #include "convnext/train.h"
-#include "model/network.h"
+#include "model/plan.h"
 #include "train/data.h"
 
 namespace convnext::train {
 
 using EvalResult = convnext::EvalResult;
 
-// Runs `net` (its inference form: call net.prepare() after the weights change) over every
-// example of `source`, in batches, in order. `progress(done, total)` is called after each batch.
-EvalResult evaluate(const detail::Network& net, const DataSource& source, int64_t batch_size,
+// Runs `net` (an inference plan: build a new one after the weights change) over every example
+// of `source`, in batches, in order. `progress(done, total)` is called after each batch.
+EvalResult evaluate(const detail::InferencePlan& net, const DataSource& source, int64_t batch_size,
                     const std::function<void(int64_t, int64_t)>& progress = {});
 
 // convnext::eval_json, eval_text, write_confusion_svg (include/convnext/train.h).

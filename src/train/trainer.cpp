@@ -27,7 +27,7 @@
 #include "io/hub_cache.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
-#include "model/network.h"
+#include "model/plan.h"
 #include "train/backprop.h"
 #include "train/data.h"
 #include "train/evaluate.h"
@@ -36,7 +36,7 @@
 namespace convnext::train {
 
 namespace fs = std::filesystem;
-using detail::Network;
+using detail::Parameters;
 using json = nlohmann::json;
 
 namespace {
@@ -121,9 +121,9 @@ const std::vector<Setting>& saved_settings() {
   return all;
 }
 
-void save_checkpoint(Network& net, const ConvNextImageProcessor& proc, const AdamW& opt, const Position& pos,
+void save_checkpoint(Parameters& net, const ConvNextImageProcessor& proc, const AdamW& opt, const Position& pos,
                      const LrSchedule& schedule, const TrainOptions& o, const std::string& dir) {
-  detail::save_network(net, dir);
+  detail::save_parameters(net, dir);
   proc.save_pretrained(dir);
   save_tensors((fs::path(dir) / "optimizer.safetensors").string(), opt.state_tensors());
   json st = {{"global_step", pos.step},           {"epoch", pos.epoch},       {"batch_in_epoch", pos.batch},
@@ -314,12 +314,12 @@ int run_training(const TrainOptions& options) {
   if (!o.eval_data.empty())
     eval_data = DataSource::open(o.eval_data, proc, cfg.num_channels, num_labels);
 
-  std::shared_ptr<Network> net;
+  std::shared_ptr<Parameters> net;
   if (fresh) {
     cfg.set_num_labels(num_labels);
     cfg.architectures = {"ConvNextForImageClassification"};
     if (o.drop_path_rate) cfg.drop_path_rate = *o.drop_path_rate;
-    net = std::make_shared<Network>(cfg, Architecture::ForImageClassification);
+    net = std::make_shared<Parameters>(cfg, Architecture::ForImageClassification);
     net->init_weights(o.seed);
   } else {
     LoadOptions lo;
@@ -327,7 +327,7 @@ int run_training(const TrainOptions& options) {
     lo.ignore_mismatched_sizes = o.ignore_mismatched_sizes;
     if (num_labels != cfg.num_labels()) lo.num_labels = num_labels;
     lo.seed = o.seed;
-    net = Network::load(model_dir, lo, Architecture::ForImageClassification);
+    net = Parameters::load(model_dir, lo, Architecture::ForImageClassification);
     if (o.drop_path_rate) net->config.drop_path_rate = *o.drop_path_rate;
     for (const auto& w : net->warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
   }
@@ -357,7 +357,7 @@ int run_training(const TrainOptions& options) {
   ao.weight_decay = o.weight_decay;
   ao.decay_all = o.weight_decay_all;
   AdamW opt(grads, ao);
-  TrainGraph graph(*net);
+  TrainGraph graph(*net, kernels::default_context());
   Position pos;
   TrainingCurves curves;
   fs::create_directories(o.output);
@@ -394,8 +394,8 @@ int run_training(const TrainOptions& options) {
 
   auto run_eval = [&](bool final_eval) {
     if (!eval_data) return;
-    net->prepare(false);
-    const EvalResult er = evaluate(*net, *eval_data, std::max<int64_t>(o.batch_size, 32));
+    const detail::InferencePlan plan(*net, DType::F32, kernels::default_context(), /*release=*/false);
+    const EvalResult er = evaluate(plan, *eval_data, std::max<int64_t>(o.batch_size, 32));
     json j = {{"step", pos.step}, {"epoch", pos.epoch}, {"eval_loss", er.loss}, {"eval_examples", er.count}};
     if (er.classification) {
       j["eval_accuracy"] = er.top1;

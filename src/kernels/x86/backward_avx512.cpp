@@ -26,17 +26,17 @@ inline __m512 x_sigmoid_grad16(__m512 x, __m512 beta) {
 }
 }  // namespace
 
-void activation_backward(Activation act, const float* h, const float* dy, float* dx, int64_t n) {
+void activation_backward(int threads, Activation act, const float* h, const float* dy, float* dx, int64_t n) {
   const bool vec = act == Activation::Gelu || act == Activation::Relu || act == Activation::Silu ||
                    act == Activation::QuickGelu || act == Activation::Linear;
   if (!vec) {
-    parallel::for_each(n, n > 65536, [&](int64_t i) {
+    parallel::for_each(n, threads, n > 65536, [&](int64_t i) {
       dx[i] = dy[i] * portable::activation_grad_scalar(act, h[i]);
     });
     return;
   }
   const int64_t chunks = (n + 4095) / 4096;
-  parallel::for_each(chunks, chunks > 16, [&](int64_t ch) {
+  parallel::for_each(chunks, threads, chunks > 16, [&](int64_t ch) {
     for (int64_t i = ch * 4096, e = std::min(n, i + 4096); i < e; i += 16) {
       const __mmask16 m = tail_mask(e - i);
       const __m512 x = _mm512_maskz_loadu_ps(m, h + i), g = _mm512_maskz_loadu_ps(m, dy + i);

@@ -54,12 +54,12 @@ constexpr MicroFn kMicroT[kMr + 1] = {nullptr,         micro<1, true>,  micro<2,
                                       micro<10, true>, micro<11, true>, micro<12, true>};
 
 template <bool TA>
-void linear_impl(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
+void linear_impl(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
                  Activation act) {
   const MicroFn* kern = TA ? kMicroT : kMicro;
   const int64_t N = W.N, K = W.K;
   if (M <= 0 || N <= 0) return;
-  const TilePlan plan = plan_tiles(M, N, parallel::max_threads());
+  const TilePlan plan = plan_tiles(M, N, threads);
   const int64_t tiles = plan.tiles();
   const Activation reg_act = act_in_registers(act) ? act : Activation::Linear;
   parallel::for_chunks(tiles, 1, [&](int64_t t, int64_t) {
@@ -85,20 +85,20 @@ void linear_impl(int64_t M, const float* A, int64_t lda, const PackedLinear& W, 
     }
     if (!act_in_registers(act)) {
       const int64_t n0 = p0 * kPanel, n1 = std::min(N, p1 * kPanel);
-      for (int64_t m = m0; m < m1; ++m) activation(act, C + m * ldc + n0, n1 - n0);
+      for (int64_t m = m0; m < m1; ++m) activation(1, act, C + m * ldc + n0, n1 - n0);
     }
-  }, tiles > 1 && M * N * K > 32768 ? 0 : 1);
+  }, tiles > 1 && M * N * K > 32768 ? threads : 1);
 }
 
 }  // namespace
 
-void linear(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
+void linear(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
             Activation act) {
-  linear_impl<false>(M, A, lda, W, C, ldc, accumulate, act);
+  linear_impl<false>(threads, M, A, lda, W, C, ldc, accumulate, act);
 }
 
-void linear_at(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate) {
-  linear_impl<true>(M, A, lda, W, C, ldc, accumulate, Activation::Linear);
+void linear_at(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate) {
+  linear_impl<true>(threads, M, A, lda, W, C, ldc, accumulate, Activation::Linear);
 }
 
 }  // namespace convnext::kernels::x86

@@ -72,11 +72,11 @@ void convert_rows(const float* A, int64_t lda, int64_t rows, int64_t K, int64_t 
 
 }  // namespace
 
-void linear_bf16(int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
+void linear_bf16(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
                  Activation act) {
   const int64_t N = W.N, K = W.K, K2 = (K + 1) / 2;
   if (M <= 0 || N <= 0) return;
-  const TilePlan plan = plan_tiles(M, N, parallel::max_threads());
+  const TilePlan plan = plan_tiles(M, N, threads);
   const int64_t tiles = plan.tiles();
   const Activation reg_act = act_in_registers(act) ? act : Activation::Linear;
   // Which GEMM call and row tile each thread's abuf holds: a thread's consecutive tiles often
@@ -117,10 +117,10 @@ void linear_bf16(int64_t M, const float* A, int64_t lda, const PackedLinear& W, 
       }
       if (!act_in_registers(act)) {
         const int64_t n0 = p0 * kPanel, n1 = std::min(N, p1 * kPanel);
-        for (int64_t m = m0; m < m1; ++m) activation(act, C + m * ldc + n0, n1 - n0);
+        for (int64_t m = m0; m < m1; ++m) activation(1, act, C + m * ldc + n0, n1 - n0);
       }
     }
-  }, tiles > 1 && M * N * K > 32768 ? 0 : 1);
+  }, tiles > 1 && M * N * K > 32768 ? threads : 1);
 }
 
 }  // namespace convnext::kernels::x86

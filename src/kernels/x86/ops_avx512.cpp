@@ -15,7 +15,7 @@ inline __mmask16 tail_mask(int64_t n) { return static_cast<__mmask16>(n >= 16 ? 
 }  // namespace
 
 // Serial: callers (the dispatcher, the GEMM epilogue) own the threads.
-void activation(Activation act, float* x, int64_t n) {
+void activation(int /*threads*/, Activation act, float* x, int64_t n) {
   if (act == Activation::Linear) return;
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = tail_mask(n - i);
@@ -62,8 +62,8 @@ inline void ln_row(const float* xr, int64_t C, const float* gamma, const float* 
 }
 }  // namespace
 
-void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y) {
-  parallel::for_each(rows, rows * C > 16384, [&](int64_t r) {
+void layer_norm(int threads, const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y) {
+  parallel::for_each(rows, threads, rows * C > 16384, [&](int64_t r) {
     ln_row(x + r * C, C, gamma, beta, eps, y + r * C);
   });
 }
@@ -136,15 +136,15 @@ void dwconv7_ln_rows(const float* x, int64_t N, int64_t H, int64_t W, int64_t C,
   }
 }
 
-void dwconv7_ln(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
+void dwconv7_ln(int threads, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
                 float eps, float* y) {
-  parallel::for_each(N * H, N * H * W * C > 16384, [&](int64_t r) {
+  parallel::for_each(N * H, threads, N * H * W * C > 16384, [&](int64_t r) {
     dwconv7_ln_rows(x, N, H, W, C, w49, bias, eps, r, r + 1, y + r * W * C);
   });
 }
 
-void dwconv7(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y) {
-  parallel::for_each(N * H, N * H * W * C > 16384, [&](int64_t r) {
+void dwconv7(int threads, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y) {
+  parallel::for_each(N * H, threads, N * H * W * C > 16384, [&](int64_t r) {
     const int64_t n = r / H, i = r % H;
     dw_row(x + n * H * W * C, H, W, C, i, w49, bias, y + r * W * C);
   });

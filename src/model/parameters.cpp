@@ -1,6 +1,6 @@
 // Parameters of the network: shapes from the config, transformers names, initialisation,
-// loading from a checkpoint with strict checks, and the inference (packed, folded) form.
-#include "model/network.h"
+// loading from a checkpoint with strict checks, saving.
+#include "model/parameters.h"
 
 #include <filesystem>
 #include <map>
@@ -12,10 +12,11 @@
 #include "io/checkpoint.h"
 #include "io/hub_cache.h"
 #include "io/key_mapping.h"
+#include "io/safetensors.h"
 
 namespace convnext::detail {
 
-Network::Network(const ConvNextConfig& cfg, Architecture a) : config(cfg), arch(a) {
+Parameters::Parameters(const ConvNextConfig& cfg, Architecture a) : config(cfg), arch(a) {
   config.validate_and_align();
   act = config.activation();
   const auto& hs = config.hidden_sizes;
@@ -24,7 +25,7 @@ Network::Network(const ConvNextConfig& cfg, Architecture a) : config(cfg), arch(
   patch_bias = Tensor({hs[0]});
   embed_norm = {Tensor({hs[0]}), Tensor({hs[0]})};
   for (int64_t s = 0; s < config.num_stages; ++s) {
-    Stage st;
+    StageParams st;
     st.in_channels = s == 0 ? hs[0] : hs[static_cast<size_t>(s - 1)];
     st.out_channels = hs[static_cast<size_t>(s)];
     st.stride = s > 0 ? 2 : 1;
@@ -37,7 +38,7 @@ Network::Network(const ConvNextConfig& cfg, Architecture a) : config(cfg), arch(
     }
     const int64_t C = st.out_channels;
     for (int64_t j = 0; j < config.depths[static_cast<size_t>(s)]; ++j) {
-      Block b;
+      BlockParams b;
       b.dw_weight = Tensor({C, 1, 7, 7});
       b.dw_bias = Tensor({C});
       b.norm = {Tensor({C}), Tensor({C})};
@@ -67,21 +68,19 @@ Network::Network(const ConvNextConfig& cfg, Architecture a) : config(cfg), arch(
   for_each_parameter([&](const std::string&, Tensor& t) { parameter_count += t.numel(); });
 }
 
-// Frees a packed weight matrix: heap memory is released, and pages borrowed from a mapped
-// checkpoint leave the process (they stay in the page cache).
-static void release(Tensor& t) {
+void release_tensor(Tensor& t) {
   if (t.borrowed()) release_pages(t.data(), static_cast<size_t>(t.numel()) * sizeof(float));
   t = Tensor();
 }
 
-void Network::for_each_parameter(const std::function<void(const std::string&, Tensor&)>& fn) {
+void Parameters::for_each_parameter(const std::function<void(const std::string&, Tensor&)>& fn) {
   const std::string pre = arch == Architecture::ForImageClassification ? "convnext." : "";
   fn(pre + "embeddings.patch_embeddings.weight", patch_weight);
   fn(pre + "embeddings.patch_embeddings.bias", patch_bias);
   fn(pre + "embeddings.layernorm.weight", embed_norm.weight);
   fn(pre + "embeddings.layernorm.bias", embed_norm.bias);
   for (size_t s = 0; s < stages.size(); ++s) {
-    Stage& st = stages[s];
+    StageParams& st = stages[s];
     const std::string sp = pre + "encoder.stages." + std::to_string(s) + ".";
     if (st.has_downsample) {
       fn(sp + "downsampling_layer.0.weight", st.down_norm.weight);
@@ -90,7 +89,7 @@ void Network::for_each_parameter(const std::function<void(const std::string&, Te
       fn(sp + "downsampling_layer.1.bias", st.down_bias);
     }
     for (size_t j = 0; j < st.blocks.size(); ++j) {
-      Block& b = st.blocks[j];
+      BlockParams& b = st.blocks[j];
       const std::string lp = sp + "layers." + std::to_string(j) + ".";
       if (!b.layer_scale.empty()) fn(lp + "layer_scale_parameter", b.layer_scale);
       fn(lp + "dwconv.weight", b.dw_weight);
@@ -118,7 +117,7 @@ void Network::for_each_parameter(const std::function<void(const std::string&, Te
   }
 }
 
-void Network::init_parameter(const std::string& name, Tensor& t, uint64_t seed) const {
+void Parameters::init_parameter(const std::string& name, Tensor& t, uint64_t seed) const {
   // Seed per parameter from its name, so a head initialised alone equals the same head
   // initialised with the whole network.
   const uint64_t h = std::hash<std::string>{}(name) ^ (seed * 0x9E3779B97F4A7C15ull);
@@ -139,60 +138,8 @@ void Network::init_parameter(const std::string& name, Tensor& t, uint64_t seed) 
   }
 }
 
-void Network::init_weights(uint64_t seed) {
+void Parameters::init_weights(uint64_t seed) {
   for_each_parameter([&](const std::string& name, Tensor& t) { init_parameter(name, t, seed); });
-}
-
-void Network::prepare(bool release_originals) {
-  if (precision == Precision::F16)
-    throw Error("f16 arithmetic is not supported: load with precision f32 or bf16 (f16 is a storage format: "
-                "save_pretrained, convert)");
-  if (release_originals) inference_only = true;
-  const bool bf16 = precision == Precision::BF16;
-  using kernels::pack_linear;
-  const int64_t p = config.patch_size;
-  {
-    const int64_t O = patch_weight.dim(0), C = patch_weight.dim(1);
-    const auto w = kernels::conv_weight_to_patch_linear(patch_weight.data(), O, C, p);
-    patch = pack_linear(w.data(), patch_bias.data(), O, p * p * C);
-    if (release_originals) release(patch_weight);
-  }
-  for (Stage& st : stages) {
-    if (st.has_downsample) {
-      const auto w = kernels::conv_weight_to_patch_linear(st.down_weight.data(), st.out_channels, st.in_channels, 2);
-      st.down = kernels::pack_linear_scaled(w.data(), nullptr, nullptr, st.down_bias.data(), st.out_channels,
-                                            4 * st.in_channels, bf16);
-      if (release_originals) release(st.down_weight);
-    }
-    const int64_t C = st.out_channels, H4 = 4 * C;
-    for (Block& b : st.blocks) {
-      b.dw_taps.assign(static_cast<size_t>(49 * C), 0.0f);
-      for (int64_t c = 0; c < C; ++c)
-        for (int64_t t = 0; t < 49; ++t) b.dw_taps[static_cast<size_t>(t * C + c)] = b.dw_weight[c * 49 + t];
-      // LayerNorm folded into pwconv1: W·(γ⊙x̂ + β) + b = (W·diag γ)·x̂ + (b + W·β).
-      std::vector<float> b1(static_cast<size_t>(H4));
-      for (int64_t o = 0; o < H4; ++o) {
-        double acc = b.pw1_bias[o];
-        for (int64_t k = 0; k < C; ++k) acc += static_cast<double>(b.pw1_weight[o * C + k]) * b.norm.bias[k];
-        b1[static_cast<size_t>(o)] = static_cast<float>(acc);
-      }
-      b.pw1 = kernels::pack_linear_scaled(b.pw1_weight.data(), nullptr, b.norm.weight.data(), b1.data(), H4, C, bf16);
-      if (release_originals) release(b.pw1_weight);
-      // Layer scale folded into pwconv2: γ ⊙ (W·h + b) = (diag γ·W)·h + γ⊙b.
-      std::vector<float> b2(b.pw2_bias.data(), b.pw2_bias.data() + C);
-      const float* gamma = b.layer_scale.empty() ? nullptr : b.layer_scale.data();
-      if (gamma)
-        for (int64_t o = 0; o < C; ++o) b2[static_cast<size_t>(o)] *= gamma[o];
-      b.pw2 = kernels::pack_linear_scaled(b.pw2_weight.data(), gamma, nullptr, b2.data(), C, H4, bf16);
-      if (release_originals) {
-        release(b.dw_weight);
-        release(b.pw2_weight);
-      }
-    }
-  }
-  if (!classifier_weight.empty())
-    classifier = pack_linear(classifier_weight.data(), classifier_bias.data(), classifier_weight.dim(0),
-                             classifier_weight.dim(1));
 }
 
 namespace {
@@ -228,7 +175,8 @@ ConvNextConfig resolve_config(const std::string& path, io::Checkpoint& ckpt, std
   return io::infer_config(served, ckpt.origin(), notes);
 }
 
-std::shared_ptr<Network> Network::load(const std::string& model, const LoadOptions& options, Architecture arch) {
+std::shared_ptr<Parameters> Parameters::load(const std::string& model, const LoadOptions& options, Architecture arch,
+                                             const std::function<void(Parameters&)>& pack) {
   const std::string path = io::resolve_model_path(model);  // a hub id ("facebook/convnext-tiny-224") → its cached snapshot
   io::Checkpoint ckpt = io::Checkpoint::open(path);
   std::vector<std::string> notes;
@@ -236,7 +184,7 @@ std::shared_ptr<Network> Network::load(const std::string& model, const LoadOptio
   const Architecture saved_arch = config.architecture();
   if (options.num_labels) config.set_num_labels(*options.num_labels);
   config.architectures = {architecture_name(arch)};
-  auto net = std::make_shared<Network>(config, arch);
+  auto net = std::make_shared<Parameters>(config, arch);
   net->warnings = notes;
   net->weights_format = ckpt.format();
   net->weights_dtype = ckpt.dtype_summary();
@@ -292,11 +240,56 @@ std::shared_ptr<Network> Network::load(const std::string& model, const LoadOptio
     throw Error(ckpt.origin() + ": unexpected tensor '" + name + "'" + stored_as(name) + " (shape " + shape_str(ckpt.shape(name)) +
                 ") is not a parameter of " + architecture_name(arch) + " with this config");
   }
-  net->precision = options.precision;
-  net->prepare(options.inference_only);
-  net->reserve_default_workspace();
+  if (pack) pack(*net);
   if (options.inference_only) ckpt.release_resident_pages();  // what packing touched of the small tensors too
   return net;
+}
+
+
+void check_pixel_values(const ConvNextConfig& config, const Tensor& px) {
+  if (px.ndim() != 4)
+    throw Error("pixel_values must have 4 dimensions [N, C, H, W], got shape " + shape_str(px.shape()));
+  if (px.dim(1) != config.num_channels)
+    throw Error("Make sure that the channel dimension of the pixel values match with the one set in the configuration "
+                "(pixel_values has " + std::to_string(px.dim(1)) + " channels, num_channels is " +
+                std::to_string(config.num_channels) + ")");
+  if (px.dim(0) < 1) throw Error("pixel_values has batch size 0");
+  // Every stage after the first starts with a stride-2 downsampling (ConvNextStage).
+  int64_t h = px.dim(2) / config.patch_size, w = px.dim(3) / config.patch_size;
+  int64_t need = config.patch_size;
+  for (int64_t s = 0; s < config.num_stages; ++s) {
+    if (s > 0) {
+      h /= 2;
+      w /= 2;
+      need *= 2;
+    }
+    if (h < 1 || w < 1)
+      throw Error("input " + std::to_string(px.dim(2)) + "x" + std::to_string(px.dim(3)) +
+                  " is too small for this model: the stem (patch " + std::to_string(config.patch_size) + ") and " +
+                  std::to_string(config.num_stages - 1) + " stride-2 downsamplings need at least " +
+                  std::to_string(need) + "x" + std::to_string(need));
+  }
+}
+
+void save_parameters(Parameters& params, const std::string& dir, const std::string& dtype) {
+  const DType d = parse_dtype(dtype);  // "float16", "f16", "torch.float16", ...
+  if (params.released)
+    throw Error("this model was loaded with LoadOptions::inference_only, which releases the original weights; "
+                "load it with inference_only = false to save it");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw Error(dir + ": cannot create directory (" + ec.message() + ")");
+  ConvNextConfig config = params.config;
+  config.dtype = dtype;
+  config.save((std::filesystem::path(dir) / "config.json").string());
+  io::SafetensorsWriter w;
+  w.set_metadata("format", "pt");
+  params.for_each_parameter([&](const std::string& name, Tensor& t) {
+    if (d == DType::F16) w.add_f16(name, t);
+    else if (d == DType::BF16) w.add_bf16(name, t);
+    else w.add(name, t);
+  });
+  w.save((std::filesystem::path(dir) / "model.safetensors").string());
 }
 
 }  // namespace convnext::detail
