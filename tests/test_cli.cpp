@@ -153,6 +153,17 @@ TEST(Cli, BenchJsonLine) {
   EXPECT_FALSE(j.contains("profile"));
 }
 
+TEST(Cli, BenchRunsTheKernelsItIsGiven) {
+  const CliRun r = run("bench --arch tiny --size 32 --iters 1 --warmup 0 --threads 2 --kernels portable --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["kernels"], "portable");
+  EXPECT_EQ(j["threads"], 2);
+  const CliRun bad = run("bench --arch tiny --kernels sse2");
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.err.find("--kernels must be auto, avx512 or portable"), std::string::npos) << bad.err;
+}
+
 TEST(Cli, BenchProfileNamesEveryPartOfTheForwardPass) {
   // Structure only (timing never goes into a unit test): the parts in forward order, each with a
   // non-negative median; the stages' GEMM-heavy parts report GFLOP/s, pooling has no FLOPs.

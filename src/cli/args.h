@@ -27,7 +27,6 @@ class Args {
   int threads() const;
   const std::vector<std::string>& positional() const { return positional_; }
   bool help() const { return has("help"); }
-  // --dtype f32|bf16 (default f32): the precision of the GEMMs.
   // --dtype in any spelling of parse_dtype, restricted to what the command takes (default f32).
   DType dtype(std::initializer_list<DType> allowed = {DType::F32, DType::BF16}) const;
 

@@ -13,12 +13,15 @@ namespace convnext::cli {
 namespace {
 const char* kHelp = R"(usage: convnext bench (--arch tiny|small|base|large|xlarge | --model DIR)
                       [--batch B] [--size S] [--threads T] [--dtype f32|bf16] [--iters N] [--warmup W] [--json]
-                      [--profile] [--train]
+                      [--profile] [--train] [--kernels auto|avx512|portable]
 
 Times ConvNextForImageClassification.forward on random pixel_values [B,3,S,S] (default 1, 224):
 W warm-up runs (default 2), then N timed runs (default 10); reports the median. --arch uses
 freshly initialised weights (1000 labels). With --json prints one line:
 {"arch", "batch", "size", "threads", "dtype", "median_ms", "images_per_s", "gflops", "peak_rss_mb", ...}
+
+--kernels picks the compute kernels (auto, the default: AVX-512 where the CPU has it, else the
+portable C++ ones); "kernels" in the output names those that ran.
 
 --profile also times the parts of each forward pass (embeddings, each stage's downsampling
 layer and blocks, pooling, then the head and the rest) and prints their medians with the
@@ -37,6 +40,11 @@ BenchmarkOptions options_from(const Args& a, bool json) {
   o.iters = a.get_int("iters", 10);
   o.warmup = a.get_int("warmup", 2);
   o.profile = a.has("profile");
+  o.context.threads = a.threads();
+  const std::string k = a.get("kernels", "auto");
+  if (k == "avx512") o.context.kernels = KernelFamily::Avx512;
+  else if (k == "portable") o.context.kernels = KernelFamily::Portable;
+  else if (k != "auto") throw Error("--kernels must be auto, avx512 or portable, not '" + k + "'");
   if (o.batch < 1 || o.size < 1 || o.iters < 1 || o.warmup < 0) throw Error("--batch, --size and --iters must be >= 1");
   if (!json) o.on_run = [] { std::fputc('.', stderr); };
   return o;
@@ -75,7 +83,7 @@ void print_text(const BenchmarkResult& r, const std::string& arch) {
 
 int cmd_bench(int argc, char** argv, int first) {
   Args a(argc, argv, first, {"json", "train", "profile"},
-         {"arch", "model", "batch", "size", "threads", "dtype", "iters", "warmup"});
+         {"arch", "model", "batch", "size", "threads", "dtype", "iters", "warmup", "kernels"});
   if (a.help()) {
     std::fputs(kHelp, stdout);
     return 0;
