@@ -121,32 +121,252 @@ std::vector<float> drop_path_rates(const ConvNextConfig& config) {
 
 // ---- TrainGraph ------------------------------------------------------------------------------
 
+// One training pass's state: what each layer's backward needs, kept from its forward, and the
+// buffers reused from step to step (so a step allocates, and page-faults, nothing once the first
+// one has run). maps[i] is the input of layer i (the stem's output first); layers are walked in
+// network order forward and in reverse backward, each with its index into maps.
 struct TrainGraph::Impl {
   Parameters& net;
   Context ctx;
-  // Saved activations, one entry per map / block, grown as inputs need.
+  struct Geo {
+    int64_t H, W, C;
+  };
   struct BlockState {
     std::vector<float> xhat, rstd, h, a, z;
-    std::vector<float> scale;  // per sample
+    std::vector<float> scale;  // the per-sample factor of stochastic depth
   };
   struct DownState {
     std::vector<float> t, xhat, rstd;
   };
-  std::vector<std::vector<float>> maps;  // maps[i]: input of layer i (stem output first)
+  int64_t N = 0;
+  std::vector<Geo> geo;                  // of every map
+  std::vector<std::vector<float>> maps;  // maps[i]: input of layer i
   std::vector<BlockState> blocks;
   std::vector<DownState> downs;
   std::vector<float> stem_xhat, stem_rstd, head_xhat, head_rstd, pooled, pooled_normed;
-  // Scratch.
-  std::vector<float> patches, s1, s2, s3, g, dpatch, dlin;
-  // Packed weights and weight_grad's packed x: buffers kept from step to step, so a step
-  // allocates (and page-faults) nothing once the first one has run.
-  LinearPacks stem, cls;
+  std::vector<float> patches, s1, s2, s3, g, dpatch;  // scratch
+  LinearPacks stem, cls;                              // the weights packed both ways
   std::vector<LinearPacks> down_packs, pw1, pw2;
   std::vector<std::vector<float>> taps;
-  PackedLinear xpack;
+  PackedLinear xpack;  // weight_grad's packed input
 
   Impl(Parameters& n, const Context& c) : net(n), ctx(c) {}
+  int64_t rows(size_t map) const { return N * geo[map].H * geo[map].W; }
+
+  void size_for(const Tensor& px);
+  void forward_embeddings(const Tensor& px);
+  void forward_downsample(const StageParams& st, size_t di, size_t mi);
+  void forward_block(const BlockParams& b, size_t bi, size_t mi, float rate, std::mt19937_64* rng);
+  Tensor forward_head(size_t last);
+  float* backward_head(const Tensor& dlogits, size_t last, Gradients& grads);
+  void backward_block(const BlockParams& b, size_t bi, size_t mi, float* G, Gradients& grads);
+  float* backward_downsample(const StageParams& st, size_t di, size_t mi, const float* G, Gradients& grads);
+  void backward_embeddings(const Tensor& px, const float* G, Gradients& grads, Tensor* grad_pixels);
 };
+
+// The geometry of every map for this input, and one saved state per block and downsampling.
+void TrainGraph::Impl::size_for(const Tensor& px) {
+  const ConvNextConfig& cfg = net.config;
+  N = px.dim(0);
+  geo.clear();
+  int64_t H = px.dim(2) / cfg.patch_size, W = px.dim(3) / cfg.patch_size;
+  geo.push_back({H, W, cfg.hidden_sizes[0]});
+  size_t nblocks = 0, ndowns = 0;
+  for (const StageParams& st : net.stages) {
+    if (st.has_downsample) {
+      H /= 2;
+      W /= 2;
+      geo.push_back({H, W, st.out_channels});
+      ++ndowns;
+    }
+    for (size_t j = 0; j < st.blocks.size(); ++j) geo.push_back({H, W, st.out_channels});
+    nblocks += st.blocks.size();
+  }
+  maps.resize(geo.size());
+  blocks.resize(nblocks);
+  downs.resize(ndowns);
+  down_packs.resize(ndowns);
+  pw1.resize(nblocks);
+  pw2.resize(nblocks);
+  taps.resize(nblocks);
+}
+
+// The stem, as inference runs it (detail::embeddings), keeping its LayerNorm's x̂ and 1/σ.
+void TrainGraph::Impl::forward_embeddings(const Tensor& px) {
+  const ConvNextConfig& cfg = net.config;
+  const int64_t Cin = cfg.num_channels, p = cfg.patch_size, C0 = cfg.hidden_sizes[0], M0 = rows(0), Kp = p * p * Cin;
+  const std::vector<float> lin = kernels::conv_weight_to_patch_linear(net.patch_weight.data(), C0, Cin, p);
+  stem.pack(ctx, lin.data(), net.patch_bias.data(), C0, Kp);
+  const LayerNormSaved saved{grow(stem_xhat, M0 * C0), grow(stem_rstd, M0)};
+  detail::embeddings(ctx, px.data(), N, Cin, px.dim(2), px.dim(3), p, stem.fwd, net.embed_norm.weight.data(),
+                     net.embed_norm.bias.data(), grow(patches, M0 * Kp), grow(maps[0], M0 * C0), &saved);
+}
+
+// LayerNorm, then the 2×2 stride-2 conv as a GEMM over the normalised map's patches (kept: t).
+void TrainGraph::Impl::forward_downsample(const StageParams& st, size_t di, size_t mi) {
+  DownState& ds = downs[di];
+  const Geo gi = geo[mi], go = geo[mi + 1];
+  const int64_t Mi = rows(mi), Mo = rows(mi + 1), K = 4 * gi.C;
+  const std::vector<float> lin = kernels::conv_weight_to_patch_linear(st.down_weight.data(), go.C, gi.C, 2);
+  down_packs[di].pack(ctx, lin.data(), st.down_bias.data(), go.C, K);
+  const LayerNormSaved saved{grow(ds.xhat, Mi * gi.C), grow(ds.rstd, Mi)};
+  detail::downsample(ctx, maps[mi].data(), {N, gi.H, gi.W, gi.C}, st.down_norm.weight.data(), st.down_norm.bias.data(),
+                     down_packs[di].fwd, grow(ds.t, Mi * gi.C), grow(patches, Mo * K), grow(maps[mi + 1], Mo * go.C),
+                     &saved);
+}
+
+// The block unfolded, step by step, keeping x̂, 1/σ, h, act(h), z and the drop-path factors.
+void TrainGraph::Impl::forward_block(const BlockParams& b, size_t bi, size_t mi, float rate, std::mt19937_64* rng) {
+  BlockState& bs = blocks[bi];
+  const Geo gg = geo[mi];
+  const int64_t M = rows(mi), C = gg.C, C4 = 4 * C;
+  const float* x = maps[mi].data();
+  taps[bi].resize(static_cast<size_t>(49 * C));
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t t = 0; t < 49; ++t) taps[bi][static_cast<size_t>(t * C + c)] = b.dw_weight[c * 49 + t];
+  pw1[bi].pack(ctx, b.pw1_weight.data(), b.pw1_bias.data(), C4, C);
+  pw2[bi].pack(ctx, b.pw2_weight.data(), b.pw2_bias.data(), C, C4);
+  float* d = grow(s1, M * C);
+  kernels::dwconv7(ctx, x, N, gg.H, gg.W, C, taps[bi].data(), b.dw_bias.data(), d);
+  float* t = grow(s2, M * C);
+  kernels::layer_norm_train(ctx, d, M, C, b.norm.weight.data(), b.norm.bias.data(), kBlockEps, t, grow(bs.xhat, M * C),
+                            grow(bs.rstd, M));
+  float* h = grow(bs.h, M * C4);
+  kernels::linear(ctx, M, t, C, pw1[bi].fwd, h, C4, false, Activation::Linear);
+  float* a = grow(bs.a, M * C4);
+  kernels::activation_out(ctx, net.act, h, a, M * C4);
+  float* z = grow(bs.z, M * C);
+  kernels::linear(ctx, M, a, C4, pw2[bi].fwd, z, C, false, Activation::Linear);
+  // x' = x + drop_path(γ ⊙ z), drop_path scaling whole samples by mask / keep_prob.
+  bs.scale = drop_scales(N, rate, rng);
+  float* y = grow(maps[mi + 1], M * C);
+  const float* ls = b.layer_scale.empty() ? nullptr : b.layer_scale.data();
+  const int64_t per = M / N;
+  const float* scale = bs.scale.data();
+  parallel::for_each(M, ctx.threads, M * C > 32768, [&](int64_t r) {
+    const float sc = scale[r / per];
+    for (int64_t c = 0; c < C; ++c) y[r * C + c] = x[r * C + c] + sc * ((ls ? ls[c] : 1.0f) * z[r * C + c]);
+  });
+}
+
+// Mean over H, W, then the head as inference runs it (detail::classifier_head), keeping x̂, 1/σ.
+Tensor TrainGraph::Impl::forward_head(size_t last) {
+  const ConvNextConfig& cfg = net.config;
+  const int64_t CL = geo[last].C, HW = geo[last].H * geo[last].W, L = cfg.num_labels();
+  kernels::mean_pool(maps[last].data(), N, HW, CL, grow(pooled, N * CL));
+  cls.pack(ctx, net.classifier_weight.data(), net.classifier_bias.data(), L, CL);
+  Tensor logits({N, L});
+  const LayerNormSaved saved{grow(head_xhat, N * CL), grow(head_rstd, N)};
+  detail::classifier_head(ctx, pooled.data(), N, CL, net.final_norm.weight.data(), net.final_norm.bias.data(),
+                          static_cast<float>(cfg.layer_norm_eps), &cls.fwd, grow(pooled_normed, N * CL), logits.data(),
+                          &saved);
+  return logits;
+}
+
+// Classifier, final LayerNorm and the mean: returns d loss / d (the last map).
+float* TrainGraph::Impl::backward_head(const Tensor& dlogits, size_t last, Gradients& grads) {
+  const int64_t CL = geo[last].C, HW = geo[last].H * geo[last].W, L = net.config.num_labels();
+  weight_grad(ctx, dlogits.data(), pooled_normed.data(), N, L, CL, grads.of(net.classifier_weight).data(), xpack);
+  kernels::column_sums(ctx, dlogits.data(), N, L, grads.of(net.classifier_bias).data());
+  std::vector<float> dp(static_cast<size_t>(N * CL));
+  kernels::linear(ctx, N, dlogits.data(), L, cls.bwd, dp.data(), CL, false, Activation::Linear);
+  kernels::layer_norm_backward(ctx, dp.data(), head_xhat.data(), head_rstd.data(), N, CL, net.final_norm.weight.data(),
+                               dp.data(), grads.of(net.final_norm.weight).data(), grads.of(net.final_norm.bias).data());
+  // The mean over H·W hands each pixel 1/HW of the pooled gradient.
+  float* G = grow(g, rows(last) * CL);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t q = 0; q < HW; ++q)
+      for (int64_t c = 0; c < CL; ++c) G[(n * HW + q) * CL + c] = dp[static_cast<size_t>(n * CL + c)] / static_cast<float>(HW);
+  return G;
+}
+
+// G is d loss / d x' on entry and d loss / d x on return: the residual passes it unchanged and
+// the branch (G·scale_n through γ, pwconv2, act, pwconv1, LayerNorm, dwconv) adds its part.
+void TrainGraph::Impl::backward_block(const BlockParams& b, size_t bi, size_t mi, float* G, Gradients& grads) {
+  BlockState& bs = blocks[bi];
+  const Geo gg = geo[mi];
+  const int64_t M = rows(mi), C = gg.C, C4 = 4 * C, per = M / N;
+  const float* x = maps[mi].data();
+  float* dz = grow(s1, M * C);
+  const float* ls = b.layer_scale.empty() ? nullptr : b.layer_scale.data();
+  const float* scale = bs.scale.data();
+  if (ls) {  // d γ = Σ (G·scale)·z: the product goes through dz, summed by column_sums
+    parallel::for_each(M, ctx.threads, M * C > 32768, [&](int64_t r) {
+      for (int64_t c = 0; c < C; ++c) dz[r * C + c] = G[r * C + c] * scale[r / per] * bs.z[static_cast<size_t>(r * C + c)];
+    });
+    kernels::column_sums(ctx, dz, M, C, grads.of(b.layer_scale).data());
+  }
+  parallel::for_each(M, ctx.threads, M * C > 32768, [&](int64_t r) {
+    for (int64_t c = 0; c < C; ++c) dz[r * C + c] = G[r * C + c] * scale[r / per] * (ls ? ls[c] : 1.0f);
+  });
+  // pwconv2: dW2 += dzᵀ·a, da = dz·W2.
+  weight_grad(ctx, dz, bs.a.data(), M, C, C4, grads.of(b.pw2_weight).data(), xpack);
+  kernels::column_sums(ctx, dz, M, C, grads.of(b.pw2_bias).data());
+  float* dh = grow(s3, M * C4);
+  kernels::linear(ctx, M, dz, C, pw2[bi].bwd, dh, C4, false, Activation::Linear);
+  kernels::activation_backward(ctx, net.act, bs.h.data(), dh, dh, M * C4);
+  // pwconv1: t = x̂·γ + β again, dW1 += dhᵀ·t, dt = dh·W1.
+  float* t = grow(s2, M * C);
+  const float* gam = b.norm.weight.data();
+  const float* bet = b.norm.bias.data();
+  parallel::for_each(M, ctx.threads, M * C > 32768, [&](int64_t r) {
+    for (int64_t c = 0; c < C; ++c) t[r * C + c] = bs.xhat[static_cast<size_t>(r * C + c)] * gam[c] + bet[c];
+  });
+  weight_grad(ctx, dh, t, M, C4, C, grads.of(b.pw1_weight).data(), xpack);
+  kernels::column_sums(ctx, dh, M, C4, grads.of(b.pw1_bias).data());
+  float* dt = t;
+  kernels::linear(ctx, M, dh, C4, pw1[bi].bwd, dt, C, false, Activation::Linear);
+  kernels::layer_norm_backward(ctx, dt, bs.xhat.data(), bs.rstd.data(), M, C, gam, dt, grads.of(b.norm.weight).data(),
+                               grads.of(b.norm.bias).data());
+  // Depthwise conv: its input gradient joins the residual's.
+  float* dx = dz;  // dz is no longer needed
+  std::vector<float> dw49(static_cast<size_t>(49 * C), 0.0f);
+  kernels::dwconv7_backward(ctx, x, dt, N, gg.H, gg.W, C, taps[bi].data(), dx, dw49.data(), grads.of(b.dw_bias).data());
+  float* gdw = grads.of(b.dw_weight).data();
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t tp = 0; tp < 49; ++tp) gdw[c * 49 + tp] += dw49[static_cast<size_t>(tp * C + c)];
+  parallel::for_each(M * C, ctx.threads, M * C > 32768, [&](int64_t i) { G[i] += dx[i]; });
+}
+
+// The conv's and the LayerNorm's gradients; returns d loss / d (the larger input map).
+float* TrainGraph::Impl::backward_downsample(const StageParams& st, size_t di, size_t mi, const float* G,
+                                             Gradients& grads) {
+  DownState& ds = downs[di];
+  const Geo gi = geo[mi], go = geo[mi + 1];
+  const int64_t Mi = rows(mi), Mo = rows(mi + 1), K = 4 * gi.C;
+  kernels::patchify_nhwc(ctx, ds.t.data(), N, gi.H, gi.W, gi.C, 2, grow(patches, Mo * K));
+  std::vector<float> dlin(static_cast<size_t>(go.C * K), 0.0f);
+  weight_grad(ctx, G, patches.data(), Mo, go.C, K, dlin.data(), xpack);
+  kernels::patch_linear_to_conv_weight_add(dlin.data(), go.C, gi.C, 2, grads.of(st.down_weight).data());
+  kernels::column_sums(ctx, G, Mo, go.C, grads.of(st.down_bias).data());
+  float* dp = grow(dpatch, Mo * K);
+  kernels::linear(ctx, Mo, G, go.C, down_packs[di].bwd, dp, K, false, Activation::Linear);
+  float* dt = grow(s1, Mi * gi.C);
+  kernels::unpatchify_nhwc(ctx, dp, N, gi.H, gi.W, gi.C, 2, dt);
+  float* dx = grow(g, Mi * gi.C);  // the same buffer as G, now for the larger map (G is consumed)
+  kernels::layer_norm_backward(ctx, dt, ds.xhat.data(), ds.rstd.data(), Mi, gi.C, st.down_norm.weight.data(), dx,
+                               grads.of(st.down_norm.weight).data(), grads.of(st.down_norm.bias).data());
+  return dx;
+}
+
+void TrainGraph::Impl::backward_embeddings(const Tensor& px, const float* G, Gradients& grads, Tensor* grad_pixels) {
+  const ConvNextConfig& cfg = net.config;
+  const int64_t Cin = cfg.num_channels, p = cfg.patch_size, C0 = cfg.hidden_sizes[0], M0 = rows(0), Kp = p * p * Cin;
+  const int64_t Hin = px.dim(2), Win = px.dim(3);
+  float* dy0 = grow(s1, M0 * C0);
+  kernels::layer_norm_backward(ctx, G, stem_xhat.data(), stem_rstd.data(), M0, C0, net.embed_norm.weight.data(), dy0,
+                               grads.of(net.embed_norm.weight).data(), grads.of(net.embed_norm.bias).data());
+  kernels::patchify_nchw(ctx, px.data(), N, Cin, Hin, Win, p, grow(patches, M0 * Kp));
+  std::vector<float> dlin(static_cast<size_t>(C0 * Kp), 0.0f);
+  weight_grad(ctx, dy0, patches.data(), M0, C0, Kp, dlin.data(), xpack);
+  kernels::patch_linear_to_conv_weight_add(dlin.data(), C0, Cin, p, grads.of(net.patch_weight).data());
+  kernels::column_sums(ctx, dy0, M0, C0, grads.of(net.patch_bias).data());
+  if (!grad_pixels) return;
+  float* dp = grow(dpatch, M0 * Kp);
+  kernels::linear(ctx, M0, dy0, C0, stem.bwd, dp, Kp, false, Activation::Linear);
+  *grad_pixels = Tensor({N, Cin, Hin, Win});
+  kernels::unpatchify_nchw(ctx, dp, N, Cin, Hin, Win, p, grad_pixels->data());
+}
 
 TrainGraph::TrainGraph(Parameters& net, const Context& ctx) : impl_(std::make_unique<Impl>(net, ctx)) {
   if (net.arch != Architecture::ForImageClassification)
@@ -158,228 +378,34 @@ TrainGraph::~TrainGraph() = default;
 TrainGraph::Result TrainGraph::forward_backward(const Tensor& px, const Labels& labels, Gradients& grads,
                                                 float loss_scale, std::mt19937_64* rng, Tensor* grad_pixels) {
   Impl& m = *impl_;
-  Parameters& net = m.net;
-  const Context& ctx = m.ctx;
-  const ConvNextConfig& cfg = net.config;
-  detail::check_pixel_values(cfg, px);
-  const int64_t N = px.dim(0), Cin = cfg.num_channels, p = cfg.patch_size, Hin = px.dim(2), Win = px.dim(3);
-  const Activation act = net.act;
-  const std::vector<float> rates = drop_path_rates(cfg);
+  detail::check_pixel_values(m.net.config, px);
+  m.size_for(px);
+  const std::vector<float> rates = drop_path_rates(m.net.config);
 
-  // Geometry of every map.
-  struct Geo {
-    int64_t H, W, C;
-  };
-  std::vector<Geo> geo;  // per map
-  int64_t H = Hin / p, W = Win / p;
-  geo.push_back({H, W, cfg.hidden_sizes[0]});
-  for (const StageParams& st : net.stages) {
-    if (st.has_downsample) {
-      H /= 2;
-      W /= 2;
-      geo.push_back({H, W, st.out_channels});
-    }
-    for (size_t j = 0; j < st.blocks.size(); ++j) geo.push_back({H, W, st.out_channels});
-  }
-  m.maps.resize(geo.size());
-  size_t nblocks = 0, ndowns = 0;
-  for (const StageParams& st : net.stages) {
-    nblocks += st.blocks.size();
-    ndowns += st.has_downsample ? 1 : 0;
-  }
-  m.blocks.resize(nblocks);
-  m.downs.resize(ndowns);
-  auto rows_of = [&](size_t i) { return N * geo[i].H * geo[i].W; };
-
-  // ---------------- forward ----------------
-  const int64_t C0 = cfg.hidden_sizes[0], M0 = rows_of(0), Kp = p * p * Cin;
-  LinearPacks& stem = m.stem;
-  const std::vector<float> stem_lin = kernels::conv_weight_to_patch_linear(net.patch_weight.data(), C0, Cin, p);
-  stem.pack(ctx, stem_lin.data(), net.patch_bias.data(), C0, Kp);
-  const LayerNormSaved stem_saved{grow(m.stem_xhat, M0 * C0), grow(m.stem_rstd, M0)};
-  detail::embeddings(ctx, px.data(), N, Cin, Hin, Win, p, stem.fwd, net.embed_norm.weight.data(),
-                     net.embed_norm.bias.data(), grow(m.patches, M0 * Kp), grow(m.maps[0], M0 * C0), &stem_saved);
-
-  m.down_packs.resize(ndowns);
-  m.pw1.resize(nblocks);
-  m.pw2.resize(nblocks);
-  m.taps.resize(nblocks);
-  std::vector<LinearPacks>&down_packs = m.down_packs, &pw1 = m.pw1, &pw2 = m.pw2;
-  std::vector<std::vector<float>>& taps = m.taps;
-  size_t mi = 0, bi = 0, di = 0;
-  for (StageParams& st : net.stages) {
-    if (st.has_downsample) {
-      // LayerNorm, then the 2×2 stride-2 conv as a GEMM over the patches of the normalised map.
-      Impl::DownState& ds = m.downs[di];
-      const Geo gi = geo[mi], go = geo[mi + 1];
-      const int64_t Mi = rows_of(mi), Mo = rows_of(mi + 1), K = 4 * gi.C;
-      const std::vector<float> lin = kernels::conv_weight_to_patch_linear(st.down_weight.data(), go.C, gi.C, 2);
-      down_packs[di].pack(ctx, lin.data(), st.down_bias.data(), go.C, K);
-      const LayerNormSaved saved{grow(ds.xhat, Mi * gi.C), grow(ds.rstd, Mi)};
-      detail::downsample(ctx, m.maps[mi].data(), {N, gi.H, gi.W, gi.C}, st.down_norm.weight.data(),
-                         st.down_norm.bias.data(), down_packs[di].fwd, grow(ds.t, Mi * gi.C), grow(m.patches, Mo * K),
-                         grow(m.maps[mi + 1], Mo * go.C), &saved);
-      ++di;
-      ++mi;
-    }
-    for (BlockParams& b : st.blocks) {
-      Impl::BlockState& bs = m.blocks[bi];
-      const Geo gg = geo[mi];
-      const int64_t M = rows_of(mi), C = gg.C, C4 = 4 * C;
-      const float* x = m.maps[mi].data();
-      taps[bi].resize(static_cast<size_t>(49 * C));
-      for (int64_t c = 0; c < C; ++c)
-        for (int64_t t = 0; t < 49; ++t) taps[bi][static_cast<size_t>(t * C + c)] = b.dw_weight[c * 49 + t];
-      pw1[bi].pack(ctx, b.pw1_weight.data(), b.pw1_bias.data(), C4, C);
-      pw2[bi].pack(ctx, b.pw2_weight.data(), b.pw2_bias.data(), C, C4);
-      float* d = grow(m.s1, M * C);
-      kernels::dwconv7(ctx, x, N, gg.H, gg.W, C, taps[bi].data(), b.dw_bias.data(), d);
-      float* t = grow(m.s2, M * C);
-      kernels::layer_norm_train(ctx, d, M, C, b.norm.weight.data(), b.norm.bias.data(), kBlockEps, t, grow(bs.xhat, M * C),
-                                grow(bs.rstd, M));
-      float* h = grow(bs.h, M * C4);
-      kernels::linear(ctx, M, t, C, pw1[bi].fwd, h, C4, false, Activation::Linear);
-      float* a = grow(bs.a, M * C4);
-      kernels::activation_out(ctx, act, h, a, M * C4);
-      float* z = grow(bs.z, M * C);
-      kernels::linear(ctx, M, a, C4, pw2[bi].fwd, z, C, false, Activation::Linear);
-      // x' = x + drop_path(γ ⊙ z), drop_path scaling whole samples by mask / keep_prob.
-      bs.scale = drop_scales(N, rates[bi], rng);
-      float* y = grow(m.maps[mi + 1], M * C);
-      const float* ls = b.layer_scale.empty() ? nullptr : b.layer_scale.data();
-      const int64_t per = M / N;
-      const float* scale = bs.scale.data();
-      parallel::for_each(M, ctx.threads, M * C > 32768, [&](int64_t r) {
-        const float sc = scale[r / per];
-        for (int64_t c = 0; c < C; ++c) y[r * C + c] = x[r * C + c] + sc * ((ls ? ls[c] : 1.0f) * z[r * C + c]);
-      });
+  size_t mi = 0, bi = 0, di = 0;  // the map, block and downsampling layer at hand
+  m.forward_embeddings(px);
+  for (const StageParams& st : m.net.stages) {
+    if (st.has_downsample) m.forward_downsample(st, di++, mi++);
+    for (const BlockParams& b : st.blocks) {
+      m.forward_block(b, bi, mi++, rates[bi], rng);
       ++bi;
-      ++mi;
     }
   }
-
-  // Head: mean over H, W, final LayerNorm, classifier.
-  const size_t last = mi;
-  const int64_t CL = geo[last].C, HW = geo[last].H * geo[last].W, L = cfg.num_labels();
-  kernels::mean_pool(m.maps[last].data(), N, HW, CL, grow(m.pooled, N * CL));
-  LinearPacks& cls = m.cls;
-  cls.pack(ctx, net.classifier_weight.data(), net.classifier_bias.data(), L, CL);
   Result r;
-  r.logits = Tensor({N, L});
-  const LayerNormSaved head_saved{grow(m.head_xhat, N * CL), grow(m.head_rstd, N)};
-  detail::classifier_head(ctx, m.pooled.data(), N, CL, net.final_norm.weight.data(), net.final_norm.bias.data(),
-                          static_cast<float>(cfg.layer_norm_eps), &cls.fwd, grow(m.pooled_normed, N * CL),
-                          r.logits.data(), &head_saved);
-  r.problem_type = cfg.problem_type.value_or("");
+  r.logits = m.forward_head(mi);
+  r.problem_type = m.net.config.problem_type.value_or("");
   Tensor dlogits;
   r.loss = loss_and_grad(r.logits, labels, r.problem_type, dlogits);
   if (loss_scale != 1.0f)
     for (int64_t i = 0; i < dlogits.numel(); ++i) dlogits[i] *= loss_scale;
 
-  // ---------------- backward ----------------
-  weight_grad(ctx, dlogits.data(), m.pooled_normed.data(), N, L, CL, grads.of(net.classifier_weight).data(), m.xpack);
-  kernels::column_sums(ctx, dlogits.data(), N, L, grads.of(net.classifier_bias).data());
-  std::vector<float> dp(static_cast<size_t>(N * CL));
-  kernels::linear(ctx, N, dlogits.data(), L, cls.bwd, dp.data(), CL, false, Activation::Linear);
-  kernels::layer_norm_backward(ctx, dp.data(), m.head_xhat.data(), m.head_rstd.data(), N, CL, net.final_norm.weight.data(),
-                               dp.data(), grads.of(net.final_norm.weight).data(), grads.of(net.final_norm.bias).data());
-  // The mean over H·W hands each pixel 1/HW of the pooled gradient.
-  float* G = grow(m.g, rows_of(last) * CL);
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t q = 0; q < HW; ++q)
-      for (int64_t c = 0; c < CL; ++c) G[(n * HW + q) * CL + c] = dp[static_cast<size_t>(n * CL + c)] / static_cast<float>(HW);
-
-  for (size_t s = net.stages.size(); s-- > 0;) {
-    StageParams& st = net.stages[s];
-    for (size_t j = st.blocks.size(); j-- > 0;) {
-      --bi;
-      --mi;
-      BlockParams& b = st.blocks[j];
-      Impl::BlockState& bs = m.blocks[bi];
-      const Geo gg = geo[mi];
-      const int64_t M = rows_of(mi), C = gg.C, C4 = 4 * C, per = M / N;
-      const float* x = m.maps[mi].data();
-      // G is d loss / d x'. The residual passes it to x unchanged; the branch gets G·scale_n.
-      float* dz = grow(m.s1, M * C);
-      const float* ls = b.layer_scale.empty() ? nullptr : b.layer_scale.data();
-      float* dls = ls ? grads.of(b.layer_scale).data() : nullptr;
-      // d γ = Σ (G·scale)·z: the product goes through dz, summed by column_sums.
-      const float* scale = bs.scale.data();
-      if (ls) {
-        parallel::for_each(M, ctx.threads, M * C > 32768, [&](int64_t r) {
-          for (int64_t c = 0; c < C; ++c) dz[r * C + c] = G[r * C + c] * scale[r / per] * bs.z[static_cast<size_t>(r * C + c)];
-        });
-        kernels::column_sums(ctx, dz, M, C, dls);
-      }
-      parallel::for_each(M, ctx.threads, M * C > 32768, [&](int64_t r) {
-        for (int64_t c = 0; c < C; ++c) dz[r * C + c] = G[r * C + c] * scale[r / per] * (ls ? ls[c] : 1.0f);
-      });
-      // pwconv2: dW2 += dzᵀ·a, da = dz·W2.
-      weight_grad(ctx, dz, bs.a.data(), M, C, C4, grads.of(b.pw2_weight).data(), m.xpack);
-      kernels::column_sums(ctx, dz, M, C, grads.of(b.pw2_bias).data());
-      float* dh = grow(m.s3, M * C4);
-      kernels::linear(ctx, M, dz, C, pw2[bi].bwd, dh, C4, false, Activation::Linear);
-      kernels::activation_backward(ctx, act, bs.h.data(), dh, dh, M * C4);
-      // pwconv1: t = x̂·γ + β again, dW1 += dhᵀ·t, dt = dh·W1.
-      float* t = grow(m.s2, M * C);
-      const float* gam = b.norm.weight.data();
-      const float* bet = b.norm.bias.data();
-      parallel::for_each(M, ctx.threads, M * C > 32768, [&](int64_t r) {
-        for (int64_t c = 0; c < C; ++c) t[r * C + c] = bs.xhat[static_cast<size_t>(r * C + c)] * gam[c] + bet[c];
-      });
-      weight_grad(ctx, dh, t, M, C4, C, grads.of(b.pw1_weight).data(), m.xpack);
-      kernels::column_sums(ctx, dh, M, C4, grads.of(b.pw1_bias).data());
-      float* dt = t;
-      kernels::linear(ctx, M, dh, C4, pw1[bi].bwd, dt, C, false, Activation::Linear);
-      kernels::layer_norm_backward(ctx, dt, bs.xhat.data(), bs.rstd.data(), M, C, gam, dt, grads.of(b.norm.weight).data(),
-                                   grads.of(b.norm.bias).data());
-      // Depthwise conv: its input gradient joins the residual's.
-      float* dx = dz;  // dz is no longer needed
-      std::vector<float> dw49(static_cast<size_t>(49 * C), 0.0f);
-      kernels::dwconv7_backward(ctx, x, dt, N, gg.H, gg.W, C, taps[bi].data(), dx, dw49.data(), grads.of(b.dw_bias).data());
-      float* gdw = grads.of(b.dw_weight).data();
-      for (int64_t c = 0; c < C; ++c)
-        for (int64_t tp = 0; tp < 49; ++tp) gdw[c * 49 + tp] += dw49[static_cast<size_t>(tp * C + c)];
-      parallel::for_each(M * C, ctx.threads, M * C > 32768, [&](int64_t i) {
-        G[i] += dx[i];
-      });
-    }
-    if (st.has_downsample) {
-      --di;
-      --mi;
-      Impl::DownState& ds = m.downs[di];
-      const Geo gi = geo[mi], go = geo[mi + 1];
-      const int64_t Mi = rows_of(mi), Mo = rows_of(mi + 1), K = 4 * gi.C;
-      kernels::patchify_nhwc(ctx, ds.t.data(), N, gi.H, gi.W, gi.C, 2, grow(m.patches, Mo * K));
-      std::vector<float> dlin(static_cast<size_t>(go.C * K), 0.0f);
-      weight_grad(ctx, G, m.patches.data(), Mo, go.C, K, dlin.data(), m.xpack);
-      kernels::patch_linear_to_conv_weight_add(dlin.data(), go.C, gi.C, 2, grads.of(st.down_weight).data());
-      kernels::column_sums(ctx, G, Mo, go.C, grads.of(st.down_bias).data());
-      float* dpatch = grow(m.dpatch, Mo * K);
-      kernels::linear(ctx, Mo, G, go.C, down_packs[di].bwd, dpatch, K, false, Activation::Linear);
-      float* dt = grow(m.s1, Mi * gi.C);
-      kernels::unpatchify_nhwc(ctx, dpatch, N, gi.H, gi.W, gi.C, 2, dt);
-      G = grow(m.g, Mi * gi.C);  // the same buffer, now for the larger map (G's old values are consumed)
-      kernels::layer_norm_backward(ctx, dt, ds.xhat.data(), ds.rstd.data(), Mi, gi.C, st.down_norm.weight.data(), G,
-                                   grads.of(st.down_norm.weight).data(), grads.of(st.down_norm.bias).data());
-    }
+  float* G = m.backward_head(dlogits, mi, grads);
+  for (size_t s = m.net.stages.size(); s-- > 0;) {
+    const StageParams& st = m.net.stages[s];
+    for (size_t j = st.blocks.size(); j-- > 0;) m.backward_block(st.blocks[j], --bi, --mi, G, grads);
+    if (st.has_downsample) G = m.backward_downsample(st, --di, --mi, G, grads);
   }
-
-  // Embeddings.
-  float* dy0 = grow(m.s1, M0 * C0);
-  kernels::layer_norm_backward(ctx, G, m.stem_xhat.data(), m.stem_rstd.data(), M0, C0, net.embed_norm.weight.data(), dy0,
-                               grads.of(net.embed_norm.weight).data(), grads.of(net.embed_norm.bias).data());
-  kernels::patchify_nchw(ctx, px.data(), N, Cin, Hin, Win, p, grow(m.patches, M0 * Kp));
-  std::vector<float> dlin(static_cast<size_t>(C0 * Kp), 0.0f);
-  weight_grad(ctx, dy0, m.patches.data(), M0, C0, Kp, dlin.data(), m.xpack);
-  kernels::patch_linear_to_conv_weight_add(dlin.data(), C0, Cin, p, grads.of(net.patch_weight).data());
-  kernels::column_sums(ctx, dy0, M0, C0, grads.of(net.patch_bias).data());
-  if (grad_pixels) {
-    float* dpatch = grow(m.dpatch, M0 * Kp);
-    kernels::linear(ctx, M0, dy0, C0, stem.bwd, dpatch, Kp, false, Activation::Linear);
-    *grad_pixels = Tensor({N, Cin, Hin, Win});
-    kernels::unpatchify_nchw(ctx, dpatch, N, Cin, Hin, Win, p, grad_pixels->data());
-  }
+  m.backward_embeddings(px, G, grads, grad_pixels);
   return r;
 }
 
