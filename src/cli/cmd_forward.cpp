@@ -38,7 +38,76 @@ Labels read_labels(const TensorFile& f) {
   return Labels::classes(f.get_int64("labels"));
 }
 
-nlohmann::json describe(const Tensor& t) { return {{"shape", t.shape()}}; }
+// The output file and its summary, filled tensor by tensor.
+struct Outputs {
+  TensorFileWriter file;
+  nlohmann::json summary;
+  void put(const std::string& name, const Tensor& t) {
+    file.add(name, t);
+    summary["outputs"][name] = {{"shape", t.shape()}};
+  }
+  void put_hidden(const std::vector<Tensor>& hs) {
+    for (size_t i = 0; i < hs.size(); ++i) put("hidden_states." + std::to_string(i), hs[i]);
+  }
+};
+
+// The top-1 class of each image, when the logits are class scores.
+nlohmann::json predictions(const Tensor& logits, const ConvNextConfig& cfg) {
+  nlohmann::json preds = nlohmann::json::array();
+  const int64_t L = logits.dim(1);
+  for (int64_t n = 0; n < logits.dim(0); ++n) {
+    int64_t best = 0;
+    for (int64_t j = 1; j < L; ++j)
+      if (logits[n * L + j] > logits[n * L + best]) best = j;
+    preds.push_back({{"index", best}, {"label", cfg.id2label.at(best)}, {"logit", logits[n * L + best]}});
+  }
+  return preds;
+}
+
+void run_classifier(const std::string& dir, const LoadOptions& opts, const Tensor& px, const std::optional<Labels>& labels,
+                    bool hidden, Outputs& o) {
+  auto model = ConvNextForImageClassification::from_pretrained(dir, opts);
+  for (const auto& warn : model.load_warnings()) std::fprintf(stderr, "convnext forward: warning: %s\n", warn.c_str());
+  auto out = model.forward(px, labels ? &*labels : nullptr, hidden);
+  o.put("logits", out.logits);
+  if (out.loss) {
+    o.put("loss", Tensor({1}, {*out.loss}));
+    o.summary["loss"] = *out.loss;
+    o.summary["problem_type"] = out.problem_type;
+  }
+  o.put("pooler_output", out.pooler_output);
+  o.put("last_hidden_state", out.last_hidden_state);
+  o.put_hidden(out.hidden_states);
+  if (model.config().num_labels() > 1) o.summary["predictions"] = predictions(out.logits, model.config());
+}
+
+void run_model(const std::string& dir, const LoadOptions& opts, const Tensor& px, bool hidden, Outputs& o) {
+  auto out = ConvNextModel::from_pretrained(dir, opts).forward(px, hidden);
+  o.put("pooler_output", out.pooler_output);
+  o.put("last_hidden_state", out.last_hidden_state);
+  o.put_hidden(out.hidden_states);
+}
+
+void run_backbone(const std::string& dir, const LoadOptions& opts, const Tensor& px, bool hidden, Outputs& o) {
+  auto out = ConvNextBackbone::from_pretrained(dir, opts).forward(px, hidden);
+  for (size_t i = 0; i < out.feature_maps.size(); ++i) o.put("feature_maps." + std::to_string(i), out.feature_maps[i]);
+  o.put_hidden(out.hidden_states);
+}
+
+void print_summary(const nlohmann::json& summary, const std::string& model_dir, const Tensor& px) {
+  std::printf("%s (%s) on pixel_values %s -> %s\n", model_dir.c_str(), summary["architecture"].get<std::string>().c_str(),
+              shape_str(px.shape()).c_str(), summary["output"].get<std::string>().c_str());
+  for (auto& [name, d] : summary["outputs"].items())
+    std::printf("  %-20s %s\n", name.c_str(), shape_str(d["shape"].get<Shape>()).c_str());
+  if (summary.contains("loss"))
+    std::printf("  loss = %.6g (%s)\n", summary["loss"].get<double>(), summary["problem_type"].get<std::string>().c_str());
+  if (summary.contains("predictions"))
+    for (size_t n = 0; n < summary["predictions"].size(); ++n) {
+      const auto& p = summary["predictions"][n];
+      std::printf("  image %zu: %s (class %lld, logit %.4f)\n", n, p["label"].get<std::string>().c_str(),
+                  static_cast<long long>(p["index"].get<int64_t>()), p["logit"].get<double>());
+    }
+}
 
 }  // namespace
 
@@ -64,79 +133,17 @@ int cmd_forward(int argc, char** argv, int first) {
   if (in.contains("labels")) labels = read_labels(in);
 
   const ConvNextConfig config = config_of_checkpoint(model_dir);
-  TensorFileWriter w;
-  nlohmann::json summary = {{"model", model_dir}, {"architecture", architecture_name(config.architecture())}};
-  auto put = [&](const std::string& name, const Tensor& t) {
-    w.add(name, t);
-    summary["outputs"][name] = describe(t);
-  };
-  auto put_hidden = [&](const std::vector<Tensor>& hs) {
-    for (size_t i = 0; i < hs.size(); ++i) put("hidden_states." + std::to_string(i), hs[i]);
-  };
-
+  Outputs o;
+  o.summary = {{"model", model_dir}, {"architecture", architecture_name(config.architecture())}};
   switch (config.architecture()) {
-    case Architecture::ForImageClassification: {
-      auto model = ConvNextForImageClassification::from_pretrained(model_dir, opts);
-      for (const auto& warn : model.load_warnings()) std::fprintf(stderr, "convnext forward: warning: %s\n", warn.c_str());
-      auto out = model.forward(px, labels ? &*labels : nullptr, hidden);
-      put("logits", out.logits);
-      if (out.loss) {
-        put("loss", Tensor({1}, {*out.loss}));
-        summary["loss"] = *out.loss;
-        summary["problem_type"] = out.problem_type;
-      }
-      put("pooler_output", out.pooler_output);
-      put("last_hidden_state", out.last_hidden_state);
-      put_hidden(out.hidden_states);
-      const auto& cfg = model.config();
-      if (cfg.num_labels() > 1) {
-        nlohmann::json preds = nlohmann::json::array();
-        const int64_t L = out.logits.dim(1);
-        for (int64_t n = 0; n < out.logits.dim(0); ++n) {
-          int64_t best = 0;
-          for (int64_t j = 1; j < L; ++j)
-            if (out.logits[n * L + j] > out.logits[n * L + best]) best = j;
-          preds.push_back({{"index", best}, {"label", cfg.id2label.at(best)}, {"logit", out.logits[n * L + best]}});
-        }
-        summary["predictions"] = preds;
-      }
-      break;
-    }
-    case Architecture::Model: {
-      auto model = ConvNextModel::from_pretrained(model_dir, opts);
-      auto out = model.forward(px, hidden);
-      put("pooler_output", out.pooler_output);
-      put("last_hidden_state", out.last_hidden_state);
-      put_hidden(out.hidden_states);
-      break;
-    }
-    case Architecture::Backbone: {
-      auto model = ConvNextBackbone::from_pretrained(model_dir, opts);
-      auto out = model.forward(px, hidden);
-      for (size_t i = 0; i < out.feature_maps.size(); ++i) put("feature_maps." + std::to_string(i), out.feature_maps[i]);
-      put_hidden(out.hidden_states);
-      break;
-    }
+    case Architecture::ForImageClassification: run_classifier(model_dir, opts, px, labels, hidden, o); break;
+    case Architecture::Model: run_model(model_dir, opts, px, hidden, o); break;
+    case Architecture::Backbone: run_backbone(model_dir, opts, px, hidden, o); break;
   }
-  w.save(output);
-  summary["output"] = output;
-
-  if (a.has("json")) {
-    std::printf("%s\n", summary.dump().c_str());
-    return 0;
-  }
-  std::printf("%s (%s) on pixel_values %s -> %s\n", model_dir.c_str(), summary["architecture"].get<std::string>().c_str(),
-              shape_str(px.shape()).c_str(), output.c_str());
-  for (auto& [name, d] : summary["outputs"].items())
-    std::printf("  %-20s %s\n", name.c_str(), shape_str(d["shape"].get<Shape>()).c_str());
-  if (summary.contains("loss"))
-    std::printf("  loss = %.6g (%s)\n", summary["loss"].get<double>(), summary["problem_type"].get<std::string>().c_str());
-  if (summary.contains("predictions"))
-    for (size_t n = 0; n < summary["predictions"].size(); ++n) {
-      const auto& p = summary["predictions"][n];
-      std::printf("  image %zu: %s (class %lld, logit %.4f)\n", n, p["label"].get<std::string>().c_str(),
-                  static_cast<long long>(p["index"].get<int64_t>()), p["logit"].get<double>());
-    }
+  o.file.save(output);
+  o.summary["output"] = output;
+  if (a.has("json")) std::printf("%s\n", o.summary.dump().c_str());
+  else print_summary(o.summary, model_dir, px);
   return 0;
 }
 

@@ -175,6 +175,82 @@ ConvNextConfig resolve_config(const std::string& path, io::Checkpoint& ckpt, std
   return io::infer_config(served, ckpt.origin(), notes);
 }
 
+namespace {
+
+// Fills a Parameters from an open checkpoint, tensor by tensor, with transformers' rules for what
+// may differ: a head the checkpoint's own class lacks starts fresh, a shape mismatch is fresh
+// with ignore_mismatched_sizes, anything else missing, misshapen or left over is an Error.
+class CheckpointFiller {
+ public:
+  CheckpointFiller(io::Checkpoint& ckpt, Parameters& params, const LoadOptions& options, Architecture saved_arch)
+      : ckpt_(ckpt), params_(params), options_(options), saved_arch_(saved_arch),
+        has_prefix_(ckpt.contains("convnext.embeddings.patch_embeddings.weight")) {}
+
+  void fill() {
+    params_.for_each_parameter([&](const std::string& name, Tensor& t) { fill_one(name, t); });
+    for (const std::string& name : ckpt_.names())
+      if (!used_.count(name)) leftover(name);
+  }
+
+ private:
+  // The checkpoint's name of a parameter: the body under "convnext." when the classifier saved it.
+  std::string source_name(const std::string& name) const {
+    if (name.starts_with("classifier.") || name.starts_with("hidden_states_norms.")) return name;
+    const std::string bare = name.starts_with("convnext.") ? name.substr(9) : name;
+    return has_prefix_ ? "convnext." + bare : bare;
+  }
+  std::string stored_as(const std::string& n) const {
+    const std::string s = ckpt_.stored_name(n);
+    return s == n ? std::string() : " (stored as '" + s + "')";
+  }
+  bool other_class() const { return params_.arch != saved_arch_; }
+
+  void fill_one(const std::string& name, Tensor& t) {
+    const std::string src = source_name(name);
+    if (!ckpt_.contains(src)) {
+      if (!(other_class() && is_head_parameter(name)))
+        throw Error(ckpt_.origin() + ": missing tensor '" + src + "' (expected shape " + shape_str(t.shape()) + ")");
+      params_.init_parameter(name, t, options_.seed);  // a head the checkpoint's class lacks, as in transformers
+      params_.warnings.push_back("'" + name + "' is not in the checkpoint (saved as " + architecture_name(saved_arch_) +
+                                 "): newly initialised");
+      return;
+    }
+    used_.insert(src);
+    const Shape have = ckpt_.shape(src);
+    if (have == t.shape()) {
+      t = ckpt_.get(src);
+      return;
+    }
+    if (!options_.ignore_mismatched_sizes)
+      throw Error(ckpt_.origin() + ": tensor '" + src + "'" + stored_as(src) + " has shape " + shape_str(have) +
+                  ", the config expects " + shape_str(t.shape()) +
+                  (name.starts_with("classifier.") ? " (a different number of labels? see --ignore-mismatched-sizes)" : ""));
+    params_.init_parameter(name, t, options_.seed);
+    params_.warnings.push_back("'" + src + "' has shape " + shape_str(have) + " in the checkpoint and " +
+                               shape_str(t.shape()) + " in the model: newly initialised (ignore_mismatched_sizes)");
+  }
+
+  void leftover(const std::string& name) {
+    const std::string bare = name.starts_with("convnext.") ? name.substr(9) : name;
+    if (other_class() && (is_head_parameter(name) || is_head_parameter(bare))) {
+      params_.warnings.push_back("'" + name + "' is not used by " + std::string(architecture_name(params_.arch)));
+      return;
+    }
+    throw Error(ckpt_.origin() + ": unexpected tensor '" + name + "'" + stored_as(name) + " (shape " +
+                shape_str(ckpt_.shape(name)) + ") is not a parameter of " + architecture_name(params_.arch) +
+                " with this config");
+  }
+
+  io::Checkpoint& ckpt_;
+  Parameters& params_;
+  const LoadOptions& options_;
+  const Architecture saved_arch_;
+  const bool has_prefix_;
+  std::set<std::string> used_;
+};
+
+}  // namespace
+
 std::shared_ptr<Parameters> Parameters::load(const std::string& model, const LoadOptions& options, Architecture arch,
                                              const std::function<void(Parameters&)>& pack) {
   const std::string path = io::resolve_model_path(model);  // a hub id ("facebook/convnext-tiny-224") → its cached snapshot
@@ -184,67 +260,16 @@ std::shared_ptr<Parameters> Parameters::load(const std::string& model, const Loa
   const Architecture saved_arch = config.architecture();
   if (options.num_labels) config.set_num_labels(*options.num_labels);
   config.architectures = {architecture_name(arch)};
-  auto net = std::make_shared<Parameters>(config, arch);
-  net->warnings = notes;
-  net->weights_format = ckpt.format();
-  net->weights_dtype = ckpt.dtype_summary();
-  net->weights_bytes = ckpt.file_bytes();
-
-  // The prefix the checkpoint uses for the body: "convnext." when saved by the classifier.
-  const bool has_prefix = ckpt.contains("convnext.embeddings.patch_embeddings.weight");
-  auto source_name = [&](const std::string& name) -> std::string {
-    if (is_head_parameter(name) && name.starts_with("classifier.")) return name;
-    if (name.starts_with("hidden_states_norms.")) return name;
-    const std::string bare = name.starts_with("convnext.") ? name.substr(9) : name;
-    return has_prefix ? "convnext." + bare : bare;
-  };
-
-  auto stored_as = [&](const std::string& n) {
-    const std::string s = ckpt.stored_name(n);
-    return s == n ? std::string() : " (stored as '" + s + "')";
-  };
-  std::set<std::string> used;
-  net->for_each_parameter([&](const std::string& name, Tensor& t) {
-    const std::string src = source_name(name);
-    if (!ckpt.contains(src)) {
-      // A head the checkpoint's own class does not have starts fresh, as in transformers.
-      if (arch != saved_arch && is_head_parameter(name)) {
-        net->init_parameter(name, t, options.seed);
-        net->warnings.push_back("'" + name + "' is not in the checkpoint (saved as " + architecture_name(saved_arch) +
-                                "): newly initialised");
-        return;
-      }
-      throw Error(ckpt.origin() + ": missing tensor '" + src + "' (expected shape " + shape_str(t.shape()) + ")");
-    }
-    used.insert(src);
-    const Shape have = ckpt.shape(src);
-    if (have != t.shape()) {
-      if (options.ignore_mismatched_sizes) {
-        net->init_parameter(name, t, options.seed);
-        net->warnings.push_back("'" + src + "' has shape " + shape_str(have) + " in the checkpoint and " +
-                                shape_str(t.shape()) + " in the model: newly initialised (ignore_mismatched_sizes)");
-        return;
-      }
-      throw Error(ckpt.origin() + ": tensor '" + src + "'" + stored_as(src) + " has shape " + shape_str(have) + ", the config expects " +
-                  shape_str(t.shape()) + (name.starts_with("classifier.") ? " (a different number of labels? see --ignore-mismatched-sizes)" : ""));
-    }
-    t = ckpt.get(src);
-  });
-  for (const std::string& name : ckpt.names()) {
-    if (used.count(name)) continue;
-    const std::string bare = name.starts_with("convnext.") ? name.substr(9) : name;
-    if (arch != saved_arch && (is_head_parameter(name) || is_head_parameter(bare))) {
-      net->warnings.push_back("'" + name + "' is not used by " + std::string(architecture_name(arch)));
-      continue;
-    }
-    throw Error(ckpt.origin() + ": unexpected tensor '" + name + "'" + stored_as(name) + " (shape " + shape_str(ckpt.shape(name)) +
-                ") is not a parameter of " + architecture_name(arch) + " with this config");
-  }
-  if (pack) pack(*net);
+  auto params = std::make_shared<Parameters>(config, arch);
+  params->warnings = notes;
+  params->weights_format = ckpt.format();
+  params->weights_dtype = ckpt.dtype_summary();
+  params->weights_bytes = ckpt.file_bytes();
+  CheckpointFiller(ckpt, *params, options, saved_arch).fill();
+  if (pack) pack(*params);
   if (options.inference_only) ckpt.release_resident_pages();  // what packing touched of the small tensors too
-  return net;
+  return params;
 }
-
 
 void check_pixel_values(const ConvNextConfig& config, const Tensor& px) {
   if (px.ndim() != 4)
