@@ -112,6 +112,10 @@ class CONVNEXT_API ConvNextImageProcessor {
 
   // The files decoded as load_image does: exif_transpose, then convert("RGB") (or "L").
   static ImageU8 load_image(const std::string& path, int64_t channels = 3, const DecodeSettings& settings = {});
+  // The same for an encoded image in memory (JPEG, PNG, WebP, BMP, PNM: detected from the bytes);
+  // `name` starts every error message. The pixel limit is checked before anything is decoded.
+  static ImageU8 decode_image(const void* data, size_t size, const std::string& name = "image", int64_t channels = 3,
+                              const DecodeSettings& settings = {});
 
  private:
   ImageProcessorConfig config_;

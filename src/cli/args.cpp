@@ -28,6 +28,7 @@ Args::Args(int argc, char** argv, int first, const std::set<std::string>& flags,
         value = argv[++i];
       }
       values_[key] = value;
+      all_[key].push_back(value);
     } else {
       throw Error("unknown option --" + key + " (see --help)");
     }
@@ -47,6 +48,11 @@ DType Args::dtype(std::initializer_list<DType> allowed) const {
 std::string Args::get(const std::string& name, const std::string& fallback) const {
   auto it = values_.find(name);
   return it == values_.end() ? fallback : it->second;
+}
+
+std::vector<std::string> Args::get_all(const std::string& name) const {
+  auto it = all_.find(name);
+  return it == all_.end() ? std::vector<std::string>{} : it->second;
 }
 
 std::string Args::required(const std::string& name) const {

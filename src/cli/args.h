@@ -17,6 +17,8 @@ class Args {
 
   bool has(const std::string& name) const { return values_.count(name) > 0; }
   std::string get(const std::string& name, const std::string& fallback = "") const;
+  // Every value of an option given more than once (--model a --model b), in order.
+  std::vector<std::string> get_all(const std::string& name) const;
   std::string required(const std::string& name) const;
   int64_t get_int(const std::string& name, int64_t fallback) const;
   double get_double(const std::string& name, double fallback) const;
@@ -31,7 +33,8 @@ class Args {
   DType dtype(std::initializer_list<DType> allowed = {DType::F32, DType::BF16}) const;
 
  private:
-  std::map<std::string, std::string> values_;
+  std::map<std::string, std::string> values_;  // the last value of each
+  std::map<std::string, std::vector<std::string>> all_;
   std::vector<std::string> positional_;
 };
 

@@ -190,17 +190,31 @@ Tensor ConvNextImageProcessor::preprocess(const std::vector<ImageU8>& images) co
   return stack(outs);
 }
 
-ImageU8 ConvNextImageProcessor::load_image(const std::string& path, int64_t channels, const DecodeSettings& settings) {
+namespace {
+image::DecodeOptions decode_options(const DecodeSettings& settings) {
   image::DecodeOptions o;
   o.exif_transpose = settings.exif_transpose;
   o.max_pixels = settings.max_pixels;
-  Image img = image::load_image(path, channels == 1 ? image::ColorMode::L : image::ColorMode::RGB, o);
+  return o;
+}
+ImageU8 as_u8(Image&& img) {
   ImageU8 u;
   u.width = img.width;
   u.height = img.height;
   u.channels = img.channels;
   u.pixels = std::move(img.pixels);
   return u;
+}
+}  // namespace
+
+ImageU8 ConvNextImageProcessor::load_image(const std::string& path, int64_t channels, const DecodeSettings& settings) {
+  return as_u8(image::load_image(path, channels == 1 ? image::ColorMode::L : image::ColorMode::RGB, decode_options(settings)));
+}
+
+ImageU8 ConvNextImageProcessor::decode_image(const void* data, size_t size, const std::string& name, int64_t channels,
+                                             const DecodeSettings& settings) {
+  return as_u8(image::decode_image(static_cast<const uint8_t*>(data), size, name,
+                                   channels == 1 ? image::ColorMode::L : image::ColorMode::RGB, decode_options(settings)));
 }
 
 std::vector<PreprocessedFile> ConvNextImageProcessor::preprocess_each(const std::vector<std::string>& paths,
