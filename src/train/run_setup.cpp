@@ -102,4 +102,11 @@ LoaderOptions loader_options(const TrainOptions& o) {
   return lopt;
 }
 
+EvalOptions eval_options(const TrainOptions& o) {
+  EvalOptions eo;
+  eo.batch_size = std::max<int64_t>(o.batch_size, 32);
+  eo.workers = std::max(1, o.workers);
+  return eo;
+}
+
 }  // namespace convnext::train

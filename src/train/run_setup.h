@@ -48,5 +48,7 @@ RunLength plan_length(const TrainOptions& o, std::optional<Resumed>& resumed, co
 
 AdamWOptions adamw_options(const TrainOptions& o);
 LoaderOptions loader_options(const TrainOptions& o);
+// The evaluation pass: batches of at least 32 read by the run's --workers.
+EvalOptions eval_options(const TrainOptions& o);
 
 }  // namespace convnext::train

@@ -70,9 +70,9 @@ float Model::forward_backward(const Batch& b, float loss_scale, std::mt19937_64*
   return impl_->graph.forward_backward(b.pixel_values, b.labels, impl_->grads, loss_scale, rng).loss;
 }
 
-EvalResult Model::evaluate(const DataSource& data, int64_t batch_size) {
+EvalResult Model::evaluate(const DataSource& data, const EvalOptions& options) {
   impl_->net->prepare(false);  // evaluation runs the inference kernels: repack the weights as they are now
-  return train::evaluate(*impl_->net, data, batch_size);
+  return train::evaluate(*impl_->net, data, options);
 }
 
 void Model::save(const std::string& dir) { detail::save_network(*impl_->net, dir); }

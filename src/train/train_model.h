@@ -32,7 +32,7 @@ class Model {
   // added to grads(); returns its loss. `rng` draws the stochastic depth.
   float forward_backward(const Batch& b, float loss_scale, std::mt19937_64* rng);
   // The loss and accuracy on `data` of the weights as they are now.
-  EvalResult evaluate(const DataSource& data, int64_t batch_size);
+  EvalResult evaluate(const DataSource& data, const EvalOptions& options);
   void save(const std::string& dir);  // config.json and model.safetensors
 
  private:

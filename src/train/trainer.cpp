@@ -290,7 +290,7 @@ void TrainRun::end_epoch(Loader& loader) {
 // The evaluation data's loss (and accuracy) now: in log.jsonl, the curves and on stderr.
 void TrainRun::evaluate_now(bool final_eval) {
   if (!eval_data_) return;
-  const EvalResult er = model_.evaluate(*eval_data_, std::max<int64_t>(o_.batch_size, 32));
+  const EvalResult er = model_.evaluate(*eval_data_, eval_options(o_));
   json j = {{"step", pos_.step}, {"epoch", pos_.epoch}, {"eval_loss", er.loss}, {"eval_examples", er.count}};
   if (er.classification) {
     j["eval_accuracy"] = er.top1;
