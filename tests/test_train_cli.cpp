@@ -107,6 +107,61 @@ TEST(TrainCli, EvalReproducesTransformersAccuracy) {
   fs::remove_all(out);
 }
 
+// A P6 PPM of w x h pixels from a seeded pattern.
+void write_ppm(const std::string& path, int w, int h, int seed) {
+  std::ofstream f(path, std::ios::binary);
+  f << "P6 " << w << " " << h << " 255\n";
+  for (int i = 0; i < w * h * 3; ++i) f.put(static_cast<char>((i * 31 + seed * 97 + (i * i) % 11) & 0xff));
+}
+
+// `eval` reads its batches with the training loader: --workers W threads, and the same report
+// for any W. The library takes the count in EvalOptions::workers, and the loader checks it.
+TEST(TrainCli, EvalWorkersChangeOnlyTheSpeed) {
+  const std::string out = tmpdir("eval_workers");
+  for (int c = 0; c < 3; ++c) {  // images of several sizes (the processor resizes them), one unreadable
+    fs::create_directories(out + "/imgs/class" + std::to_string(c));
+    for (int k = 0; k < 5; ++k)
+      write_ppm(out + "/imgs/class" + std::to_string(c) + "/" + std::to_string(k) + ".ppm", 20 + 3 * k, 24 + 2 * c, 5 * c + k);
+  }
+  std::ofstream(out + "/imgs/class1/broken.ppm") << "not an image";
+  std::ofstream(out + "/config.json") << R"({"hidden_sizes": [8, 16], "depths": [1, 1], "num_stages": 2, "num_labels": 3,
+    "image_size": 32})";
+  ASSERT_EQ(run("init --config " + out + "/config.json --output " + out + "/model").status, 0);
+  const std::string eval = "eval --model " + out + "/model --data " + out + "/imgs --batch-size 4 --threads 1 --json";
+  std::map<int, nlohmann::json> reports;
+  for (int workers : {1, 3}) {
+    const CliRun r = run(eval + " --workers " + std::to_string(workers));
+    ASSERT_EQ(r.status, 0) << r.err;
+    reports[workers] = nlohmann::json::parse(r.out);
+    reports[workers].erase("seconds");
+  }
+  EXPECT_EQ(reports[1], reports[3]);
+  EXPECT_EQ(reports[1]["examples"].get<int64_t>(), 15);
+  EXPECT_EQ(reports[1]["skipped"].get<int64_t>(), 1);
+
+  const CliRun bad = run(eval + " --workers 0");
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.err.find("--workers must be between 1 and 1024"), std::string::npos) << bad.err;
+  EXPECT_NE(run("eval --help").out.find("--workers W"), std::string::npos);
+
+  EvalOptions eo;
+  eo.batch_size = 4;
+  eo.workers = 0;  // the calling thread reads every batch
+  EvalResult direct = evaluate_dataset(out + "/model", out + "/imgs", eo);
+  direct.seconds = 0;
+  auto j = nlohmann::json::parse(eval_json(direct));
+  j.erase("seconds");
+  EXPECT_EQ(j, reports[1]);
+  eo.workers = -1;
+  try {
+    evaluate_dataset(out + "/model", out + "/imgs", eo);
+    ADD_FAILURE() << "workers -1 was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("workers"), std::string::npos) << e.what();
+  }
+  fs::remove_all(out);
+}
+
 // The model this project trained (models/convnext-fashion-mnist): `convnext eval` on the 10,000
 // Fashion-MNIST test images reproduces the accuracy of its model card (eval.json), which is >= 0.92.
 TEST(TrainCli, ShippedModelReachesItsAccuracy) {

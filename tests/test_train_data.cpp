@@ -5,13 +5,19 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
 #include <numeric>
+#include <set>
+#include <thread>
 
 #include "convnext/error.h"
 #include "io/safetensors.h"
 #include "test_util.h"
 #include "train/data.h"
+#include "train/evaluate.h"
 
 namespace convnext::test {
 namespace {
@@ -561,6 +567,88 @@ TEST_F(TrainData, OtherErrorsPropagate) {
   Loader loader(*mixed, o, 0);
   Batch b;
   EXPECT_THROW(loader.next(b), Error);
+}
+
+// Records the threads that prepare its examples. Each call to get() waits (up to 10 s) until
+// `meet` calls have been inside at once, so a loader with that many workers shows every one.
+class ThreadRecordingSource : public DataSource {
+ public:
+  ThreadRecordingSource(int64_t n, int meet) : n_(n), meet_(meet) {}
+  int64_t size() const override { return n_; }
+  std::vector<std::string> class_names() const override { return {}; }
+  std::string origin() const override { return "recording"; }
+  train::Example get(int64_t i, const Augment&, std::mt19937_64&) const override {
+    std::unique_lock<std::mutex> lk(mu_);
+    threads_.insert(std::this_thread::get_id());
+    most_inside_ = std::max(most_inside_, ++inside_);
+    cv_.notify_all();
+    cv_.wait_for(lk, std::chrono::seconds(10), [&] { return most_inside_ >= meet_; });
+    --inside_;
+    train::Example ex;
+    ex.pixels = Tensor({1, 2, 2});
+    ex.label = i % 2;
+    return ex;
+  }
+  std::set<std::thread::id> threads() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return threads_;
+  }
+  int most_inside() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return most_inside_;
+  }
+
+ private:
+  const int64_t n_;
+  const int meet_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  mutable std::set<std::thread::id> threads_;
+  mutable int inside_ = 0, most_inside_ = 0;
+};
+
+// LoaderOptions::workers is the number of threads that read examples (0: the caller's own).
+TEST_F(TrainData, LoaderReadsWithTheWorkersItIsGiven) {
+  for (int workers : {0, 1, 3}) {
+    SCOPED_TRACE(workers);
+    const ThreadRecordingSource src(12, std::max(1, workers));
+    LoaderOptions o;
+    o.batch_size = 4;
+    o.workers = workers;
+    Loader loader(src, o, 0);
+    Batch b;
+    int64_t seen = 0;
+    while (loader.next(b)) seen += b.pixel_values.dim(0);
+    EXPECT_EQ(seen, 12);
+    const std::set<std::thread::id> threads = src.threads();
+    if (workers == 0) {
+      EXPECT_EQ(threads, std::set<std::thread::id>{std::this_thread::get_id()});
+    } else {
+      EXPECT_EQ(threads.size(), static_cast<size_t>(workers));
+      EXPECT_EQ(threads.count(std::this_thread::get_id()), 0u);
+    }
+    EXPECT_EQ(src.most_inside(), std::max(1, workers));
+  }
+  const ThreadRecordingSource src(4, 1);
+  for (int workers : {-1, 1025}) {
+    LoaderOptions o;
+    o.workers = workers;
+    EXPECT_THROW(Loader(src, o, 0), Error) << workers;
+  }
+}
+
+// Evaluation reads its batches with the same loader: in order, unaugmented, with EvalOptions'
+// batch size and workers.
+TEST(TrainEval, LoaderOptionsComeFromEvalOptions) {
+  EvalOptions eo;
+  eo.batch_size = 5;
+  eo.workers = 3;
+  const LoaderOptions lo = train::eval_loader_options(eo);
+  EXPECT_EQ(lo.batch_size, 5);
+  EXPECT_EQ(lo.workers, 3);
+  EXPECT_FALSE(lo.shuffle);
+  EXPECT_FALSE(lo.augment.enabled);
+  EXPECT_EQ(train::eval_loader_options(EvalOptions{}).workers, 2);
 }
 
 // ---- augmentation ----------------------------------------------------------------

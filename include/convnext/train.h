@@ -80,6 +80,9 @@ struct EvalResult {
 struct EvalOptions {
   int64_t batch_size = 64;
   std::function<void(int64_t done, int64_t total)> progress;  // after each batch
+  // Threads that read and preprocess the next batches while the model runs (0..1024; 0: the
+  // calling thread reads each batch in turn). The results do not depend on it.
+  int workers = 2;
 };
 
 // Evaluates the ConvNextForImageClassification checkpoint `model` (a directory, hub id or any

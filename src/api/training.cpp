@@ -23,7 +23,7 @@ EvalResult evaluate_dataset(const std::string& model, const std::string& data, c
   if (proc_dir.empty()) proc_dir.push_back('.');  // not = ".": GCC 12 warns falsely (-Wrestrict, PR 105329)
   const auto proc = ConvNextImageProcessor::from_pretrained(proc_dir);
   const auto source = train::DataSource::open(data, proc, config.num_channels, config.num_labels());
-  return train::evaluate(*state->plan(), *source, options.batch_size, options.progress);
+  return train::evaluate(*state->plan(), *source, options);
 }
 
 std::string eval_json(const EvalResult& r) { return train::eval_json(r); }

@@ -68,12 +68,21 @@ output:
   --json                       print a JSON summary line on stdout at the end
 )";
 
-const char* kEvalHelp = R"(usage: convnext eval --model DIR --data PATH [--batch-size B] [--threads T] [--json] [--plot FILE.svg]
+const char* kEvalHelp = R"(usage: convnext eval --model DIR --data PATH [--batch-size B] [--threads T] [--workers W] [--json]
+                     [--plot FILE.svg]
 
 Evaluates a ConvNextForImageClassification checkpoint on a data set (ImageFolder directory, CSV,
 MNIST/Fashion-MNIST idx DIR[:train|:test], or safetensors pixel_values + labels), preprocessed
 with the checkpoint's preprocessor_config.json: mean loss (as transformers computes it), top-1,
 top-5, per-class accuracy and the confusion matrix. --plot writes the confusion matrix as SVG.
+
+  --batch-size B               examples per forward pass (default 64)
+  --threads T                  compute threads (default: one per core)
+  --workers W                  data-loading threads, which decode and preprocess the next batches
+                               while the model runs, as in `convnext train` (default 2); the
+                               results do not depend on it
+  --json                       one JSON line instead of the report
+  --plot FILE.svg              the confusion matrix as a picture
 )";
 }  // namespace
 
@@ -146,6 +155,7 @@ int cmd_eval(int argc, char** argv, int first) {
   const bool json = a.has("json");
   EvalOptions eo;
   eo.batch_size = a.get_int("batch-size", 64);
+  eo.workers = static_cast<int>(a.get_int_in("workers", 2, 1, 1024));
   eo.progress = [&](int64_t done, int64_t total) {
     if (!json && isatty(2)) std::fprintf(stderr, "\r\033[Kevaluating %lld/%lld", static_cast<long long>(done), static_cast<long long>(total));
   };

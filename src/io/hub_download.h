@@ -9,14 +9,17 @@
 //   models--org--name/refs/<revision>           the commit hash (when the revision is a name)
 // Only https is used, except plain http to a loopback host (127.0.0.1, localhost, ::1).
 // Through libcurl; built without it (-DCONVNEXT_WITH_CURL=OFF, or libcurl absent) the downloads
-// throw an Error saying how to enable them (SHA-256 below works either way).
+// throw an Error saying how to enable them.
+//
+// The parts: hub_url.h (which URLs and names are safe), hub_http.h (libcurl), hub_fetch.h (the
+// hub's HEAD and the resumed, retried GET), sha256.h (the LFS checksum), and hub_download.cpp
+// (the cache layout).
 #pragma once
-#include <cstddef>
-#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "convnext/hub.h"
+#include "io/sha256.h"  // sha256_hex, sha256_hex_of_file: also for the callers of this header
 
 namespace convnext::io {
 
@@ -36,23 +39,5 @@ bool hub_download_file(const std::string& repo_id, const std::string& filename, 
 // pytorch_model.bin.index.json and its shards. All files come from the one commit the revision
 // resolved to (for config.json).
 HubDownloadResult hub_download_model(const std::string& repo_id, const HubDownloadOptions& options = {});
-
-// SHA-256 (FIPS 180-4), implemented here (no OpenSSL dependency).
-class Sha256 {
- public:
-  Sha256();
-  void update(const void* data, size_t n);
-  std::string hex_digest();  // finishes; call once
-
- private:
-  void block(const unsigned char* p);
-  uint32_t h_[8];
-  unsigned char buf_[64];
-  size_t buf_len_ = 0;
-  uint64_t total_ = 0;
-};
-
-std::string sha256_hex(const void* data, size_t n);
-std::string sha256_hex_of_file(const std::string& path);
 
 }  // namespace convnext::io

@@ -86,7 +86,7 @@ struct LoaderOptions {
   bool drop_last = false;
   Augment augment;
   uint64_t seed = 0;
-  int workers = 2;     // threads preparing batches ahead of the step
+  int workers = 2;     // threads preparing batches ahead of the step, 0..1024 (0: next() prepares each)
   int prefetch = 2;    // batches prepared ahead
 };
 

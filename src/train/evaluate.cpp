@@ -15,63 +15,82 @@
 
 namespace convnext::train {
 
-EvalResult evaluate(const detail::InferencePlan& net, const DataSource& source, int64_t batch_size,
-                    const std::function<void(int64_t, int64_t)>& progress) {
+namespace {
+
+// What an evaluation adds up over its batches.
+struct Tally {
+  double loss_sum = 0;                      // the batch losses, each weighted by the examples it counts
+  int64_t top1 = 0, top5 = 0, scored = 0;  // scored: the examples the loss and accuracy count
+};
+
+// A single-label batch: top-1, top-5, the per-class counts and the confusion matrix. Returns the
+// examples counted: a label of -100 is ignored by the loss and the accuracy alike.
+int64_t count_classes(const Tensor& logits, const std::vector<int64_t>& class_ids, int64_t L, EvalResult& r, Tally& t) {
+  r.classification = true;
+  if (r.confusion.empty()) {
+    r.confusion.assign(static_cast<size_t>(L), std::vector<int64_t>(static_cast<size_t>(L), 0));
+    r.class_total.assign(static_cast<size_t>(L), 0);
+    r.class_correct.assign(static_cast<size_t>(L), 0);
+  }
+  int64_t counted = 0;
+  for (int64_t n = 0; n < logits.dim(0); ++n) {
+    const int64_t y = class_ids[static_cast<size_t>(n)];
+    if (y < 0) continue;
+    ++counted;
+    const float* z = logits.data() + n * L;
+    const int64_t pred = std::max_element(z, z + L) - z;
+    int64_t above = 0;  // classes scoring higher than the true one
+    for (int64_t j = 0; j < L; ++j) above += z[j] > z[y];
+    t.top1 += pred == y;
+    t.top5 += above < 5;
+    r.class_total[static_cast<size_t>(y)]++;
+    r.class_correct[static_cast<size_t>(y)] += pred == y;
+    r.confusion[static_cast<size_t>(y)][static_cast<size_t>(pred)]++;
+  }
+  return counted;
+}
+
+void score_batch(const Tensor& logits, const Labels& labels, float loss, int64_t num_labels, EvalResult& r, Tally& t) {
+  const int64_t N = logits.dim(0);
+  const int64_t counted =
+      r.problem_type == "single_label_classification" ? count_classes(logits, labels.class_ids, num_labels, r, t) : N;
+  if (counted > 0) t.loss_sum += static_cast<double>(loss) * static_cast<double>(counted);
+  t.scored += counted;
+  r.count += N;
+}
+
+}  // namespace
+
+LoaderOptions eval_loader_options(const EvalOptions& options) {
+  LoaderOptions lo;
+  lo.batch_size = options.batch_size;
+  lo.shuffle = false;
+  lo.augment.enabled = false;
+  lo.workers = options.workers;
+  return lo;
+}
+
+EvalResult evaluate(const detail::InferencePlan& net, const DataSource& source, const EvalOptions& options) {
   const auto t0 = std::chrono::steady_clock::now();
   const detail::Exec ex = detail::resolve({});
   EvalResult r;
-  const int64_t L = net.config.num_labels();
   for (const auto& [id, name] : net.config.id2label) r.class_names.push_back(name);
-  LoaderOptions lo;
-  lo.batch_size = batch_size;
-  lo.shuffle = false;
-  lo.augment.enabled = false;
-  Loader loader(source, lo, 0);
+  Loader loader(source, eval_loader_options(options), 0);
   Batch b;
-  double loss_sum = 0;
-  int64_t top1 = 0, top5 = 0, scored = 0;
+  Tally t;
   while (loader.next(b)) {
     const Tensor logits = net.classify(ex, b.pixel_values);
-    const int64_t N = logits.dim(0);
     std::string pt = net.config.problem_type.value_or("");
-    const float loss = classification_loss(logits, b.labels, pt);
+    const float loss = classification_loss(logits, b.labels, pt);  // an empty problem type is inferred
     r.problem_type = pt;
-    if (pt == "single_label_classification") {
-      r.classification = true;
-      if (r.confusion.empty()) {
-        r.confusion.assign(static_cast<size_t>(L), std::vector<int64_t>(static_cast<size_t>(L), 0));
-        r.class_total.assign(static_cast<size_t>(L), 0);
-        r.class_correct.assign(static_cast<size_t>(L), 0);
-      }
-      int64_t counted = 0;
-      for (int64_t n = 0; n < N; ++n) {
-        const int64_t y = b.labels.class_ids[static_cast<size_t>(n)];
-        if (y < 0) continue;  // -100: ignored by the loss and the accuracy alike
-        ++counted;
-        const float* z = logits.data() + n * L;
-        const int64_t pred = std::max_element(z, z + L) - z;
-        int64_t above = 0;  // classes scoring higher than the true one
-        for (int64_t j = 0; j < L; ++j) above += z[j] > z[y];
-        top1 += pred == y;
-        top5 += above < 5;
-        r.class_total[static_cast<size_t>(y)]++;
-        r.class_correct[static_cast<size_t>(y)] += pred == y;
-        r.confusion[static_cast<size_t>(y)][static_cast<size_t>(pred)]++;
-      }
-      if (counted > 0) loss_sum += static_cast<double>(loss) * static_cast<double>(counted);
-      scored += counted;
-    } else {
-      loss_sum += static_cast<double>(loss) * static_cast<double>(N);
-      scored += N;
-    }
-    r.count += N;
-    if (progress) progress(r.count, source.size());
+    score_batch(logits, b.labels, loss, net.config.num_labels(), r, t);
+    if (options.progress) options.progress(r.count, source.size());
   }
   r.skipped = loader.skipped_total();
-  r.loss = scored ? loss_sum / static_cast<double>(scored) : NAN;
-  if (r.classification && scored) {
-    r.top1 = static_cast<double>(top1) / static_cast<double>(scored);
-    r.top5 = static_cast<double>(top5) / static_cast<double>(scored);
+  r.loss = t.scored ? t.loss_sum / static_cast<double>(t.scored) : NAN;
+  if (r.classification && t.scored) {
+    r.top1 = static_cast<double>(t.top1) / static_cast<double>(t.scored);
+    r.top5 = static_cast<double>(t.top5) / static_cast<double>(t.scored);
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;

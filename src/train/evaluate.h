@@ -14,10 +14,15 @@ namespace convnext::train {
 
 using EvalResult = convnext::EvalResult;
 
+using EvalOptions = convnext::EvalOptions;
+
 // Runs `net` (an inference plan: build a new one after the weights change) over every example
-// of `source`, in batches, in order. `progress(done, total)` is called after each batch.
-EvalResult evaluate(const detail::InferencePlan& net, const DataSource& source, int64_t batch_size,
-                    const std::function<void(int64_t, int64_t)>& progress = {});
+// of `source`, in batches, in order, read by the training's Loader with
+// eval_loader_options(options). `options.progress(done, total)` is called after each batch.
+EvalResult evaluate(const detail::InferencePlan& net, const DataSource& source, const EvalOptions& options);
+
+// The loader of an evaluation: options.batch_size, options.workers, in order, no augmentation.
+LoaderOptions eval_loader_options(const EvalOptions& options);
 
 // convnext::eval_json, eval_text, write_confusion_svg (include/convnext/train.h).
 std::string eval_json(const EvalResult& r);

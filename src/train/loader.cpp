@@ -81,7 +81,6 @@ struct Loader::Impl {
     for (const Outcome& o : s.outcomes)
       if (o.skipped) s.warnings.push_back(o.warning);
     try {
-      Batch& out = s.batch;
       std::vector<const Example*> kept;
       for (size_t k = 0; k < s.outcomes.size(); ++k) {
         const Outcome& o = s.outcomes[k];
@@ -90,44 +89,52 @@ struct Loader::Impl {
           return;
         }
         if (o.skipped) {
-          ++out.skipped;
+          ++s.batch.skipped;
           continue;
         }
         kept.push_back(&o.example);
-        out.indices.push_back(order[static_cast<size_t>(b * opt.batch_size) + k]);
+        s.batch.indices.push_back(order[static_cast<size_t>(b * opt.batch_size) + k]);
       }
       if (kept.empty()) return;
-      const Shape shape = kept[0]->pixels.shape();
-      const int64_t numel = kept[0]->pixels.numel(), B = static_cast<int64_t>(kept.size());
-      Shape bshape = {B};
-      bshape.insert(bshape.end(), shape.begin(), shape.end());
-      out.pixel_values = Tensor(bshape);
-      for (int64_t i = 0; i < B; ++i) {
-        const Tensor& p = kept[static_cast<size_t>(i)]->pixels;
-        if (p.shape() != shape)
-          throw Error(source.origin() + ": example " + std::to_string(out.indices[static_cast<size_t>(i)]) + " comes out as " +
-                      shape_str(p.shape()) + " but example " + std::to_string(out.indices[0]) + " as " + shape_str(shape) +
-                      " (enable do_resize to batch images of different sizes)");
-        std::copy(p.data(), p.data() + numel, out.pixel_values.data() + i * numel);
-      }
-      if (source.float_labels()) {
-        const int64_t L = static_cast<int64_t>(kept[0]->target.size());
-        Tensor v(source.float_labels_2d() ? Shape{B, L} : Shape{B});
-        for (int64_t i = 0; i < B; ++i) {
-          const std::vector<float>& t = kept[static_cast<size_t>(i)]->target;
-          if (static_cast<int64_t>(t.size()) != L) throw Error(source.origin() + ": float labels of different lengths");
-          std::copy(t.begin(), t.end(), v.data() + i * L);
-        }
-        out.labels = Labels::floats(std::move(v));
-      } else {
-        std::vector<int64_t> ids;
-        for (const Example* e : kept) ids.push_back(e->label);
-        out.labels = Labels::classes(std::move(ids));
-      }
+      s.batch.pixel_values = stack_pixels(kept, s.batch.indices);
+      s.batch.labels = stack_labels(kept);
     } catch (...) {
       s.error = std::current_exception();
     }
     s.outcomes.clear();  // the examples' pixels are in the batch now
+  }
+
+  // pixel_values [B, C, H, W] by convnext::stack, as every batch of the library is built; the
+  // check first, to name the examples and the processor setting that would fix it.
+  Tensor stack_pixels(const std::vector<const Example*>& kept, const std::vector<int64_t>& indices) const {
+    const Shape& shape = kept[0]->pixels.shape();
+    std::vector<Tensor> pixels;
+    for (size_t i = 0; i < kept.size(); ++i) {
+      const Tensor& p = kept[i]->pixels;
+      if (p.shape() != shape)
+        throw Error(source.origin() + ": example " + std::to_string(indices[i]) + " comes out as " + shape_str(p.shape()) +
+                    " but example " + std::to_string(indices[0]) + " as " + shape_str(shape) +
+                    " (enable do_resize to batch images of different sizes)");
+      pixels.push_back(p);  // shares the data: stack makes the one copy
+    }
+    return stack(pixels);
+  }
+
+  // Class ids, or float labels [B, L] ([B] for a source that stores them as [N]).
+  Labels stack_labels(const std::vector<const Example*>& kept) const {
+    if (!source.float_labels()) {
+      std::vector<int64_t> ids;
+      for (const Example* e : kept) ids.push_back(e->label);
+      return Labels::classes(std::move(ids));
+    }
+    const int64_t B = static_cast<int64_t>(kept.size()), L = static_cast<int64_t>(kept[0]->target.size());
+    std::vector<Tensor> targets;
+    for (const Example* e : kept) {
+      if (static_cast<int64_t>(e->target.size()) != L) throw Error(source.origin() + ": float labels of different lengths");
+      targets.emplace_back(Shape{L}, e->target);
+    }
+    const Tensor v = stack(targets);
+    return Labels::floats(source.float_labels_2d() ? v : v.reshape({B}));
   }
 
   void worker() {
@@ -167,6 +174,8 @@ Loader::Loader(const DataSource& source, LoaderOptions options, int64_t epoch, i
   Impl& m = *impl_;
   if (m.opt.batch_size < 1) throw Error("batch size must be at least 1, got " + std::to_string(m.opt.batch_size));
   if (start_batch < 0) throw Error("start batch must be >= 0, got " + std::to_string(start_batch));
+  if (m.opt.workers < 0 || m.opt.workers > 1024)
+    throw Error("the data-loading workers must be between 0 and 1024, got " + std::to_string(m.opt.workers));
   const int64_t n = source.size();
   m.order.resize(static_cast<size_t>(n));
   std::iota(m.order.begin(), m.order.end(), int64_t{0});

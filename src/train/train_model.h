@@ -1,0 +1,43 @@
+// The network a training run trains, with its gradients, optimizer and training graph. The loop
+// (trainer.cpp) reaches the engine's model types (model/parameters.h, model/plan.h, TrainGraph) through this alone.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+
+#include "convnext/train.h"
+#include "train/data.h"
+#include "train/run_setup.h"
+
+namespace convnext::train {
+
+struct Gradients;
+class AdamW;
+
+class Model {
+ public:
+  // A fresh network initialised from o.seed, or the checkpoint in m.dir (its warnings printed);
+  // its labels named after the data's classes when it only has generic names (or is new).
+  Model(const TrainOptions& o, const ModelSource& m, const TrainingData& d);
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  ConvNextConfig& config();
+  int64_t parameter_count() const;
+  Gradients& grads();
+  AdamW& optimizer();
+  // Forward and backward of one batch in training mode: its gradients, times loss_scale, are
+  // added to grads(); returns its loss. `rng` draws the stochastic depth.
+  float forward_backward(const Batch& b, float loss_scale, std::mt19937_64* rng);
+  // The loss and accuracy on `data` of the weights as they are now.
+  EvalResult evaluate(const DataSource& data, const EvalOptions& options);
+  void save(const std::string& dir);  // config.json and model.safetensors
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace convnext::train
