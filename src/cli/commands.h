@@ -16,5 +16,6 @@ int cmd_download(int argc, char** argv, int first);
 int cmd_train(int argc, char** argv, int first);
 int cmd_eval(int argc, char** argv, int first);
 int cmd_version(int argc, char** argv, int first);
+int cmd_serve(int argc, char** argv, int first);
 
 }  // namespace convnext::cli

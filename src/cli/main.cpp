@@ -22,6 +22,7 @@ commands:
   features     pooled features / hidden states / backbone maps of image files
   train        train or fine-tune a classifier (AdamW, schedules, ImageFolder/CSV/idx/safetensors data)
   eval         loss, top-1/top-5, per-class accuracy and confusion matrix of a classifier on a data set
+  serve        an HTTP inference server: KServe V2 / Triton protocol, Hugging Face endpoint, batching, metrics
   forward      run a checkpoint on pixel_values from a safetensors file, write the outputs
   convert      any checkpoint (safetensors, .bin, timm, torchvision, original, hub cache) -> save_pretrained dir
   download     a model from the Hugging Face hub into the local hub cache (HF_ENDPOINT, HF_TOKEN)
@@ -63,6 +64,7 @@ int main(int argc, char** argv) {
     if (cmd == "init") return convnext::cli::cmd_init(argc, argv, 2);
     if (cmd == "make-input") return convnext::cli::cmd_make_input(argc, argv, 2);
     if (cmd == "version") return convnext::cli::cmd_version(argc, argv, 2);
+    if (cmd == "serve") return convnext::cli::cmd_serve(argc, argv, 2);
     std::fprintf(stderr, "convnext: unknown command '%s' (see convnext --help)\n", cmd.c_str());
     return 2;
   } catch (const convnext::Error& e) {

@@ -1,0 +1,99 @@
+// Starting `convnext serve` from tests: the real binary on a free port, talked to over HTTP.
+#pragma once
+#ifdef CONVNEXT_HAVE_SERVE
+#include <httplib.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace convnext::test {
+
+class ServerProcess {
+ public:
+  // Starts `convnext serve ARGS --port 0` and waits for its "listening on http://HOST:PORT" line.
+  explicit ServerProcess(const std::vector<std::string>& args) {
+    int out[2];
+    if (pipe(out) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(out[1], 1);
+      close(out[0]);
+      close(out[1]);
+      std::vector<std::string> all = {CONVNEXT_CLI, "serve", "--port", "0"};
+      all.insert(all.end(), args.begin(), args.end());
+      std::vector<char*> argv;
+      for (auto& a : all) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    close(out[1]);
+    out_ = fdopen(out[0], "r");
+    char line[512];
+    if (out_ && std::fgets(line, sizeof line, out_)) {
+      const std::string s = line;
+      const std::string tag = "listening on http://";
+      if (s.rfind(tag, 0) == 0) {
+        const std::string hostport = s.substr(tag.size());
+        const size_t colon = hostport.rfind(':');
+        host_ = hostport.substr(0, colon);
+        port_ = std::stoi(hostport.substr(colon + 1));
+      }
+    }
+  }
+  ~ServerProcess() {
+    if (pid_ > 0 && !stopped_) stop();
+    if (out_) std::fclose(out_);
+  }
+  bool ok() const { return port_ > 0; }
+  int port() const { return port_; }
+  std::unique_ptr<httplib::Client> client() const {
+    auto c = std::make_unique<httplib::Client>(host_, port_);
+    c->set_read_timeout(60, 0);
+    c->set_write_timeout(60, 0);
+    return c;
+  }
+  // Sends `sig` and waits for the exit; returns the exit status (-1: killed by a signal or a
+  // timeout of 40 s, after which the process is killed).
+  int stop(int sig = SIGTERM) {
+    stopped_ = true;
+    kill(pid_, sig);
+    for (int i = 0; i < 400; ++i) {
+      int st = 0;
+      if (waitpid(pid_, &st, WNOHANG) == pid_) return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    return -1;
+  }
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+  FILE* out_ = nullptr;
+  std::string host_;
+  int port_ = 0;
+  bool stopped_ = false;
+};
+
+// A metric's value for a model in /metrics text (-1 when absent).
+inline double metric(const std::string& text, const std::string& name, const std::string& model) {
+  std::istringstream in(text);
+  std::string line;
+  const std::string key = name + "{model=\"" + model + "\"} ";
+  while (std::getline(in, line))
+    if (line.rfind(key, 0) == 0) return std::stod(line.substr(key.size()));
+  return -1;
+}
+
+}  // namespace convnext::test
+#endif
