@@ -89,9 +89,9 @@ check_prefix "$tmp/prefix-a" "$shared"
 
 # 2. The other library kind, without the optional components: the library and the tool only.
 other=$((1 - shared))
-step "building the library with BUILD_SHARED_LIBS=$other, CONVNEXT_WITH_HDF5=OFF, CONVNEXT_WITH_CURL=OFF"
+step "building the library with BUILD_SHARED_LIBS=$other, CONVNEXT_WITH_HDF5=OFF, CONVNEXT_WITH_CURL=OFF, CONVNEXT_WITH_SERVE=OFF"
 quiet "$cmake" -S "$src" -B "$tmp/build-b" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER="$cxx" \
-      -DBUILD_SHARED_LIBS="$other" -DCONVNEXT_BUILD_TESTS=OFF -DCONVNEXT_WITH_HDF5=OFF -DCONVNEXT_WITH_CURL=OFF
+      -DBUILD_SHARED_LIBS="$other" -DCONVNEXT_BUILD_TESTS=OFF -DCONVNEXT_WITH_HDF5=OFF -DCONVNEXT_WITH_CURL=OFF -DCONVNEXT_WITH_SERVE=OFF
 quiet "$cmake" --build "$tmp/build-b" -j"$jobs" --target convnext convnext_cli
 quiet "$cmake" --install "$tmp/build-b" --prefix "$tmp/prefix-b"
 if [[ $other == 1 ]]; then check_exports "$tmp/prefix-b"; fi
@@ -100,7 +100,7 @@ check_prefix "$tmp/prefix-b" "$other"
 step "without HDF5 and libcurl: version, info, forward"
 tool=$tmp/prefix-b/bin/convnext
 json=$("$tool" version --json)
-[[ $json == *'"components":{"hdf5":false,"curl":false,"mpi":false}'* ]] || fail "version --json: $json"
+[[ $json == *'"components":{"hdf5":false,"curl":false,"mpi":false,"serve":false}'* ]] || fail "version --json: $json"
 quiet "$tool" info --model "$model"
 quiet "$tool" make-input --shape 2,1,32,32 --labels 10 --output "$tmp/in.safetensors"
 quiet "$tool" forward --model "$model" --input "$tmp/in.safetensors" --output "$tmp/out.safetensors"
@@ -108,4 +108,5 @@ mkdir "$tmp/h5" && cp "$model/config.json" "$tmp/h5/" && echo x >"$tmp/h5/tf_mod
 expect_error 'needs HDF5 support: rebuild with libhdf5-dev installed and -DCONVNEXT_WITH_HDF5=ON' "$tool" info --model "$tmp/h5"
 expect_error 'needs libcurl support: rebuild with libcurl4-openssl-dev installed and -DCONVNEXT_WITH_CURL=ON' \
              "$tool" download acme/tiny
+expect_error 'convnext serve needs cpp-httplib: install libcpp-httplib-dev' "$tool" serve --model "$model"
 step "ok"

@@ -41,7 +41,12 @@ TEST(Version, JsonHasExactlyTheDocumentedKeys) {
   EXPECT_EQ(j["git_revision"], b.git_revision);
   EXPECT_EQ(j["kernels"], b.kernels);
   EXPECT_EQ(j["dtypes"], nlohmann::json({"f32", "bf16"}));
-  EXPECT_EQ(j["components"], nlohmann::json({{"hdf5", b.hdf5}, {"curl", b.curl}, {"mpi", false}}));
+#ifdef CONVNEXT_HAVE_SERVE
+  const bool serve = true;
+#else
+  const bool serve = false;
+#endif
+  EXPECT_EQ(j["components"], nlohmann::json({{"hdf5", b.hdf5}, {"curl", b.curl}, {"mpi", false}, {"serve", serve}}));
 }
 
 TEST(Version, KernelsHonourConvnextKernels) {

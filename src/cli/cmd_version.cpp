@@ -11,16 +11,23 @@
 namespace convnext::cli {
 
 namespace {
+#ifdef CONVNEXT_HAVE_SERVE
+constexpr bool kServe = true;  // the server is part of the tool, not of the library's BuildInfo
+#else
+constexpr bool kServe = false;
+#endif
+
 const char* kHelp = R"(usage: convnext version [--json]
 
 Prints the version, the git revision it was built from ("-dirty": with uncommitted changes;
 "unknown" when built outside git), the kernel family this CPU selects at run time ("avx512" or
 "portable"; CONVNEXT_KERNELS=portable forces the latter), the dtypes forward passes support
 (--dtype) and the optional components built in: hdf5 (tf_model.h5 checkpoints,
--DCONVNEXT_WITH_HDF5), curl (`convnext download`, -DCONVNEXT_WITH_CURL), mpi (not yet).
+-DCONVNEXT_WITH_HDF5), curl (`convnext download`, -DCONVNEXT_WITH_CURL), mpi (not yet), serve
+(`convnext serve`, -DCONVNEXT_WITH_SERVE).
 
   --json   one JSON object: {"version", "git_revision", "kernels", "dtypes": [...],
-           "components": {"hdf5": bool, "curl": bool, "mpi": bool}}
+           "components": {"hdf5": bool, "curl": bool, "mpi": bool, "serve": bool}}
 )";
 }  // namespace
 
@@ -37,7 +44,7 @@ int cmd_version(int argc, char** argv, int first) {
                                       {"git_revision", b.git_revision},
                                       {"kernels", b.kernels},
                                       {"dtypes", b.dtypes},
-                                      {"components", {{"hdf5", b.hdf5}, {"curl", b.curl}, {"mpi", b.mpi}}}};
+                                      {"components", {{"hdf5", b.hdf5}, {"curl", b.curl}, {"mpi", b.mpi}, {"serve", kServe}}}};
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
@@ -48,7 +55,7 @@ int cmd_version(int argc, char** argv, int first) {
   std::printf("git revision  %s\n", b.git_revision.c_str());
   std::printf("kernels       %s\n", b.kernels.c_str());
   std::printf("dtypes        %s\n", dtypes.c_str());
-  std::printf("components    hdf5 %s, curl %s, mpi %s\n", yes(b.hdf5), yes(b.curl), yes(b.mpi));
+  std::printf("components    hdf5 %s, curl %s, mpi %s, serve %s\n", yes(b.hdf5), yes(b.curl), yes(b.mpi), yes(kServe));
   return 0;
 }
 
