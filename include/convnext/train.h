@@ -53,6 +53,9 @@ struct TrainOptions {
   int64_t log_every = 0;  // optimizer steps between log.jsonl lines; 0: about 50 lines per run
   int workers = 2;
   bool json = false;      // progress as JSON lines on stdout
+  // Called with every line written to log.jsonl (one JSON object: the step means, each
+  // evaluation, the final summary), on the training thread; for progress in a program.
+  std::function<void(const std::string& json_line)> on_log;
   // The settings the command line gave, by flag name ("lr", "batch-size", "no-shuffle", ...):
   // resuming, every other setting the run saved is restored (see run_training).
   std::set<std::string> given;

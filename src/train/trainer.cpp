@@ -101,6 +101,7 @@ class TrainRun {
   Position pos_;
   TrainingCurves curves_;
   std::ofstream log_;
+  void write_log(const json& j);
   Progress progress_;
   StepStats stats_;
   bool saved_grads_ = false;
@@ -242,6 +243,13 @@ void TrainRun::save_first_gradients() {
   saved_grads_ = true;
 }
 
+// One line of log.jsonl, also handed to TrainOptions::on_log (a notebook's progress callback).
+void TrainRun::write_log(const json& j) {
+  const std::string line = j.dump();
+  log_ << line << "\n" << std::flush;
+  if (o_.on_log) o_.on_log(line);
+}
+
 // A log.jsonl line: the means over the steps since the last line (none when all were skipped).
 void TrainRun::log_step(double lr) {
   StepWindow& w = stats_.window;
@@ -254,7 +262,7 @@ void TrainRun::log_step(double lr) {
                     {"lr", lr},
                     {"grad_norm", w.norm / steps},
                     {"images_per_s", w.images / std::max(w.seconds, 1e-9)}};
-    log_ << j.dump() << "\n" << std::flush;
+    write_log(j);
     curves_.loss.push_back({static_cast<double>(pos_.step), w.loss / steps});
   }
   w = StepWindow{};
@@ -299,7 +307,7 @@ void TrainRun::evaluate_now(bool final_eval) {
   }
   if (final_eval) j["final"] = true;
   curves_.eval_loss.push_back({static_cast<double>(pos_.step), er.loss});
-  log_ << j.dump() << "\n" << std::flush;
+  write_log(j);
   if (er.classification)
     std::fprintf(stderr, "eval at step %lld: loss %.4f, top-1 %.4f, top-5 %.4f\n", static_cast<long long>(pos_.step),
                  er.loss, er.top1, er.top5);
@@ -327,7 +335,7 @@ int TrainRun::finish(int exit_status) {
                   {"images_per_s", images_per_s},      {"skipped_nan_steps", stats_.skipped_nan},
                   {"peak_rss_mb", peak_rss_mb()}};
   if (resumed_) summary["resumed"] = resumed_json(o_, *resumed_);
-  log_ << summary.dump() << "\n";
+  write_log(summary);
   std::fprintf(stderr, "%s %lld steps in %s (%.1f img/s, peak RSS %.0f MB); wrote %s\n",
                exit_status == 0 ? "trained" : "stopped after", static_cast<long long>(pos_.step), duration_str(secs).c_str(),
                images_per_s, peak_rss_mb(), o_.output.c_str());
