@@ -12,13 +12,16 @@
 #           python3-pil writes the images and reference pixels the decoder tests compare against;
 #           python3-h5py writes the tf_model.h5 the TF checkpoint tests read; cmark-gfm (GitHub's
 #           Markdown parser) renders README.md for tests/check_readme.py; python3-pytest runs the
-#           Python package's tests (python/tests)
+#           Python package's tests (python/tests); chromium (headless) runs the
+#           web page test (tests/web/page_test.sh), driven by puppeteer-core from npm (tests/web/setup.sh,
+#           run last with the machine's Node.js and npm; the test runs it too when it is missing)
 set -euo pipefail
 pkgs=(build-essential cmake nlohmann-json3-dev libgtest-dev googletest zlib1g-dev
       libjpeg62-turbo-dev libpng-dev libwebp-dev pkg-config libhdf5-dev
       libcurl4-openssl-dev libcpp-httplib-dev pybind11-dev python3-dev python3-numpy)
 if [[ "${1:-}" == "--tests" ]]; then
-  pkgs+=(python3 python3-numpy python3-torch python3-torchvision dataset-fashion-mnist python3-pil python3-h5py cmark-gfm python3-pytest)
+  pkgs+=(python3 python3-numpy python3-torch python3-torchvision dataset-fashion-mnist python3-pil python3-h5py cmark-gfm
+        python3-pytest chromium)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
@@ -29,4 +32,8 @@ if ((${#missing[@]})); then
   SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# puppeteer-core for the web page test (npm; the test installs it too when it is missing).
+if [[ "${1:-}" == "--tests" ]] && command -v npm >/dev/null; then
+  bash "$(dirname "$0")/../tests/web/setup.sh"
 fi

@@ -4,9 +4,12 @@
 // for the model's Batcher, so the model thread only ever runs forward passes.
 #include "server.h"
 
+#include <dirent.h>
 #include <httplib.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
@@ -436,6 +439,31 @@ void Server::routes() {
   });
 }
 
+// cpp-httplib 0.11 listens with a backlog of 5 (CPPHTTPLIB_LISTEN_BACKLOG, compiled into Debian's
+// libcpp-httplib.so): 64 clients connecting at once overflow the accept queue, and some clients
+// give up on the connections the kernel then drops. Listening again on the same socket with a
+// larger backlog is allowed on Linux and raises the queue: found as this process's listening
+// socket on `port`.
+void widen_listen_backlog(int port) {
+  DIR* d = opendir("/proc/self/fd");
+  if (!d) return;
+  while (const dirent* e = readdir(d)) {
+    const int fd = std::atoi(e->d_name);
+    if (fd <= 2) continue;
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+    sockaddr_storage addr{};
+    socklen_t alen = sizeof addr;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) continue;
+    const int p = addr.ss_family == AF_INET ? ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port)
+                  : addr.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port)
+                                               : -1;
+    if (p == port) listen(fd, SOMAXCONN);
+  }
+  closedir(d);
+}
+
 int Server::run() {
   // SIGTERM and SIGINT go to the thread that waits for them below, not to the workers.
   sigset_t sigs;
@@ -453,6 +481,7 @@ int Server::run() {
   if (port == 0) port = http_.bind_to_any_port(o_.host);
   else if (!http_.bind_to_port(o_.host, port)) port = -1;
   if (port < 0) throw Error("cannot listen on " + o_.host + ":" + std::to_string(o_.port));
+  widen_listen_backlog(port);
   std::thread listener([&] { http_.listen_after_bind(); });
   std::printf("listening on http://%s:%d\n", o_.host.c_str(), port);
   std::fflush(stdout);

@@ -11,22 +11,33 @@ constexpr const char* kHead = R"(<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>convnext serve</title>
+<link rel="icon" href="data:,">
 <style>
   body { font: 16px/1.4 system-ui, sans-serif; margin: 0; background: #f5f6f8; color: #1d2330; }
   main { max-width: 720px; margin: 2rem auto; padding: 0 1rem; }
   h1 { font-size: 1.4rem; margin: 0 0 1rem; }
-  #drop { border: 2px dashed #8a94a6; border-radius: 10px; background: #fff; padding: 1.5rem; text-align: center;
+  select, button { font: inherit; }
+  select { margin-left: .5rem; }
+  #drop { border: 2px dashed #8a94a6; border-radius: 10px; background: #fff; padding: 1.25rem; text-align: center;
           cursor: pointer; }
   #drop.over { border-color: #2f6fed; background: #eef3ff; }
-  #preview { max-width: 100%; max-height: 260px; margin-top: 1rem; display: none; border-radius: 6px; }
-  select { font: inherit; margin-left: .5rem; }
-  .row { display: grid; grid-template-columns: 12rem 1fr 4.5rem; align-items: center; gap: .6rem; margin: .35rem 0; }
-  .label { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
-  .track { background: #e3e7ee; border-radius: 4px; height: 1.1rem; }
-  .bar { background: #2f6fed; height: 100%; border-radius: 4px; }
-  .score { text-align: right; font-variant-numeric: tabular-nums; }
-  #status { color: #5a6478; margin: 1rem 0 .5rem; min-height: 1.4em; }
+  #drop p { margin: 0 0 .75rem; }
+  #drop small { color: #5a6478; }
+  #choose { padding: .45rem 1rem; border: 0; border-radius: 6px; background: #2f6fed; color: #fff; cursor: pointer; }
+  #choose:hover { background: #2459c4; }
+  :focus-visible { outline: 3px solid #f5a623; outline-offset: 2px; }
+  #preview { display: none; margin: 1rem auto 0; height: 200px; max-width: 100%; object-fit: contain;
+             border-radius: 6px; background: #f0f2f5; }
+  #preview.small { image-rendering: pixelated; }
+  #status { color: #5a6478; margin: 1rem 0 .5rem; min-height: 1.4em; overflow-wrap: anywhere; }
   #status.error { color: #b42318; }
+  .row { display: grid; grid-template-columns: minmax(6rem, 12rem) 1fr 4rem; align-items: center; gap: .6rem;
+         margin: .35rem 0; }
+  .label { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+  .track { background: #e3e7ee; border-radius: 4px; height: 1.1rem; overflow: hidden; }
+  .bar { background: #2f6fed; height: 100%; }
+  .row:first-child .bar { background: #1a9e5a; }
+  .score { text-align: right; font-variant-numeric: tabular-nums; }
 </style>
 </head>
 <body>
@@ -35,56 +46,87 @@ constexpr const char* kHead = R"(<!doctype html>
 <p><label>Model<select id="model">)";
 
 constexpr const char* kTail = R"(</select></label></p>
-<div id="drop" tabindex="0">Drop an image here, or click to choose one
-  <input id="file" type="file" accept="image/*" hidden>
-  <div><img id="preview" alt="the image sent"></div>
+<input id="file" type="file" hidden
+       accept="image/jpeg,image/png,image/webp,image/bmp,.jpg,.jpeg,.png,.webp,.bmp,.pnm,.ppm,.pgm,.pbm">
+<div id="drop">
+  <p>Drop an image here, or <button id="choose" type="button">choose an image</button></p>
+  <small>JPEG, PNG, WebP, BMP or PNM</small>
+  <img id="preview" alt="">
 </div>
-<div id="status"></div>
+<div id="status" role="status" aria-live="polite"></div>
 <div id="results"></div>
 </main>
 <script>
-const drop = document.getElementById('drop'), file = document.getElementById('file');
-const statusLine = document.getElementById('status'), results = document.getElementById('results');
+const $ = id => document.getElementById(id);
+const drop = $('drop'), file = $('file'), preview = $('preview'), statusLine = $('status'), results = $('results');
+let current = 0;  // the latest request: an older answer that comes later is dropped
+
+// A click anywhere on the drop zone opens the file chooser; the button gives it the keyboard
+// (Enter and Space click a button). The input sits outside the zone, so its click does not come back.
 drop.addEventListener('click', () => file.click());
-drop.addEventListener('keydown', e => { if (e.key === 'Enter' || e.key === ' ') file.click(); });
 drop.addEventListener('dragover', e => { e.preventDefault(); drop.classList.add('over'); });
-drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+drop.addEventListener('dragleave', e => { if (!drop.contains(e.relatedTarget)) drop.classList.remove('over'); });
 drop.addEventListener('drop', e => {
   e.preventDefault(); drop.classList.remove('over');
   if (e.dataTransfer.files.length) classify(e.dataTransfer.files[0]);
+  else show('Drop an image file (not a link or text).', true);
 });
-file.addEventListener('change', () => { if (file.files.length) classify(file.files[0]); });
+file.addEventListener('change', () => {
+  if (file.files.length) classify(file.files[0]);
+  file.value = '';  // choosing the same file again classifies it again
+});
 
 function show(text, isError) { statusLine.textContent = text; statusLine.className = isError ? 'error' : ''; }
 
+function row(p) {
+  const score = Math.max(0, Math.min(1, Number(p.score)));
+  const r = document.createElement('div'); r.className = 'row';
+  const label = document.createElement('div'); label.className = 'label';
+  label.textContent = label.title = p.label;
+  const track = document.createElement('div'); track.className = 'track';
+  track.setAttribute('role', 'meter'); track.setAttribute('aria-label', p.label);
+  track.setAttribute('aria-valuemin', '0'); track.setAttribute('aria-valuemax', '1');
+  track.setAttribute('aria-valuenow', String(score));
+  const bar = document.createElement('div'); bar.className = 'bar';
+  bar.style.width = (100 * score).toFixed(1) + '%';
+  track.appendChild(bar);
+  const s = document.createElement('div'); s.className = 'score'; s.textContent = Number(p.score).toFixed(3);
+  r.append(label, track, s);
+  return r;
+}
+
 async function classify(f) {
-  const preview = document.getElementById('preview');
+  const id = ++current;
+  if (preview.src) URL.revokeObjectURL(preview.src);
+  preview.onload = () => preview.classList.toggle('small', preview.naturalHeight < 100);
+  preview.onerror = () => { preview.style.display = 'none'; };
   preview.src = URL.createObjectURL(f);
-  preview.style.display = 'inline';
+  preview.alt = f.name;
+  preview.style.display = 'block';
   results.textContent = '';
-  show('classifying ' + f.name + ' …');
-  const model = document.getElementById('model').value;
+  show('Classifying ' + f.name + ' …');
+  const model = $('model').value;
   const t0 = performance.now();
+  let r, text;
   try {
-    const r = await fetch('/models/' + encodeURIComponent(model), {
+    r = await fetch('/models/' + encodeURIComponent(model), {
       method: 'POST', headers: {'Content-Type': f.type || 'application/octet-stream'}, body: f});
-    const body = await r.json();
-    const ms = performance.now() - t0;
-    if (!r.ok) { show(body.error || ('HTTP ' + r.status), true); return; }
-    show(f.name + ': ' + ms.toFixed(0) + ' ms');
-    for (const p of body) {
-      const row = document.createElement('div'); row.className = 'row';
-      const label = document.createElement('div'); label.className = 'label'; label.textContent = p.label;
-      label.title = p.label;
-      const track = document.createElement('div'); track.className = 'track';
-      const bar = document.createElement('div'); bar.className = 'bar';
-      bar.style.width = (100 * Math.max(0, Math.min(1, p.score))).toFixed(1) + '%';
-      track.appendChild(bar);
-      const score = document.createElement('div'); score.className = 'score'; score.textContent = p.score.toFixed(3);
-      row.append(label, track, score);
-      results.appendChild(row);
-    }
-  } catch (e) { show(String(e), true); }
+    text = await r.text();
+  } catch (e) {
+    if (id === current) show(f.name + ': the server did not answer (' + e.message + ')', true);
+    return;
+  }
+  const ms = performance.now() - t0;
+  if (id !== current) return;
+  let body = null;
+  try { body = JSON.parse(text); } catch (e) { /* an answer that is not JSON: shown as text below */ }
+  if (!r.ok || !Array.isArray(body)) {
+    const why = body && body.error ? String(body.error).replace(/^image 0: /, '') : (text.trim() || r.statusText);
+    show(f.name + ': ' + why + ' (HTTP ' + r.status + ')', true);
+    return;
+  }
+  show(f.name + ': ' + ms.toFixed(0) + ' ms on ' + model);
+  for (const p of body) results.appendChild(row(p));
 }
 </script>
 </body>
