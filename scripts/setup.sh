@@ -6,7 +6,8 @@
 #           both optional (CONVNEXT_WITH_HDF5/CURL), installed so that the default build has them and
 #           their tests run; cpp-httplib for `convnext serve` (optional too: CONVNEXT_WITH_SERVE);
 #           pybind11 + python3-dev build the Python package, python3-numpy is its one run-time
-#           dependency (CONVNEXT_WITH_PYTHON; scripts/install-python.sh installs it)
+#           dependency (CONVNEXT_WITH_PYTHON; scripts/install-python.sh installs it); OpenMPI for
+#           `mpirun -np N convnext train` (optional: CONVNEXT_WITH_MPI)
 #   tests:  GoogleTest; python3-torch + numpy build an independent PyTorch reference for
 #           configurations the shared fixtures do not cover (test-time tool only, never linked);
 #           python3-pil writes the images and reference pixels the decoder tests compare against;
@@ -18,7 +19,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake nlohmann-json3-dev libgtest-dev googletest zlib1g-dev
       libjpeg62-turbo-dev libpng-dev libwebp-dev pkg-config libhdf5-dev
-      libcurl4-openssl-dev libcpp-httplib-dev pybind11-dev python3-dev python3-numpy)
+      libcurl4-openssl-dev libcpp-httplib-dev pybind11-dev python3-dev python3-numpy
+      libopenmpi-dev openmpi-bin)
 if [[ "${1:-}" == "--tests" ]]; then
   pkgs+=(python3 python3-numpy python3-torch python3-torchvision dataset-fashion-mnist python3-pil python3-h5py cmark-gfm
         python3-pytest chromium)

@@ -89,9 +89,9 @@ check_prefix "$tmp/prefix-a" "$shared"
 
 # 2. The other library kind, without the optional components: the library and the tool only.
 other=$((1 - shared))
-step "building the library with BUILD_SHARED_LIBS=$other, CONVNEXT_WITH_HDF5=OFF, CONVNEXT_WITH_CURL=OFF, CONVNEXT_WITH_SERVE=OFF"
+step "building the library with BUILD_SHARED_LIBS=$other, CONVNEXT_WITH_HDF5=OFF, CONVNEXT_WITH_CURL=OFF, CONVNEXT_WITH_SERVE=OFF, CONVNEXT_WITH_MPI=OFF"
 quiet "$cmake" -S "$src" -B "$tmp/build-b" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER="$cxx" \
-      -DBUILD_SHARED_LIBS="$other" -DCONVNEXT_BUILD_TESTS=OFF -DCONVNEXT_WITH_HDF5=OFF -DCONVNEXT_WITH_CURL=OFF -DCONVNEXT_WITH_SERVE=OFF
+      -DBUILD_SHARED_LIBS="$other" -DCONVNEXT_BUILD_TESTS=OFF -DCONVNEXT_WITH_HDF5=OFF -DCONVNEXT_WITH_CURL=OFF -DCONVNEXT_WITH_SERVE=OFF -DCONVNEXT_WITH_MPI=OFF
 quiet "$cmake" --build "$tmp/build-b" -j"$jobs" --target convnext convnext_cli
 quiet "$cmake" --install "$tmp/build-b" --prefix "$tmp/prefix-b"
 if [[ $other == 1 ]]; then check_exports "$tmp/prefix-b"; fi

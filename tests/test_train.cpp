@@ -37,7 +37,9 @@ void check_gradients(const std::string& dir) {
   train::Gradients g(*net);
   train::TrainGraph graph(*net, kernels::default_context());
   Tensor dpx;
-  const auto r = graph.forward_backward(e->get_f32("pixel_values"), labels_in(*e), g, 1.0f, nullptr, &dpx);
+  train::StepOptions so;
+  so.grad_pixels = &dpx;
+  const auto r = graph.forward_backward(e->get_f32("pixel_values"), labels_in(*e), g, so);
   EXPECT_TRUE(close(r.logits, e->get_f32("logits"), 1e-4)) << dir;
   EXPECT_NEAR(r.loss, e->get_f32("loss")[0], 1e-4 * std::max(1.0f, std::fabs(e->get_f32("loss")[0]))) << dir;
   EXPECT_TRUE(close(dpx, e->get_f32("grad.pixel_values"), 1e-3)) << dir << " grad.pixel_values";
@@ -193,14 +195,16 @@ TEST(TrainOptimizer, AccumulationEqualsTheWholeBatch) {
   for (int h = 0; h < 2; ++h) {
     Tensor half({2, px.dim(1), px.dim(2), px.dim(3)});
     std::copy(px.data() + h * 2 * per, px.data() + (h + 1) * 2 * per, half.data());
-    graph.forward_backward(half, Labels::classes({ids[2 * h], ids[2 * h + 1]}), parts, 0.5f);
+    train::StepOptions half_scale;
+    half_scale.loss_scale = 0.5f;
+    graph.forward_backward(half, Labels::classes({ids[2 * h], ids[2 * h + 1]}), parts, half_scale);
   }
   for (size_t i = 0; i < whole.grads.size(); ++i)
     EXPECT_TRUE(close(parts.grads[i], whole.grads[i], 1e-5)) << whole.names[i];
 }
 
-// Stochastic depth in training mode: with drop_path_rate > 0 the same seed gives the same
-// gradients, another seed others; the forward without an rng (evaluation) is deterministic.
+// Stochastic depth in training mode: with drop_path_rate > 0 the same per-sample seeds give the
+// same gradients, other seeds others.
 TEST(TrainOptimizer, StochasticDepthIsSeeded) {
   REQUIRE_FIXTURES();
   const std::string dir = fixture("train_tiny4");
@@ -210,8 +214,12 @@ TEST(TrainOptimizer, StochasticDepthIsSeeded) {
   train::TrainGraph graph(*net, kernels::default_context());
   auto grads_with = [&](uint64_t seed) {
     train::Gradients g(*net);
-    std::mt19937_64 rng(seed);
-    graph.forward_backward(e->get_f32("pixel_values"), labels_in(*e), g, 1.0f, &rng);
+    const Tensor px = e->get_f32("pixel_values");
+    std::vector<uint64_t> seeds;
+    for (int64_t n = 0; n < px.dim(0); ++n) seeds.push_back(seed * 1000 + static_cast<uint64_t>(n));
+    train::StepOptions so;
+    so.sample_seeds = &seeds;
+    graph.forward_backward(px, labels_in(*e), g, so);
     return g.grads;
   };
   const auto a = grads_with(1), b = grads_with(1), c = grads_with(2);

@@ -10,6 +10,7 @@
 #include "convnext/version.h"
 #include "kernels/kernels.h"
 #include "test_util.h"
+#include "train/distributed.h"
 
 namespace convnext::test {
 namespace {
@@ -21,7 +22,7 @@ TEST(Version, BuildInfo) {
   EXPECT_EQ(b.git_revision, git_revision());
   EXPECT_EQ(b.kernels, kernels::family_name(kernels::selected_family()));
   EXPECT_EQ(b.dtypes, (std::vector<std::string>{"f32", "bf16"}));
-  EXPECT_FALSE(b.mpi);
+  EXPECT_EQ(b.mpi, train::mpi_built_in());  // the build's MPI and the training code agree
   // From a git checkout: the commit (12 hex digits, "-dirty" with local changes); else "unknown".
   if (std::filesystem::exists(std::string(CONVNEXT_SOURCE_DIR) + "/.git"))
     EXPECT_TRUE(std::regex_match(b.git_revision, std::regex("[0-9a-f]{12}(-dirty)?"))) << b.git_revision;
@@ -46,7 +47,7 @@ TEST(Version, JsonHasExactlyTheDocumentedKeys) {
 #else
   const bool serve = false;
 #endif
-  EXPECT_EQ(j["components"], nlohmann::json({{"hdf5", b.hdf5}, {"curl", b.curl}, {"mpi", false}, {"serve", serve}}));
+  EXPECT_EQ(j["components"], nlohmann::json({{"hdf5", b.hdf5}, {"curl", b.curl}, {"mpi", b.mpi}, {"serve", serve}}));
 }
 
 TEST(Version, KernelsHonourConvnextKernels) {

@@ -52,6 +52,9 @@ struct TrainOptions {
   bool skip_nan = false;
   int64_t log_every = 0;  // optimizer steps between log.jsonl lines; 0: about 50 lines per run
   int workers = 2;
+  // Data parallelism (under mpirun): gradients are all-reduced in buckets of about this many MB,
+  // each started as soon as the backward has produced it (PyTorch DDP's bucket_cap_mb).
+  double bucket_mb = 25;
   bool json = false;      // progress as JSON lines on stdout
   // Called with every line written to log.jsonl (one JSON object: the step means, each
   // evaluation, the final summary), on the training thread; for progress in a program.
@@ -91,6 +94,11 @@ struct EvalOptions {
 // Evaluates the ConvNextForImageClassification checkpoint `model` (a directory, hub id or any
 // layout from_pretrained reads) on `data`, preprocessed with the checkpoint's own processor.
 CONVNEXT_API EvalResult evaluate_dataset(const std::string& model, const std::string& data, const EvalOptions& options = {});
+// The rank of this process in a data-parallel run (mpirun -np N; 0 otherwise) and the number of
+// ranks (1 without mpirun). Under mpirun, run_training and evaluate_dataset work on every rank
+// together; rank 0 is the one that writes and prints.
+CONVNEXT_API int distributed_rank();
+CONVNEXT_API int distributed_size();
 CONVNEXT_API std::string eval_json(const EvalResult& r);  // one line
 CONVNEXT_API std::string eval_text(const EvalResult& r);  // the report for people, with the confusion matrix
 CONVNEXT_API void write_confusion_svg(const EvalResult& r, const std::string& path);

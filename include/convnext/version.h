@@ -21,7 +21,7 @@ struct BuildInfo {
   std::vector<std::string> dtypes;
   bool hdf5 = false;  // tf_model.h5 (TF / Keras) checkpoints: -DCONVNEXT_WITH_HDF5, libhdf5
   bool curl = false;  // downloads from the Hugging Face hub: -DCONVNEXT_WITH_CURL, libcurl
-  bool mpi = false;   // distributed training (not built yet)
+  bool mpi = false;   // data-parallel training under mpirun (OpenMPI)
 };
 
 CONVNEXT_API const char* version();       // the project's VERSION, "0.1.0"

@@ -7,12 +7,16 @@
 #include "convnext/train.h"
 #include "model/plan.h"
 #include "train/data.h"
+#include "train/distributed.h"
 #include "train/evaluate.h"
 #include "train/trainer.h"
 
 namespace convnext {
 
 int run_training(const TrainOptions& options) { return train::run_training(options); }
+
+int distributed_rank() { return train::Comm::world().rank(); }
+int distributed_size() { return train::Comm::world().size(); }
 
 EvalResult evaluate_dataset(const std::string& model, const std::string& data, const EvalOptions& options) {
   const std::string dir = resolve_model_path(model);

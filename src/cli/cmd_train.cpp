@@ -66,6 +66,19 @@ output:
   --threads T                  compute threads (default: one per core)
   --workers W                  data-loading threads (default 2)
   --json                       print a JSON summary line on stdout at the end
+
+data parallel (a build with MPI; see README "Training on several processes"):
+  mpirun -np N convnext train ...   N ranks, one replica each. --batch-size is per rank: a step
+                               trains on N x B examples, each rank its strided share of the epoch's
+                               order (PyTorch's DistributedSampler: the order is padded with its own
+                               start to a multiple of N), so N ranks x B see what 1 rank x N*B sees.
+                               Rank 0's initial weights are broadcast; gradients are averaged over
+                               the ranks (all-reduce) before clipping and AdamW. Rank 0 writes the
+                               checkpoints, log.jsonl and progress; the loss it logs is the mean over
+                               the global batch. Each rank's default --threads: the machine's CPUs
+                               divided by its ranks. A run resumes on the same N only.
+  --bucket-mb M                gradients are all-reduced in buckets of about M MB (default 25, as
+                               PyTorch DDP), each started as soon as the backward has produced it
 )";
 
 const char* kEvalHelp = R"(usage: convnext eval --model DIR --data PATH [--batch-size B] [--threads T] [--workers W] [--json]
@@ -83,6 +96,9 @@ top-5, per-class accuracy and the confusion matrix. --plot writes the confusion 
                                results do not depend on it
   --json                       one JSON line instead of the report
   --plot FILE.svg              the confusion matrix as a picture
+
+Under mpirun -np N each rank evaluates its share of the data (every example exactly once) and the
+counts are summed; rank 0 prints the report.
 )";
 }  // namespace
 
@@ -93,7 +109,7 @@ int cmd_train(int argc, char** argv, int first) {
       "model",       "config",    "arch",         "resume",       "num-labels",    "processor", "drop-path-rate",
       "data",        "eval-data", "output",       "epochs",       "steps",         "batch-size", "grad-accum",
       "lr",          "weight-decay", "lr-scheduler", "warmup-steps", "max-grad-norm", "seed",      "save-grads",
-      "save-every",  "threads",   "workers",      "crop-scale",   "log-every"};
+      "save-every",  "threads",   "workers",      "crop-scale",   "log-every",     "bucket-mb"};
   Args a(argc, argv, first, flags, options);
   if (a.help()) {
     std::fputs(kTrainHelp, stdout);
@@ -138,6 +154,8 @@ int cmd_train(int argc, char** argv, int first) {
   o.threads = a.threads();
   o.workers = static_cast<int>(a.get_int_in("workers", 2, 1, 1024));
   o.log_every = a.get_int("log-every", 0);
+  o.bucket_mb = a.get_double("bucket-mb", 25);
+  if (!(o.bucket_mb > 0 && o.bucket_mb <= 4096)) throw Error("--bucket-mb must be in (0, 4096]");
   o.json = a.has("json");
   o.skip_nan = a.has("skip-nan");
   if (o.lr < 0 || !(o.lr == o.lr)) throw Error("--lr must be >= 0");
@@ -157,9 +175,10 @@ int cmd_eval(int argc, char** argv, int first) {
   eo.batch_size = a.get_int("batch-size", 64);
   eo.workers = static_cast<int>(a.get_int_in("workers", 2, 1, 1024));
   eo.progress = [&](int64_t done, int64_t total) {
-    if (!json && isatty(2)) std::fprintf(stderr, "\r\033[Kevaluating %lld/%lld", static_cast<long long>(done), static_cast<long long>(total));
+    if (!json && isatty(2) && distributed_rank() == 0) std::fprintf(stderr, "\r\033[Kevaluating %lld/%lld", static_cast<long long>(done), static_cast<long long>(total));
   };
   const EvalResult r = evaluate_dataset(a.required("model"), a.required("data"), eo);
+  if (distributed_rank() != 0) return 0;  // under mpirun every rank evaluated its share; rank 0 reports
   if (!json && isatty(2)) std::fputc('\n', stderr);
   if (json) std::printf("%s\n", eval_json(r).c_str());
   else std::fputs(eval_text(r).c_str(), stdout);

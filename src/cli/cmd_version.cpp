@@ -23,7 +23,8 @@ Prints the version, the git revision it was built from ("-dirty": with uncommitt
 "unknown" when built outside git), the kernel family this CPU selects at run time ("avx512" or
 "portable"; CONVNEXT_KERNELS=portable forces the latter), the dtypes forward passes support
 (--dtype) and the optional components built in: hdf5 (tf_model.h5 checkpoints,
--DCONVNEXT_WITH_HDF5), curl (`convnext download`, -DCONVNEXT_WITH_CURL), mpi (not yet), serve
+-DCONVNEXT_WITH_HDF5), curl (`convnext download`, -DCONVNEXT_WITH_CURL), mpi (`mpirun -np N convnext
+train`, -DCONVNEXT_WITH_MPI), serve
 (`convnext serve`, -DCONVNEXT_WITH_SERVE).
 
   --json   one JSON object: {"version", "git_revision", "kernels", "dtypes": [...],

@@ -21,6 +21,7 @@ BuildInfo build_info() {
   b.dtypes = {dtype_short_name(DType::F32), dtype_short_name(DType::BF16)};  // bf16 runs everywhere: vdpbf16ps where the CPU has it, else the portable GEMM
   b.hdf5 = CONVNEXT_HAVE_HDF5;
   b.curl = CONVNEXT_HAVE_CURL;
+  b.mpi = CONVNEXT_HAVE_MPI_BUILT;
   return b;
 }
 

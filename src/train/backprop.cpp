@@ -58,13 +58,16 @@ void weight_grad(const Context& ctx, const float* dy, const float* x, int64_t M,
   kernels::linear_at(ctx, N, dy, N, xp, dW, K, /*accumulate=*/true);
 }
 
-// The per-sample factor of stochastic depth (mask / keep_prob), 1 when off.
-std::vector<float> drop_scales(int64_t N, float rate, std::mt19937_64* rng) {
+// The per-sample factor of stochastic depth in block `block` (mask / keep_prob, 1 when off), each
+// sample's from its own seed.
+std::vector<float> drop_scales(const std::vector<uint64_t>* seeds, int64_t N, size_t block, float rate) {
   std::vector<float> s(static_cast<size_t>(N), 1.0f);
-  if (rate <= 0.0f || !rng) return s;
+  if (rate <= 0.0f || !seeds) return s;
   const float keep = 1.0f - rate;
-  for (auto& v : s)  // as drop_path: floor(keep + U[0,1)) / keep
-    v = std::floor(keep + static_cast<float>(sampling::uniform01(*rng))) / keep;
+  for (int64_t n = 0; n < N; ++n) {  // as drop_path: floor(keep + U[0,1)) / keep
+    std::mt19937_64 rng((*seeds)[static_cast<size_t>(n)] ^ (0x9E3779B97F4A7C15ull * (block + 1)));
+    s[static_cast<size_t>(n)] = std::floor(keep + static_cast<float>(sampling::uniform01(rng))) / keep;
+  }
   return s;
 }
 
@@ -86,6 +89,12 @@ Tensor& Gradients::of(const Tensor& param) {
   const auto it = index_.find(param.data());
   if (it == index_.end()) throw Error("internal: gradient of an unknown parameter");
   return grads[it->second];
+}
+
+size_t Gradients::index_of(const Tensor& param) const {
+  const auto it = index_.find(param.data());
+  if (it == index_.end()) throw Error("internal: gradient of an unknown parameter");
+  return it->second;
 }
 
 void Gradients::zero() {
@@ -156,7 +165,7 @@ struct TrainGraph::Impl {
   void size_for(const Tensor& px);
   void forward_embeddings(const Tensor& px);
   void forward_downsample(const StageParams& st, size_t di, size_t mi);
-  void forward_block(const BlockParams& b, size_t bi, size_t mi, float rate, std::mt19937_64* rng);
+  void forward_block(const BlockParams& b, size_t bi, size_t mi, float rate, const std::vector<uint64_t>* seeds);
   Tensor forward_head(size_t last);
   float* backward_head(const Tensor& dlogits, size_t last, Gradients& grads);
   void backward_block(const BlockParams& b, size_t bi, size_t mi, float* G, Gradients& grads);
@@ -216,7 +225,8 @@ void TrainGraph::Impl::forward_downsample(const StageParams& st, size_t di, size
 }
 
 // The block unfolded, step by step, keeping x̂, 1/σ, h, act(h), z and the drop-path factors.
-void TrainGraph::Impl::forward_block(const BlockParams& b, size_t bi, size_t mi, float rate, std::mt19937_64* rng) {
+void TrainGraph::Impl::forward_block(const BlockParams& b, size_t bi, size_t mi, float rate,
+                                     const std::vector<uint64_t>* seeds) {
   BlockState& bs = blocks[bi];
   const Geo gg = geo[mi];
   const int64_t M = rows(mi), C = gg.C, C4 = 4 * C;
@@ -238,7 +248,7 @@ void TrainGraph::Impl::forward_block(const BlockParams& b, size_t bi, size_t mi,
   float* z = grow(bs.z, M * C);
   kernels::linear(ctx, M, a, C4, pw2[bi].fwd, z, C, false, Activation::Linear);
   // x' = x + drop_path(γ ⊙ z), drop_path scaling whole samples by mask / keep_prob.
-  bs.scale = drop_scales(N, rate, rng);
+  bs.scale = drop_scales(seeds, N, bi, rate);
   float* y = grow(maps[mi + 1], M * C);
   const float* ls = b.layer_scale.empty() ? nullptr : b.layer_scale.data();
   const int64_t per = M / N;
@@ -375,37 +385,59 @@ TrainGraph::TrainGraph(Parameters& net, const Context& ctx) : impl_(std::make_un
 }
 TrainGraph::~TrainGraph() = default;
 
+// The parameters of a block, a downsampling layer, the head and the stem, for on_grads_ready.
+static std::vector<const Tensor*> block_params(const BlockParams& b) {
+  std::vector<const Tensor*> p = {&b.dw_weight, &b.dw_bias, &b.norm.weight, &b.norm.bias, &b.pw1_weight,
+                                  &b.pw1_bias,  &b.pw2_weight, &b.pw2_bias};
+  if (!b.layer_scale.empty()) p.push_back(&b.layer_scale);
+  return p;
+}
+
 TrainGraph::Result TrainGraph::forward_backward(const Tensor& px, const Labels& labels, Gradients& grads,
-                                                float loss_scale, std::mt19937_64* rng, Tensor* grad_pixels) {
+                                                const StepOptions& so) {
   Impl& m = *impl_;
-  detail::check_pixel_values(m.net.config, px);
+  const Parameters& net = m.net;
+  detail::check_pixel_values(net.config, px);
+  if (so.sample_seeds && static_cast<int64_t>(so.sample_seeds->size()) != px.dim(0))
+    throw Error("internal: one stochastic-depth seed per sample is needed");
   m.size_for(px);
-  const std::vector<float> rates = drop_path_rates(m.net.config);
+  const std::vector<float> rates = drop_path_rates(net.config);
+  auto ready = [&](std::vector<const Tensor*> params) {
+    if (so.on_grads_ready) so.on_grads_ready(params);
+  };
 
   size_t mi = 0, bi = 0, di = 0;  // the map, block and downsampling layer at hand
   m.forward_embeddings(px);
-  for (const StageParams& st : m.net.stages) {
+  for (const StageParams& st : net.stages) {
     if (st.has_downsample) m.forward_downsample(st, di++, mi++);
     for (const BlockParams& b : st.blocks) {
-      m.forward_block(b, bi, mi++, rates[bi], rng);
+      m.forward_block(b, bi, mi++, rates[bi], so.sample_seeds);
       ++bi;
     }
   }
   Result r;
   r.logits = m.forward_head(mi);
-  r.problem_type = m.net.config.problem_type.value_or("");
+  r.problem_type = net.config.problem_type.value_or("");
   Tensor dlogits;
   r.loss = loss_and_grad(r.logits, labels, r.problem_type, dlogits);
-  if (loss_scale != 1.0f)
-    for (int64_t i = 0; i < dlogits.numel(); ++i) dlogits[i] *= loss_scale;
+  if (so.loss_scale != 1.0f)
+    for (int64_t i = 0; i < dlogits.numel(); ++i) dlogits[i] *= so.loss_scale;
 
   float* G = m.backward_head(dlogits, mi, grads);
-  for (size_t s = m.net.stages.size(); s-- > 0;) {
-    const StageParams& st = m.net.stages[s];
-    for (size_t j = st.blocks.size(); j-- > 0;) m.backward_block(st.blocks[j], --bi, --mi, G, grads);
-    if (st.has_downsample) G = m.backward_downsample(st, --di, --mi, G, grads);
+  ready({&net.classifier_weight, &net.classifier_bias, &net.final_norm.weight, &net.final_norm.bias});
+  for (size_t s = net.stages.size(); s-- > 0;) {
+    const StageParams& st = net.stages[s];
+    for (size_t j = st.blocks.size(); j-- > 0;) {
+      m.backward_block(st.blocks[j], --bi, --mi, G, grads);
+      ready(block_params(st.blocks[j]));
+    }
+    if (st.has_downsample) {
+      G = m.backward_downsample(st, --di, --mi, G, grads);
+      ready({&st.down_norm.weight, &st.down_norm.bias, &st.down_weight, &st.down_bias});
+    }
   }
-  m.backward_embeddings(px, G, grads, grad_pixels);
+  m.backward_embeddings(px, G, grads, so.grad_pixels);
+  ready({&net.patch_weight, &net.patch_bias, &net.embed_norm.weight, &net.embed_norm.bias});
   return r;
 }
 

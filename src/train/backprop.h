@@ -3,6 +3,7 @@
 // gradient of every parameter (and optionally of pixel_values).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -21,6 +22,7 @@ struct Gradients {
   std::vector<Tensor> grads;
   explicit Gradients(detail::Parameters& params);
   Tensor& of(const Tensor& param);  // the gradient of a parameter of the same network
+  size_t index_of(const Tensor& param) const;  // its position in names / params / grads
   void zero();
   double global_norm() const;  // sqrt(Σ g²) over every parameter, as clip_grad_norm_ computes it
   void scale(float s);
@@ -37,6 +39,18 @@ float loss_and_grad(const Tensor& logits, const Labels& labels, std::string& pro
 // sum(depths)) split by stage, as ConvNextEncoder builds them.
 std::vector<float> drop_path_rates(const ConvNextConfig& config);
 
+// How one forward/backward runs beyond its inputs.
+struct StepOptions {
+  float loss_scale = 1.0f;  // the gradients are of loss × loss_scale (1/K for K accumulated batches)
+  // Stochastic depth (training mode, when drop_path_rate > 0): sample n's masks come from its own
+  // seed, so a sample is dropped alike whatever batch or rank it is in. Null: no stochastic depth.
+  const std::vector<uint64_t>* sample_seeds = nullptr;
+  Tensor* grad_pixels = nullptr;  // when given: d loss / d pixel_values (NCHW)
+  // Called as the backward finishes each layer, with the parameters whose gradients are now final
+  // (head first, embeddings last): data parallelism starts reducing them while the backward goes on.
+  std::function<void(const std::vector<const Tensor*>& params)> on_grads_ready;
+};
+
 class TrainGraph {
  public:
   // Runs on `ctx`'s threads and kernel family.
@@ -48,11 +62,9 @@ class TrainGraph {
     Tensor logits;
     std::string problem_type;
   };
-  // forward (training mode: stochastic depth drawn from `rng` when drop_path_rate > 0 and rng is
-  // given), loss, backward. Gradients are *added* to `grads` (scaled by loss_scale, e.g. 1/K for
-  // K accumulation steps); grad_pixels, when given, receives d loss / d pixel_values (NCHW).
-  Result forward_backward(const Tensor& pixel_values, const Labels& labels, Gradients& grads, float loss_scale = 1.0f,
-                          std::mt19937_64* rng = nullptr, Tensor* grad_pixels = nullptr);
+  // forward (training mode), loss, backward. Gradients are *added* to `grads`.
+  Result forward_backward(const Tensor& pixel_values, const Labels& labels, Gradients& grads,
+                          const StepOptions& options = {});
 
  private:
   struct Impl;

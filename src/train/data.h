@@ -88,6 +88,12 @@ struct LoaderOptions {
   uint64_t seed = 0;
   int workers = 2;     // threads preparing batches ahead of the step, 0..1024 (0: next() prepares each)
   int prefetch = 2;    // batches prepared ahead
+  // Data parallelism: this process is rank `rank` of `world`, and reads its strided share of the
+  // epoch's order, as PyTorch's DistributedSampler: order[rank], order[rank + world], ... With
+  // pad_shards (training) the order is first padded with its own start to a multiple of world, so
+  // every rank has as many batches; without (evaluation) each example is read exactly once.
+  int rank = 0, world = 1;
+  bool pad_shards = true;
 };
 
 // Iterates one epoch of a source: order from (seed, epoch) (a permutation when shuffle), every
@@ -111,6 +117,9 @@ class Loader {
 };
 
 // The pieces the sources and the loader share, exposed for the tests.
+// Rank `rank`'s strided share of `order` among `world` ranks (DistributedSampler), padded first
+// with the order's own start to a multiple of world when `pad`.
+std::vector<int64_t> shard(const std::vector<int64_t>& order, int rank, int world, bool pad);
 
 // torchvision's RandomResizedCrop.get_params for a width × height image: up to 10 draws of an
 // area fraction in [scale_min, scale_max] and a log-uniform aspect ratio, the first box that

@@ -12,6 +12,7 @@
 
 #include "convnext/error.h"
 #include "io/json_file.h"
+#include "train/distributed.h"
 
 namespace convnext::train {
 
@@ -67,8 +68,50 @@ LoaderOptions eval_loader_options(const EvalOptions& options) {
   lo.shuffle = false;
   lo.augment.enabled = false;
   lo.workers = options.workers;
+  lo.rank = Comm::world().rank();  // under mpirun each rank reads its share, every example once
+  lo.world = Comm::world().size();
+  lo.pad_shards = false;
   return lo;
 }
+
+namespace {
+// Data parallel: every rank's counts and sums added up, so each holds the whole data set's.
+void reduce_over_ranks(EvalResult& r, Tally& t, int64_t num_labels) {
+  Comm& comm = Comm::world();
+  if (!comm.distributed()) return;
+  int64_t flags[2] = {r.classification ? 1 : 0, 0};
+  comm.allreduce_sum(flags, 1);
+  const bool classification = flags[0] > 0;
+  const size_t L = static_cast<size_t>(classification ? num_labels : 0);
+  if (classification && r.confusion.empty()) {  // a rank whose share was empty
+    r.confusion.assign(L, std::vector<int64_t>(L, 0));
+    r.class_total.assign(L, 0);
+    r.class_correct.assign(L, 0);
+  }
+  std::vector<int64_t> n = {t.top1, t.top5, t.scored, r.count, r.skipped};
+  for (size_t i = 0; i < L; ++i) {
+    n.push_back(r.class_total[i]);
+    n.push_back(r.class_correct[i]);
+    for (size_t j = 0; j < L; ++j) n.push_back(r.confusion[i][j]);
+  }
+  comm.allreduce_sum(n.data(), static_cast<int>(n.size()));
+  double loss_sum = t.loss_sum;
+  comm.allreduce_sum(&loss_sum, 1);
+  t.loss_sum = loss_sum;
+  t.top1 = n[0], t.top5 = n[1], t.scored = n[2], r.count = n[3], r.skipped = n[4];
+  size_t at = 5;
+  for (size_t i = 0; i < L; ++i) {
+    r.class_total[i] = n[at++];
+    r.class_correct[i] = n[at++];
+    for (size_t j = 0; j < L; ++j) r.confusion[i][j] = n[at++];
+  }
+  r.classification = classification;
+  // The problem type of a rank that saw data (they all infer the same from the same labels).
+  const std::vector<std::string> types = comm.allgather(r.problem_type);
+  for (const std::string& pt : types)
+    if (!pt.empty()) r.problem_type = pt;
+}
+}  // namespace
 
 EvalResult evaluate(const detail::InferencePlan& net, const DataSource& source, const EvalOptions& options) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -87,6 +130,7 @@ EvalResult evaluate(const detail::InferencePlan& net, const DataSource& source, 
     if (options.progress) options.progress(r.count, source.size());
   }
   r.skipped = loader.skipped_total();
+  reduce_over_ranks(r, t, net.config.num_labels());
   r.loss = t.scored ? t.loss_sum / static_cast<double>(t.scored) : NAN;
   if (r.classification && t.scored) {
     r.top1 = static_cast<double>(t.top1) / static_cast<double>(t.scored);

@@ -169,6 +169,16 @@ struct Loader::Impl {
   }
 };
 
+std::vector<int64_t> shard(const std::vector<int64_t>& order, int rank, int world, bool pad) {
+  std::vector<int64_t> all = order;
+  const size_t n = order.size(), w = static_cast<size_t>(world);
+  if (pad && n > 0)
+    for (size_t i = 0; all.size() % w != 0; ++i) all.push_back(order[i % n]);  // DistributedSampler's padding
+  std::vector<int64_t> mine;
+  for (size_t i = static_cast<size_t>(rank); i < all.size(); i += w) mine.push_back(all[i]);
+  return mine;
+}
+
 Loader::Loader(const DataSource& source, LoaderOptions options, int64_t epoch, int64_t start_batch)
     : impl_(std::make_unique<Impl>(source, std::move(options), epoch)) {
   Impl& m = *impl_;
@@ -185,7 +195,11 @@ Loader::Loader(const DataSource& source, LoaderOptions options, int64_t epoch, i
     for (int64_t i = n - 1; i > 0; --i)
       std::swap(m.order[static_cast<size_t>(i)], m.order[static_cast<size_t>(sampling::uniform_index(g, i + 1))]);
   }
-  m.n_batches = m.opt.drop_last ? n / m.opt.batch_size : (n + m.opt.batch_size - 1) / m.opt.batch_size;
+  if (m.opt.world < 1 || m.opt.rank < 0 || m.opt.rank >= m.opt.world)
+    throw Error("rank " + std::to_string(m.opt.rank) + " of " + std::to_string(m.opt.world) + " is not a valid shard");
+  if (m.opt.world > 1) m.order = shard(m.order, m.opt.rank, m.opt.world, m.opt.pad_shards);
+  const int64_t n_mine = static_cast<int64_t>(m.order.size());
+  m.n_batches = m.opt.drop_last ? n_mine / m.opt.batch_size : (n_mine + m.opt.batch_size - 1) / m.opt.batch_size;
   m.deliver = m.claim_batch = std::min(start_batch, m.n_batches);
   try {
     for (int w = 0; w < m.opt.workers; ++w) m.threads.emplace_back([&m] { m.worker(); });

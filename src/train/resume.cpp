@@ -1,6 +1,8 @@
 // trainer_state.json: written with every checkpoint, read back by --resume (see resume.h).
 #include "train/resume.h"
 
+#include "train/distributed.h"
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -81,6 +83,7 @@ void write_trainer_state(const std::string& dir, const Position& pos, const LrSc
              {"total_steps", schedule.total},      {"optimizer", "torch.optim.AdamW"},
              {"adam_betas", {0.9, 0.999}},         {"adam_epsilon", 1e-8}};
   for (const Setting& s : saved_settings()) st[s.key] = s.get(o);
+  st["world_size"] = Comm::world().size();  // ranks of the run: each read its share of every epoch
   if (schedule.anchor_step >= 0) {  // the schedule was continued over a new length (see continue_schedule)
     st["lr_anchor_step"] = schedule.anchor_step;
     st["lr_anchor_lr"] = schedule.anchor_lr;
@@ -163,6 +166,15 @@ void warn_if_steps_differ(const TrainOptions& o, const Resumed& r) {
       st.value("seed", o.seed) != o.seed)
     std::fprintf(stderr, "warning: --batch-size/--grad-accum/--seed differ from the interrupted run's; the "
                          "continuation will not be the same sequence of steps\n");
+}
+
+void check_world_size(const Resumed& r, int world) {
+  const int64_t saved = r.state.value("world_size", int64_t{1});
+  if (saved != world)
+    throw Error("the run in " + r.state.value("output", std::string("the resumed directory")) + " was trained on " +
+                std::to_string(saved) + " rank" + (saved == 1 ? "" : "s") + " and is resumed on " + std::to_string(world) +
+                ": resume it with mpirun -np " + std::to_string(saved) +
+                " (the data order and the batches of each step depend on the number of ranks)");
 }
 
 int report_finished(const TrainOptions& o, const Resumed& r, int64_t total_steps) {

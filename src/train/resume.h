@@ -48,6 +48,10 @@ void print_resuming(const TrainOptions& o, const Resumed& r, int64_t total_steps
 void warn_if_steps_differ(const TrainOptions& o, const Resumed& r);
 
 // Resuming a run that already has its length: say so, write nothing, succeed (returns 0).
+// A run resumes on the number of ranks it was trained on (trainer_state.json's world_size, 1 when
+// absent); another is an Error saying which.
+void check_world_size(const Resumed& r, int world);
+
 int report_finished(const TrainOptions& o, const Resumed& r, int64_t total_steps);
 
 }  // namespace convnext::train

@@ -1,5 +1,7 @@
 #include "train/run_setup.h"
 
+#include "train/distributed.h"
+
 #include <algorithm>
 
 #include "convnext/error.h"
@@ -74,7 +76,10 @@ std::unique_ptr<DataSource> open_eval_data(const TrainOptions& o, const ModelSou
 
 RunLength plan_length(const TrainOptions& o, std::optional<Resumed>& resumed, const DataSource& data) {
   RunLength len;
-  len.batches_per_epoch = (data.size() + o.batch_size - 1) / o.batch_size;
+  // A rank of a data-parallel run reads its padded share of each epoch (LoaderOptions::world).
+  const Comm& comm = Comm::world();
+  const int64_t share = (data.size() + comm.size() - 1) / comm.size();
+  len.batches_per_epoch = (share + o.batch_size - 1) / o.batch_size;
   if (len.batches_per_epoch == 0) throw Error(o.data + ": no examples");
   const int64_t steps_per_epoch = (len.batches_per_epoch + o.grad_accum - 1) / o.grad_accum;
   len.total_steps = run_length(o, resumed ? &*resumed : nullptr, steps_per_epoch);
@@ -99,6 +104,8 @@ LoaderOptions loader_options(const TrainOptions& o) {
   lopt.augment.hflip = o.hflip;
   lopt.seed = o.seed;
   lopt.workers = std::max(1, o.workers);
+  lopt.rank = Comm::world().rank();
+  lopt.world = Comm::world().size();
   return lopt;
 }
 

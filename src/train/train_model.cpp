@@ -5,6 +5,8 @@
 #include "kernels/kernels.h"
 #include "model/plan.h"
 #include "train/backprop.h"
+#include "train/ddp.h"
+#include "train/distributed.h"
 #include "train/evaluate.h"
 #include "train/optimizer.h"
 
@@ -55,12 +57,16 @@ struct Model::Impl {
   Gradients grads;
   AdamW opt;
   TrainGraph graph;
+  std::unique_ptr<GradientReducer> reducer;  // data-parallel runs only
   Impl(std::shared_ptr<detail::Parameters> n, const AdamWOptions& ao)
       : net(std::move(n)), grads(*net), opt(grads, ao), graph(*net, kernels::default_context()) {}
 };
 
 Model::Model(const TrainOptions& o, const ModelSource& m, const TrainingData& d)
-    : impl_(std::make_unique<Impl>(make_parameters(o, m, d), adamw_options(o))) {}
+    : impl_(std::make_unique<Impl>(make_parameters(o, m, d), adamw_options(o))) {
+  Comm& comm = Comm::world();
+  if (comm.distributed()) impl_->reducer = std::make_unique<GradientReducer>(comm, impl_->grads, o.bucket_mb);
+}
 Model::~Model() = default;
 
 ConvNextConfig& Model::config() { return impl_->net->config; }
@@ -68,8 +74,27 @@ int64_t Model::parameter_count() const { return impl_->net->parameter_count; }
 Gradients& Model::grads() { return impl_->grads; }
 AdamW& Model::optimizer() { return impl_->opt; }
 
-float Model::forward_backward(const Batch& b, float loss_scale, std::mt19937_64* rng) {
-  return impl_->graph.forward_backward(b.pixel_values, b.labels, impl_->grads, loss_scale, rng).loss;
+float Model::forward_backward(const Batch& b, float loss_scale, uint64_t drop_seed, bool sync) {
+  std::vector<uint64_t> seeds;
+  for (int64_t index : b.indices) seeds.push_back(sampling::example_seed(drop_seed, 0, index));
+  StepOptions so;
+  so.loss_scale = loss_scale;
+  so.sample_seeds = &seeds;
+  if (sync && impl_->reducer)
+    so.on_grads_ready = [r = impl_->reducer.get()](const std::vector<const Tensor*>& p) { r->ready(p); };
+  return impl_->graph.forward_backward(b.pixel_values, b.labels, impl_->grads, so).loss;
+}
+
+void Model::finish_sync() {
+  if (impl_->reducer) impl_->reducer->finish();
+}
+
+double Model::last_sync_wait_seconds() const { return impl_->reducer ? impl_->reducer->last_wait_seconds() : 0.0; }
+
+void Model::broadcast_weights() {
+  Comm& comm = Comm::world();
+  if (!comm.distributed()) return;
+  impl_->net->for_each_parameter([&](const std::string&, Tensor& t) { comm.broadcast(t.data(), t.numel(), 0); });
 }
 
 EvalResult Model::evaluate(const DataSource& data, const EvalOptions& options) {

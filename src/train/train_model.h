@@ -29,8 +29,15 @@ class Model {
   Gradients& grads();
   AdamW& optimizer();
   // Forward and backward of one batch in training mode: its gradients, times loss_scale, are
-  // added to grads(); returns its loss. `rng` draws the stochastic depth.
-  float forward_backward(const Batch& b, float loss_scale, std::mt19937_64* rng);
+  // added to grads(); returns its loss. Each sample's stochastic depth is seeded by
+  // (drop_seed, its index in the data). With `sync` (the last micro-batch of an optimizer step of
+  // a data-parallel run) the gradients are averaged over the ranks as the backward produces them;
+  // finish_sync() waits for the last of it.
+  float forward_backward(const Batch& b, float loss_scale, uint64_t drop_seed, bool sync);
+  void finish_sync();
+  // Data parallelism: rank 0's weights on every rank (a run starts from one model).
+  void broadcast_weights();
+  double last_sync_wait_seconds() const;
   // The loss and accuracy on `data` of the weights as they are now.
   EvalResult evaluate(const DataSource& data, const EvalOptions& options);
   void save(const std::string& dir);  // config.json and model.safetensors

@@ -19,7 +19,9 @@
 #include <optional>
 
 #include "convnext/error.h"
+#include "core/parallel.h"
 #include "train/backprop.h"
+#include "train/distributed.h"
 #include "train/evaluate.h"
 #include "train/progress.h"
 #include "train/run_setup.h"
@@ -81,6 +83,8 @@ class TrainRun {
   bool accumulate(const Batch& b, Group& g);
   void on_nonfinite_loss(float loss, const Group& g);
   void optimizer_step(const Group& g);
+  void reduce_group(Group& g);
+  bool interrupted();
   void save_first_gradients();
   void log_step(double lr);
   void show_progress(double loss, double lr);
@@ -97,6 +101,7 @@ class TrainRun {
   const LrSchedule schedule_;
   const int64_t log_every_;
   const std::unique_ptr<DataSource> eval_data_;
+  Comm& comm_;  // rank 0 of a data-parallel run writes and prints; every rank computes
   Model model_;
   Position pos_;
   TrainingCurves curves_;
@@ -118,13 +123,22 @@ TrainRun::TrainRun(TrainOptions o, std::optional<Resumed> resumed, const ModelSo
       schedule_(run_schedule(o_, resumed_ ? &*resumed_ : nullptr, len.total_steps)),
       log_every_(o_.log_every > 0 ? o_.log_every : std::max<int64_t>(1, len.total_steps / 50)),
       eval_data_(open_eval_data(o_, m, data_.num_labels)),
+      comm_(Comm::world()),
       model_(o_, m, data_) {
+  model_.broadcast_weights();
   start_log();
-  print_header();
+  if (comm_.is_root()) print_header();
 }
 
 // Resuming: the position, the optimizer's moments and the log up to the checkpoint; else a fresh log.
 void TrainRun::start_log() {
+  if (!comm_.is_root()) {  // the other ranks restore the position and the optimizer only
+    if (resumed_) {
+      pos_ = resumed_->pos;
+      model_.optimizer().load_state(read_optimizer_state(o_.resume_dir), pos_.step);
+    }
+    return;
+  }
   fs::create_directories(o_.output);
   const fs::path log_path = fs::path(o_.output) / "log.jsonl";
   if (resumed_) {
@@ -183,9 +197,11 @@ bool TrainRun::train_batches(Loader& loader) {
   Group g{pos_.batch};
   while (pos_.step < len_.total_steps && loader.next(b)) {
     if (!accumulate(b, g)) continue;
+    model_.finish_sync();  // data parallel: the gradients averaged over the ranks
+    reduce_group(g);
     optimizer_step(g);
     g = Group{pos_.batch};  // after the step: a --save-every checkpoint is not timed
-    if (g_interrupted) return false;
+    if (interrupted()) return false;
   }
   return true;
 }
@@ -194,9 +210,11 @@ bool TrainRun::train_batches(Loader& loader) {
 bool TrainRun::accumulate(const Batch& b, Group& g) {
   // The epoch's last group may be short; its losses are still averaged over its own size.
   const int64_t group_size = std::min(o_.grad_accum, len_.batches_per_epoch - g.first);
-  // Stochastic depth of this batch: its own seed, so a resumed run draws the same masks.
-  std::mt19937_64 rng(sampling::example_seed(o_.seed ^ 0x6a09e667f3bcc909ull, pos_.epoch, g.first + g.done));
-  const float loss = model_.forward_backward(b, 1.0f / static_cast<float>(group_size), &rng);
+  // Stochastic depth: each sample's from (seed, epoch, its index), whatever batch or rank it is in,
+  // so a resumed run, or one on another number of ranks, draws the same masks.
+  const uint64_t drop_seed = sampling::example_seed(o_.seed ^ 0x6a09e667f3bcc909ull, pos_.epoch, 0);
+  const bool last = g.done + 1 >= group_size;
+  const float loss = model_.forward_backward(b, 1.0f / static_cast<float>(group_size), drop_seed, last);
   ++g.done;
   g.images += b.pixel_values.dim(0);
   if (!std::isfinite(loss)) on_nonfinite_loss(loss, g);
@@ -217,11 +235,27 @@ void TrainRun::on_nonfinite_loss(float loss, const Group& g) {
                static_cast<long long>(g.first + g.done));
 }
 
+// Data parallel: the step's loss is the mean over the ranks' (equal) batches, its images their sum.
+void TrainRun::reduce_group(Group& g) {
+  if (!comm_.distributed()) return;
+  double v[2] = {g.loss, static_cast<double>(g.images)};
+  comm_.allreduce_sum(v, 2);
+  g.loss = v[0] / comm_.size();
+  g.images = static_cast<int64_t>(v[1]);
+}
+
+// Ctrl-C on any rank (mpirun passes it to all) stops every rank after the same step.
+bool TrainRun::interrupted() {
+  int64_t flag = g_interrupted ? 1 : 0;
+  if (comm_.distributed()) comm_.allreduce_sum(&flag, 1);
+  return flag > 0;
+}
+
 void TrainRun::optimizer_step(const Group& g) {
   const bool finite = std::isfinite(g.loss);
   double norm = 0, lr = 0;
   if (finite) {
-    if (!o_.save_grads.empty() && !saved_grads_) save_first_gradients();
+    if (!o_.save_grads.empty() && !saved_grads_ && comm_.is_root()) save_first_gradients();
     norm = clip_grad_norm(model_.grads(), o_.max_grad_norm);
     lr = schedule_.at(pos_.step);
     model_.optimizer().step(model_.grads(), lr);
@@ -231,7 +265,7 @@ void TrainRun::optimizer_step(const Group& g) {
   pos_.batch = g.first + g.done;
   stats_.add(finite, g.loss, norm, g.images, seconds_since(g.start));
   if (pos_.step % log_every_ == 0 || pos_.step == len_.total_steps) log_step(lr);
-  show_progress(g.loss, lr);
+  if (comm_.is_root()) show_progress(g.loss, lr);
   if (o_.save_every > 0 && pos_.step % o_.save_every == 0 && pos_.step < len_.total_steps) save();
 }
 
@@ -245,6 +279,7 @@ void TrainRun::save_first_gradients() {
 
 // One line of log.jsonl, also handed to TrainOptions::on_log (a notebook's progress callback).
 void TrainRun::write_log(const json& j) {
+  if (!comm_.is_root()) return;
   const std::string line = j.dump();
   log_ << line << "\n" << std::flush;
   if (o_.on_log) o_.on_log(line);
@@ -308,6 +343,7 @@ void TrainRun::evaluate_now(bool final_eval) {
   if (final_eval) j["final"] = true;
   curves_.eval_loss.push_back({static_cast<double>(pos_.step), er.loss});
   write_log(j);
+  if (!comm_.is_root()) return;
   if (er.classification)
     std::fprintf(stderr, "eval at step %lld: loss %.4f, top-1 %.4f, top-5 %.4f\n", static_cast<long long>(pos_.step),
                  er.loss, er.top1, er.top5);
@@ -317,6 +353,7 @@ void TrainRun::evaluate_now(bool final_eval) {
 
 // A checkpoint transformers loads, what --resume needs beside it, and the plot so far.
 void TrainRun::save() {
+  if (!comm_.is_root()) return;
   const fs::path dir = o_.output;
   model_.save(o_.output);
   proc_.save_pretrained(o_.output);
@@ -335,7 +372,9 @@ int TrainRun::finish(int exit_status) {
                   {"images_per_s", images_per_s},      {"skipped_nan_steps", stats_.skipped_nan},
                   {"peak_rss_mb", peak_rss_mb()}};
   if (resumed_) summary["resumed"] = resumed_json(o_, *resumed_);
+  if (comm_.distributed()) summary["ranks"] = comm_.size();
   write_log(summary);
+  if (!comm_.is_root()) return exit_status;
   std::fprintf(stderr, "%s %lld steps in %s (%.1f img/s, peak RSS %.0f MB); wrote %s\n",
                exit_status == 0 ? "trained" : "stopped after", static_cast<long long>(pos_.step), duration_str(secs).c_str(),
                images_per_s, peak_rss_mb(), o_.output.c_str());
@@ -345,15 +384,31 @@ int TrainRun::finish(int exit_status) {
 
 }  // namespace
 
-int run_training(const TrainOptions& options) {
+namespace {
+int run_training_here(const TrainOptions& options) {
   TrainOptions o = options;
   std::optional<Resumed> resumed = settle_options(o);
+  if (resumed) check_world_size(*resumed, Comm::world().size());
   const ModelSource model = choose_model(o, resumed.has_value());
   TrainingData data = open_training_data(o, model);
   const RunLength len = plan_length(o, resumed, *data.source);
   if (resumed && resumed->pos.step >= len.total_steps) return report_finished(o, *resumed, len.total_steps);
   TrainRun run(std::move(o), std::move(resumed), model, std::move(data), len);
   return run.run();
+}
+}  // namespace
+
+int run_training(const TrainOptions& options) {
+  Comm& comm = Comm::world();
+  if (!comm.distributed()) return run_training_here(options);
+  // Each rank's default threads: this machine's CPUs shared among its ranks.
+  if (options.threads == 0) set_num_threads(std::max(1, parallel::available_cpus() / comm.local_size()));
+  try {
+    return run_training_here(options);
+  } catch (const std::exception& e) {  // one rank's failure ends them all, with its message
+    comm.abort("convnext train: rank " + std::to_string(comm.rank()) + " of " + std::to_string(comm.size()) + ": error: " +
+               e.what());
+  }
 }
 
 }  // namespace convnext::train
