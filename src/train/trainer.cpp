@@ -110,6 +110,7 @@ class TrainRun {
   Progress progress_;
   StepStats stats_;
   bool saved_grads_ = false;
+  double sync_wait_s_ = 0;  // data parallel: time waiting for gradient all-reduces after backward
   std::chrono::steady_clock::time_point start_;
 };
 
@@ -198,6 +199,7 @@ bool TrainRun::train_batches(Loader& loader) {
   while (pos_.step < len_.total_steps && loader.next(b)) {
     if (!accumulate(b, g)) continue;
     model_.finish_sync();  // data parallel: the gradients averaged over the ranks
+    sync_wait_s_ += model_.last_sync_wait_seconds();
     reduce_group(g);
     optimizer_step(g);
     g = Group{pos_.batch};  // after the step: a --save-every checkpoint is not timed
@@ -372,7 +374,11 @@ int TrainRun::finish(int exit_status) {
                   {"images_per_s", images_per_s},      {"skipped_nan_steps", stats_.skipped_nan},
                   {"peak_rss_mb", peak_rss_mb()}};
   if (resumed_) summary["resumed"] = resumed_json(o_, *resumed_);
-  if (comm_.distributed()) summary["ranks"] = comm_.size();
+  if (comm_.distributed()) {
+    summary["ranks"] = comm_.size();
+    // What the overlap left: the time spent waiting for all-reduces once the backward had ended.
+    summary["allreduce_wait_seconds"] = sync_wait_s_;
+  }
   write_log(summary);
   if (!comm_.is_root()) return exit_status;
   std::fprintf(stderr, "%s %lld steps in %s (%.1f img/s, peak RSS %.0f MB); wrote %s\n",
