@@ -45,13 +45,37 @@ Batcher::~Batcher() { drain(); }
 std::future<BatchResult> Batcher::submit(Tensor pixels, Clock::time_point deadline) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (stopping_) throw QueueFull();
+  const Clock::time_point now = Clock::now();
+  if (static_cast<int64_t>(queue_.size()) >= options_.max_queue) drop_expired(now);
   if (static_cast<int64_t>(queue_.size()) >= options_.max_queue) throw QueueFull();
-  Job job{std::move(pixels), Clock::now(), deadline, {}};
+  Job job{std::move(pixels), now, deadline, {}};
   auto future = job.promise.get_future();
   queue_.push_back(std::move(job));
   metrics_.queue_length.store(static_cast<int64_t>(queue_.size()));
   cv_.notify_one();
   return future;
+}
+
+void Batcher::drop_expired(Clock::time_point now) {
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    if (now > it->deadline) {
+      BatchResult r;
+      r.error = "timed out in the queue";
+      it->promise.set_value(std::move(r));
+      it = queue_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  metrics_.queue_length.store(static_cast<int64_t>(queue_.size()));
+}
+
+void Batcher::stop_waiting() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    no_wait_ = true;
+  }
+  cv_.notify_one();
 }
 
 void Batcher::drain() {
@@ -66,16 +90,24 @@ void Batcher::drain() {
 // The next batch: the oldest request, then those behind it of the same image size while they
 // fit in max_batch images, once max_batch images wait or the oldest has waited max_delay.
 std::deque<Batcher::Job> Batcher::take_batch(std::unique_lock<std::mutex>& lock) {
-  cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-  if (queue_.empty()) return {};
-  const Clock::time_point until = queue_.front().queued + options_.max_delay;
   auto queued_images = [&] {
     int64_t n = 0;
     for (const Job& j : queue_) n += j.pixels.dim(0);
     return n;
   };
-  while (!stopping_ && queued_images() < options_.max_batch && Clock::now() < until)
-    cv_.wait_until(lock, until);
+  for (;;) {
+    cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    drop_expired(Clock::now());
+    if (queue_.empty()) {
+      if (stopping_) return {};
+      continue;
+    }
+    const Clock::time_point until = queue_.front().queued + options_.max_delay;
+    while (!stopping_ && !no_wait_ && !queue_.empty() && queued_images() < options_.max_batch && Clock::now() < until)
+      cv_.wait_until(lock, until);
+    drop_expired(Clock::now());
+    if (!queue_.empty()) break;
+  }
   std::deque<Job> batch;
   int64_t images = 0;
   const Shape first = queue_.front().pixels.shape();  // a copy: the front job moves into the batch

@@ -49,6 +49,9 @@ class Batcher {
   // Queues pixel_values [n, C, H, W] (n >= 1); the future gives its rows of the outputs. A request
   // still queued at `deadline` is dropped with an error instead of run. Throws QueueFull.
   std::future<BatchResult> submit(Tensor pixel_values, Clock::time_point deadline);
+  // From now on a batch runs as soon as the model is free, without waiting to fill (shutting
+  // down: nothing more will come).
+  void stop_waiting();
   // Runs what is queued, then stops the thread (the destructor does it too).
   void drain();
 
@@ -59,6 +62,9 @@ class Batcher {
     std::promise<BatchResult> promise;
   };
   void loop();
+  // Answers the queued requests whose deadline has passed (no one waits for them any more), so
+  // they hold no place in the queue. Called with the lock held.
+  void drop_expired(Clock::time_point now);
   std::deque<Job> take_batch(std::unique_lock<std::mutex>& lock);
   void run(std::deque<Job>& jobs);
 
@@ -69,6 +75,7 @@ class Batcher {
   std::condition_variable cv_;
   std::deque<Job> queue_;
   bool stopping_ = false;
+  bool no_wait_ = false;
   std::thread thread_;
 };
 
