@@ -13,7 +13,9 @@
 #include <sys/socket.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <optional>
@@ -630,6 +632,54 @@ TEST(ServeRobustLimits, SigtermFinishesTheAcceptedRequestsAndExitsZero) {
   }
   EXPECT_LT(connect_local(server.port()), 0) << "the port still accepts";
   std::printf("SIGTERM to exit: %.2f s\n", exit_s);
+}
+
+// Many clients connecting at once are all answered: cpp-httplib listens with a backlog of 5,
+// and a loaded machine then dropped or reset connections (the kernel's SYN cookies).
+TEST_F(ServeRobust, ABurstOfConnectionsIsAnswered) {
+  // The backlog as the kernel reports it (ss prints it as Send-Q of a listening socket).
+  const std::string cmd = "ss -Hltn 'sport = :" + std::to_string(server_->port()) + "' 2>/dev/null";
+  if (FILE* p = popen(cmd.c_str(), "r")) {
+    char line[512] = {0};
+    const bool got = std::fgets(line, sizeof line, p) != nullptr;
+    pclose(p);
+    std::istringstream in(line);
+    std::string state;
+    long recv_q = -1, backlog = -1;
+    if (got && (in >> state >> recv_q >> backlog) && state == "LISTEN") {
+      EXPECT_GE(backlog, 128) << line;
+    } else {
+      std::printf("(no ss: the listen backlog is not checked)\n");
+    }
+  }
+  constexpr int kClients = 256;
+  std::vector<int> status(kClients, 0);
+  std::atomic<bool> go{false};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kClients; ++i)
+    threads.emplace_back([&, i] {
+      while (!go) std::this_thread::yield();
+      const RawAnswer a = raw_exchange(server_->port(), "GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n", Ms(0), Ms(20000));
+      status[static_cast<size_t>(i)] = a.statuses.empty() ? -1 : a.statuses.front();
+    });
+  go = true;
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(std::count(status.begin(), status.end(), 200), kClients);
+}
+
+// A second server on a port in use fails to start (cpp-httplib's SO_REUSEPORT let it share it).
+TEST_F(ServeRobust, APortInUseIsAnError) {
+  const std::string cmd = "timeout 20 " + std::string(CONVNEXT_CLI) + " serve --model " + repo("models/" + kModel) +
+                          " --port " + std::to_string(server_->port()) + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, p)) out += buf;
+  const int st = pclose(p);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 1) << out;
+  EXPECT_NE(out.find("cannot listen on 127.0.0.1:" + std::to_string(server_->port())), std::string::npos) << out;
+  EXPECT_EQ(out.find("listening on"), std::string::npos) << out;
 }
 
 TEST(ServeRobustLimits, SigintExitsZero) {

@@ -7,11 +7,14 @@
 #include <httplib.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <thread>
@@ -490,10 +493,23 @@ int Server::run() {
   // Each waiting request holds a pool thread, so the pool has room for a full queue.
   const size_t pool = static_cast<size_t>(std::clamp<int64_t>(o_.max_queue * static_cast<int64_t>(models_.size()) + 8, 16, 1024));
   http_.new_task_queue = [pool] { return new httplib::ThreadPool(pool); };
+  // cpp-httplib's listening socket has SO_REUSEPORT, with which a second server binds the same
+  // port without an error (and the kernel splits the connections between the two), and a
+  // backlog of 5, which drops connections that arrive together (with SYN cookies, the kernel
+  // resets some of them: clients saw "connection reset" at 64 concurrent requests). So:
+  // SO_REUSEADDR alone, and the backlog raised once the socket listens.
+  int listen_fd = -1;
+  http_.set_socket_options([&listen_fd](socket_t sock) {
+    const int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    listen_fd = sock;
+  });
   int port = o_.port;
   if (port == 0) port = http_.bind_to_any_port(o_.host);
   else if (!http_.bind_to_port(o_.host, port)) port = -1;
-  if (port < 0) throw Error("cannot listen on " + o_.host + ":" + std::to_string(o_.port));
+  if (port < 0) throw Error("cannot listen on " + o_.host + ":" + std::to_string(o_.port) + " (in use?)");
+  if (listen_fd >= 0 && ::listen(listen_fd, SOMAXCONN) != 0)
+    std::fprintf(stderr, "convnext serve: warning: cannot raise the listen backlog: %s\n", std::strerror(errno));
   std::thread listener([&] { http_.listen_after_bind(); });
   std::printf("listening on http://%s:%d\n", o_.host.c_str(), port);
   std::fflush(stdout);
