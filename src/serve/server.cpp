@@ -493,6 +493,9 @@ int Server::run() {
   // Each waiting request holds a pool thread, so the pool has room for a full queue.
   const size_t pool = static_cast<size_t>(std::clamp<int64_t>(o_.max_queue * static_cast<int64_t>(models_.size()) + 8, 16, 1024));
   http_.new_task_queue = [pool] { return new httplib::ThreadPool(pool); };
+  // cpp-httplib writes a response's headers and body in two sends: with Nagle's algorithm on,
+  // the body waits for the client's (delayed) ACK of the headers, up to 40 ms on Linux.
+  http_.set_tcp_nodelay(true);
   // cpp-httplib's listening socket has SO_REUSEPORT, with which a second server binds the same
   // port without an error (and the kernel splits the connections between the two), and a
   // backlog of 5, which drops connections that arrive together (with SYN cookies, the kernel
