@@ -682,6 +682,41 @@ TEST_F(ServeRobust, APortInUseIsAnError) {
   EXPECT_EQ(out.find("listening on"), std::string::npos) << out;
 }
 
+// The wait for a batch to fill is made while it can pay: a lone request on a fresh server waits
+// --max-queue-delay-ms; once such a wait saw no one come, lone requests run at once; requests
+// that overlap are batched again, and the next lone request waits again.
+TEST(ServeBatching, AWaitInVainIsNotRepeated) {
+  ServerProcess server(queued_args({"--max-queue-delay-ms", "1000"}));
+  ASSERT_TRUE(server.ok());
+  auto c = server.client();
+  const Tensor px = ref().pixels_of({ref().images[8]});
+  auto timed = [&] {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = c->Post(kInfer, pixel_request(px), "application/json");
+    EXPECT_TRUE(r && r->status == 200);
+    return seconds_since(t0);
+  };
+  EXPECT_GT(timed(), 0.9) << "a lone request on a fresh server waits for company";
+  EXPECT_LT(timed(), 0.5) << "the wait was in vain: the next lone request runs at once";
+  EXPECT_LT(timed(), 0.5);
+  const std::string before = c->Get("/metrics")->body;
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 8; ++i)
+    threads.emplace_back([&] {
+      auto r = server.client()->Post(kInfer, pixel_request(px), "application/json");
+      if (r && r->status == 200 && close(output_logits(r->body), ref().logits(px), 1e-5)) ++ok;
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok, 8);
+  const std::string after = c->Get("/metrics")->body;
+  EXPECT_LT(metric(after, "convnext_inference_exec_count", kModel) - metric(before, "convnext_inference_exec_count", kModel), 8)
+      << "overlapping requests were not batched";
+  EXPECT_GT(timed(), 0.9) << "after overlapping requests, a lone one waits again";
+  EXPECT_LT(timed(), 0.5);
+  EXPECT_EQ(server.stop(), 0);
+}
+
 TEST(ServeRobustLimits, SigintExitsZero) {
   ServerProcess server({"--model", repo("models/" + kModel)});
   ASSERT_TRUE(server.ok());

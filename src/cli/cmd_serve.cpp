@@ -39,7 +39,9 @@ Endpoints
   GET  /                                           a web page: drop an image, see the top 5
 
 Batching: concurrent requests for a model run together, up to --max-batch images per forward
-pass, waiting at most --max-queue-delay-ms for a batch to fill. Images are decoded and
+pass, waiting at most --max-queue-delay-ms for a batch to fill. That wait is skipped while it is
+in vain: once a request waited it out with no other coming, a request that finds the model idle
+and nothing queued runs at once, until requests overlap again. Images are decoded and
 preprocessed (with the model's preprocessor_config.json, as `classify` does) on the connection's
 thread, beside the model. --threads is the model's thread count (0: automatic).
 

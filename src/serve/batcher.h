@@ -2,6 +2,12 @@
 // max_batch images per forward, waiting at most max_delay for a batch to fill. Every image's
 // numbers are those of a lone forward: the kernels compute each pixel row on its own, whatever
 // else shares the batch.
+//
+// The wait to fill a batch is skipped while it would be in vain: once a wait ran its full
+// max_delay with no other request coming, requests that find the model idle and the queue empty
+// run at once, until a request comes while another is queued or running (requests overlap
+// again; the wait is back). So one client sending one request at a time gets no added latency,
+// and a lone request on a fresh server still waits max_delay for company.
 #pragma once
 #include <chrono>
 #include <condition_variable>
@@ -67,6 +73,7 @@ class Batcher {
   void drop_expired(Clock::time_point now);
   std::deque<Job> take_batch(std::unique_lock<std::mutex>& lock);
   void run(std::deque<Job>& jobs);
+  void idle();  // the batch's forward is done
 
   const ConvNextForImageClassification& model_;
   const BatcherOptions options_;
@@ -76,6 +83,9 @@ class Batcher {
   std::deque<Job> queue_;
   bool stopping_ = false;
   bool no_wait_ = false;
+  bool busy_ = false;          // a batch is running
+  bool waits_in_vain_ = false; // the last full wait saw no other request come (see above)
+  uint64_t arrivals_ = 0;      // requests submitted, ever
   std::thread thread_;
 };
 
