@@ -64,16 +64,29 @@ class ServerProcess {
   // Sends `sig` and waits for the exit; returns the exit status (-1: killed by a signal or a
   // timeout of 40 s, after which the process is killed).
   int stop(int sig = SIGTERM) {
-    stopped_ = true;
     kill(pid_, sig);
-    for (int i = 0; i < 400; ++i) {
+    return wait_exit();
+  }
+  // Waits for the process to exit (after a signal sent elsewhere); the same status as stop().
+  int wait_exit(std::chrono::milliseconds limit = std::chrono::seconds(40)) {
+    stopped_ = true;
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < until) {
       int st = 0;
       if (waitpid(pid_, &st, WNOHANG) == pid_) return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     kill(pid_, SIGKILL);
     waitpid(pid_, nullptr, 0);
     return -1;
+  }
+  // The process is still running (when it has exited, it is reaped and marked stopped).
+  bool alive() {
+    if (pid_ <= 0 || stopped_) return false;
+    int st = 0;
+    if (waitpid(pid_, &st, WNOHANG) == 0) return true;
+    stopped_ = true;
+    return false;
   }
   pid_t pid() const { return pid_; }
 

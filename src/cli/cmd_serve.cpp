@@ -39,15 +39,18 @@ Endpoints
   GET  /                                           a web page: drop an image, see the top 5
 
 Batching: concurrent requests for a model run together, up to --max-batch images per forward
-pass, waiting at most --max-queue-delay-ms for a batch to fill. Images are decoded and
+pass, waiting at most --max-queue-delay-ms for a batch to fill. That wait is skipped while it is
+in vain: once a request waited it out with no other coming, a request that finds the model idle
+and nothing queued runs at once, until requests overlap again. Images are decoded and
 preprocessed (with the model's preprocessor_config.json, as `classify` does) on the connection's
 thread, beside the model. --threads is the model's thread count (0: automatic).
 
 Limits (each answered with {"error": "..."}): a body over --max-body-mb is 413, refused from its
-Content-Length before it is read (a body without Content-Length is 411); an image over
---max-pixels (default 89478485, Pillow's decompression-bomb limit) is 400; more than --max-queue
-requests waiting for one model get 503 with Retry-After; a request not answered within
---request-timeout-ms is 504.
+Content-Length before it is read (a POST without Content-Length, or a chunked one, is 411); an
+image over --max-pixels (default 89478485, Pillow's decompression-bomb limit) is 400, and so is
+an image so thin that resizing its shortest edge would exceed that many pixels; more than
+--max-queue requests waiting for one model get 503 with Retry-After; a request not answered
+within --request-timeout-ms is 504 (and gives up its place in the queue).
 )";
 
 #ifdef CONVNEXT_HAVE_SERVE

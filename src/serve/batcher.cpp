@@ -45,13 +45,44 @@ Batcher::~Batcher() { drain(); }
 std::future<BatchResult> Batcher::submit(Tensor pixels, Clock::time_point deadline) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (stopping_) throw QueueFull();
+  const Clock::time_point now = Clock::now();
+  if (static_cast<int64_t>(queue_.size()) >= options_.max_queue) drop_expired(now);
   if (static_cast<int64_t>(queue_.size()) >= options_.max_queue) throw QueueFull();
-  Job job{std::move(pixels), Clock::now(), deadline, {}};
+  if (busy_ || !queue_.empty()) waits_in_vain_ = false;  // requests overlap: batching can pay
+  ++arrivals_;
+  Job job{std::move(pixels), now, deadline, {}};
   auto future = job.promise.get_future();
   queue_.push_back(std::move(job));
   metrics_.queue_length.store(static_cast<int64_t>(queue_.size()));
   cv_.notify_one();
   return future;
+}
+
+void Batcher::drop_expired(Clock::time_point now) {
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    if (now > it->deadline) {
+      BatchResult r;
+      r.error = "timed out in the queue";
+      it->promise.set_value(std::move(r));
+      it = queue_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  metrics_.queue_length.store(static_cast<int64_t>(queue_.size()));
+}
+
+void Batcher::idle() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  busy_ = false;
+}
+
+void Batcher::stop_waiting() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    no_wait_ = true;
+  }
+  cv_.notify_one();
 }
 
 void Batcher::drain() {
@@ -66,16 +97,33 @@ void Batcher::drain() {
 // The next batch: the oldest request, then those behind it of the same image size while they
 // fit in max_batch images, once max_batch images wait or the oldest has waited max_delay.
 std::deque<Batcher::Job> Batcher::take_batch(std::unique_lock<std::mutex>& lock) {
-  cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-  if (queue_.empty()) return {};
-  const Clock::time_point until = queue_.front().queued + options_.max_delay;
   auto queued_images = [&] {
     int64_t n = 0;
     for (const Job& j : queue_) n += j.pixels.dim(0);
     return n;
   };
-  while (!stopping_ && queued_images() < options_.max_batch && Clock::now() < until)
-    cv_.wait_until(lock, until);
+  for (;;) {
+    cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    drop_expired(Clock::now());
+    if (queue_.empty()) {
+      if (stopping_) return {};
+      continue;
+    }
+    const Clock::time_point until = queue_.front().queued + options_.max_delay;
+    const uint64_t arrived = arrivals_;
+    bool waited = false;
+    while (!stopping_ && !no_wait_ && !waits_in_vain_ && !queue_.empty() && queued_images() < options_.max_batch &&
+           Clock::now() < until) {
+      cv_.wait_until(lock, until);
+      waited = true;
+    }
+    // A wait that ran out with no one else coming: the next ones would too, until requests
+    // overlap again (submit).
+    if (waited && arrivals_ == arrived && Clock::now() >= until) waits_in_vain_ = true;
+    drop_expired(Clock::now());
+    if (!queue_.empty()) break;
+  }
+  busy_ = true;
   std::deque<Job> batch;
   int64_t images = 0;
   const Shape first = queue_.front().pixels.shape();  // a copy: the front job moves into the batch
@@ -121,11 +169,12 @@ void Batcher::run(std::deque<Job>& jobs) {
       ++it;
     }
   }
-  if (jobs.empty()) return;
+  if (jobs.empty()) return idle();
   try {
     const Tensor px = live.size() == 1 ? live.front() : concat_rows(live);
     const ImageClassifierOutput out = model_.forward(px, nullptr, false, options_.context);
     const Clock::time_point end = Clock::now();
+    idle();  // before the answers: a client's next request must find the model idle
     metrics_.exec_count.fetch_add(1);
     metrics_.observe_batch(px.dim(0));
     int64_t r0 = 0;
@@ -140,6 +189,7 @@ void Batcher::run(std::deque<Job>& jobs) {
       j.promise.set_value(std::move(r));
     }
   } catch (const std::exception& e) {
+    idle();
     for (Job& j : jobs) {
       BatchResult r;
       r.error = e.what();

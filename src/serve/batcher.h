@@ -2,6 +2,12 @@
 // max_batch images per forward, waiting at most max_delay for a batch to fill. Every image's
 // numbers are those of a lone forward: the kernels compute each pixel row on its own, whatever
 // else shares the batch.
+//
+// The wait to fill a batch is skipped while it would be in vain: once a wait ran its full
+// max_delay with no other request coming, requests that find the model idle and the queue empty
+// run at once, until a request comes while another is queued or running (requests overlap
+// again; the wait is back). So one client sending one request at a time gets no added latency,
+// and a lone request on a fresh server still waits max_delay for company.
 #pragma once
 #include <chrono>
 #include <condition_variable>
@@ -49,6 +55,9 @@ class Batcher {
   // Queues pixel_values [n, C, H, W] (n >= 1); the future gives its rows of the outputs. A request
   // still queued at `deadline` is dropped with an error instead of run. Throws QueueFull.
   std::future<BatchResult> submit(Tensor pixel_values, Clock::time_point deadline);
+  // From now on a batch runs as soon as the model is free, without waiting to fill (shutting
+  // down: nothing more will come).
+  void stop_waiting();
   // Runs what is queued, then stops the thread (the destructor does it too).
   void drain();
 
@@ -59,8 +68,12 @@ class Batcher {
     std::promise<BatchResult> promise;
   };
   void loop();
+  // Answers the queued requests whose deadline has passed (no one waits for them any more), so
+  // they hold no place in the queue. Called with the lock held.
+  void drop_expired(Clock::time_point now);
   std::deque<Job> take_batch(std::unique_lock<std::mutex>& lock);
   void run(std::deque<Job>& jobs);
+  void idle();  // the batch's forward is done
 
   const ConvNextForImageClassification& model_;
   const BatcherOptions options_;
@@ -69,6 +82,10 @@ class Batcher {
   std::condition_variable cv_;
   std::deque<Job> queue_;
   bool stopping_ = false;
+  bool no_wait_ = false;
+  bool busy_ = false;          // a batch is running
+  bool waits_in_vain_ = false; // the last full wait saw no other request come (see above)
+  uint64_t arrivals_ = 0;      // requests submitted, ever
   std::thread thread_;
 };
 

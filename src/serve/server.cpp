@@ -4,7 +4,6 @@
 // for the model's Batcher, so the model thread only ever runs forward passes.
 #include "server.h"
 
-#include <dirent.h>
 #include <httplib.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -13,7 +12,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <thread>
@@ -128,6 +130,25 @@ ServedModel& Server::model(const std::string& name) {
   throw HttpError{404, "unknown model '" + name + "'"};
 }
 
+// The processor resizes the shortest edge to shortest_edge / crop_pct and the long one in
+// proportion before its centre crop (shortest_edge < 384), so a thin image of few pixels
+// resizes to a huge one (1 x 3000000 → 32 x 96000000). Such an image is refused as a
+// decompression bomb is, by --max-pixels, though never below 16 times the resized square.
+void check_resized_size(const ImageProcessorConfig& c, const ImageU8& img, int64_t max_pixels, const std::string& name) {
+  if (!c.do_resize || c.shortest_edge >= 384 || !(c.crop_pct > 0)) return;
+  const double side = std::floor(static_cast<double>(c.shortest_edge) / c.crop_pct);
+  const double shorter = static_cast<double>(std::min(img.width, img.height));
+  const double longer = static_cast<double>(std::max(img.width, img.height));
+  const double pixels = side * std::floor(side * longer / shorter);
+  const double limit = std::max(static_cast<double>(max_pixels), 16 * side * side);
+  if (pixels > limit) {
+    const auto n = [](double v) { return std::to_string(static_cast<long long>(v)); };
+    throw HttpError{400, name + ": image of " + std::to_string(img.width) + "x" + std::to_string(img.height) +
+                             " resizes (shortest edge to " + n(side) + ") to " + n(pixels) + " pixels, over the limit of " +
+                             n(limit) + " (an image this thin is a decompression bomb); raise it with --max-pixels"};
+  }
+}
+
 // Encoded images → [n, C, S, S], each as `classify` preprocesses a file.
 Tensor Server::decode_images(const ServedModel& m, const std::vector<std::string>& encoded) const {
   if (encoded.empty()) throw HttpError{400, "no image given"};
@@ -136,8 +157,9 @@ Tensor Server::decode_images(const ServedModel& m, const std::vector<std::string
   std::vector<Tensor> items;
   for (size_t i = 0; i < encoded.size(); ++i) {
     try {
-      ImageU8 img = ConvNextImageProcessor::decode_image(encoded[i].data(), encoded[i].size(),
-                                                        "image " + std::to_string(i), m.channels, ds);
+      const std::string name = "image " + std::to_string(i);
+      ImageU8 img = ConvNextImageProcessor::decode_image(encoded[i].data(), encoded[i].size(), name, m.channels, ds);
+      check_resized_size(m.processor.config(), img, o_.max_pixels, name);
       items.push_back(m.processor.preprocess(std::move(img)));
     } catch (const Error& e) {
       throw HttpError{400, e.what()};
@@ -158,10 +180,13 @@ BatchResult Server::infer(ServedModel& m, Tensor pixels) {
   } catch (const QueueFull&) {
     throw HttpError{503, draining_ ? "the server is shutting down" : "the queue of model '" + m.name + "' is full"};
   }
-  if (f.wait_until(deadline + std::chrono::milliseconds(50)) != std::future_status::ready)
-    throw HttpError{504, "the request timed out after " + std::to_string(o_.request_timeout_ms) + " ms"};
+  const std::string timed_out = "the request timed out after " + std::to_string(o_.request_timeout_ms) + " ms";
+  if (f.wait_until(deadline + std::chrono::milliseconds(50)) != std::future_status::ready) throw HttpError{504, timed_out};
   BatchResult r = f.get();
-  if (!r.error.empty()) throw HttpError{r.error.find("timed out") != std::string::npos ? 504 : 500, r.error};
+  if (!r.error.empty()) {
+    if (r.error.find("timed out") != std::string::npos) throw HttpError{504, timed_out};
+    throw HttpError{500, r.error};
+  }
   m.metrics->queue_duration_us.fetch_add(r.queue_us);
   m.metrics->compute_infer_duration_us.fetch_add(r.compute_us);
   return r;
@@ -334,6 +359,33 @@ json Server::model_metadata(const ServedModel& m) const {
             {{"name", "pooler_output"}, {"datatype", "FP32"}, {"shape", {-1, c.hidden_sizes.back()}}}}}};
 }
 
+// The checks on a request's body made from its headers alone, before it is read: no chunked
+// transfer encoding (411), a Content-Length that is a number (400) not over the limit (413).
+// A request of a method with a body (cpp-httplib reads one for POST, PUT, PATCH, DELETE) and
+// no Content-Length is 411 too: cpp-httplib would read its body until the client closes, with
+// no limit. Sets the answer and returns true when the request is refused.
+bool refuse_body(const httplib::Request& req, httplib::Response& res, size_t max_body) {
+  auto refuse = [&](int status, const std::string& why) {
+    set_error(res, status, why);
+    res.set_header("Connection", "close");
+    return true;
+  };
+  if (req.has_header("Transfer-Encoding"))
+    return refuse(411, "send the body with a Content-Length (chunked transfer encoding is not accepted)");
+  if (!req.has_header("Content-Length")) {
+    static const char* with_body[] = {"POST", "PUT", "PATCH", "DELETE", "PRI"};
+    if (std::none_of(std::begin(with_body), std::end(with_body), [&](const char* m) { return req.method == m; })) return false;
+    return refuse(411, req.method + " needs a Content-Length (0 for no body)");
+  }
+  if (req.get_header_value_count("Content-Length") > 1) return refuse(400, "more than one Content-Length");
+  const std::string len = req.get_header_value("Content-Length");
+  if (len.empty() || !std::all_of(len.begin(), len.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return refuse(400, "Content-Length '" + len + "' is not a number of bytes");
+  if (len.size() > 18 || std::stoull(len) > max_body)
+    return refuse(413, "the body (Content-Length " + len + ") is over --max-body-mb " + std::to_string(max_body >> 20));
+  return false;
+}
+
 // One route: `methods` it answers, anything else on it is 405.
 using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
 void route(httplib::Server& http, const std::string& pattern, const std::string& method, Handler h) {
@@ -402,25 +454,15 @@ void Server::routes() {
     res.set_content(metrics_.prometheus_text(), "text/plain; version=0.0.4");
   });
   // Limits checked before the body is read: an oversized declared length is refused without
-  // reading it (and the connection closed), a body without a length is refused.
+  // reading it (and the connection closed), a body without a length is refused. A client that
+  // sends "Expect: 100-continue" gets the refusal instead of "100 Continue".
   const size_t max_body = static_cast<size_t>(o_.max_body_mb) << 20;
   http_.set_pre_routing_handler([max_body](const httplib::Request& req, httplib::Response& res) {
-    if (req.has_header("Transfer-Encoding")) {
-      set_error(res, 411, "send the body with a Content-Length (chunked transfer encoding is not accepted)");
-      res.set_header("Connection", "close");
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    const std::string len = req.get_header_value("Content-Length");
-    if (!len.empty()) {
-      char* end = nullptr;
-      const unsigned long long n = std::strtoull(len.c_str(), &end, 10);
-      if (*end != '\0' || n > max_body) {
-        set_error(res, 413, "the body (Content-Length " + len + ") is over --max-body-mb " + std::to_string(max_body >> 20));
-        res.set_header("Connection", "close");
-        return httplib::Server::HandlerResponse::Handled;
-      }
-    }
-    return httplib::Server::HandlerResponse::Unhandled;
+    return refuse_body(req, res, max_body) ? httplib::Server::HandlerResponse::Handled
+                                           : httplib::Server::HandlerResponse::Unhandled;
+  });
+  http_.set_expect_100_continue_handler([max_body](const httplib::Request& req, httplib::Response& res) {
+    return refuse_body(req, res, max_body) ? res.status : 100;
   });
   http_.set_payload_max_length(max_body);
   http_.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
@@ -439,31 +481,6 @@ void Server::routes() {
   });
 }
 
-// cpp-httplib 0.11 listens with a backlog of 5 (CPPHTTPLIB_LISTEN_BACKLOG, compiled into Debian's
-// libcpp-httplib.so): 64 clients connecting at once overflow the accept queue, and some clients
-// give up on the connections the kernel then drops. Listening again on the same socket with a
-// larger backlog is allowed on Linux and raises the queue: found as this process's listening
-// socket on `port`.
-void widen_listen_backlog(int port) {
-  DIR* d = opendir("/proc/self/fd");
-  if (!d) return;
-  while (const dirent* e = readdir(d)) {
-    const int fd = std::atoi(e->d_name);
-    if (fd <= 2) continue;
-    int listening = 0;
-    socklen_t len = sizeof listening;
-    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
-    sockaddr_storage addr{};
-    socklen_t alen = sizeof addr;
-    if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) continue;
-    const int p = addr.ss_family == AF_INET ? ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port)
-                  : addr.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port)
-                                               : -1;
-    if (p == port) listen(fd, SOMAXCONN);
-  }
-  closedir(d);
-}
-
 int Server::run() {
   // SIGTERM and SIGINT go to the thread that waits for them below, not to the workers.
   sigset_t sigs;
@@ -477,11 +494,26 @@ int Server::run() {
   // Each waiting request holds a pool thread, so the pool has room for a full queue.
   const size_t pool = static_cast<size_t>(std::clamp<int64_t>(o_.max_queue * static_cast<int64_t>(models_.size()) + 8, 16, 1024));
   http_.new_task_queue = [pool] { return new httplib::ThreadPool(pool); };
+  // cpp-httplib writes a response's headers and body in two sends: with Nagle's algorithm on,
+  // the body waits for the client's (delayed) ACK of the headers, up to 40 ms on Linux.
+  http_.set_tcp_nodelay(true);
+  // cpp-httplib's listening socket has SO_REUSEPORT, with which a second server binds the same
+  // port without an error (and the kernel splits the connections between the two), and a
+  // backlog of 5, which drops connections that arrive together (with SYN cookies, the kernel
+  // resets some of them: clients saw "connection reset" at 64 concurrent requests). So:
+  // SO_REUSEADDR alone, and the backlog raised once the socket listens.
+  int listen_fd = -1;
+  http_.set_socket_options([&listen_fd](socket_t sock) {
+    const int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    listen_fd = sock;
+  });
   int port = o_.port;
   if (port == 0) port = http_.bind_to_any_port(o_.host);
   else if (!http_.bind_to_port(o_.host, port)) port = -1;
-  if (port < 0) throw Error("cannot listen on " + o_.host + ":" + std::to_string(o_.port));
-  widen_listen_backlog(port);
+  if (port < 0) throw Error("cannot listen on " + o_.host + ":" + std::to_string(o_.port) + " (in use?)");
+  if (listen_fd >= 0 && ::listen(listen_fd, SOMAXCONN) != 0)
+    std::fprintf(stderr, "convnext serve: warning: cannot raise the listen backlog: %s\n", std::strerror(errno));
   std::thread listener([&] { http_.listen_after_bind(); });
   std::printf("listening on http://%s:%d\n", o_.host.c_str(), port);
   std::fflush(stdout);
@@ -490,6 +522,7 @@ int Server::run() {
   sigwait(&sigs, &sig);
   std::fprintf(stderr, "convnext serve: %s: finishing the requests already accepted\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   draining_ = true;
+  for (auto& m : models_) m->batcher->stop_waiting();  // nothing more will come to fill a batch
   http_.stop();      // no new connections; the pool finishes the requests it has
   listener.join();
   for (auto& m : models_) m->batcher->drain();
