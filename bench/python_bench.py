@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Times `model(pixel_values=x)` from Python (the convnext package) on ConvNeXt-T with random weights
-at 224, as `convnext bench --arch tiny` times the C++ forward: W warm-up calls, then N timed calls;
-prints one JSON line {"batch", "median_ms", "min_ms", "threads"}.
-    python_bench.py --batch B [--iters N] [--warmup W]"""
+"""Times `model(pixel_values=x)` from Python (the convnext package) on a checkpoint at 224, as
+`convnext bench --model DIR` times the C++ forward: W warm-up calls, then N timed calls; prints one
+JSON line {"batch", "median_ms", "min_ms", "threads"}.
+    python_bench.py --model DIR --batch B [--iters N] [--warmup W]"""
 import argparse
 import json
 import statistics
@@ -13,12 +13,12 @@ import numpy as np
 import convnext
 
 ap = argparse.ArgumentParser()
+ap.add_argument("--model", required=True)
 ap.add_argument("--batch", type=int, default=1)
 ap.add_argument("--iters", type=int, default=10)
 ap.add_argument("--warmup", type=int, default=2)
 a = ap.parse_args()
-config = convnext.ConvNextConfig(num_labels=1000)  # transformers' defaults: ConvNeXt-T's widths and depths
-model = convnext.ConvNextForImageClassification(config, seed=0)
+model = convnext.ConvNextForImageClassification.from_pretrained(a.model)
 x = np.random.default_rng(0).standard_normal((a.batch, 3, 224, 224), dtype=np.float32)
 for _ in range(a.warmup):
     model(pixel_values=x)
