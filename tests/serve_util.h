@@ -7,12 +7,18 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <nlohmann/json.hpp>
+#include <cstdint>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "convnext/convnext.h"
 
 namespace convnext::test {
 
@@ -97,6 +103,52 @@ class ServerProcess {
   int port_ = 0;
   bool stopped_ = false;
 };
+
+inline std::string repo_path(const std::string& rel) { return std::string(CONVNEXT_SOURCE_DIR) + "/" + rel; }
+
+inline std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+// Base64 of bytes, written here independently of src/serve/base64.cpp (which the server uses), so
+// the tests do not check the server's encoder against itself.
+inline std::string b64(const std::string& s) {
+  static const char* a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string o;
+  size_t i = 0;
+  for (; i + 2 < s.size(); i += 3) {
+    const uint32_t v = (uint8_t(s[i]) << 16) | (uint8_t(s[i + 1]) << 8) | uint8_t(s[i + 2]);
+    for (int k = 18; k >= 0; k -= 6) o.push_back(a[(v >> k) & 63]);
+  }
+  if (i < s.size()) {
+    const bool two = i + 1 < s.size();
+    const uint32_t v = (uint8_t(s[i]) << 16) | (two ? uint8_t(s[i + 1]) << 8 : 0);
+    o += {a[(v >> 18) & 63], a[(v >> 12) & 63], two ? a[(v >> 6) & 63] : '=', '='};
+  }
+  return o;
+}
+
+// The shipped Fashion-MNIST classifier, run in the test's own process: what every answer of a
+// server started on it must equal (a lone forward; classify's preprocessing).
+struct Reference {
+  ImageClassifier clf = ImageClassifier::from_pretrained(repo_path("models/convnext-fashion-mnist"));
+  std::vector<std::string> images = list_image_files({repo_path("examples/images")});
+  Tensor pixels_of(const std::vector<std::string>& files) const {
+    return clf.processor().preprocess_files(files, {}, clf.processor().channels_for(clf.config().num_channels));
+  }
+  Tensor logits(const Tensor& px) const { return clf.model().forward(px).logits; }
+};
+inline const Reference& ref() {
+  static const Reference r;
+  return r;
+}
+
+// A KServe V2 input of FP32 pixel_values, the data flat.
+inline nlohmann::json pixel_input(const Tensor& px) {
+  return {{"name", "pixel_values"}, {"datatype", "FP32"}, {"shape", px.shape()},
+          {"data", std::vector<float>(px.data(), px.data() + px.numel())}};
+}
 
 // A metric's value for a model in /metrics text (-1 when absent).
 inline double metric(const std::string& text, const std::string& name, const std::string& model) {

@@ -35,30 +35,11 @@ namespace {
 using nlohmann::json;
 using Ms = std::chrono::milliseconds;
 
-std::string repo(const std::string& rel) { return std::string(CONVNEXT_SOURCE_DIR) + "/" + rel; }
+std::string repo(const std::string& rel) { return repo_path(rel); }
 const std::string kModel = "convnext-fashion-mnist";
 const std::string kInfer = "/v2/models/" + kModel + "/infer";
 
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
 
-std::string b64(const std::string& s) {
-  static const char* a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string o;
-  size_t i = 0;
-  for (; i + 2 < s.size(); i += 3) {
-    const uint32_t v = (uint8_t(s[i]) << 16) | (uint8_t(s[i + 1]) << 8) | uint8_t(s[i + 2]);
-    for (int k = 18; k >= 0; k -= 6) o.push_back(a[(v >> k) & 63]);
-  }
-  if (i < s.size()) {
-    const bool two = i + 1 < s.size();
-    const uint32_t v = (uint8_t(s[i]) << 16) | (two ? uint8_t(s[i + 1]) << 8 : 0);
-    o += {a[(v >> 18) & 63], a[(v >> 12) & 63], two ? a[(v >> 6) & 63] : '=', '='};
-  }
-  return o;
-}
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -66,23 +47,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 // ---- what a correct answer is ----------------------------------------------------------------
 
-struct Reference {
-  ImageClassifier clf = ImageClassifier::from_pretrained(repo("models/" + kModel));
-  std::vector<std::string> images = list_image_files({repo("examples/images")});
-  Tensor pixels_of(const std::vector<std::string>& files) const {
-    return clf.processor().preprocess_files(files, {}, clf.processor().channels_for(clf.config().num_channels));
-  }
-  Tensor logits(const Tensor& px) const { return clf.model().forward(px).logits; }
-};
-const Reference& ref() {
-  static const Reference r;
-  return r;
-}
-
-json pixel_input(const Tensor& px) {
-  return {{"name", "pixel_values"}, {"datatype", "FP32"}, {"shape", px.shape()},
-          {"data", std::vector<float>(px.data(), px.data() + px.numel())}};
-}
 std::string pixel_request(const Tensor& px) { return json({{"inputs", {pixel_input(px)}}}).dump(); }
 json image_request(const std::string& encoded) {
   return {{"inputs", {{{"name", "image"}, {"datatype", "BYTES"}, {"shape", {1}}, {"data", {b64(encoded)}}}}}};

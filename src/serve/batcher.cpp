@@ -58,17 +58,22 @@ std::future<BatchResult> Batcher::submit(Tensor pixels, Clock::time_point deadli
   return future;
 }
 
-void Batcher::drop_expired(Clock::time_point now) {
-  for (auto it = queue_.begin(); it != queue_.end();) {
+// Answers the requests of `jobs` whose deadline has passed with the timeout error, and drops them.
+void Batcher::fail_expired(std::deque<Job>& jobs, Clock::time_point now) {
+  for (auto it = jobs.begin(); it != jobs.end();) {
     if (now > it->deadline) {
       BatchResult r;
       r.error = "timed out in the queue";
       it->promise.set_value(std::move(r));
-      it = queue_.erase(it);
+      it = jobs.erase(it);
     } else {
       ++it;
     }
   }
+}
+
+void Batcher::drop_expired(Clock::time_point now) {
+  fail_expired(queue_, now);
   metrics_.queue_length.store(static_cast<int64_t>(queue_.size()));
 }
 
@@ -157,18 +162,9 @@ void Batcher::loop() {
 
 void Batcher::run(std::deque<Job>& jobs) {
   const Clock::time_point start = Clock::now();
+  fail_expired(jobs, start);
   std::vector<Tensor> live;  // requests still wanted
-  for (auto it = jobs.begin(); it != jobs.end();) {
-    if (start > it->deadline) {
-      BatchResult r;
-      r.error = "timed out in the queue";
-      it->promise.set_value(std::move(r));
-      it = jobs.erase(it);
-    } else {
-      live.push_back(it->pixels);
-      ++it;
-    }
-  }
+  for (const Job& j : jobs) live.push_back(j.pixels);
   if (jobs.empty()) return idle();
   try {
     const Tensor px = live.size() == 1 ? live.front() : concat_rows(live);

@@ -70,6 +70,7 @@ class Batcher {
   void loop();
   // Answers the queued requests whose deadline has passed (no one waits for them any more), so
   // they hold no place in the queue. Called with the lock held.
+  static void fail_expired(std::deque<Job>& jobs, Clock::time_point now);
   void drop_expired(Clock::time_point now);
   std::deque<Job> take_batch(std::unique_lock<std::mutex>& lock);
   void run(std::deque<Job>& jobs);
