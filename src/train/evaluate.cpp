@@ -2,10 +2,13 @@
 // report and the usual classification figures.
 #include "train/evaluate.h"
 
+#include <optional>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <numeric>
 #include <sstream>
@@ -20,9 +23,38 @@ namespace {
 
 // What an evaluation adds up over its batches.
 struct Tally {
-  double loss_sum = 0;                      // the batch losses, each weighted by the examples it counts
+  // Each counted example's own loss, by its index in the data: added up in index order at the end,
+  // so the mean does not depend on how the examples were batched or shared among ranks.
+  struct ExampleLoss {
+    int64_t index;
+    double loss;
+  };
+  std::vector<ExampleLoss> losses;
   int64_t top1 = 0, top5 = 0, scored = 0;  // scored: the examples the loss and accuracy count
 };
+
+// Example n's loss: the loss of its row alone (the batch's loss is the mean of these, every row
+// having as many terms), or nothing for an ignored label (-100).
+std::optional<double> example_loss(const Tensor& logits, const Labels& labels, int64_t n, const std::string& problem_type) {
+  const int64_t L = logits.dim(1);
+  Tensor row({1, L});
+  std::copy(logits.data() + n * L, logits.data() + (n + 1) * L, row.data());
+  Labels one;
+  if (labels.is_integer()) {
+    const int64_t y = labels.class_ids[static_cast<size_t>(n)];
+    if (y < 0) return std::nullopt;
+    one = Labels::classes({y});
+  } else {
+    const int64_t per = labels.values.numel() / logits.dim(0);
+    Shape shape = labels.values.shape();
+    shape[0] = 1;
+    Tensor v(shape);
+    std::copy(labels.values.data() + n * per, labels.values.data() + (n + 1) * per, v.data());
+    one = Labels::floats(std::move(v));
+  }
+  std::string pt = problem_type;
+  return static_cast<double>(classification_loss(row, one, pt));
+}
 
 // A single-label batch: top-1, top-5, the per-class counts and the confusion matrix. Returns the
 // examples counted: a label of -100 is ignored by the loss and the accuracy alike.
@@ -51,13 +83,34 @@ int64_t count_classes(const Tensor& logits, const std::vector<int64_t>& class_id
   return counted;
 }
 
-void score_batch(const Tensor& logits, const Labels& labels, float loss, int64_t num_labels, EvalResult& r, Tally& t) {
+void score_batch(const Tensor& logits, const Labels& labels, const std::vector<int64_t>& indices, int64_t num_labels,
+                 EvalResult& r, Tally& t) {
   const int64_t N = logits.dim(0);
   const int64_t counted =
       r.problem_type == "single_label_classification" ? count_classes(logits, labels.class_ids, num_labels, r, t) : N;
-  if (counted > 0) t.loss_sum += static_cast<double>(loss) * static_cast<double>(counted);
+  for (int64_t n = 0; n < N; ++n)
+    if (const auto l = example_loss(logits, labels, n, r.problem_type)) t.losses.push_back({indices[static_cast<size_t>(n)], *l});
   t.scored += counted;
   r.count += N;
+}
+
+// The examples' losses added up in index order (every rank's, under mpirun).
+double loss_sum(Tally& t) {
+  Comm& comm = Comm::world();
+  if (comm.distributed()) {
+    std::string mine(reinterpret_cast<const char*>(t.losses.data()), t.losses.size() * sizeof(t.losses[0]));
+    std::vector<Tally::ExampleLoss> all;
+    for (const std::string& part : comm.allgather(mine)) {  // plain structs, copied byte for byte
+      const size_t at = all.size(), n = part.size() / sizeof(Tally::ExampleLoss);
+      all.resize(at + n);
+      std::memcpy(all.data() + at, part.data(), n * sizeof(Tally::ExampleLoss));
+    }
+    t.losses = std::move(all);
+  }
+  std::sort(t.losses.begin(), t.losses.end(), [](const auto& a, const auto& b) { return a.index < b.index; });
+  double sum = 0;
+  for (const auto& e : t.losses) sum += e.loss;
+  return sum;
 }
 
 }  // namespace
@@ -95,9 +148,6 @@ void reduce_over_ranks(EvalResult& r, Tally& t, int64_t num_labels) {
     for (size_t j = 0; j < L; ++j) n.push_back(r.confusion[i][j]);
   }
   comm.allreduce_sum(n.data(), static_cast<int>(n.size()));
-  double loss_sum = t.loss_sum;
-  comm.allreduce_sum(&loss_sum, 1);
-  t.loss_sum = loss_sum;
   t.top1 = n[0], t.top5 = n[1], t.scored = n[2], r.count = n[3], r.skipped = n[4];
   size_t at = 5;
   for (size_t i = 0; i < L; ++i) {
@@ -126,12 +176,14 @@ EvalResult evaluate(const detail::InferencePlan& net, const DataSource& source, 
     std::string pt = net.config.problem_type.value_or("");
     const float loss = classification_loss(logits, b.labels, pt);  // an empty problem type is inferred
     r.problem_type = pt;
-    score_batch(logits, b.labels, loss, net.config.num_labels(), r, t);
+    (void)loss;  // the batch's mean: the report adds the examples' own losses instead (score_batch)
+    score_batch(logits, b.labels, b.indices, net.config.num_labels(), r, t);
     if (options.progress) options.progress(r.count, source.size());
   }
   r.skipped = loader.skipped_total();
   reduce_over_ranks(r, t, net.config.num_labels());
-  r.loss = t.scored ? t.loss_sum / static_cast<double>(t.scored) : NAN;
+  const double sum = loss_sum(t);
+  r.loss = t.scored ? sum / static_cast<double>(t.scored) : NAN;
   if (r.classification && t.scored) {
     r.top1 = static_cast<double>(t.top1) / static_cast<double>(t.scored);
     r.top5 = static_cast<double>(t.top5) / static_cast<double>(t.scored);
