@@ -21,16 +21,7 @@ class BadInput : public TempDirTest {
     for (int i = 0; i < 8; ++i) len[static_cast<size_t>(i)] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
     write(name, len + header + data);
   }
-  // A small valid model directory (random weights) to break in various ways.
-  ConvNextConfig small_config() const {
-    ConvNextConfig c;
-    c.hidden_sizes = {8, 16};
-    c.depths = {1, 1};
-    c.num_stages = 2;
-    c.set_num_labels(3);
-    c.validate_and_align();
-    return c;
-  }
+  // A small valid model directory (random weights, test_util.h's small_config) to break in various ways.
   std::string make_model(const std::string& name) const {
     ConvNextForImageClassification(small_config(), 1).save_pretrained(path(name));
     return path(name);

@@ -13,15 +13,6 @@
 namespace convnext::test {
 namespace {
 
-ConvNextConfig small_config() {
-  ConvNextConfig c;
-  c.hidden_sizes = {8, 16};
-  c.depths = {1, 1};
-  c.num_stages = 2;
-  c.set_num_labels(3);
-  c.validate_and_align();
-  return c;
-}
 
 TEST(PublicApi, BenchmarkForwardReportsEveryPartOfThePass) {
   const ConvNextForImageClassification model(small_config(), 0, true);

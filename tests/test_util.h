@@ -9,6 +9,7 @@
 #include <string>
 #include <unistd.h>
 
+#include "convnext/config.h"
 #include "convnext/tensor.h"
 
 namespace convnext::test {
@@ -19,6 +20,17 @@ inline std::string fixtures_dir() {
 }
 
 inline std::string fixture(const std::string& rel) { return fixtures_dir() + "/" + rel; }
+
+// A small valid config (2 stages, widths 8 and 16, 3 labels) for tests that need any model.
+inline ConvNextConfig small_config() {
+  ConvNextConfig c;
+  c.hidden_sizes = {8, 16};
+  c.depths = {1, 1};
+  c.num_stages = 2;
+  c.set_num_labels(3);
+  c.validate_and_align();
+  return c;
+}
 
 #define REQUIRE_FIXTURES()                                                                        \
   do {                                                                                            \

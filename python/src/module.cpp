@@ -137,7 +137,7 @@ class Model {
   static Labels labels_of(const py::object& o) {
     py::array a = py::array::ensure(o);
     if (!a) throw Error("labels must be an array of class ids or of floats");
-    if (py::isinstance<py::array_t<float>>(a) || a.dtype().kind() == 'f') {
+    if (a.dtype().kind() == 'f') {
       const FloatArray f = a.cast<FloatArray>();
       return Labels::floats(Tensor(Shape(f.shape(), f.shape() + f.ndim()), std::vector<float>(f.data(), f.data() + f.size())));
     }
