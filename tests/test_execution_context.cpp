@@ -90,6 +90,38 @@ TEST(ExecutionContext, DtypePerCallEqualsAModelLoadedInThatDtype) {
   EXPECT_EQ(f32.forward(t.pixels, nullptr, false, ctx).logits[0], per_call[0]);
 }
 
+// int8: per call the same as a model loaded in int8, and the portable kernels give the VNNI
+// kernels' numbers (the same integers; only float rounding of the fp32 parts may differ).
+TEST(ExecutionContext, Int8PerCallAndInEveryFamily) {
+  REQUIRE_FIXTURES();
+  const Tiny4 t;
+  LoadOptions keep;
+  keep.inference_only = false;
+  const auto f32 = ConvNextForImageClassification::from_pretrained(fixture("tiny4"), keep);
+  LoadOptions i8;
+  i8.precision = DType::I8;
+  const auto int8 = ConvNextForImageClassification::from_pretrained(fixture("tiny4"), i8);
+  EXPECT_EQ(int8.precision(), DType::I8);
+  ExecutionContext ctx;
+  ctx.dtype = DType::I8;
+  const Tensor per_call = f32.forward(t.pixels, nullptr, false, ctx).logits;
+  const Tensor loaded = int8.forward(t.pixels).logits;
+  for (int64_t i = 0; i < loaded.numel(); ++i) EXPECT_EQ(per_call[i], loaded[i]) << i;
+  EXPECT_TRUE(close(per_call, t.logits, 3e-2));
+  const Tensor fp32 = f32.forward(t.pixels).logits;
+  bool differs = false;  // the call really ran int8
+  for (int64_t i = 0; i < fp32.numel(); ++i) differs = differs || fp32[i] != per_call[i];
+  EXPECT_TRUE(differs);
+  for (const KernelFamily family : families())
+    for (const int threads : {1, 3}) {
+      ExecutionContext c;
+      c.kernels = family;
+      c.threads = threads;
+      EXPECT_TRUE(close(int8.forward(t.pixels, nullptr, false, c).logits, loaded, 1e-5))
+          << kernel_family_name(family) << " on " << threads << " threads";
+    }
+}
+
 TEST(ExecutionContext, AnotherDtypeNeedsTheParameters) {
   REQUIRE_FIXTURES();
   const auto model = ConvNextForImageClassification::from_pretrained(fixture("tiny4"));  // inference_only

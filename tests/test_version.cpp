@@ -21,7 +21,7 @@ TEST(Version, BuildInfo) {
   EXPECT_STREQ(version(), CONVNEXT_PROJECT_VERSION);
   EXPECT_EQ(b.git_revision, git_revision());
   EXPECT_EQ(b.kernels, kernels::family_name(kernels::selected_family()));
-  EXPECT_EQ(b.dtypes, (std::vector<std::string>{"f32", "bf16"}));
+  EXPECT_EQ(b.dtypes, (std::vector<std::string>{"f32", "bf16", "int8"}));
   EXPECT_EQ(b.mpi, train::mpi_built_in());  // the build's MPI and the training code agree
   // From a git checkout: the commit (12 hex digits, "-dirty" with local changes); else "unknown".
   if (std::filesystem::exists(std::string(CONVNEXT_SOURCE_DIR) + "/.git"))
@@ -41,7 +41,7 @@ TEST(Version, JsonHasExactlyTheDocumentedKeys) {
   EXPECT_EQ(j["version"], b.version);
   EXPECT_EQ(j["git_revision"], b.git_revision);
   EXPECT_EQ(j["kernels"], b.kernels);
-  EXPECT_EQ(j["dtypes"], nlohmann::json({"f32", "bf16"}));
+  EXPECT_EQ(j["dtypes"], nlohmann::json({"f32", "bf16", "int8"}));
 #ifdef CONVNEXT_HAVE_SERVE
   const bool serve = true;
 #else

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "convnext/dtype.h"
 #include "convnext/export.h"
 
 namespace convnext {
@@ -81,6 +82,11 @@ struct EvalResult {
   std::vector<int64_t> class_total, class_correct;
   std::vector<std::vector<int64_t>> confusion;  // [true][predicted]
   double seconds = 0;
+  std::string dtype = "f32";  // the arithmetic the model ran in (EvalOptions::precision)
+  // With EvalOptions::agree_with: that dtype's name and the examples whose top-1 it gives the
+  // same (every example with a label, -100 included, is compared).
+  std::string agree_with;
+  int64_t agreed = 0, compared = 0;
 };
 
 struct EvalOptions {
@@ -89,6 +95,11 @@ struct EvalOptions {
   // Threads that read and preprocess the next batches while the model runs (0..1024; 0: the
   // calling thread reads each batch in turn). The results do not depend on it.
   int workers = 2;
+  // The model's arithmetic: f32, bf16 or int8 (DType::I8: the pointwise GEMMs in int8).
+  DType precision = DType::F32;
+  // Also runs every batch in this dtype and counts the examples whose top-1 class both give
+  // (EvalResult::agreed): how far int8 or bf16 moves the predictions, example by example.
+  std::optional<DType> agree_with;
 };
 
 // Evaluates the ConvNextForImageClassification checkpoint `model` (a directory, hub id or any

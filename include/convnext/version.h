@@ -4,7 +4,7 @@
 //   b.version            "0.1.0"
 //   b.git_revision       "6f5d127a1b2c" ("-dirty": built with uncommitted changes; "unknown" outside git)
 //   b.kernels            "avx512" or "portable": the kernel family this CPU selects at run time
-//   b.dtypes             {"f32", "bf16"}: the Precision values forward passes support
+//   b.dtypes             {"f32", "bf16", "int8"}: the Precision values forward passes support
 //   b.hdf5, b.curl       the optional components built in (tf_model.h5, hub downloads)
 #pragma once
 #include <string>

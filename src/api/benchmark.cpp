@@ -146,7 +146,9 @@ BenchmarkResult benchmark_forward(const ConvNextForImageClassification& model, c
   const DType dtype = o.context.dtype.value_or(model.precision());
   const kernels::Context kc = detail::resolve(o.context).kernels;
   r.dtype = dtype_short_name(dtype);
-  r.kernels = dtype == DType::BF16 ? (kernels::native_bf16(kc) ? "avx512_bf16" : "portable_bf16") : kernels::family_name(kc.family);
+  r.kernels = dtype == DType::BF16  ? (kernels::native_bf16(kc) ? "avx512_bf16" : "portable_bf16")
+              : dtype == DType::I8 ? (kernels::native_int8(kc) ? "avx512_vnni" : "portable_int8")
+                                   : kernels::family_name(kc.family);
   if (o.profile) r.parts = part_rows(cfg, o, profile.parts, part_ms);
   return r;
 }

@@ -20,14 +20,18 @@ int distributed_size() { return train::Comm::world().size(); }
 
 EvalResult evaluate_dataset(const std::string& model, const std::string& data, const EvalOptions& options) {
   const std::string dir = resolve_model_path(model);
-  const auto state = detail::ModelState::load(dir, LoadOptions{}, Architecture::ForImageClassification);
+  LoadOptions lo;
+  lo.precision = options.precision;
+  lo.inference_only = !options.agree_with;  // a second dtype is packed from the kept weights
+  const auto state = detail::ModelState::load(dir, lo, Architecture::ForImageClassification);
   const ConvNextConfig& config = state->params().config;
   // The processor beside the weights: the directory itself, or the folder of a weights file.
   std::string proc_dir = std::filesystem::is_directory(dir) ? dir : std::filesystem::path(dir).parent_path().string();
   if (proc_dir.empty()) proc_dir.push_back('.');  // not = ".": GCC 12 warns falsely (-Wrestrict, PR 105329)
   const auto proc = ConvNextImageProcessor::from_pretrained(proc_dir);
   const auto source = train::DataSource::open(data, proc, config.num_channels, config.num_labels());
-  return train::evaluate(*state->plan(), *source, options);
+  const auto other = options.agree_with ? state->plan(*options.agree_with) : nullptr;
+  return train::evaluate(*state->plan(), *source, options, other.get());
 }
 
 std::string eval_json(const EvalResult& r) { return train::eval_json(r); }

@@ -30,7 +30,7 @@ class Args {
   const std::vector<std::string>& positional() const { return positional_; }
   bool help() const { return has("help"); }
   // --dtype in any spelling of parse_dtype, restricted to what the command takes (default f32).
-  DType dtype(std::initializer_list<DType> allowed = {DType::F32, DType::BF16}) const;
+  DType dtype(std::initializer_list<DType> allowed = {DType::F32, DType::BF16, DType::I8}) const;
 
  private:
   std::map<std::string, std::string> values_;  // the last value of each

@@ -12,7 +12,7 @@ namespace convnext::cli {
 
 namespace {
 const char* kHelp = R"(usage: convnext bench (--arch tiny|small|base|large|xlarge | --model DIR)
-                      [--batch B] [--size S] [--threads T] [--dtype f32|bf16] [--iters N] [--warmup W] [--json]
+                      [--batch B] [--size S] [--threads T] [--dtype f32|bf16|int8] [--iters N] [--warmup W] [--json]
                       [--profile] [--train] [--kernels auto|avx512|portable]
 
 Times ConvNextForImageClassification.forward on random pixel_values [B,3,S,S] (default 1, 224):
@@ -91,7 +91,7 @@ int cmd_bench(int argc, char** argv, int first) {
   const bool json = a.has("json"), train = a.has("train");
   const BenchmarkOptions o = options_from(a, json);
   const Precision precision = a.dtype();
-  if (train && precision != DType::F32) throw Error("--train runs in fp32 (--dtype bf16 is for inference)");
+  if (train && precision != DType::F32) throw Error("--train runs in fp32 (--dtype bf16 and int8 are for inference)");
   if (train && o.profile) throw Error("--profile times forward passes; it does not combine with --train");
   set_num_threads(a.threads());
 

@@ -11,7 +11,7 @@ namespace convnext::cli {
 
 namespace {
 const char* kHelp = R"(usage: convnext classify --model DIR [--top-k K] [--json] [--batch-size B] [--backend pil|torchvision]
-                         [--no-exif] [--max-pixels N] [--threads N] [--dtype f32|bf16]
+                         [--no-exif] [--max-pixels N] [--threads N] [--dtype f32|bf16|int8]
                          [--function-to-apply softmax|sigmoid|none] IMAGE_OR_DIR...
 
 Classifies images with the ConvNextForImageClassification checkpoint in DIR, preprocessed with

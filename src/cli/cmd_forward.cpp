@@ -11,7 +11,7 @@ namespace convnext::cli {
 namespace {
 
 const char* kHelp = R"(usage: convnext forward --model DIR --input IN.safetensors --output OUT.safetensors
-                        [--hidden-states] [--threads N] [--dtype f32|bf16] [--ignore-mismatched-sizes] [--json]
+                        [--hidden-states] [--threads N] [--dtype f32|bf16|int8] [--ignore-mismatched-sizes] [--json]
 
 Runs the checkpoint in DIR as the class its config.json names in "architectures", on IN's
 `pixel_values` (F32 [N,C,H,W]). DIR: a save_pretrained directory (model.safetensors,
@@ -31,6 +31,9 @@ OUT receives F32 tensors named as transformers' output fields:
 A summary goes to stdout (one JSON object with --json).
   --threads N   threads (default: one per core)
   --dtype bf16  bfloat16 GEMMs (vdpbf16ps, fp32 accumulation): about twice as fast, ~1e-2 logit error
+  --dtype int8  the blocks' pointwise GEMMs in int8 (vpdpbusd where the CPU has AVX512_VNNI):
+                weights per output channel, activations per row as they come, int32 sums;
+                LayerNorm, depthwise conv, downsampling and head stay fp32
 )";
 
 Labels read_labels(const TensorFile& f) {

@@ -14,7 +14,7 @@ namespace convnext::cli {
 namespace {
 const char* kHelp = R"(usage: convnext serve --model DIR_OR_HUB_ID [--model NAME=DIR_OR_HUB_ID ...]
                       [--host 127.0.0.1] [--port 8080] [--max-batch 16] [--max-queue-delay-ms 5]
-                      [--max-queue 256] [--threads N] [--dtype f32|bf16] [--max-body-mb 32]
+                      [--max-queue 256] [--threads N] [--dtype f32|bf16|int8] [--max-body-mb 32]
                       [--max-pixels N] [--request-timeout-ms 30000]
 
 Serves ConvNextForImageClassification models over HTTP/1.1. A model given without NAME= is served

@@ -82,7 +82,7 @@ data parallel (a build with MPI; see README "Training on several processes"):
 )";
 
 const char* kEvalHelp = R"(usage: convnext eval --model DIR --data PATH [--batch-size B] [--threads T] [--workers W] [--json]
-                     [--plot FILE.svg]
+                     [--plot FILE.svg] [--dtype f32|bf16|int8] [--agree-with f32|bf16|int8]
 
 Evaluates a ConvNextForImageClassification checkpoint on a data set (ImageFolder directory, CSV,
 MNIST/Fashion-MNIST idx DIR[:train|:test], or safetensors pixel_values + labels), preprocessed
@@ -96,6 +96,11 @@ top-5, per-class accuracy and the confusion matrix. --plot writes the confusion 
                                results do not depend on it
   --json                       one JSON line instead of the report
   --plot FILE.svg              the confusion matrix as a picture
+  --dtype f32|bf16|int8        the arithmetic of the model's GEMMs (default f32; int8: the
+                               blocks' pointwise layers with int8 weights per output channel and
+                               activations quantized per row as they come, int32 sums)
+  --agree-with DTYPE           also runs each batch in DTYPE and reports on how many examples
+                               both give the same top-1 class ("agreement" in --json)
 
 Under mpirun -np N each rank evaluates its share of the data (every example exactly once) and the
 counts are summed; rank 0 prints the report.
@@ -164,7 +169,7 @@ int cmd_train(int argc, char** argv, int first) {
 }
 
 int cmd_eval(int argc, char** argv, int first) {
-  Args a(argc, argv, first, {"json"}, {"model", "data", "batch-size", "threads", "plot", "workers"});
+  Args a(argc, argv, first, {"json"}, {"model", "data", "batch-size", "threads", "plot", "workers", "dtype", "agree-with"});
   if (a.help()) {
     std::fputs(kEvalHelp, stdout);
     return 0;
@@ -174,6 +179,11 @@ int cmd_eval(int argc, char** argv, int first) {
   EvalOptions eo;
   eo.batch_size = a.get_int("batch-size", 64);
   eo.workers = static_cast<int>(a.get_int_in("workers", 2, 1, 1024));
+  eo.precision = a.dtype();
+  if (a.has("agree-with")) {
+    eo.agree_with = parse_dtype(a.get("agree-with"));
+    if (*eo.agree_with == DType::F16) throw Error("--agree-with must be f32, bf16 or int8 (f16 is a storage format)");
+  }
   eo.progress = [&](int64_t done, int64_t total) {
     if (!json && isatty(2) && distributed_rank() == 0) std::fprintf(stderr, "\r\033[Kevaluating %lld/%lld", static_cast<long long>(done), static_cast<long long>(total));
   };

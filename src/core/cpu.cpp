@@ -25,6 +25,14 @@ bool cpu_has_avx512_bf16() {
   return ok;
 }
 
+bool cpu_has_avx512_vnni() {
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    return cpu_has_avx512() && __builtin_cpu_supports("avx512vnni");
+  }();
+  return ok;
+}
+
 const char* forced_kernels() {
   static const char* v = [] {
     const char* e = std::getenv("CONVNEXT_KERNELS");

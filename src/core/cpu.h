@@ -5,6 +5,7 @@ namespace convnext {
 
 bool cpu_has_avx512();       // AVX-512 F/BW/DQ/VL + FMA: the x86 fast kernels
 bool cpu_has_avx512_bf16();  // vdpbf16ps
+bool cpu_has_avx512_vnni();  // vpdpbusd
 // CONVNEXT_KERNELS=reference|portable|avx2|avx512 in the environment (tests, benchmarks); empty
 // means "the best this CPU runs".
 const char* forced_kernels();

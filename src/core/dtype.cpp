@@ -17,6 +17,7 @@ constexpr Row kRows[] = {
     {DType::F32, "f32", "float32", "F32", {"fp32", "float", "torch.float32"}},
     {DType::F16, "f16", "float16", "F16", {"fp16", "half", "torch.float16"}},
     {DType::BF16, "bf16", "bfloat16", "BF16", {"torch.bfloat16", nullptr, nullptr}},
+    {DType::I8, "int8", "int8", "I8", {"i8", "torch.int8", nullptr}},
 };
 
 const Row& row(DType d) {
@@ -32,7 +33,7 @@ DType parse_dtype(const std::string& name) {
     for (const char* s : r.other_spellings)
       if (s && name == s) return r.dtype;
   }
-  throw Error("unknown dtype '" + name + "': expected f32 (float32), f16 (float16) or bf16 (bfloat16)");
+  throw Error("unknown dtype '" + name + "': expected f32 (float32), f16 (float16), bf16 (bfloat16) or int8");
 }
 
 const char* dtype_short_name(DType d) { return row(d).short_name; }

@@ -18,7 +18,8 @@ BuildInfo build_info() {
   b.version = version();
   b.git_revision = git_revision();
   b.kernels = kernels::family_name(kernels::selected_family());
-  b.dtypes = {dtype_short_name(DType::F32), dtype_short_name(DType::BF16)};  // bf16 runs everywhere: vdpbf16ps where the CPU has it, else the portable GEMM
+  // bf16 and int8 run everywhere: vdpbf16ps / vpdpbusd where the CPU has them, else portable GEMMs
+  b.dtypes = {dtype_short_name(DType::F32), dtype_short_name(DType::BF16), dtype_short_name(DType::I8)};
   b.hdf5 = CONVNEXT_HAVE_HDF5;
   b.curl = CONVNEXT_HAVE_CURL;
   b.mpi = CONVNEXT_HAVE_MPI_BUILT;

@@ -18,6 +18,7 @@ Context default_context() { return {parallel::max_threads(), selected_family()};
 const char* family_name(Family f) { return f == Family::Avx512 ? "avx512" : "portable"; }
 
 bool native_bf16(const Context& ctx) { return ctx.family == Family::Avx512 && cpu_has_avx512_bf16(); }
+bool native_int8(const Context& ctx) { return ctx.family == Family::Avx512 && cpu_has_avx512_vnni(); }
 
 namespace {
 bool use_x86(const Context& ctx) { return ctx.family == Family::Avx512; }
@@ -25,6 +26,11 @@ bool use_x86(const Context& ctx) { return ctx.family == Family::Avx512; }
 
 void linear(const Context& ctx, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc,
             bool accumulate, Activation act) {
+  if (W.is_int8()) {
+    if (native_int8(ctx)) x86::linear_int8(ctx.threads, M, A, lda, W, C, ldc, accumulate, act);
+    else portable::linear_int8(ctx.threads, M, A, lda, W, C, ldc, accumulate, act);
+    return;
+  }
   if (W.is_bf16()) {
     if (native_bf16(ctx)) x86::linear_bf16(ctx.threads, M, A, lda, W, C, ldc, accumulate, act);
     else portable::linear_bf16(ctx.threads, M, A, lda, W, C, ldc, accumulate, act);

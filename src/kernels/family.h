@@ -6,6 +6,8 @@ void linear(int threads, int64_t M, const float* A, int64_t lda, const PackedLin
             Activation act);
 void linear_bf16(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
                  Activation act);
+void linear_int8(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
+                 Activation act);
 void layer_norm(int threads, const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y);
 void dwconv7(int threads, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y);
 void dwconv7_ln(int threads, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,

@@ -40,6 +40,13 @@ struct PackedLinear {
   // as vdpbf16ps consumes them. The GEMM then rounds A to bf16 too and accumulates in fp32.
   std::vector<uint16_t> panels_bf16;
   bool is_bf16() const { return !panels_bf16.empty(); }
+  // int8 instead (see pack_linear_int8): ceil(N/32) × ceil(K/4) × 32 × 4 signed bytes, the four k
+  // of a quad adjacent, as vpdpbusd consumes them; per output column its scale (W ≈ scale·q) and
+  // the sum of its quantized weights (for the activations' zero point).
+  std::vector<int8_t> panels_s8;
+  std::vector<float> scale_s8;
+  std::vector<int32_t> colsum_s8;
+  bool is_int8() const { return !panels_s8.empty(); }
 };
 PackedLinear pack_linear(const Context& ctx, const float* W, const float* bias, int64_t N, int64_t K);
 // The same (fp32) into `out`, reusing its storage (see pack_kn_into): training repacks every step.
@@ -49,6 +56,25 @@ void pack_linear_into(const Context& ctx, const float* W, const float* bias, int
 // `bf16` the panels hold W' rounded to bfloat16 (round to nearest even).
 PackedLinear pack_linear_scaled(const Context& ctx, const float* W, const float* row_scale, const float* col_scale, const float* bias,
                                 int64_t N, int64_t K, bool bf16 = false);
+// int8: W' (as above) quantized per output row n, symmetric: scale[n] = max_k |W'[n,k]| / 127,
+// q = round(W' / scale[n]) in [−127, 127] (round to nearest even). linear() then quantizes each
+// row of A on the fly (QuantRow: asymmetric uint8, its own scale and zero point, no calibration),
+// multiplies in int8 with int32 sums, and dequantizes with the bias and activation fused.
+PackedLinear pack_linear_int8(const Context& ctx, const float* W, const float* row_scale, const float* col_scale, const float* bias,
+                              int64_t N, int64_t K);
+// One row of activations quantized to uint8: a ≈ scale · (q − zero). The range is the row's
+// [min(0, min a), max(0, max a)], so 0 is exact; scale = (hi − lo) / 255, inv = 255 / (hi − lo),
+// zero = round(−lo · inv), q = clamp(round(a · inv) + zero, 0, 255). A row of zeros: scale 0, q 0.
+// Every family computes these same float operations, so they quantize to the same integers.
+struct QuantRow {
+  float scale = 0.0f, inv = 0.0f;
+  int32_t zero = 0;
+};
+QuantRow quant_params(float lo, float hi);
+// True when this CPU runs the int8 GEMM natively (AVX512_VNNI); elsewhere a portable kernel
+// gives the same numbers, slowly.
+bool native_int8(const Context& ctx);
+
 // True when this CPU runs the bf16 GEMM natively (AVX512_BF16); elsewhere bf16 weights work
 // through a portable kernel that gives the same numbers, slowly.
 bool native_bf16(const Context& ctx);
@@ -129,6 +155,11 @@ namespace reference {
 // Plain loops in double precision, for tests. W is the nn.Linear weight [N][K].
 void linear(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* W, const float* bias, float* C,
             int64_t ldc, bool accumulate, Activation act);
+// The int8 GEMM as linear() computes it with a pack_linear_int8 weight, in plain loops: the
+// weights and each row of A quantized as documented there, exact int32 sums, then
+// C = fma(float(acc − zero·colsum), scale_a·scale_w, bias) and the activation (in double).
+void linear_int8(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* W, const float* bias, float* C,
+                 int64_t ldc, bool accumulate, Activation act);
 void layer_norm(const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y);
 // A row's mean and 1/sqrt(biased variance + eps), two passes in double (what layer_norm uses).
 struct RowStats {

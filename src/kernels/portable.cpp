@@ -165,3 +165,35 @@ void linear_bf16(int threads, int64_t M, const float* A, int64_t lda, const Pack
 }
 
 }  // namespace convnext::kernels::portable
+
+namespace convnext::kernels::portable {
+
+// The int8 GEMM's numbers without AVX512_VNNI: each row of A quantized as the native kernel does
+// (kernels::quant_params), exact int32 sums, the same dequantization.
+void linear_int8(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
+                 Activation act) {
+  const int64_t N = W.N, K = W.K, K4 = (K + 3) / 4;
+  parallel::for_each(M, threads, M * N * K > 32768, [&](int64_t m) {
+    const float* a = A + m * lda;
+    float lo = 0.0f, hi = 0.0f;
+    for (int64_t k = 0; k < K; ++k) lo = std::min(lo, a[k]), hi = std::max(hi, a[k]);
+    const QuantRow q = quant_params(lo, hi);
+    std::vector<int32_t> qa(static_cast<size_t>(K4 * 4), 0);
+    for (int64_t k = 0; k < K; ++k)
+      qa[static_cast<size_t>(k)] = std::clamp(static_cast<int32_t>(std::nearbyint(a[k] * q.inv)) + q.zero, 0, 255);
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t p = n / kPanel, j = n % kPanel;
+      int32_t acc = 0;
+      for (int64_t kk = 0; kk < K4; ++kk) {
+        const int8_t* w = W.panels_s8.data() + ((p * K4 + kk) * kPanel + j) * 4;
+        for (int r = 0; r < 4; ++r) acc += qa[static_cast<size_t>(kk * 4 + r)] * w[r];
+      }
+      const float deq = static_cast<float>(acc - q.zero * W.colsum_s8[static_cast<size_t>(n)]);
+      const float v = activation_scalar(
+          act, std::fma(deq, q.scale * W.scale_s8[static_cast<size_t>(n)], W.bias[static_cast<size_t>(n)]));
+      C[m * ldc + n] = accumulate ? C[m * ldc + n] + v : v;
+    }
+  });
+}
+
+}  // namespace convnext::kernels::portable

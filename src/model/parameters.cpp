@@ -298,6 +298,9 @@ void check_pixel_values(const ConvNextConfig& config, const Tensor& px) {
 
 void save_parameters(Parameters& params, const std::string& dir, const std::string& dtype) {
   const DType d = parse_dtype(dtype);  // "float16", "f16", "torch.float16", ...
+  if (d == DType::I8)
+    throw Error("int8 is an arithmetic, not a storage format: save in f32, f16 or bf16 (a model runs int8 from any of "
+                "them with --dtype int8)");
   if (params.released)
     throw Error("this model was loaded with LoadOptions::inference_only, which releases the original weights; "
                 "load it with inference_only = false to save it");

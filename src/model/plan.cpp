@@ -28,7 +28,14 @@ std::vector<float> dw_taps(const Tensor& w, int64_t C) {
   return taps;
 }
 
-BlockPlan pack_block(const kernels::Context& ctx, BlockParams& b, int64_t C, bool bf16, bool release) {
+// The pointwise weights in the plan's dtype: fp32, bf16 pairs, or int8 per output channel.
+kernels::PackedLinear pack_pointwise(const kernels::Context& ctx, DType d, const float* W, const float* row_scale,
+                                     const float* col_scale, const float* bias, int64_t N, int64_t K) {
+  if (d == DType::I8) return kernels::pack_linear_int8(ctx, W, row_scale, col_scale, bias, N, K);
+  return kernels::pack_linear_scaled(ctx, W, row_scale, col_scale, bias, N, K, d == DType::BF16);
+}
+
+BlockPlan pack_block(const kernels::Context& ctx, BlockParams& b, int64_t C, DType d, bool release) {
   const int64_t H4 = 4 * C;
   BlockPlan bp;
   bp.taps = dw_taps(b.dw_weight, C);
@@ -40,14 +47,14 @@ BlockPlan pack_block(const kernels::Context& ctx, BlockParams& b, int64_t C, boo
     for (int64_t k = 0; k < C; ++k) acc += static_cast<double>(b.pw1_weight[o * C + k]) * b.norm.bias[k];
     b1[static_cast<size_t>(o)] = static_cast<float>(acc);
   }
-  bp.pw1 = kernels::pack_linear_scaled(ctx, b.pw1_weight.data(), nullptr, b.norm.weight.data(), b1.data(), H4, C, bf16);
+  bp.pw1 = pack_pointwise(ctx, d, b.pw1_weight.data(), nullptr, b.norm.weight.data(), b1.data(), H4, C);
   if (release) release_tensor(b.pw1_weight);
   // Layer scale folded into pwconv2: γ ⊙ (W·h + b) = (diag γ·W)·h + γ⊙b.
   std::vector<float> b2(b.pw2_bias.data(), b.pw2_bias.data() + C);
   const float* gamma = b.layer_scale.empty() ? nullptr : b.layer_scale.data();
   if (gamma)
     for (int64_t o = 0; o < C; ++o) b2[static_cast<size_t>(o)] *= gamma[o];
-  bp.pw2 = kernels::pack_linear_scaled(ctx, b.pw2_weight.data(), gamma, nullptr, b2.data(), C, H4, bf16);
+  bp.pw2 = pack_pointwise(ctx, d, b.pw2_weight.data(), gamma, nullptr, b2.data(), C, H4);
   if (release) {
     release_tensor(b.dw_weight);
     release_tensor(b.pw2_weight);
@@ -60,11 +67,13 @@ BlockPlan pack_block(const kernels::Context& ctx, BlockParams& b, int64_t C, boo
 InferencePlan::InferencePlan(Parameters& params, DType d, const kernels::Context& ctx, bool release)
     : config(params.config), arch(params.arch), act(params.act), dtype(d) {
   if (d == DType::F16)
-    throw Error("f16 arithmetic is not supported: load with precision f32 or bf16 (f16 is a storage format: "
+    throw Error("f16 arithmetic is not supported: load with precision f32, bf16 or int8 (f16 is a storage format: "
                 "save_pretrained, convert)");
   if (params.released)
     throw Error("this model's weights were released after packing (LoadOptions::inference_only): it cannot be packed "
                 "for another dtype; load it with inference_only = false, or with the precision you need");
+  // int8 covers the blocks' pointwise GEMMs (over 90% of the FLOPs); the downsampling layers
+  // (a twentieth of them), the stem and the head stay fp32 there.
   const bool bf16 = d == DType::BF16;
   const int64_t p = config.patch_size;
   {
@@ -86,7 +95,7 @@ InferencePlan::InferencePlan(Parameters& params, DType d, const kernels::Context
                                             4 * st.in_channels, bf16);
       if (release) release_tensor(st.down_weight);
     }
-    for (BlockParams& b : st.blocks) sp.blocks.push_back(pack_block(ctx, b, st.out_channels, bf16, release));
+    for (BlockParams& b : st.blocks) sp.blocks.push_back(pack_block(ctx, b, st.out_channels, d, release));
     stages.push_back(std::move(sp));
   }
   if (!params.final_norm.weight.empty()) final_norm = copy_norm(params.final_norm);

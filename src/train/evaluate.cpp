@@ -141,15 +141,15 @@ void reduce_over_ranks(EvalResult& r, Tally& t, int64_t num_labels) {
     r.class_total.assign(L, 0);
     r.class_correct.assign(L, 0);
   }
-  std::vector<int64_t> n = {t.top1, t.top5, t.scored, r.count, r.skipped};
+  std::vector<int64_t> n = {t.top1, t.top5, t.scored, r.count, r.skipped, r.agreed, r.compared};
   for (size_t i = 0; i < L; ++i) {
     n.push_back(r.class_total[i]);
     n.push_back(r.class_correct[i]);
     for (size_t j = 0; j < L; ++j) n.push_back(r.confusion[i][j]);
   }
   comm.allreduce_sum(n.data(), static_cast<int>(n.size()));
-  t.top1 = n[0], t.top5 = n[1], t.scored = n[2], r.count = n[3], r.skipped = n[4];
-  size_t at = 5;
+  t.top1 = n[0], t.top5 = n[1], t.scored = n[2], r.count = n[3], r.skipped = n[4], r.agreed = n[5], r.compared = n[6];
+  size_t at = 7;
   for (size_t i = 0; i < L; ++i) {
     r.class_total[i] = n[at++];
     r.class_correct[i] = n[at++];
@@ -163,10 +163,27 @@ void reduce_over_ranks(EvalResult& r, Tally& t, int64_t num_labels) {
 }
 }  // namespace
 
-EvalResult evaluate(const detail::InferencePlan& net, const DataSource& source, const EvalOptions& options) {
+namespace {
+// The examples of a batch whose top-1 class is the same in both logits.
+int64_t same_top1(const Tensor& a, const Tensor& b) {
+  const int64_t N = a.dim(0), L = a.dim(1);
+  int64_t same = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    const float* x = a.data() + n * L;
+    const float* y = b.data() + n * L;
+    same += (std::max_element(x, x + L) - x) == (std::max_element(y, y + L) - y);
+  }
+  return same;
+}
+}  // namespace
+
+EvalResult evaluate(const detail::InferencePlan& net, const DataSource& source, const EvalOptions& options,
+                    const detail::InferencePlan* other) {
   const auto t0 = std::chrono::steady_clock::now();
   const detail::Exec ex = detail::resolve({});
   EvalResult r;
+  r.dtype = dtype_short_name(net.dtype);
+  if (other) r.agree_with = dtype_short_name(other->dtype);
   for (const auto& [id, name] : net.config.id2label) r.class_names.push_back(name);
   Loader loader(source, eval_loader_options(options), 0);
   Batch b;
@@ -178,6 +195,10 @@ EvalResult evaluate(const detail::InferencePlan& net, const DataSource& source, 
     r.problem_type = pt;
     (void)loss;  // the batch's mean: the report adds the examples' own losses instead (score_batch)
     score_batch(logits, b.labels, b.indices, net.config.num_labels(), r, t);
+    if (other) {
+      r.agreed += same_top1(logits, other->classify(ex, b.pixel_values));
+      r.compared += logits.dim(0);
+    }
     if (options.progress) options.progress(r.count, source.size());
   }
   r.skipped = loader.skipped_total();
@@ -210,6 +231,12 @@ std::string eval_json(const EvalResult& r) {
     j["per_class_accuracy"] = pc;
     j["confusion_matrix"] = r.confusion;
   }
+  j["dtype"] = r.dtype;
+  if (!r.agree_with.empty())
+    j["agreement"] = {{"with", r.agree_with},
+                      {"top1_agree", r.compared ? static_cast<double>(r.agreed) / static_cast<double>(r.compared) : 0.0},
+                      {"agreed", r.agreed},
+                      {"compared", r.compared}};
   j["seconds"] = r.seconds;
   return j.dump();
 }
@@ -220,6 +247,13 @@ std::string eval_text(const EvalResult& r) {
   std::snprintf(buf, sizeof buf, "examples %lld (skipped %lld)   loss %.4f", static_cast<long long>(r.count),
                 static_cast<long long>(r.skipped), r.loss);
   o << buf << "\n";
+  if (r.dtype != "f32") o << "dtype " << r.dtype << "\n";
+  if (!r.agree_with.empty()) {
+    std::snprintf(buf, sizeof buf, "top-1 the same as %s on %lld / %lld examples (%.2f%%)\n", r.agree_with.c_str(),
+                  static_cast<long long>(r.agreed), static_cast<long long>(r.compared),
+                  r.compared ? 100.0 * static_cast<double>(r.agreed) / static_cast<double>(r.compared) : 0.0);
+    o << buf;
+  }
   if (!r.classification) return o.str();
   std::snprintf(buf, sizeof buf, "top-1 %.4f   top-5 %.4f\n\nper class:\n", r.top1, r.top5);
   o << buf;

@@ -19,7 +19,10 @@ using EvalOptions = convnext::EvalOptions;
 // Runs `net` (an inference plan: build a new one after the weights change) over every example
 // of `source`, in batches, in order, read by the training's Loader with
 // eval_loader_options(options). `options.progress(done, total)` is called after each batch.
-EvalResult evaluate(const detail::InferencePlan& net, const DataSource& source, const EvalOptions& options);
+// With `other` (a plan of the same parameters in another dtype), each batch also runs through it
+// and the result counts the examples whose top-1 both give (EvalResult::agreed).
+EvalResult evaluate(const detail::InferencePlan& net, const DataSource& source, const EvalOptions& options,
+                    const detail::InferencePlan* other = nullptr);
 
 // The loader of an evaluation: options.batch_size, options.workers, in order, no augmentation.
 LoaderOptions eval_loader_options(const EvalOptions& options);

@@ -2,6 +2,7 @@
 // They are slow on purpose and exist to be read and to check the fast kernels against.
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "kernels/kernels.h"
 
@@ -43,6 +44,54 @@ void linear(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const 
       s = activation(act, s);
       C[m * ldc + n] = static_cast<float>(accumulate ? C[m * ldc + n] + s : s);
     }
+}
+
+// int8: written from the definitions in kernels.h (pack_linear_int8, QuantRow), apart from the
+// packer and the fast kernels, in the same float operations so that it quantizes to the same
+// integers; the int32 sums are exact, so only the activation (double here) may differ.
+void linear_int8(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* W, const float* bias, float* C,
+                 int64_t ldc, bool accumulate, Activation act) {
+  std::vector<int32_t> wq(static_cast<size_t>(N * K), 0), colsum(static_cast<size_t>(N), 0);
+  std::vector<float> wscale(static_cast<size_t>(N), 0.0f);
+  for (int64_t n = 0; n < N; ++n) {
+    float maxabs = 0.0f;
+    for (int64_t k = 0; k < K; ++k) maxabs = std::max(maxabs, std::fabs(W[n * K + k]));
+    if (maxabs == 0.0f) continue;
+    const float inv = 127.0f / maxabs;
+    for (int64_t k = 0; k < K; ++k) {
+      int32_t q = static_cast<int32_t>(std::nearbyint(W[n * K + k] * inv));
+      q = std::clamp(q, -127, 127);
+      wq[static_cast<size_t>(n * K + k)] = q;
+      colsum[static_cast<size_t>(n)] += q;
+    }
+    wscale[static_cast<size_t>(n)] = maxabs / 127.0f;
+  }
+  std::vector<int32_t> aq(static_cast<size_t>(K));
+  for (int64_t m = 0; m < M; ++m) {
+    const float* a = A + m * lda;
+    float lo = 0.0f, hi = 0.0f;
+    for (int64_t k = 0; k < K; ++k) {
+      lo = std::min(lo, a[k]);
+      hi = std::max(hi, a[k]);
+    }
+    float scale = 0.0f, inv = 0.0f;
+    int32_t zero = 0;
+    if (hi > lo) {
+      scale = (hi - lo) / 255.0f;
+      inv = 255.0f / (hi - lo);
+      zero = std::clamp(static_cast<int32_t>(std::nearbyint(-lo * inv)), 0, 255);
+    }
+    for (int64_t k = 0; k < K; ++k)
+      aq[static_cast<size_t>(k)] = std::clamp(static_cast<int32_t>(std::nearbyint(a[k] * inv)) + zero, 0, 255);
+    for (int64_t n = 0; n < N; ++n) {
+      int64_t acc = 0;
+      for (int64_t k = 0; k < K; ++k) acc += static_cast<int64_t>(aq[static_cast<size_t>(k)]) * wq[static_cast<size_t>(n * K + k)];
+      acc -= static_cast<int64_t>(zero) * colsum[static_cast<size_t>(n)];
+      const float pre = std::fma(static_cast<float>(acc), scale * wscale[static_cast<size_t>(n)], bias ? bias[n] : 0.0f);
+      const double v = activation(act, pre);
+      C[m * ldc + n] = static_cast<float>(accumulate ? C[m * ldc + n] + v : v);
+    }
+  }
 }
 
 // y = (x − mean) / sqrt(var + eps) · gamma + beta, over each row of C values.
