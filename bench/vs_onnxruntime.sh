@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side forward-pass benchmark: our engine (build/convnext bench) vs ONNX Runtime 1.30 CPU
-# (npm onnxruntime-node, bench/ort_bench.js) on ConvNeXt-T 224, fp32, random weights and input.
+# (npm onnxruntime-node, bench/ort_bench.js) on ConvNeXt-T 224, fp32, random weights and input; our
+# int8 (and bf16 where the CPU has AVX512_BF16) runs in the same rounds against ORT's fp32.
 #   bash bench/vs_onnxruntime.sh [path/to/convnext]
 # Env: ROUNDS (3), ITERS1/WARMUP1 (10/2, batch 1), ITERS8/WARMUP8 (4/1, batch 8), MODEL (ONNX path).
 # Needs bench/setup_ort.sh once (npm install --ignore-scripts + ONNX export). For each config (batch 1 and 8,
@@ -33,9 +34,13 @@ for cfg in "${configs[@]}"; do
                | sed 's/^{/{"engine":"ours",/'; }
     ours_bf16() { "$bin" bench --arch tiny --batch "$batch" --size 224 --threads "$threads" --iters "$iters" --warmup "$warmup" \
                     --dtype bf16 --json | sed 's/^{/{"engine":"ours_bf16",/'; }
+    ours_int8() { "$bin" bench --arch tiny --batch "$batch" --size 224 --threads "$threads" --iters "$iters" --warmup "$warmup" \
+                    --dtype int8 --json | sed 's/^{/{"engine":"ours_int8",/'; }
     ort() { node bench/ort_bench.js --model "$model" --batch "$batch" --threads "$threads" --iters "$iters" --warmup "$warmup"; }
     if ((r % 2 == 0)); then order="ours ort"; else order="ort ours"; fi
-    if ((threads == 2)); then order="$order ours_bf16"; fi  # bf16 (ours) against ORT's fp32
+    order="$order ours_int8"  # int8 (ours) against ORT's fp32
+    # bf16 (ours) against ORT's fp32, where the CPU multiplies bf16 (the portable bf16 GEMM is slow)
+    if ((threads == 2)) && grep -qw avx512_bf16 /proc/cpuinfo; then order="$order ours_bf16"; fi
     for e in $order; do
       line=$($e)
       echo "$line" >>"$raw"
@@ -69,6 +74,15 @@ for b, t in [(1, 2), (8, 2)]:
     if not o or not x: continue
     om = statistics.median(r["median_ms"] for r in o); xm = statistics.median(r["median_ms"] for r in x)
     print(f"| batch {b}, {t} threads | {om:.1f} | {xm:.1f} | {xm / om:.3f} | {max(r['peak_rss_mb'] for r in o):.0f} |")
+print("\nint8 (ours: the blocks' pointwise GEMMs in int8, vpdpbusd) against ORT fp32, same rounds:\n")
+print("| config | ours int8 median ms | ORT fp32 median ms | ratio ORT/ours int8 | ours fp32/int8 | ours int8 peak RSS MB |")
+print("|---|---|---|---|---|---|")
+for b, t in [(1, 2), (1, 1), (8, 2), (8, 1)]:
+    o, x = pick("ours_int8", b, t), pick("onnxruntime", b, t)
+    if not o or not x: continue
+    om = statistics.median(r["median_ms"] for r in o); xm = statistics.median(r["median_ms"] for r in x)
+    f = f"{med[(b, t)] / om:.2f}" if (b, t) in med else "-"
+    print(f"| batch {b}, {t} thread{'s' if t > 1 else ''} | {om:.1f} | {xm:.1f} | {xm / om:.3f} | {f} | {max(r['peak_rss_mb'] for r in o):.0f} |")
 if (8, 2) in med and (8, 1) in med:
     s = med[(8, 1)] / med[(8, 2)]
     print(f"\nours, batch 8: 1 thread {med[(8, 1)]:.1f} ms, 2 threads {med[(8, 2)]:.1f} ms -> speed-up {s:.2f}x on 2 threads (parallel efficiency {s / 2 * 100:.0f}%)")

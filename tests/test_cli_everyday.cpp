@@ -76,6 +76,38 @@ TEST(CliThreads, ZeroIsAutomaticAndPreprocessUsesTheCountGiven) {
 
 // ---- make-input --labels -----------------------------------------------------------------------
 
+// ---- --dtype int8 ------------------------------------------------------------------------------
+
+// Every command that takes --dtype runs int8 and says so; forward's logits stay near fp32's.
+TEST(CliInt8, EveryCommandWithDtypeRunsInt8) {
+  const std::string out = scratch("int8");
+  const std::string img = repo("examples/images/bag_t10k_18.png"), model = repo("models/convnext-fashion-mnist");
+  const CliRun c = run("classify --model " + model + " --dtype int8 --json " + img);
+  ASSERT_EQ(c.status, 0) << c.err;
+  const CliRun c32 = run("classify --model " + model + " --json " + img);
+  EXPECT_EQ(nlohmann::json::parse(c.out)["predictions"][0]["label"], nlohmann::json::parse(c32.out)["predictions"][0]["label"])
+      << c.out;
+  const CliRun b = run("bench --arch tiny --size 64 --iters 1 --warmup 0 --dtype int8 --json");
+  ASSERT_EQ(b.status, 0) << b.err;
+  const auto jb = nlohmann::json::parse(b.out);
+  EXPECT_EQ(jb["dtype"], "int8");
+  const std::string k = jb["kernels"];
+  EXPECT_TRUE(k == "avx512_vnni" || k == "portable_int8") << k;
+  const std::string demo = repo("models/convnext-demo");
+  for (const char* d : {"f32", "int8"})
+    ASSERT_EQ(run("forward --model " + demo + " --input " + demo + "/sample_input.safetensors --output " + out + "/" + d +
+                  ".safetensors --dtype " + d).status, 0) << d;
+  const auto f32 = io::SafetensorsFile::open(out + "/f32.safetensors")->get_f32("logits");
+  const auto int8 = io::SafetensorsFile::open(out + "/int8.safetensors")->get_f32("logits");
+  EXPECT_TRUE(close(int8, f32, 5e-2));
+  EXPECT_FALSE(close(int8, f32, 0.0)) << "forward --dtype int8 gave fp32's logits bit for bit";
+  EXPECT_NE(run("forward --help").out.find("--dtype int8"), std::string::npos);
+  const CliRun bad = run("convert --model " + demo + " --output " + out + "/c --dtype int8");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_EQ(lines_of(bad.err), 1u) << bad.err;
+  fs::remove_all(out);
+}
+
 TEST(CliMakeInput, PrintsTheLabelsItChose) {
   const std::string out = scratch("make_input");
   const CliRun r = run("make-input --shape 5,3,8,8 --labels 4 --seed 7 --output " + out + "/in.safetensors");

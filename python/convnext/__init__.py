@@ -197,7 +197,8 @@ class _PreTrainedModel:
         """A save_pretrained directory, a hub id in the local cache, or any layout the CLI reads
         (pytorch_model.bin, sharded, timm / torchvision / original state dicts, tf_model.h5).
 
-        dtype: "float32" or "bfloat16" (also torch.float32 / torch.bfloat16). num_threads: this
+        dtype: "float32", "bfloat16" (also torch.float32 / torch.bfloat16) or "int8" (the blocks'
+        pointwise GEMMs in int8, weights per output channel, activations per row). num_threads: this
         model's threads (None: the process default). inference_only=False keeps the original weights
         (needed to save the model again)."""
         if torch_dtype is not None:
@@ -215,7 +216,7 @@ class _PreTrainedModel:
 
     @property
     def dtype(self):
-        return {"f32": "float32", "bf16": "bfloat16"}.get(self._m.precision(), self._m.precision())
+        return {"f32": "float32", "bf16": "bfloat16", "int8": "int8"}.get(self._m.precision(), self._m.precision())
 
     def num_parameters(self):
         return self._m.num_parameters()

@@ -127,6 +127,18 @@ def test_bfloat16_keeps_the_top1():
     close(m(pixel_values=e["pixel_values"]).logits, e["logits"], rel=3e-2)
 
 
+@needs_fixtures
+def test_int8_keeps_the_top1():
+    d = os.path.join(FIXTURES, "tiny4")
+    e = read_safetensors(os.path.join(d, "expected.safetensors"))
+    m = convnext.ConvNextForImageClassification.from_pretrained(d, dtype="int8")
+    assert m.dtype == "int8"
+    logits = m(pixel_values=e["pixel_values"]).logits
+    close(logits, e["logits"], rel=3e-2)
+    assert (logits.argmax(-1) == e["logits"].argmax(-1)).all()
+    assert not np.array_equal(logits, e["logits"])  # it did run in int8
+
+
 # ---- the processor against transformers -------------------------------------------------------
 
 

@@ -72,8 +72,9 @@ InferencePlan::InferencePlan(Parameters& params, DType d, const kernels::Context
   if (params.released)
     throw Error("this model's weights were released after packing (LoadOptions::inference_only): it cannot be packed "
                 "for another dtype; load it with inference_only = false, or with the precision you need");
-  // int8 covers the blocks' pointwise GEMMs (over 90% of the FLOPs); the downsampling layers
-  // (a twentieth of them), the stem and the head stay fp32 there.
+  // int8 covers the blocks' pointwise GEMMs (over 90% of the FLOPs); the downsampling layers, the
+  // stem and the head stay fp32. (Downsampling in int8 was measured: 6% faster at ConvNeXt-T batch
+  // 8, and twice the logit error on the random-weight fixtures, 0.010 → 0.021: not worth it.)
   const bool bf16 = d == DType::BF16;
   const int64_t p = config.patch_size;
   {
