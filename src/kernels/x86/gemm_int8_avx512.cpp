@@ -106,14 +106,16 @@ RowQ quantize_row(const float* a, int64_t K, int64_t K4, uint8_t* out) {
   const QuantRow q = quant_params(hmin(lo), hmax(hi));
   const __m512 inv = _mm512_set1_ps(q.inv);
   const __m512i zero = _mm512_set1_epi32(q.zero);
-  const __m512i top = _mm512_set1_epi32(255), bottom = _mm512_setzero_si512();
-  for (k = 0; k < K; k += 16) {
-    const int64_t n = std::min<int64_t>(16, K - k);
-    const __mmask16 m = static_cast<__mmask16>(n == 16 ? 0xffff : (1u << n) - 1);
-    // cvtps_epi32 rounds to nearest even (MXCSR's default), as std::nearbyint does.
-    __m512i v = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, a + k), inv)), zero);
-    v = _mm512_min_epi32(_mm512_max_epi32(v, bottom), top);
-    _mm_mask_storeu_epi8(out + k, m, _mm512_cvtepi32_epi8(v));
+  const __m512i bottom = _mm512_setzero_si512();
+  // cvtps_epi32 rounds to nearest even (MXCSR's default), as std::nearbyint does; the clamp to
+  // [0, 255] is a max with 0 and vpmovusdb's unsigned saturation.
+  const auto q16 = [&](__m512 v) {
+    return _mm512_cvtusepi32_epi8(_mm512_max_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, inv)), zero), bottom));
+  };
+  for (k = 0; k + 16 <= K; k += 16) _mm_storeu_si128(reinterpret_cast<__m128i*>(out + k), q16(_mm512_loadu_ps(a + k)));
+  if (k < K) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (K - k)) - 1);
+    _mm_mask_storeu_epi8(out + k, m, q16(_mm512_maskz_loadu_ps(m, a + k)));
   }
   for (k = K; k < K4 * 4; ++k) out[k] = 0;
   return {q.scale, q.zero};
