@@ -185,6 +185,16 @@ TEST(Cli, BenchProfileNamesEveryPartOfTheForwardPass) {
   EXPECT_EQ(parts, (std::vector<std::string>{"embeddings", "stage1.blocks", "stage2.downsample", "stage2.blocks",
                                              "stage3.downsample", "stage3.blocks", "stage4.downsample", "stage4.blocks",
                                              "pooling", "head"}));
+  EXPECT_GT(j["peak_gflops"].get<double>(), 0.0);
+  EXPECT_TRUE(j.contains("share_of_peak"));
+}
+
+TEST(Cli, BenchTrainProfileTimesTheStepsParts) {
+  const CliRun r = run("bench --train --arch tiny --size 32 --batch 2 --iters 2 --warmup 0 --threads 1 --profile");
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const char* part : {"measured fp32 peak", "of peak", "stage3.blocks", "loss", "backward.stage1.blocks",
+                           "backward.stage4.downsample", "backward.embeddings", "optimizer"})
+    EXPECT_NE(r.out.find(part), std::string::npos) << part << " missing in:\n" << r.out;
 }
 
 }  // namespace

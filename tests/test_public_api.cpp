@@ -52,8 +52,43 @@ TEST(PublicApi, BenchmarkTrainingNeedsTrainableWeights) {
   EXPECT_EQ(r.mode, "train");
   EXPECT_GT(r.median_ms, 0);
   EXPECT_TRUE(r.parts.empty());
+  EXPECT_EQ(r.peak_gflops, 0);
+}
+
+// bench --train --profile: every part of a step, forward then backward in reverse, in order, each
+// with its median; GFLOP/s where the part multiplies; the measured peak beside them.
+TEST(PublicApi, BenchmarkTrainingProfileNamesEveryPartOfAStep) {
+  ConvNextForImageClassification model(small_config(), 0, /*inference_only=*/false);
+  BenchmarkOptions o;
+  o.size = 32;
+  o.iters = 3;
+  o.warmup = 1;
   o.profile = true;
-  EXPECT_THROW(benchmark_training(model, o), Error);
+  const BenchmarkResult r = benchmark_training(model, o);
+  std::vector<std::string> names;
+  double total = 0;
+  for (const PartTiming& p : r.parts) {
+    names.push_back(p.part);
+    total += p.median_ms;
+    EXPECT_GE(p.median_ms, 0) << p.part;
+    const bool multiplies = p.part.find("blocks") != std::string::npos || p.part.find("downsample") != std::string::npos;
+    if (multiplies) EXPECT_GT(p.gflops, 0) << p.part;
+  }
+  const int64_t stages = small_config().num_stages;
+  std::vector<std::string> want = {"embeddings"};
+  for (int64_t s = 1; s <= stages; ++s) {
+    if (s > 1) want.push_back("stage" + std::to_string(s) + ".downsample");
+    want.push_back("stage" + std::to_string(s) + ".blocks");
+  }
+  for (const char* p : {"head", "loss", "backward.head"}) want.push_back(p);
+  for (int64_t s = stages; s >= 1; --s) {
+    want.push_back("backward.stage" + std::to_string(s) + ".blocks");
+    if (s > 1) want.push_back("backward.stage" + std::to_string(s) + ".downsample");
+  }
+  for (const char* p : {"backward.embeddings", "optimizer", "other"}) want.push_back(p);
+  EXPECT_EQ(names, want);
+  EXPECT_NEAR(total, r.median_ms, 0.5 * r.median_ms);  // medians of parts add up to about the step's
+  EXPECT_GT(r.peak_gflops, 0);
 }
 
 TEST(PublicApi, ForwardMacsOfConvNextTiny) {

@@ -23,13 +23,18 @@ struct BenchmarkOptions {
   int64_t size = 224;     // pixel_values [batch, num_channels, size, size], N(0, 1), fixed seed
   int64_t iters = 10;     // timed runs
   int64_t warmup = 2;     // untimed runs first
-  bool profile = false;   // forward only: time each part of the pass (BenchmarkResult::parts)
+  // Time each part of the pass or training step (BenchmarkResult::parts), and measure the
+  // machine's fp32 peak (BenchmarkResult::peak_gflops) to compare with.
+  bool profile = false;
   ExecutionContext context;  // threads, kernels and dtype of the runs (its profile is set by `profile`)
   std::function<void()> on_run;  // called after every run, warm-up included (progress)
 };
 
 struct PartTiming {
-  std::string part;  // "embeddings", "stage1.blocks", "stage2.downsample", ..., "pooling", "head"
+  // "embeddings", "stage1.blocks", "stage2.downsample", ..., "pooling", "head"; a training step
+  // also has "loss", "backward.head", "backward.stage4.blocks", ..., "backward.embeddings",
+  // "optimizer" (clipping, AdamW, zero_grad)
+  std::string part;
   double median_ms = 0;
   double gflops = 0;  // 0 for parts without multiply-adds (pooling)
 };
@@ -45,6 +50,9 @@ struct BenchmarkResult {
   double gflops = 0;        // GFLOP/s; training counts 3× the forward's operations
   double peak_rss_mb = 0;   // of the whole process so far
   std::vector<PartTiming> parts;  // with BenchmarkOptions::profile
+  // With profile: the fp32 GFLOP/s that independent FMAs reach on these threads, measured right
+  // after the timed runs (the limit the GEMMs are measured against; 0 when not measured).
+  double peak_gflops = 0;
 };
 
 // Times ConvNextForImageClassification::forward.

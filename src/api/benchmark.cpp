@@ -63,18 +63,23 @@ BenchmarkResult summarise(const char* mode, const BenchmarkOptions& o, const std
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
-// The profile's rows: each recorded part's median, then "head" (what the forward spent outside
-// the recorded parts), with GFLOP/s from the part's multiply-adds.
-std::vector<PartTiming> part_rows(const ConvNextConfig& cfg, const BenchmarkOptions& o,
-                                  const std::vector<std::string>& names, const std::vector<std::vector<double>>& part_ms) {
+// The profile's rows: each recorded part's median, then `rest` (what the pass spent outside the
+// recorded parts: the forward's head, a training step's "other"), with GFLOP/s from the part's
+// multiply-adds.
+std::vector<PartTiming> part_rows(const ConvNextConfig& cfg, const BenchmarkOptions& o, const std::vector<std::string>& names,
+                                  const std::vector<std::vector<double>>& part_ms, const char* rest) {
   const auto macs = forward_part_macs(cfg, o.size, o.size);
   std::vector<PartTiming> rows;
   for (size_t p = 0; p < part_ms.size(); ++p) {
     PartTiming t;
-    t.part = p < names.size() ? names[p] : "head";
+    t.part = p < names.size() ? names[p] : rest;
     t.median_ms = median_of(part_ms[p]);
+    // A backward part does twice its forward's multiply-adds (the input's and the weights' gradients).
+    const bool backward = t.part.rfind("backward.", 0) == 0;
+    const std::string forward_part = backward ? t.part.substr(9) : t.part;
     for (const auto& [part, m] : macs)
-      if (part == t.part && t.median_ms > 0) t.gflops = 2.0 * m * static_cast<double>(o.batch) / 1e9 / (t.median_ms / 1000.0);
+      if (part == forward_part && t.median_ms > 0)
+        t.gflops = (backward ? 2.0 : 1.0) * 2.0 * m * static_cast<double>(o.batch) / 1e9 / (t.median_ms / 1000.0);
     rows.push_back(t);
   }
   return rows;
@@ -149,7 +154,10 @@ BenchmarkResult benchmark_forward(const ConvNextForImageClassification& model, c
   r.kernels = dtype == DType::BF16  ? (kernels::native_bf16(kc) ? "avx512_bf16" : "portable_bf16")
               : dtype == DType::I8 ? (kernels::native_int8(kc) ? "avx512_vnni" : "portable_int8")
                                    : kernels::family_name(kc.family);
-  if (o.profile) r.parts = part_rows(cfg, o, profile.parts, part_ms);
+  if (o.profile) {
+    r.parts = part_rows(cfg, o, profile.parts, part_ms, "head");
+    r.peak_gflops = kernels::fp32_peak_gflops(kc);
+  }
   return r;
 }
 
@@ -159,7 +167,6 @@ BenchmarkResult benchmark_training(ConvNextForImageClassification& model, const 
   detail::Parameters& params = state.params();
   if (params.released)
     throw Error("benchmark_training: the model was loaded for inference only; load it with inference_only = false");
-  if (o.profile) throw Error("benchmark_training: profile is for forward passes only");
   if (o.context.dtype && *o.context.dtype != DType::F32) throw Error("benchmark_training: training runs in f32 only");
   const ConvNextConfig& cfg = params.config;
   const kernels::Context kc = detail::resolve(o.context).kernels;
@@ -174,14 +181,30 @@ BenchmarkResult benchmark_training(ConvNextForImageClassification& model, const 
   ao.lr = 1e-4;
   train::AdamW opt(grads, ao);
   train::TrainGraph graph(params, kc);
+  ForwardProfile profile;
+  train::StepOptions so;
+  if (o.profile) so.profile = &profile;
+  std::vector<std::vector<double>> part_ms;
   std::vector<double> ms;
   for (int64_t i = 0; i < o.warmup + o.iters; ++i) {
     const auto t0 = Clock::now();
-    graph.forward_backward(px, labels, grads);
+    graph.forward_backward(px, labels, grads, so);
+    const auto t1 = Clock::now();
     train::clip_grad_norm(grads, 1.0);
     opt.step(grads, ao.lr);
     grads.zero();
     if (i >= o.warmup) ms.push_back(ms_since(t0));
+    if (i >= o.warmup && o.profile) {  // the step's parts, then the optimizer's, then what is left
+      profile.parts.emplace_back("optimizer");
+      profile.ms.push_back(ms_since(t1));
+      part_ms.resize(profile.ms.size() + 1);
+      double parts = 0;
+      for (size_t p = 0; p < profile.ms.size(); ++p) {
+        part_ms[p].push_back(profile.ms[p]);
+        parts += profile.ms[p];
+      }
+      part_ms.back().push_back(ms.back() - parts);
+    }
     if (o.on_run) o.on_run();
   }
   state.repack();  // the inference plans follow the trained parameters
@@ -189,6 +212,10 @@ BenchmarkResult benchmark_training(ConvNextForImageClassification& model, const 
       summarise("train", o, ms, 3 * 2.0 * forward_macs(cfg, o.size, o.size) * static_cast<double>(o.batch) / 1e9);
   r.dtype = dtype_short_name(DType::F32);
   r.kernels = kernels::family_name(kc.family);
+  if (o.profile) {
+    r.parts = part_rows(cfg, o, profile.parts, part_ms, "other");  // outside every timed part: timer calls
+    r.peak_gflops = kernels::fp32_peak_gflops(kc);
+  }
   return r;
 }
 

@@ -26,6 +26,10 @@ portable C++ ones); "kernels" in the output names those that ran.
 --profile also times the parts of each forward pass (embeddings, each stage's downsampling
 layer and blocks, pooling, then the head and the rest) and prints their medians with the
 GFLOP/s each part reaches; with --json they come as "profile": [{"part", "median_ms", "gflops"}].
+It then measures the fp32 peak of the threads (independent FMAs, "peak_gflops") and, for fp32,
+gives each part's share of it. With --train it times the parts of a training step: the forward
+parts, "loss", the backward's ("backward.stage4.blocks", ...: twice the forward's operations),
+"optimizer" (clipping, AdamW, zero_grad) and "other".
 
 --train times full training steps instead (fp32): forward keeping activations, cross-entropy on
 random labels, backward, gradient clipping, AdamW, zero_grad — what `convnext train` runs per
@@ -58,25 +62,35 @@ nlohmann::json to_json(const BenchmarkResult& r, const std::string& arch) {
                       {"gflops", r.gflops},     {"peak_rss_mb", r.peak_rss_mb},
                       {"kernels", r.kernels}};
   if (r.mode == "train") j["mode"] = "train";
+  if (r.peak_gflops > 0) {
+    j["peak_gflops"] = r.peak_gflops;
+    if (r.dtype == "f32") j["share_of_peak"] = r.gflops / r.peak_gflops;
+  }
   for (const PartTiming& p : r.parts) j["profile"].push_back({{"part", p.part}, {"median_ms", p.median_ms}, {"gflops", p.gflops}});
   return j;
 }
 
 void print_text(const BenchmarkResult& r, const std::string& arch) {
-  if (r.mode == "train") {
+  if (r.mode == "train")
     std::printf("train %s batch %lld at %lld: median %.1f ms per step, %.2f images/s, %.1f GFLOP/s, peak RSS %.0f MB [%s, %d threads]\n",
                 arch.c_str(), static_cast<long long>(r.batch), static_cast<long long>(r.size), r.median_ms, r.images_per_s,
                 r.gflops, r.peak_rss_mb, r.kernels.c_str(), r.threads);
-    return;
-  }
-  std::printf("%s batch %lld at %lld: median %.2f ms (min %.2f), %.1f images/s, %.1f GFLOP/s, peak RSS %.0f MB [%s, %d threads]\n",
-              arch.c_str(), static_cast<long long>(r.batch), static_cast<long long>(r.size), r.median_ms, r.min_ms,
-              r.images_per_s, r.gflops, r.peak_rss_mb, r.kernels.c_str(), r.threads);
-  if (!r.parts.empty()) std::printf("%-18s %10s %7s %9s\n", "part", "median ms", "share", "GFLOP/s");
+  else
+    std::printf("%s batch %lld at %lld: median %.2f ms (min %.2f), %.1f images/s, %.1f GFLOP/s, peak RSS %.0f MB [%s, %d threads]\n",
+                arch.c_str(), static_cast<long long>(r.batch), static_cast<long long>(r.size), r.median_ms, r.min_ms,
+                r.images_per_s, r.gflops, r.peak_rss_mb, r.kernels.c_str(), r.threads);
+  // The share of the fp32 peak means something for fp32 arithmetic only.
+  const bool share = r.peak_gflops > 0 && r.dtype == "f32";
+  if (r.peak_gflops > 0)
+    std::printf("measured fp32 peak of these threads: %.0f GFLOP/s%s\n", r.peak_gflops,
+                share ? (" (this run: " + std::to_string(static_cast<int>(100.0 * r.gflops / r.peak_gflops + 0.5)) + "%)").c_str() : "");
+  if (!r.parts.empty()) std::printf("%-27s %10s %7s %9s%s\n", "part", "median ms", "share", "GFLOP/s", share ? "  of peak" : "");
   for (const PartTiming& p : r.parts) {
-    std::printf("%-18s %10.3f %6.1f%% ", p.part.c_str(), p.median_ms, 100.0 * p.median_ms / r.median_ms);
-    if (p.gflops > 0) std::printf("%9.0f\n", p.gflops);
-    else std::printf("%9s\n", "-");
+    std::printf("%-27s %10.3f %6.1f%% ", p.part.c_str(), p.median_ms, 100.0 * p.median_ms / r.median_ms);
+    if (p.gflops > 0) std::printf("%9.0f", p.gflops);
+    else std::printf("%9s", "-");
+    if (share && p.gflops > 0) std::printf("  %6.0f%%", 100.0 * p.gflops / r.peak_gflops);
+    std::printf("\n");
   }
 }
 }  // namespace
@@ -92,7 +106,6 @@ int cmd_bench(int argc, char** argv, int first) {
   const BenchmarkOptions o = options_from(a, json);
   const Precision precision = a.dtype();
   if (train && precision != DType::F32) throw Error("--train runs in fp32 (--dtype bf16 and int8 are for inference)");
-  if (train && o.profile) throw Error("--profile times forward passes; it does not combine with --train");
   set_num_threads(a.threads());
 
   // Training keeps the original weights; inference, as a loaded checkpoint, only the packed ones.

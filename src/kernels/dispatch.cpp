@@ -124,6 +124,10 @@ void activation_backward(const Context& ctx, Activation act, const float* h, con
   else portable::activation_backward(ctx.threads, act, h, dy, dx, n);
 }
 
+double fp32_peak_gflops(const Context& ctx) {
+  return use_x86(ctx) ? x86::fp32_peak_gflops(ctx.threads) : portable::fp32_peak_gflops(ctx.threads);
+}
+
 void column_sums(const Context& ctx, const float* x, int64_t rows, int64_t C, float* out) {
   if (use_x86(ctx)) x86::column_sums(ctx.threads, x, rows, C, out);
   else portable::column_sums(ctx.threads, x, rows, C, out);

@@ -25,4 +25,6 @@ void dwconv7_weight_grad(int threads, const float* x, const float* dy, int64_t N
                          float* dbias);
 void activation_backward(int threads, Activation act, const float* h, const float* dy, float* dx, int64_t n);
 void column_sums(int threads, const float* x, int64_t rows, int64_t C, float* out);
+// Measured fp32 multiply-add throughput (GFLOP/s, 2 per FMA) on `threads` threads.
+double fp32_peak_gflops(int threads);
 // NOLINTEND(llvm-header-guard)

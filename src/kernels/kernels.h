@@ -75,6 +75,9 @@ QuantRow quant_params(float lo, float hi);
 // gives the same numbers, slowly.
 bool native_int8(const Context& ctx);
 
+// The fp32 GFLOP/s this family's multiply-adds reach on ctx.threads threads, measured now (about
+// 20 ms): independent FMAs in registers, so the machine's limit under its current load and clock.
+double fp32_peak_gflops(const Context& ctx);
 // True when this CPU runs the bf16 GEMM natively (AVX512_BF16); elsewhere bf16 weights work
 // through a portable kernel that gives the same numbers, slowly.
 bool native_bf16(const Context& ctx);

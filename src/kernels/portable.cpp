@@ -2,6 +2,8 @@
 // when the CPU has no AVX-512, and tested against reference/ like the x86 kernels.
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -194,6 +196,31 @@ void linear_int8(int threads, int64_t M, const float* A, int64_t lda, const Pack
       C[m * ldc + n] = accumulate ? C[m * ldc + n] + v : v;
     }
   });
+}
+
+}  // namespace convnext::kernels::portable
+
+namespace convnext::kernels::portable {
+
+// The same probe in plain C++: 12 independent 16-wide multiply-add chains, vectorised by the
+// compiler for whatever the target is.
+double fp32_peak_gflops(int threads) {
+  constexpr int64_t kIters = 2'000'000;
+  std::atomic<int> sink{0};
+  const auto rounds = [](int64_t iters) {
+    float acc[12][16] = {};
+    for (int64_t it = 0; it < iters; ++it)
+      for (auto& chain : acc)
+        for (float& v : chain) v = v * 0.999f + 1e-8f;
+    float s = 0;
+    for (auto& chain : acc)
+      for (float v : chain) s += v;
+    return s;
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  parallel::for_chunks(threads, 1, [&](int64_t, int64_t) { sink += rounds(kIters) == 1.0f; }, threads);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return static_cast<double>(threads) * static_cast<double>(kIters) * 12 * 32 / s / 1e9 + 0.0 * sink;
 }
 
 }  // namespace convnext::kernels::portable

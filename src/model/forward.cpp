@@ -16,6 +16,7 @@
 #include "convnext/error.h"
 #include "core/parallel.h"
 #include "model/layers.h"
+#include "model/part_timer.h"
 #include "model/plan.h"
 
 namespace convnext::detail {
@@ -117,28 +118,6 @@ void block_whole_map(const kernels::Context& ctx, const BlockPlan& b, const Map&
   kernels::linear(ctx, M, t, C, b.pw1, h, H4, /*accumulate=*/false, act);
   kernels::linear(ctx, M, h, H4, b.pw2, x.data, C, /*accumulate=*/true, Activation::Linear);
 }
-
-// Records the time since the previous mark under a name, when a profile is requested.
-class PartTimer {
- public:
-  explicit PartTimer(ForwardProfile* p) : p_(p) {
-    if (!p_) return;
-    p_->parts.clear();
-    p_->ms.clear();
-    t_ = std::chrono::steady_clock::now();
-  }
-  void mark(const char* part, int64_t stage = -1) {
-    if (!p_) return;
-    const auto t = std::chrono::steady_clock::now();
-    p_->parts.push_back(stage < 0 ? std::string(part) : "stage" + std::to_string(stage + 1) + "." + part);
-    p_->ms.push_back(std::chrono::duration<double, std::milli>(t - t_).count());
-    t_ = t;
-  }
-
- private:
-  ForwardProfile* p_;
-  std::chrono::steady_clock::time_point t_;
-};
 
 Tensor copy_out(const Map& x) {
   Tensor t({x.N, x.H, x.W, x.C});

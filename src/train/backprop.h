@@ -49,6 +49,10 @@ struct StepOptions {
   // Called as the backward finishes each layer, with the parameters whose gradients are now final
   // (head first, embeddings last): data parallelism starts reducing them while the backward goes on.
   std::function<void(const std::vector<const Tensor*>& params)> on_grads_ready;
+  // When given: the time of each part of the step (bench --train --profile), forward parts named
+  // as a forward profile's ("embeddings", "stage2.blocks", ...), then "loss", then the backward's
+  // ("backward.head", "backward.stage4.blocks", ..., "backward.embeddings").
+  ForwardProfile* profile = nullptr;
 };
 
 class TrainGraph {
