@@ -574,6 +574,9 @@ def small_variants():
         dict(name="v2_multilabel_silu", note="V2, silu, multi-label BCE", model_type="convnextv2", hidden_act="silu",
              num_labels=4, problem_type="multi_label_classification", labels="multi", hidden_sizes=[8, 16, 24, 32],
              depths=[1, 1, 2, 1], input=[2, 3, 64, 64]),
+        dict(name="v2_input160x128", note="V2 on a larger input (40x32 first stage: many row tiles per image, "
+             "GRN statistics summed across them)", model_type="convnextv2", hidden_sizes=[8, 16, 24, 32],
+             depths=[2, 1, 2, 1], input=[2, 3, 160, 128]),
         dict(name="v2_backbone_stem_all", note="ConvNextV2Backbone, out_features stem/stage2/stage4",
              model_type="convnextv2", arch="ConvNextBackbone", num_labels=2, out_features=["stem", "stage2", "stage4"],
              **SMALL),
