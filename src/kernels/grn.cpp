@@ -57,17 +57,27 @@ void grn_apply(const float* x, int64_t rows, int64_t C, const float* scale, cons
   }
 }
 
+void grn_statistics(const Context& ctx, const float* x, int64_t N, int64_t P, int64_t C, double* sumsq) {
+  std::fill(sumsq, sumsq + N * C, 0.0);
+  per_image_channel_block(ctx, N, P, C, [&](int64_t n, int64_t c0, int64_t w) {
+    sum_squares(x + n * P * C + c0, P, w, C, sumsq + n * C + c0);
+  });
+}
+
+void grn_apply_images(const Context& ctx, const float* x, int64_t N, int64_t P, int64_t C, const float* scale,
+                      const float* beta, float* y) {
+  parallel::for_each(N * P, ctx.threads, N * P * C > 32768, [&](int64_t r) {
+    grn_apply(x + r * C, 1, C, scale + (r / P) * C, beta, y + r * C);
+  });
+}
+
 void grn(const Context& ctx, const float* x, int64_t N, int64_t P, int64_t C, const float* gamma, const float* beta,
          float* y) {
-  std::vector<double> sumsq(static_cast<size_t>(N * C), 0.0);
-  per_image_channel_block(ctx, N, P, C, [&](int64_t n, int64_t c0, int64_t w) {
-    sum_squares(x + n * P * C + c0, P, w, C, sumsq.data() + n * C + c0);
-  });
+  std::vector<double> sumsq(static_cast<size_t>(N * C));
+  grn_statistics(ctx, x, N, P, C, sumsq.data());
   std::vector<float> scale(static_cast<size_t>(N * C));
   for (int64_t n = 0; n < N; ++n) grn_scale(sumsq.data() + n * C, C, gamma, scale.data() + n * C, nullptr);
-  parallel::for_each(N * P, ctx.threads, N * P * C > 32768, [&](int64_t r) {
-    grn_apply(x + r * C, 1, C, scale.data() + (r / P) * C, beta, y + r * C);
-  });
+  grn_apply_images(ctx, x, N, P, C, scale.data(), beta, y);
 }
 
 // With S_c = Σ_p x², G_c = √S_c, D = mean(G) + ε, N_c = G_c / D and y = x·(1 + γN) + β:

@@ -25,6 +25,12 @@ void grn_scale(const double* sumsq, int64_t C, const float* gamma, float* scale,
 // y[r,c] = x[r,c]·scale[c] + β[c] over `rows` rows of one image. x and y may alias.
 void grn_apply(const float* x, int64_t rows, int64_t C, const float* scale, const float* beta, float* y);
 
+// The same over N whole images of P pixels ([N][P][C]) on ctx's threads, allocating nothing:
+// sumsq [N][C] (written) from x, then y = x·scale + β with scale [N][C] (x and y may alias).
+void grn_statistics(const Context& ctx, const float* x, int64_t N, int64_t P, int64_t C, double* sumsq);
+void grn_apply_images(const Context& ctx, const float* x, int64_t N, int64_t P, int64_t C, const float* scale,
+                      const float* beta, float* y);
+
 // The layer on N images of P pixels ([N][P][C]) on ctx's threads. x and y may alias.
 void grn(const Context& ctx, const float* x, int64_t N, int64_t P, int64_t C, const float* gamma, const float* beta,
          float* y);

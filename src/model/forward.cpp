@@ -172,11 +172,14 @@ void block_v2_fused(const kernels::Context& ctx, const BlockPlan& b, const Map& 
 }
 
 // The V2 block over the whole map, each step on all threads (maps too small for tiles).
-void block_v2_whole_map(const kernels::Context& ctx, const BlockPlan& b, const Map& x, Activation act, float* t, float* h) {
-  const int64_t M = x.pixels(), C = x.C, H4 = 4 * C;
+void block_v2_whole_map(const kernels::Context& ctx, const BlockPlan& b, const Map& x, Activation act, float* t, float* h,
+                        double* sumsq, float* scale) {
+  const int64_t M = x.pixels(), C = x.C, H4 = 4 * C, HW = x.H * x.W;
   kernels::dwconv7_ln(ctx, x.data, x.N, x.H, x.W, C, b.taps.data(), b.dw_bias.data(), kBlockEps, t);
   kernels::linear(ctx, M, t, C, b.pw1, h, H4, /*accumulate=*/false, act);
-  kernels::grn(ctx, h, x.N, x.H * x.W, H4, b.grn_gamma.data(), b.grn_beta.data(), h);
+  kernels::grn_statistics(ctx, h, x.N, HW, H4, sumsq);
+  for (int64_t n = 0; n < x.N; ++n) kernels::grn_scale(sumsq + n * H4, H4, b.grn_gamma.data(), scale + n * H4, nullptr);
+  kernels::grn_apply_images(ctx, h, x.N, HW, H4, scale, b.grn_beta.data(), h);
   kernels::linear(ctx, M, h, H4, b.pw2, x.data, C, /*accumulate=*/true, Activation::Linear);
 }
 
@@ -236,6 +239,7 @@ std::vector<MapShape> InferencePlan::reserve(Workspace& ws, int64_t N, int64_t H
     if (config.is_v2() && !st.blocks.empty()) {  // the whole hidden map, and GRN's statistics per tile
       const int64_t H4 = 4 * st.out_channels;
       hidden = std::max(hidden, N * h * w * H4);
+      grn_sumsq = std::max(grn_sumsq, N * H4);  // the whole-map block: one row of sums per image
       for (const bool contended : {false, true})
         if (const int64_t rpt = fused_tile_rows(N * h * w, w, st.out_channels, threads, contended); rpt > 0)
           grn_sumsq = std::max(grn_sumsq, v2_tiles(N, h, rpt).count * H4);
@@ -297,7 +301,7 @@ InferencePlan::Result InferencePlan::run_encoder(const Exec& ex, const Tensor& p
       const int64_t rpt = fused_tile_rows(x.pixels(), x.W, x.C, ctx.threads, ex.contended);
       if (!b.grn_gamma.empty()) {  // V2: in place, in two passes (see block_v2_fused)
         if (rpt > 0) block_v2_fused(ctx, b, x, act, t, hbuf, ws.grn_sumsq.data(), ws.grn_scale.data(), rpt);
-        else block_v2_whole_map(ctx, b, x, act, t, hbuf);
+        else block_v2_whole_map(ctx, b, x, act, t, hbuf, ws.grn_sumsq.data(), ws.grn_scale.data());
         continue;
       }
       if (rpt > 0) {
