@@ -128,11 +128,11 @@ void block_whole_map(const kernels::Context& ctx, const BlockPlan& b, const Map&
 // its tiles' sums (in tile order: the same sums whatever thread ran a tile). Pass 2: h = h·scale
 // + β, x += pwconv2(h), in place (pass 1 has read every x it needs).
 struct V2Tiles {
-  int64_t rows_per_tile, per_image, count;
+  int64_t per_image, count;  // tiles of rpt image rows (the last one of an image shorter)
 };
 V2Tiles v2_tiles(int64_t N, int64_t H, int64_t rpt) {
   const int64_t per = (H + rpt - 1) / rpt;
-  return {rpt, per, N * per};
+  return {per, N * per};
 }
 
 void block_v2_fused(const kernels::Context& ctx, const BlockPlan& b, const Map& x, Activation act, float* t, float* h,
