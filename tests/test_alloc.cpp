@@ -56,8 +56,21 @@ TEST(Memory, ForwardAllocatesOnlyItsOutputs) {
     Tensor px({2, 3, 64, 64});
     for (int64_t i = 0; i < px.numel(); ++i) px[i] = static_cast<float>(i % 17) * 0.1f - 0.8f;
     const long t = allocations_per_forward(tiny, px), s = allocations_per_forward(small, px);
-    EXPECT_EQ(t, s) << "allocations grow with depth";
-    EXPECT_LE(t, 16) << "a forward pass should allocate its outputs only";
+    EXPECT_EQ(t, s) << "allocations grow with depth (" << dtype_short_name(precision) << ")";
+    EXPECT_LE(t, 16) << "a forward pass should allocate its outputs only (" << dtype_short_name(precision) << ")";
+  }
+  // ConvNeXt V2 (GRN's statistics and scales in the workspace too): V2-T and the same widths with
+  // 36 blocks, at 64×64 (the whole-map block) and 128×96 (tiles in the first stages).
+  ConvNextConfig deep = ConvNextConfig::preset("v2-tiny", 10);
+  deep.depths = {3, 3, 27, 3};
+  const ConvNextForImageClassification v2(ConvNextConfig::preset("v2-tiny", 10), 0, true);
+  const ConvNextForImageClassification v2_deep(deep, 0, true);
+  for (const Shape& shape : {Shape{2, 3, 64, 64}, Shape{1, 3, 128, 96}}) {
+    Tensor px(shape);
+    for (int64_t i = 0; i < px.numel(); ++i) px[i] = static_cast<float>(i % 13) * 0.1f - 0.6f;
+    const long t = allocations_per_forward(v2, px), d = allocations_per_forward(v2_deep, px);
+    EXPECT_EQ(t, d) << "V2: allocations grow with depth";
+    EXPECT_LE(t, 16) << "V2: a forward pass should allocate its outputs only";
   }
 }
 

@@ -206,6 +206,41 @@ TEST_F(BadInput, WeightOfTheWrongShapeOrDtypeOrMissingOrUnexpected) {
                "convnext.encoder.stages.5.layers.0.gamma");
 }
 
+// ConvNeXt V2: a GRN tensor of the wrong shape, a missing one, and GRN in a V1 checkpoint are one
+// line each, naming the file and the key.
+TEST_F(BadInput, V2GrnOfTheWrongShapeOrMissing) {
+  ConvNextConfig c = small_config();
+  c.model_type = "convnextv2";
+  ConvNextForImageClassification(c, 1).save_pretrained(path("v2"));
+  auto f = io::SafetensorsFile::open(path("v2/model.safetensors"));
+  const std::string grn = "convnextv2.encoder.stages.0.layers.0.grn.weight";
+  ASSERT_TRUE(f->contains(grn));
+  auto rewrite = [&](const std::function<void(io::SafetensorsWriter&, const io::TensorInfo&)>& edit) {
+    io::SafetensorsWriter w;
+    for (const auto& t : f->tensors()) edit(w, t);
+    w.save(path("m2/model.safetensors"));
+  };
+  fs::create_directories(path("m2"));
+  fs::copy_file(path("v2/config.json"), path("m2/config.json"));
+  const std::string m2 = path("m2");  // the error names what was passed
+  rewrite([&](io::SafetensorsWriter& w, const io::TensorInfo& t) { w.add(t.name, t.name == grn ? Tensor({32}) : f->get_f32(t.name)); });
+  EXPECT_ERROR(ConvNextForImageClassification::from_pretrained(path("m2")), m2.c_str(), grn.c_str(), "[32]", "[1,1,1,32]");
+  rewrite([&](io::SafetensorsWriter& w, const io::TensorInfo& t) {
+    if (t.name != grn) w.add(t.name, f->get_f32(t.name));
+  });
+  EXPECT_ERROR(ConvNextForImageClassification::from_pretrained(path("m2")), m2.c_str(), "missing tensor", grn.c_str());
+  // V2 weights under a V1 config.json (no layer scale): GRN is not a parameter of ConvNeXT V1.
+  ConvNextConfig v1 = small_config();
+  v1.layer_scale_init_value = 0;
+  ConvNextForImageClassification(v1, 1).save_pretrained(path("v1"));
+  fs::copy_file(path("v1/config.json"), path("m2/config.json"), fs::copy_options::overwrite_existing);
+  rewrite([&](io::SafetensorsWriter& w, const io::TensorInfo& t) {
+    w.add(t.name.starts_with("convnextv2.") ? "convnext." + t.name.substr(11) : t.name, f->get_f32(t.name));
+  });
+  EXPECT_ERROR(ConvNextForImageClassification::from_pretrained(path("m2")), m2.c_str(), "unexpected tensor", ".grn.",
+               "ConvNextForImageClassification");
+}
+
 TEST_F(BadInput, ShardIndexCannotPointOutsideTheCheckpoint) {
   fs::create_directories(path("s"));
   small_config().save(path("s/config.json"));

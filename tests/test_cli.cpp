@@ -102,6 +102,45 @@ TEST(Cli, ForwardBackboneAndBareModel) {
   fs::remove(out);
 }
 
+// ConvNeXt V2 through the command line: forward (classifier, hidden states, loss; backbone),
+// info and init name the V2 classes.
+TEST(Cli, V2ForwardInfoAndInit) {
+  REQUIRE_FIXTURE("v2_tiny4");
+  const std::string out = tmp("v2.safetensors");
+  auto exp = io::SafetensorsFile::open(fixture("v2_tiny4/expected.safetensors"));
+  CliRun r = run("forward --model " + fixture("v2_tiny4") + " --input " + fixture("v2_tiny4/expected.safetensors") +
+                 " --output " + out + " --hidden-states --threads 3");
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto got = io::SafetensorsFile::open(out);
+  for (const char* name : {"logits", "loss", "pooler_output", "last_hidden_state", "hidden_states.0", "hidden_states.4"})
+    EXPECT_TRUE(close(got->get_f32(name), exp->get_f32(name))) << name;
+  r = run("forward --model " + fixture("v2_tiny4/backbone") + " --input " + fixture("v2_tiny4/expected.safetensors") +
+          " --output " + out);
+  ASSERT_EQ(r.status, 0) << r.err;
+  got = io::SafetensorsFile::open(out);
+  for (int i = 0; i < 3; ++i)
+    EXPECT_TRUE(close(got->get_f32("feature_maps." + std::to_string(i)), exp->get_f32("backbone.feature_maps." + std::to_string(i))));
+  fs::remove(out);
+  r = run("info --model " + fixture("v2_tiny4") + " --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["architecture"], "ConvNextV2ForImageClassification");
+  EXPECT_EQ(j["model_type"], "convnextv2");
+  const std::string dir = tmp("v2_atto");
+  r = run("init --arch v2-atto --num-labels 3 --architecture ConvNextBackbone --output " + dir);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("ConvNextV2Backbone"), std::string::npos) << r.out;
+  const auto cfg = nlohmann::json::parse(std::ifstream(dir + "/config.json"));
+  EXPECT_EQ(cfg["model_type"], "convnextv2");
+  EXPECT_EQ(cfg["architectures"], nlohmann::json::array({"ConvNextV2Backbone"}));
+  const auto weights = io::SafetensorsFile::open(dir + "/model.safetensors");
+  EXPECT_EQ(weights->find("encoder.stages.3.layers.1.grn.bias")->shape, Shape({1, 1, 1, 1280}));
+  r = run("info --model " + dir + " --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["variant"], "v2-atto");
+  fs::remove_all(dir);
+}
+
 TEST(Cli, ForwardRejectsWrongChannelsWithTheMessage) {
   REQUIRE_FIXTURES();
   const std::string out = tmp("o.safetensors");

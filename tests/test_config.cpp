@@ -43,6 +43,56 @@ TEST(Config, PresetsHaveThePublishedParameterCounts) {
   EXPECT_THROW(ConvNextConfig::preset("huge"), Error);
 }
 
+// ConvNeXt V2 presets (convert_convnextv2_to_pytorch.py's widths and depths): parameter counts as
+// timm publishes them for convnextv2_atto ... convnextv2_tiny (timm's model = transformers' with
+// the head), in millions rounded to 0.01; timm's small V1 models by name.
+TEST(Config, V2PresetsHaveThePublishedParameterCounts) {
+  const std::pair<const char*, double> published[] = {
+      {"v2-atto", 3.71}, {"v2-femto", 5.23}, {"v2-pico", 9.07}, {"v2-nano", 15.62}, {"v2-tiny", 28.64}};
+  for (const auto& [name, millions] : published) {
+    const ConvNextConfig c = ConvNextConfig::preset(name);
+    EXPECT_TRUE(c.is_v2()) << name;
+    EXPECT_EQ(c.variant_name(), name);
+    const int64_t n = ConvNextForImageClassification(c, 0, /*inference_only=*/true).num_parameters();
+    EXPECT_NEAR(static_cast<double>(n) / 1e6, millions, 0.005) << name << ": " << n;
+  }
+  EXPECT_EQ(ConvNextConfig::preset("convnextv2-huge").hidden_sizes, (std::vector<int64_t>{352, 704, 1408, 2816}));
+  EXPECT_EQ(ConvNextConfig::preset("v2-large").depths, (std::vector<int64_t>{3, 3, 27, 3}));
+  EXPECT_EQ(ConvNextConfig::preset("v2-tiny").architectures, (std::vector<std::string>{"ConvNextV2ForImageClassification"}));
+  const ConvNextConfig atto = ConvNextConfig::preset("atto");
+  EXPECT_FALSE(atto.is_v2());
+  EXPECT_EQ(atto.hidden_sizes, (std::vector<int64_t>{40, 80, 160, 320}));
+  EXPECT_EQ(ConvNextConfig::preset("nano").depths, (std::vector<int64_t>{2, 2, 8, 2}));
+  // The same widths, the other model type: no V1 preset matches a V2 config and vice versa.
+  ConvNextConfig v1_tiny = ConvNextConfig::preset("v2-tiny");
+  v1_tiny.model_type = "convnext";
+  EXPECT_EQ(v1_tiny.variant_name(), "tiny");
+  EXPECT_THROW(ConvNextConfig::preset("v2-small"), Error);  // no ConvNeXt V2 small
+}
+
+TEST(Config, V2ConfigJson) {
+  const ConvNextConfig c = ConvNextConfig::from_json_string(R"({"model_type": "convnextv2"})");
+  EXPECT_TRUE(c.is_v2());
+  EXPECT_FALSE(c.has_layer_scale());
+  const std::string j = c.to_json_string();
+  EXPECT_NE(j.find("\"model_type\": \"convnextv2\""), std::string::npos) << j;
+  EXPECT_EQ(j.find("layer_scale_init_value"), std::string::npos) << j;  // ConvNextV2Config has none
+  EXPECT_EQ(architecture_name(Architecture::Backbone, true), std::string("ConvNextV2Backbone"));
+  // Without model_type, the class names decide; both class names select the architecture.
+  const auto by_class = ConvNextConfig::from_json_string(R"({"architectures": ["ConvNextV2Backbone"]})");
+  EXPECT_TRUE(by_class.is_v2());
+  EXPECT_EQ(by_class.architecture(), Architecture::Backbone);
+  EXPECT_FALSE(ConvNextConfig::from_json_string(R"({"architectures": ["ConvNextModel"]})").is_v2());
+  try {
+    ConvNextConfig::from_json_string(R"({"model_type": "resnet"})", "r/config.json");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("r/config.json: model_type is \"resnet\", expected 'convnext' or 'convnextv2'"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Config, BackboneAlignmentAsTransformers) {
   auto only_indices = ConvNextConfig::from_json_string(R"({"out_indices": [1, -1]})");
   EXPECT_EQ(only_indices.out_features, (std::vector<std::string>{"stage1", "stage4"}));
@@ -82,7 +132,9 @@ TEST(Config, ActivationNames) {
 
 TEST(Config, RoundTripThroughJsonKeepsEveryField) {
   REQUIRE_FIXTURES();
-  for (const char* dir : {"tiny4", "tiny4/backbone", "gray3_relu_noscale", "multilabel_gelunew", "fashion_mnist/model"}) {
+  for (const char* dir : {"tiny4", "tiny4/backbone", "gray3_relu_noscale", "multilabel_gelunew", "fashion_mnist/model",
+                          "v2_tiny4", "v2_tiny4/backbone"}) {
+    if (!std::filesystem::exists(fixture(dir))) continue;
     const ConvNextConfig c = ConvNextConfig::from_file(fixture(dir));
     const ConvNextConfig back = ConvNextConfig::from_json_string(c.to_json_string());
     EXPECT_EQ(back.to_json_string(), c.to_json_string()) << dir;
@@ -92,6 +144,14 @@ TEST(Config, RoundTripThroughJsonKeepsEveryField) {
     EXPECT_EQ(back.problem_type, c.problem_type);
     EXPECT_DOUBLE_EQ(back.layer_norm_eps, c.layer_norm_eps);
     EXPECT_DOUBLE_EQ(back.drop_path_rate, c.drop_path_rate);
+  }
+  // V2: transformers' own config.json, key for key (transformers_version and values as written).
+  if (std::filesystem::exists(fixture("v2_tiny4"))) {
+    std::ifstream in(fixture("v2_tiny4/config.json"));
+    const std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const ConvNextConfig v2 = ConvNextConfig::from_file(fixture("v2_tiny4"));
+    EXPECT_TRUE(v2.is_v2());
+    EXPECT_EQ(v2.to_json_string(), file);
   }
   // The written file has transformers' keys.
   const std::string j = ConvNextConfig::from_file(fixture("tiny4")).to_json_string();

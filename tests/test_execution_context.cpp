@@ -7,6 +7,7 @@
 
 #include "convnext/convnext.h"
 #include "core/cpu.h"
+#include "core/parallel.h"
 #include "io/safetensors.h"
 #include "test_util.h"
 
@@ -40,6 +41,31 @@ TEST(ExecutionContext, EveryFamilyAndThreadCountMatchesTransformers) {
       EXPECT_TRUE(close(model.forward(t.pixels, nullptr, false, ctx).logits, t.logits))
           << kernel_family_name(family) << " on " << threads << " threads";
     }
+}
+
+// ConvNeXt V2 runs its blocks in two passes over tiles (GRN needs each image's statistics first),
+// tiled by threads and contention as V1 is, or over the whole map: every schedule, both kernel
+// families and bf16's fp32 GRN give transformers' numbers.
+TEST(ExecutionContext, V2EveryFamilyThreadCountAndScheduleMatchesTransformers) {
+  REQUIRE_FIXTURE("v2_tiny4");
+  auto e = io::SafetensorsFile::open(fixture("v2_tiny4/expected.safetensors"));
+  const Tensor px = e->get_f32("pixel_values"), logits = e->get_f32("logits");
+  const auto model = ConvNextForImageClassification::from_pretrained(fixture("v2_tiny4"));
+  for (const bool contended : {false, true}) {
+    parallel::set_contended(contended);
+    for (const KernelFamily family : families())
+      for (const int threads : {1, 2, 3, 7}) {
+        ExecutionContext ctx;
+        ctx.kernels = family;
+        ctx.threads = threads;
+        const auto out = model.forward(px, nullptr, true, ctx);
+        EXPECT_TRUE(close(out.logits, logits)) << kernel_family_name(family) << " on " << threads << " threads"
+                                               << (contended ? ", contended" : "");
+        for (size_t i = 0; i < out.hidden_states.size(); ++i)
+          EXPECT_TRUE(close(out.hidden_states[i], e->get_f32("hidden_states." + std::to_string(i)))) << i;
+      }
+  }
+  parallel::set_contended(false);
 }
 
 TEST(ExecutionContext, ThreadCountsOutsideTheRangeAreOneLineErrors) {

@@ -80,6 +80,46 @@ TEST(Fixtures, Tiny4Backbone) {
     EXPECT_TRUE(close(out.hidden_states[i], e["backbone.hidden_states." + std::to_string(i)])) << "hidden_states." << i;
 }
 
+// ConvNeXt V2 (transformers' modeling_convnextv2.py, GRN in every block): the same outputs as
+// tiny4's, at the same tolerance.
+TEST(Fixtures, V2Tiny4SingleLabelGelu) {
+  REQUIRE_FIXTURE("v2_tiny4");
+  check_classifier_fixture("v2_tiny4", "single_label_classification");
+  const auto model = ConvNextForImageClassification::from_pretrained(fixture("v2_tiny4"));
+  EXPECT_TRUE(model.config().is_v2());
+  EXPECT_EQ(model.config().architectures, (std::vector<std::string>{"ConvNextV2ForImageClassification"}));
+}
+
+TEST(Fixtures, V2Tiny4Backbone) {
+  REQUIRE_FIXTURE("v2_tiny4");
+  const Expected e = expected("v2_tiny4");
+  auto bb = ConvNextBackbone::from_pretrained(fixture("v2_tiny4/backbone"));
+  EXPECT_TRUE(bb.config().is_v2());
+  EXPECT_EQ(bb.config().out_features, (std::vector<std::string>{"stage1", "stage3", "stage4"}));
+  auto out = bb.forward(e["pixel_values"], true);
+  ASSERT_EQ(out.feature_maps.size(), 3u);
+  for (size_t i = 0; i < 3; ++i)
+    EXPECT_TRUE(close(out.feature_maps[i], e["backbone.feature_maps." + std::to_string(i)])) << "feature_maps." << i;
+  ASSERT_EQ(out.hidden_states.size(), 5u);
+  for (size_t i = 0; i < 5; ++i)
+    EXPECT_TRUE(close(out.hidden_states[i], e["backbone.hidden_states." + std::to_string(i)])) << "hidden_states." << i;
+}
+
+// The body of the classifier ("convnextv2." prefix) as ConvNextV2Model: last hidden state and
+// pooler output of the fixture, the classifier left out with a warning.
+TEST(Fixtures, V2ClassifierCheckpointLoadsAsModelAndBackbone) {
+  REQUIRE_FIXTURE("v2_tiny4");
+  const Expected e = expected("v2_tiny4");
+  auto base = ConvNextModel::from_pretrained(fixture("v2_tiny4"));
+  EXPECT_FALSE(base.load_warnings().empty());
+  auto out = base.forward(e["pixel_values"]);
+  EXPECT_TRUE(close(out.last_hidden_state, e["last_hidden_state"]));
+  EXPECT_TRUE(close(out.pooler_output, e["pooler_output"]));
+  auto bb = ConvNextBackbone::from_pretrained(fixture("v2_tiny4"));
+  const auto maps = bb.forward(e["pixel_values"], true);
+  EXPECT_TRUE(close(maps.hidden_states[4], e["hidden_states.4"]));
+}
+
 TEST(Fixtures, ClassifierCheckpointLoadsAsBackboneWithFreshNorms) {
   REQUIRE_FIXTURES();
   // As transformers: the classifier's head is unused and hidden_states_norms start at 1/0.
@@ -180,6 +220,36 @@ TEST(Checkpoints, SaveAndReloadGivesTheSameOutputs) {
   std::filesystem::remove_all(dir);
 }
 
+// A V2 model saves as transformers' ConvNextV2 does: model_type "convnextv2", ConvNextV2 class
+// names, "convnextv2." keys, GRN γ and β [1, 1, 1, 4C], no layer_scale_init_value; reloads to the
+// same numbers (and the saved tensors equal the fixture's, bit for bit).
+TEST(Checkpoints, V2SavesAsTransformersV2) {
+  REQUIRE_FIXTURE("v2_tiny4");
+  LoadOptions keep;
+  keep.inference_only = false;
+  auto m = ConvNextForImageClassification::from_pretrained(fixture("v2_tiny4"), keep);
+  const std::string dir = (std::filesystem::temp_directory_path() / ("convnext_save_v2_" + std::to_string(::getpid()))).string();
+  m.save_pretrained(dir);
+  std::ifstream in(dir + "/config.json");
+  const std::string cfg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(cfg.find("\"model_type\": \"convnextv2\""), std::string::npos) << cfg;
+  EXPECT_NE(cfg.find("\"ConvNextV2ForImageClassification\""), std::string::npos) << cfg;
+  EXPECT_EQ(cfg.find("layer_scale_init_value"), std::string::npos) << cfg;
+  const auto saved = io::SafetensorsFile::open(dir + "/model.safetensors");
+  const auto ref = io::SafetensorsFile::open(fixture("v2_tiny4/model.safetensors"));
+  ASSERT_EQ(saved->tensors().size(), ref->tensors().size());
+  for (const io::TensorInfo& t : ref->tensors()) {
+    ASSERT_TRUE(saved->contains(t.name)) << t.name;
+    EXPECT_TRUE(close(saved->get_f32(t.name), ref->get_f32(t.name), 0.0)) << t.name;
+  }
+  EXPECT_EQ(saved->find("convnextv2.encoder.stages.0.layers.0.grn.weight")->shape, Shape({1, 1, 1, 32}));
+  auto back = ConvNextForImageClassification::from_pretrained(dir);
+  const Tensor px = expected("v2_tiny4")["pixel_values"];
+  EXPECT_TRUE(close(back.forward(px).logits, m.forward(px).logits, 0.0));
+  EXPECT_EQ(back.config().to_json_string(), m.config().to_json_string());
+  std::filesystem::remove_all(dir);
+}
+
 TEST(Checkpoints, InferenceOnlyModelsRefuseToSave) {
   REQUIRE_FIXTURES();
   auto m = ConvNextForImageClassification::from_pretrained(fixture("tiny4"));  // inference_only by default
@@ -221,7 +291,8 @@ void agrees_with_fp32(Precision precision, double rel) {
   LoadOptions lo;
   lo.precision = precision;
   const char* tag = dtype_short_name(precision);
-  for (const char* dir : {"tiny4", "multilabel_gelunew", "gray3_relu_noscale"}) {
+  for (const char* dir : {"tiny4", "multilabel_gelunew", "gray3_relu_noscale", "v2_tiny4"}) {
+    if (!std::filesystem::exists(fixture(dir))) continue;
     const auto e = io::SafetensorsFile::open(fixture(std::string(dir) + "/expected.safetensors"));
     const Tensor ref = e->get_f32("logits");
     const Tensor got = ConvNextForImageClassification::from_pretrained(fixture(dir), lo).forward(e->get_f32("pixel_values")).logits;

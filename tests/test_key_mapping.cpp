@@ -75,13 +75,17 @@ TEST(KeyMapping, MapsEachNaming) {
   EXPECT_EQ(map_key_name(Naming::Timm, "stages.0.blocks.0.gamma"), "convnext.encoder.stages.0.layers.0.layer_scale_parameter");
   EXPECT_EQ(map_key_name(Naming::Timm, "head.norm.weight"), "convnext.layernorm.weight");
   EXPECT_EQ(map_key_name(Naming::Timm, "head.fc.weight"), "classifier.weight");
-  EXPECT_EQ(map_key_name(Naming::Timm, "stages.0.blocks.0.mlp.grn.weight"), "");  // ConvNeXt V2: no equivalent
+  EXPECT_EQ(map_key_name(Naming::Timm, "stages.0.blocks.0.mlp.grn.weight"), "convnext.encoder.stages.0.layers.0.grn.weight");
+  EXPECT_EQ(map_key_name(Naming::Timm, "stages.3.blocks.2.mlp.grn.bias"), "convnext.encoder.stages.3.layers.2.grn.bias");
+  EXPECT_EQ(map_key_name(Naming::Timm, "stages.0.blocks.0.mlp.grn.gamma"), "");  // timm names them weight, bias
   EXPECT_EQ(map_key_name(Naming::Original, "downsample_layers.0.1.weight"), "convnext.embeddings.layernorm.weight");
   EXPECT_EQ(map_key_name(Naming::Original, "downsample_layers.3.0.bias"), "convnext.encoder.stages.3.downsampling_layer.0.bias");
   EXPECT_EQ(map_key_name(Naming::Original, "stages.2.8.norm.weight"), "convnext.encoder.stages.2.layers.8.layernorm.weight");
   EXPECT_EQ(map_key_name(Naming::Original, "stages.2.8.gamma"), "convnext.encoder.stages.2.layers.8.layer_scale_parameter");
   EXPECT_EQ(map_key_name(Naming::Original, "norm.bias"), "convnext.layernorm.bias");
   EXPECT_EQ(map_key_name(Naming::Original, "head.weight"), "classifier.weight");
+  EXPECT_EQ(map_key_name(Naming::Original, "stages.1.2.grn.gamma"), "convnext.encoder.stages.1.layers.2.grn.weight");
+  EXPECT_EQ(map_key_name(Naming::Original, "stages.1.2.grn.beta"), "convnext.encoder.stages.1.layers.2.grn.bias");
   EXPECT_EQ(map_key_name(Naming::Torchvision, "features.0.0.weight"), "convnext.embeddings.patch_embeddings.weight");
   EXPECT_EQ(map_key_name(Naming::Torchvision, "features.4.1.weight"), "convnext.encoder.stages.2.downsampling_layer.1.weight");
   EXPECT_EQ(map_key_name(Naming::Torchvision, "features.5.7.block.3.weight"), "convnext.encoder.stages.2.layers.7.pwconv1.weight");
@@ -104,6 +108,16 @@ TEST(KeyMapping, DetectsNamingAndFixesShapes) {
   EXPECT_EQ(timm.hf_of.at("module.stem.0.weight"), "convnext.embeddings.patch_embeddings.weight");
   EXPECT_EQ(timm.hf_shape.at("convnext.encoder.stages.0.layers.0.pwconv1.weight"), Shape({32, 8}));
   EXPECT_EQ(timm.hf_shape.at("convnext.encoder.stages.0.layers.0.pwconv2.weight"), Shape({8, 32}));
+  // ConvNeXt V2: GRN makes the body "convnextv2."; timm's [4C] γ, β become transformers' [1,1,1,4C].
+  const io::KeyMapping timm_v2 = io::map_key_names(
+      {{"stem.0.weight", {8, 3, 4, 4}}, {"stages.0.blocks.0.mlp.grn.weight", {32}}, {"head.fc.bias", {5}}}, "x");
+  EXPECT_EQ(timm_v2.hf_of.at("stem.0.weight"), "convnextv2.embeddings.patch_embeddings.weight");
+  EXPECT_EQ(timm_v2.hf_of.at("head.fc.bias"), "classifier.bias");
+  EXPECT_EQ(timm_v2.hf_shape.at("convnextv2.encoder.stages.0.layers.0.grn.weight"), Shape({1, 1, 1, 32}));
+  const io::KeyMapping fb_v2 = io::map_key_names(
+      {{"downsample_layers.0.0.weight", {8, 3, 4, 4}}, {"stages.0.0.grn.beta", {1, 1, 1, 32}}}, "x");
+  EXPECT_EQ(fb_v2.naming, io::Naming::Original);
+  EXPECT_EQ(fb_v2.hf_shape.at("convnextv2.encoder.stages.0.layers.0.grn.bias"), Shape({1, 1, 1, 32}));
   EXPECT_EQ(io::map_key_names({{"downsample_layers.0.0.weight", {8, 3, 4, 4}}}, "x").naming, io::Naming::Original);
   EXPECT_EQ(io::map_key_names({{"convnext.embeddings.patch_embeddings.weight", {8, 3, 4, 4}}}, "x").naming,
             io::Naming::Transformers);
@@ -118,6 +132,28 @@ TEST(KeyMapping, DetectsNamingAndFixesShapes) {
     FAIL() << "no error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("'stages.0.blocks.0.mlp.grn.gamma'"), std::string::npos) << e.what();
+  }
+}
+
+// timm's _ols models (overlapping two-convolution stem) have no ConvNextConfig: one line saying why.
+TEST(KeyMapping, TimmOlsStemIsRefusedWithTheReason) {
+  for (const auto& stem : {std::map<std::string, Shape>{{"stem.0.weight", {20, 3, 3, 3}}, {"stem.1.weight", {40, 20, 3, 3}},
+                                                         {"stem.2.weight", {40}}},
+                           std::map<std::string, Shape>{{"stem.0.weight", {16, 3, 3, 3}}, {"stem.2.weight", {32, 16, 3, 3}},
+                                                         {"stem.3.weight", {32}}}}) {
+    std::map<std::string, Shape> sd = stem;
+    sd["stages.0.blocks.0.conv_dw.weight"] = {40, 1, 7, 7};
+    try {
+      io::map_key_names(sd, "convnext_atto_ols.safetensors");
+      FAIL() << "no error";
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find("convnext_atto_ols.safetensors: "), std::string::npos) << m;
+      EXPECT_NE(m.find("_ols"), std::string::npos) << m;
+      EXPECT_NE(m.find("overlapping stem"), std::string::npos) << m;
+      EXPECT_NE(m.find("ConvNextConfig"), std::string::npos) << m;
+      EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+    }
   }
 }
 

@@ -133,6 +133,24 @@ TEST_F(Serve, PixelValuesGiveTheLogitsOfALoneForward) {
   EXPECT_TRUE(same_logits(output_tensor(json::parse(r->body), "logits"), ref().logits(px)));
 }
 
+// A ConvNeXt V2 model (the v2_tiny4 fixture, served at its config's 224×224): the logits of a
+// lone forward of the same model in this process (which the fixture tests hold to transformers').
+TEST(ServeV2, PixelValuesGiveTheLogitsOfALoneForward) {
+  REQUIRE_FIXTURE("v2_tiny4");
+  ServerProcess server({"--model", "v2=" + fixture("v2_tiny4")});
+  ASSERT_TRUE(server.ok()) << "the server did not start";
+  Tensor px({2, 3, 224, 224});
+  std::mt19937 rng(5);
+  std::normal_distribution<float> d;
+  for (int64_t i = 0; i < px.numel(); ++i) px[i] = d(rng);
+  const auto model = ConvNextForImageClassification::from_pretrained(fixture("v2_tiny4"));
+  auto c = server.client();
+  auto r = c->Post("/v2/models/v2/infer", json({{"inputs", {pixel_input(px)}}}).dump(), "application/json");
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_TRUE(same_logits(output_tensor(json::parse(r->body), "logits"), model.forward(px).logits));
+  EXPECT_EQ(server.stop(), 0);
+}
+
 TEST_F(Serve, ImagesAreClassifiedAsClassifyDoes) {
   auto c = server_->client();
   const std::vector<std::string> files(ref().images.begin(), ref().images.begin() + 4);

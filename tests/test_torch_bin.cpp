@@ -110,6 +110,17 @@ TEST_F(TorchBin, Tiny4LogitsMatchTransformers) {
   expect_same_tensors(c, *io::SafetensorsFile::open(fixture("tiny4/model.safetensors")));
 }
 
+// ConvNeXt V2's .bin copy (torch.save(model.state_dict()), "convnextv2." keys, GRN [1,1,1,4C]).
+TEST_F(TorchBin, V2Tiny4LogitsMatchTransformers) {
+  REQUIRE_FIXTURE("v2_tiny4/bin");
+  auto e = io::SafetensorsFile::open(fixture("v2_tiny4/expected.safetensors"));
+  auto model = ConvNextForImageClassification::from_pretrained(fixture("v2_tiny4/bin"));
+  EXPECT_TRUE(model.config().is_v2());
+  EXPECT_TRUE(close(model.forward(e->get_f32("pixel_values")).logits, e->get_f32("logits")));
+  const io::Checkpoint c = io::Checkpoint::open(fixture("v2_tiny4/bin"));
+  expect_same_tensors(c, *io::SafetensorsFile::open(fixture("v2_tiny4/model.safetensors")));
+}
+
 TEST_F(TorchBin, ShardedBinLogitsMatchTransformers) {
   REQUIRE_FIXTURES();
   auto e = io::SafetensorsFile::open(fixture("variants_tiny4/expected.safetensors"));

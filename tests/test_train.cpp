@@ -1,7 +1,8 @@
 // Training against transformers: gradients of one forward/backward and the parameters after 1
 // and 3 AdamW steps, on the shared training fixtures (transformers 5.17 / torch) and on the
 // variants tests/reference/make_train_variants.py generates (other activations, no layer
-// scale, one input channel, regression, deeper nets, ignore_index, odd widths).
+// scale, one input channel, regression, deeper nets, ignore_index, odd widths, ConvNeXt V2).
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <random>
@@ -155,11 +156,13 @@ TEST(TrainOptimizer, AContinuedScheduleNeverJumpsBackUp) {
 TEST(TrainOptimizer, DecayGroupsAreTheTrainers) {
   for (const char* name : {"convnext.embeddings.patch_embeddings.weight", "convnext.encoder.stages.1.downsampling_layer.1.weight",
                            "convnext.encoder.stages.0.layers.0.pwconv1.weight", "convnext.encoder.stages.0.layers.0.dwconv.weight",
-                           "convnext.encoder.stages.0.layers.0.layer_scale_parameter", "classifier.weight"})
+                           "convnext.encoder.stages.0.layers.0.layer_scale_parameter", "classifier.weight",
+                           "convnextv2.encoder.stages.0.layers.0.grn.weight"})  // ConvNextV2GRN is no LayerNorm
     EXPECT_TRUE(train::trainer_decays(name)) << name;
   for (const char* name : {"convnext.embeddings.layernorm.weight", "convnext.encoder.stages.1.downsampling_layer.0.weight",
                            "convnext.encoder.stages.0.layers.0.layernorm.weight", "convnext.layernorm.weight",
-                           "classifier.bias", "convnext.encoder.stages.0.layers.0.pwconv2.bias"})
+                           "classifier.bias", "convnext.encoder.stages.0.layers.0.pwconv2.bias",
+                           "convnextv2.encoder.stages.0.layers.0.grn.bias", "convnextv2.layernorm.weight"})
     EXPECT_FALSE(train::trainer_decays(name)) << name;
 }
 
@@ -247,7 +250,9 @@ std::vector<std::string> train_variants() {
 TEST(TrainVariants, GradientsAndAdamW) {
   const auto dirs = train_variants();
   if (dirs.empty()) GTEST_SKIP() << "no generated training variants (ctest -R generate_train_variants needs python3-torch)";
-  EXPECT_GE(dirs.size(), 8u);
+  EXPECT_GE(dirs.size(), 10u);
+  // ConvNeXt V2: the gradients through GRN (grn.weight and grn.bias among them) against autograd.
+  EXPECT_GE(std::count_if(dirs.begin(), dirs.end(), [](const std::string& d) { return fs::path(d).filename().string().starts_with("v2_"); }), 2);
   for (const auto& d : dirs) {
     SCOPED_TRACE(d);
     check_gradients(d);

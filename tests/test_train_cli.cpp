@@ -43,7 +43,8 @@ const char* kFashion = "/usr/share/datasets/fashion-mnist";
 // The fixture protocol through the CLI: --save-grads is the first step's gradient, the saved
 // model after 3 steps is step3.* (constant lr, no clipping, every parameter decayed).
 void check_fixture_through_cli(const std::string& name) {
-  const std::string src = fixture(name), out = tmpdir(name);
+  const std::string src = fs::path(name).is_absolute() ? name : fixture(name);
+  const std::string out = tmpdir(fs::path(name).filename().string());
   const CliRun r = run("train --model " + src + " --data " + src + "/expected.safetensors --output " + out +
                        "/ckpt --steps 3 --batch-size 8 --lr 1e-3 --weight-decay 0.01 --weight-decay-all "
                        "--lr-scheduler constant --max-grad-norm 0 --no-shuffle --save-grads " + out + "/grads.safetensors");
@@ -72,6 +73,16 @@ TEST(TrainCli, FixtureGradientsAndStepsThroughTheCommandLine) {
   REQUIRE_FIXTURES();
   check_fixture_through_cli("train_tiny4");
   check_fixture_through_cli("train_multilabel");
+}
+
+// ConvNeXt V2 through `convnext train`: the generated V2 training variant (gradients and AdamW
+// steps from torch autograd through the twin of modeling_convnextv2). Named TrainVariants.* so
+// that ctest runs it after the generator (the train_variants test).
+TEST(TrainVariants, V2ThroughTheCommandLine) {
+  const fs::path dir = fs::path(CONVNEXT_GENERATED_DIR) / "train" / "v2_gelu";
+  if (!fs::exists(dir / "expected.safetensors"))
+    GTEST_SKIP() << dir << " not generated (ctest -R generate_train_variants needs python3-torch)";
+  check_fixture_through_cli(dir.string());
 }
 
 TEST(TrainCli, HelpNamesTheContract) {
@@ -403,11 +414,12 @@ TEST(TrainCli, AFinishedRunIsLeftAsItIs) {
 // What `convnext train` saves is what transformers' from_pretrained reads: the PyTorch twin of
 // tests/reference loads it, reads every tensor (none missing, none unused) and gives the logits
 // `convnext forward` gives.
-TEST(TrainCli, SavedCheckpointReadsAsTransformersWould) {
-  const std::string out = tmpdir("twin");
+// The same for ConvNeXt V2: config.json of ConvNextV2ForImageClassification, "convnextv2." keys,
+// GRN [1, 1, 1, 4C].
+void check_saved_checkpoint(const std::string& name, const std::string& config) {
+  const std::string out = tmpdir(name);
   ASSERT_EQ(run("make-input --shape 16,3,40,40 --labels 4 --seed 8 --output " + out + "/data.safetensors").status, 0);
-  std::ofstream(out + "/config.json") << R"({"hidden_sizes": [8, 12, 16, 24], "depths": [1, 1, 2, 1], "num_labels": 4,
-    "hidden_act": "gelu", "layer_scale_init_value": 0.5})";
+  std::ofstream(out + "/config.json") << config;
   ASSERT_EQ(run("train --config " + out + "/config.json --data " + out + "/data.safetensors --output " + out +
                 "/ckpt --steps 3 --batch-size 8 --lr 1e-2").status, 0);
   ASSERT_EQ(run("forward --model " + out + "/ckpt --input " + out + "/data.safetensors --output " + out + "/out.safetensors").status, 0);
@@ -419,6 +431,16 @@ TEST(TrainCli, SavedCheckpointReadsAsTransformersWould) {
   if (WIFEXITED(st) && WEXITSTATUS(st) == 77) GTEST_SKIP() << msg;
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << msg;
   fs::remove_all(out);
+}
+
+TEST(TrainCli, SavedCheckpointReadsAsTransformersWould) {
+  check_saved_checkpoint("twin", R"({"hidden_sizes": [8, 12, 16, 24], "depths": [1, 1, 2, 1], "num_labels": 4,
+    "hidden_act": "gelu", "layer_scale_init_value": 0.5})");
+}
+
+TEST(TrainCli, SavedV2CheckpointReadsAsTransformersWould) {
+  check_saved_checkpoint("twin_v2", R"({"model_type": "convnextv2", "hidden_sizes": [8, 12, 16, 24], "depths": [1, 1, 2, 1],
+    "num_labels": 4, "hidden_act": "gelu"})");
 }
 
 TEST(TrainCli, BadInputIsOneClearLine) {

@@ -39,6 +39,15 @@ inline ConvNextConfig small_config() {
                    << " (place ../shared beside the project or set CONVNEXT_FIXTURES)";           \
   } while (0)
 
+// The same for one fixture directory (a newer one, such as v2_tiny4, may be missing from an older
+// copy of the shared fixtures).
+#define REQUIRE_FIXTURE(rel)                                                                      \
+  do {                                                                                            \
+    REQUIRE_FIXTURES();                                                                           \
+    if (!std::filesystem::exists(::convnext::test::fixture(rel)))                                 \
+      GTEST_SKIP() << "shared fixture " << ::convnext::test::fixture(rel) << " not found";        \
+  } while (0)
+
 // The fixtures' tolerance: max |ours − ref| ≤ rel · max(1, max |ref|), shapes equal.
 inline ::testing::AssertionResult close(const Tensor& ours, const Tensor& ref, double rel = 1e-4) {
   if (ours.shape() != ref.shape())

@@ -1,5 +1,7 @@
 // ConvNextConfig: every field of transformers' ConvNextConfig (and the PretrainedConfig fields a
-// ConvNeXt checkpoint uses), read from and written to config.json.
+// ConvNeXt checkpoint uses), read from and written to config.json. The same struct is
+// transformers' ConvNextV2Config when model_type is "convnextv2": ConvNeXt V2 (GRN in every
+// block, no layer scale; layer_scale_init_value is then neither used nor written).
 #pragma once
 #include <cstdint>
 #include <map>
@@ -37,9 +39,13 @@ CONVNEXT_API Activation parse_activation(const std::string& name);
 CONVNEXT_API std::string infer_problem_type(int64_t num_labels, bool integer_labels);
 
 enum class Architecture { Model, ForImageClassification, Backbone };
-CONVNEXT_API const char* architecture_name(Architecture a);  // "ConvNextModel", ...
+// transformers' class name: "ConvNextModel", ..., or with `v2` "ConvNextV2Model", ...
+CONVNEXT_API const char* architecture_name(Architecture a, bool v2 = false);
 
 struct CONVNEXT_API ConvNextConfig {
+  // "convnext" (ConvNeXT V1) or "convnextv2" (ConvNeXt V2: dwconv → LayerNorm → pwconv1 → act →
+  // GRN → pwconv2, no layer scale; parameters under "convnextv2." in ForImageClassification).
+  std::string model_type = "convnext";
   int64_t num_channels = 3;
   int64_t patch_size = 4;
   int64_t num_stages = 4;
@@ -62,6 +68,9 @@ struct CONVNEXT_API ConvNextConfig {
   // Defaults exactly as ConvNextConfig() (2 labels, as PretrainedConfig gives without id2label).
   ConvNextConfig();
 
+  bool is_v2() const { return model_type == "convnextv2"; }
+  // Whether the blocks have a layer_scale_parameter (V1 with layer_scale_init_value > 0).
+  bool has_layer_scale() const { return !is_v2() && layer_scale_init_value > 0; }
   int64_t num_labels() const { return static_cast<int64_t>(id2label.size()); }
   void set_num_labels(int64_t n);  // LABEL_0 ... LABEL_{n-1}
   Activation activation() const { return parse_activation(hidden_act); }
@@ -79,10 +88,13 @@ struct CONVNEXT_API ConvNextConfig {
   std::string to_json_string() const;  // sorted keys, indent 2, as save_pretrained writes
   void save(const std::string& path) const;
 
-  // Presets of convert_convnext_to_pytorch.py: tiny, small, base, large, xlarge.
+  // Presets. V1: tiny, small, base, large, xlarge (convert_convnext_to_pytorch.py) and timm's
+  // atto, femto, pico, nano. V2 (convert_convnextv2_to_pytorch.py): v2-atto, v2-femto, v2-pico,
+  // v2-nano, v2-tiny, v2-base, v2-large, v2-huge ("convnextv2-tiny" is read as "v2-tiny").
   // num_labels 1000 (ImageNet-1k) or 21841 (ImageNet-22k).
   static ConvNextConfig preset(const std::string& name, int64_t num_labels = 1000);
-  // The preset whose depths and widths match, or "" (for `convnext info`).
+  static std::vector<std::string> preset_names();
+  // The preset whose model type, depths and widths match, or "" (for `convnext info`).
   std::string variant_name() const;
 };
 

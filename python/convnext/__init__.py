@@ -16,6 +16,11 @@ tensors, objects with ``__array__`` or ``__dlpack__``) is converted once; output
 The GIL is released while the engine preprocesses and computes, so threads run in parallel.
 Errors are ``FileNotFoundError``, ``ValueError`` or ``RuntimeError`` with the command-line tool's
 one-line message.
+
+ConvNeXt V2 (GRN, config ``model_type`` "convnextv2") has transformers' names too:
+``ConvNextV2Config``, ``ConvNextV2Model``, ``ConvNextV2ForImageClassification`` and
+``ConvNextV2Backbone``. The V2 classes take V2 checkpoints only (transformers, timm ``convnextv2_*``
+or facebookresearch ConvNeXt-V2 layouts); the ConvNext classes load either kind, as the config says.
 """
 
 import json as _json
@@ -32,6 +37,10 @@ __all__ = [
     "ConvNextModel",
     "ConvNextForImageClassification",
     "ConvNextBackbone",
+    "ConvNextV2Config",
+    "ConvNextV2Model",
+    "ConvNextV2ForImageClassification",
+    "ConvNextV2Backbone",
     "ConvNextImageProcessor",
     "ImageClassificationPipeline",
     "pipeline",
@@ -60,20 +69,33 @@ class ConvNextConfig:
 
     model_type = "convnext"
 
+    def __new__(cls, **kwargs):
+        # ConvNextConfig(model_type="convnextv2") is a ConvNextV2Config, as the JSON of one is.
+        if cls is ConvNextConfig and kwargs.get("model_type") == "convnextv2":
+            cls = ConvNextV2Config
+        return object.__new__(cls)
+
     def __init__(self, **kwargs):
         d = _json.loads(_core.config_from_json(_json.dumps(kwargs)))
         object.__setattr__(self, "_d", d)
 
     @classmethod
     def _from_json(cls, text):
+        """The config of the JSON's model type: a ConvNextV2Config for "convnextv2"."""
+        d = _json.loads(text)
+        if cls is ConvNextConfig and d.get("model_type") == "convnextv2":
+            cls = ConvNextV2Config
         c = cls.__new__(cls)
-        object.__setattr__(c, "_d", _json.loads(text))
+        object.__setattr__(c, "_d", d)
         return c
 
     @classmethod
     def from_pretrained(cls, path, **kwargs):
         """A directory holding config.json, a hub id in the local cache, or any checkpoint layout."""
         c = cls._from_json(_core.config_of_checkpoint(_path(path)))
+        found = c._d.get("model_type", "convnext")
+        if cls.model_type == "convnextv2" and found != "convnextv2":
+            raise ValueError(f"{_os.fspath(path)}: model_type is {found!r}, not a ConvNeXt V2 checkpoint (use ConvNextConfig)")
         for k, v in kwargs.items():
             setattr(c, k, v)
         return c
@@ -88,7 +110,7 @@ class ConvNextConfig:
             return len(d.get("id2label", {}))
         if name in d:
             return d[name]
-        raise AttributeError(f"'ConvNextConfig' object has no attribute '{name}'")
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __setattr__(self, name, value):
         d = dict(object.__getattribute__(self, "_d"))
@@ -113,10 +135,21 @@ class ConvNextConfig:
             f.write(self.to_json_string())
 
     def __repr__(self):
-        return f"ConvNextConfig {self.to_json_string()}"
+        return f"{type(self).__name__} {self.to_json_string()}"
 
     def __eq__(self, other):
         return isinstance(other, ConvNextConfig) and self._d == other._d
+
+
+class ConvNextV2Config(ConvNextConfig):
+    """transformers' ``ConvNextV2Config``: ConvNeXt V2 (GRN after the activation, no layer scale,
+    so no ``layer_scale_init_value``); the same fields otherwise, ``model_type`` "convnextv2"."""
+
+    model_type = "convnextv2"
+
+    def __init__(self, **kwargs):
+        kwargs.pop("layer_scale_init_value", None)  # not a ConvNextV2Config argument
+        super().__init__(**dict(kwargs, model_type="convnextv2"))
 
 
 # ---- outputs ------------------------------------------------------------------------------------
@@ -185,10 +218,16 @@ def _labels_array(labels):
 class _PreTrainedModel:
     _arch = "classifier"
     _output = ModelOutput
+    _v2 = False  # the ConvNextV2 classes: V2 models only
 
     def __init__(self, config, seed=0, num_threads=None):
         """Freshly initialised weights for `config` (transformers' _init_weights)."""
-        self._m = _core.Model(config_json=config.to_json_string(), arch=self._arch, seed=seed, num_threads=num_threads)
+        text = config.to_json_string()
+        if self._v2:  # a V2 class builds ConvNeXt V2 from the config's fields
+            d = config.to_dict()
+            d.pop("layer_scale_init_value", None)
+            text = _json.dumps(dict(d, model_type="convnextv2"))
+        self._m = _core.Model(config_json=text, arch=self._arch, seed=seed, num_threads=num_threads)
         self._config = ConvNextConfig._from_json(self._m.config_json())
 
     @classmethod
@@ -204,6 +243,11 @@ class _PreTrainedModel:
         if torch_dtype is not None:
             dtype = torch_dtype
         m = cls.__new__(cls)
+        if cls._v2:  # refused before any weight is read
+            model_type = _json.loads(_core.config_of_checkpoint(_path(path))).get("model_type")
+            if model_type != "convnextv2":
+                raise ValueError(f"{_os.fspath(path)}: model_type is {model_type!r}, not a ConvNeXt V2 checkpoint "
+                                 f"(use {cls.__name__.replace('V2', '')})")
         m._m = _core.Model(path=_path(path), arch=cls._arch, dtype=str(dtype), num_threads=num_threads,
                            inference_only=inference_only, num_labels=num_labels,
                            ignore_mismatched_sizes=ignore_mismatched_sizes)
@@ -286,6 +330,24 @@ class ConvNextBackbone(_PreTrainedModel):
     def _order(d):
         keys = ["feature_maps", "hidden_states"]
         return [(k, d[k]) for k in keys if k in d]
+
+
+class ConvNextV2Model(ConvNextModel):
+    """transformers' ConvNextV2Model (outputs as ConvNextModel's)."""
+
+    _v2 = True
+
+
+class ConvNextV2ForImageClassification(ConvNextForImageClassification):
+    """transformers' ConvNextV2ForImageClassification (outputs as ConvNextForImageClassification's)."""
+
+    _v2 = True
+
+
+class ConvNextV2Backbone(ConvNextBackbone):
+    """transformers' ConvNextV2Backbone (outputs as ConvNextBackbone's)."""
+
+    _v2 = True
 
 
 # ---- image processor ----------------------------------------------------------------------------

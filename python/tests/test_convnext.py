@@ -89,6 +89,67 @@ def test_model_and_backbone():
         close(h, e[f"backbone.hidden_states.{i}"])
 
 
+V2 = os.path.join(FIXTURES, "v2_tiny4")
+needs_v2_fixture = pytest.mark.skipif(not os.path.isdir(V2), reason=f"shared fixture {V2} not found")
+
+
+@needs_v2_fixture
+def test_v2_classes_against_transformers():
+    """ConvNeXt V2 (GRN) through transformers' V2 class names, against modeling_convnextv2.py."""
+    e = read_safetensors(os.path.join(V2, "expected.safetensors"))
+    model = convnext.ConvNextV2ForImageClassification.from_pretrained(V2)
+    assert isinstance(model.config, convnext.ConvNextV2Config)
+    assert model.config.model_type == "convnextv2"
+    assert model.config.architectures == ["ConvNextV2ForImageClassification"]
+    out = model(pixel_values=e["pixel_values"], labels=e["labels"], output_hidden_states=True)
+    close(out.logits, e["logits"])
+    close(out.pooler_output, e["pooler_output"])
+    close(out.last_hidden_state, e["last_hidden_state"])
+    close(np.array([out.loss]), e["loss"])
+    for i, h in enumerate(out.hidden_states):
+        close(h, e[f"hidden_states.{i}"])
+    close(model(pixel_values=e["pixel_values"][:1]).logits, e["logits_first_alone"])
+    base = convnext.ConvNextV2Model.from_pretrained(V2)
+    close(base(pixel_values=e["pixel_values"]).pooler_output, e["pooler_output"])
+    bb = convnext.ConvNextV2Backbone.from_pretrained(os.path.join(V2, "backbone"))
+    fm = bb(pixel_values=e["pixel_values"], output_hidden_states=True)
+    for i, f in enumerate(fm.feature_maps):
+        close(f, e[f"backbone.feature_maps.{i}"])
+    # The generic classes load V2 too (the config says which network), from the .bin copy as well.
+    close(convnext.ConvNextForImageClassification.from_pretrained(os.path.join(V2, "bin"))(pixel_values=e["pixel_values"]).logits,
+          e["logits"])
+    assert isinstance(convnext.ConvNextConfig.from_pretrained(V2), convnext.ConvNextV2Config)
+
+
+@needs_fixtures
+def test_v2_classes_refuse_v1_checkpoints():
+    with pytest.raises(ValueError, match="not a ConvNeXt V2 checkpoint"):
+        convnext.ConvNextV2ForImageClassification.from_pretrained(os.path.join(FIXTURES, "tiny4"))
+    with pytest.raises(ValueError, match="not a ConvNeXt V2 checkpoint"):
+        convnext.ConvNextV2Config.from_pretrained(os.path.join(FIXTURES, "tiny4"))
+
+
+def test_v2_config_save_and_reload(tmp_path):
+    cfg = convnext.ConvNextV2Config(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2, num_labels=3, image_size=32)
+    assert cfg.model_type == "convnextv2"
+    with pytest.raises(AttributeError):
+        cfg.layer_scale_init_value  # ConvNextV2Config has none
+    m = convnext.ConvNextV2ForImageClassification(cfg, seed=1)
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32), dtype=np.float32)
+    m.save_pretrained(tmp_path)
+    saved = json.load(open(tmp_path / "config.json"))
+    assert saved["model_type"] == "convnextv2" and saved["architectures"] == ["ConvNextV2ForImageClassification"]
+    w = read_safetensors(str(tmp_path / "model.safetensors"))
+    assert w["convnextv2.encoder.stages.0.layers.0.grn.weight"].shape == (1, 1, 1, 32)
+    assert not np.any(w["convnextv2.encoder.stages.0.layers.0.grn.weight"])  # transformers' init: GRN starts at 0
+    again = convnext.ConvNextV2ForImageClassification.from_pretrained(tmp_path)
+    np.testing.assert_array_equal(m(pixel_values=x).logits, again(pixel_values=x).logits)
+    assert isinstance(convnext.ConvNextConfig(model_type="convnextv2"), convnext.ConvNextV2Config)
+    # A V1 config given to a V2 class builds ConvNeXt V2 from its fields.
+    v1cfg = convnext.ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2, num_labels=3)
+    assert convnext.ConvNextV2Model(v1cfg).config.model_type == "convnextv2"
+
+
 @needs_fixtures
 def test_config_attributes():
     c = convnext.ConvNextConfig.from_pretrained(os.path.join(FIXTURES, "tiny4"))

@@ -11,13 +11,14 @@
 namespace convnext::cli {
 
 namespace {
-const char* kHelp = R"(usage: convnext bench (--arch tiny|small|base|large|xlarge | --model DIR)
+const char* kHelp = R"(usage: convnext bench (--arch PRESET | --model DIR)
                       [--batch B] [--size S] [--threads T] [--dtype f32|bf16|int8] [--iters N] [--warmup W] [--json]
                       [--profile] [--train] [--kernels auto|avx512|portable]
 
 Times ConvNextForImageClassification.forward on random pixel_values [B,3,S,S] (default 1, 224):
 W warm-up runs (default 2), then N timed runs (default 10); reports the median. --arch uses
-freshly initialised weights (1000 labels). With --json prints one line:
+freshly initialised weights (1000 labels) of a preset, as `convnext init` names them (tiny ...
+xlarge, atto ... nano, ConvNeXt V2's v2-atto ... v2-huge). With --json prints one line:
 {"arch", "batch", "size", "threads", "dtype", "median_ms", "images_per_s", "gflops", "peak_rss_mb", ...}
 
 --kernels picks the compute kernels (auto, the default: AVX-512 where the CPU has it, else the

@@ -13,7 +13,8 @@ const char* kHelp = R"(usage: convnext convert --from PATH --to DIR [--dtype f32
 
 Reads a checkpoint in any form this tool loads (a save_pretrained directory with safetensors or
 pytorch_model.bin, sharded or not; a hub id in the local Hugging Face cache; a timm,
-facebookresearch or torchvision state dict, with or without config.json) and writes DIR as
+facebookresearch or torchvision state dict, with or without config.json; ConvNeXt V1 or V2: timm's
+convnextv2_* and facebookresearch ConvNeXt-V2 become ConvNextV2 directories) and writes DIR as
 transformers' save_pretrained would: config.json, model.safetensors (float32, float16 or
 bfloat16) and preprocessor_config.json: the source's, else the preprocessing of the published
 ConvNeXt checkpoints at config.image_size (224, crop_pct 0.875, bicubic, ImageNet mean/std), as
@@ -65,7 +66,7 @@ int cmd_convert(int argc, char** argv, int first) {
   proc.save_pretrained(to);
   for (const std::string& n : notes) std::fprintf(stderr, "convnext convert: %s\n", n.c_str());
   std::printf("wrote %s: config.json, model.safetensors (%s), preprocessor_config.json (%s) (%s)\n", to.c_str(),
-              dtype.c_str(), own ? "the source's" : "ConvNeXt's ImageNet preprocessing", architecture_name(config.architecture()));
+              dtype.c_str(), own ? "the source's" : "ConvNeXt's ImageNet preprocessing", architecture_name(config.architecture(), config.is_v2()));
   return 0;
 }
 

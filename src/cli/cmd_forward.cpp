@@ -137,7 +137,7 @@ int cmd_forward(int argc, char** argv, int first) {
 
   const ConvNextConfig config = config_of_checkpoint(model_dir);
   Outputs o;
-  o.summary = {{"model", model_dir}, {"architecture", architecture_name(config.architecture())}};
+  o.summary = {{"model", model_dir}, {"architecture", architecture_name(config.architecture(), config.is_v2())}};
   switch (config.architecture()) {
     case Architecture::ForImageClassification: run_classifier(model_dir, opts, px, labels, hidden, o); break;
     case Architecture::Model: run_model(model_dir, opts, px, hidden, o); break;

@@ -14,7 +14,8 @@ const char* kHelp = R"(usage: convnext info --model DIR [--json]
 
 Loads the checkpoint in DIR (with every check `forward` makes; DIR may also be a timm,
 facebookresearch or torchvision weights file or directory without config.json) and prints its architecture, the
-preset variant it matches (tiny, small, base, large, xlarge), the parameter count, the labels,
+preset variant it matches (tiny, small, base, large, xlarge, timm's atto, femto, pico, nano, or
+V2's v2-atto ... v2-huge), the parameter count, the labels,
 the input size from config.json, and the weights' file format, dtype (as stored) and size.
 A file that is not a checkpoint (an image, a text file) is named for what it is.
 )";
@@ -43,7 +44,8 @@ std::string grouped(int64_t n) {
 template <typename M>
 nlohmann::json describe(const M& model) {
   const ConvNextConfig& c = model.config();
-  nlohmann::json j = {{"architecture", architecture_name(model.architecture())},
+  nlohmann::json j = {{"architecture", architecture_name(model.architecture(), c.is_v2())},
+                      {"model_type", c.model_type},
                       {"variant", c.variant_name().empty() ? "custom" : c.variant_name()},
                       {"parameters", model.num_parameters()},
                       {"num_labels", c.num_labels()},

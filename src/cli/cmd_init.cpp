@@ -11,15 +11,18 @@
 namespace convnext::cli {
 
 namespace {
-const char* kInitHelp = R"(usage: convnext init (--arch tiny|small|base|large|xlarge | --config CONFIG.json)
+const char* kInitHelp = R"(usage: convnext init (--arch PRESET | --config CONFIG.json)
                      --output DIR [--num-labels N] [--architecture NAME] [--seed S]
 
 Writes DIR/config.json and DIR/model.safetensors for a model initialised as transformers'
 _init_weights does (normal(0, initializer_range) weights, zero biases, LayerNorm 1/0, layer
-scale = layer_scale_init_value), and DIR/preprocessor_config.json: the one beside CONFIG.json,
-else the preprocessing of the published ConvNeXt checkpoints at config.image_size (as `train`
-and `convert` write it). NAME: ConvNextForImageClassification (default), ConvNextModel or
-ConvNextBackbone.
+scale = layer_scale_init_value, ConvNeXt V2's GRN 0), and DIR/preprocessor_config.json: the one
+beside CONFIG.json, else the preprocessing of the published ConvNeXt checkpoints at
+config.image_size (as `train` and `convert` write it).
+PRESET: tiny, small, base, large, xlarge, atto, femto, pico, nano (ConvNeXT V1), v2-atto, v2-femto,
+v2-pico, v2-nano, v2-tiny, v2-base, v2-large, v2-huge (ConvNeXt V2, model_type convnextv2).
+NAME: ConvNextForImageClassification (default), ConvNextModel or ConvNextBackbone (a V2 model is
+written with the ConvNextV2 class names).
 )";
 
 const char* kInputHelp = R"(usage: convnext make-input --shape N,C,H,W --output FILE.safetensors [--seed S] [--labels K]
@@ -66,8 +69,8 @@ int cmd_init(int argc, char** argv, int first) {
   if (a.has("config")) c = ConvNextConfig::from_file(a.get("config"));
   else c = ConvNextConfig::preset(a.required("arch"), 1000);
   if (a.has("num-labels")) c.set_num_labels(a.get_int("num-labels", 0));
-  const std::string arch = a.get("architecture", "ConvNextForImageClassification");
-  c.architectures = {arch};
+  c.architectures = {a.get("architecture", "ConvNextForImageClassification")};
+  const std::string arch = architecture_name(c.architecture(), c.is_v2());
   const uint64_t seed = static_cast<uint64_t>(a.get_int("seed", 0));
   switch (c.architecture()) {
     case Architecture::ForImageClassification: ConvNextForImageClassification(c, seed).save_pretrained(out); break;

@@ -24,7 +24,7 @@ optimizer.safetensors and trainer_state.json for --resume, log.jsonl and trainin
 model:
   --model DIR                  fine-tune a checkpoint (any form `convnext forward` loads)
   --config CONFIG.json         a fresh model of this config (initialised as transformers does)
-  --arch NAME                  a fresh tiny|small|base|large|xlarge
+  --arch NAME                  a fresh tiny|small|base|large|xlarge|atto|femto|pico|nano, or V2 v2-atto ... v2-huge
   --resume DIR                 continue the run saved in DIR (after Ctrl-C, --save-every, or to
                                make it longer): its data, evaluation data, hyperparameters,
                                schedule, length, seed and augmentation are restored unless given

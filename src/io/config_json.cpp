@@ -98,11 +98,11 @@ Activation parse_activation(const std::string& name) {
   throw Error("unsupported hidden_act '" + name + "' (supported: " + names + ")");
 }
 
-const char* architecture_name(Architecture a) {
+const char* architecture_name(Architecture a, bool v2) {
   switch (a) {
-    case Architecture::Model: return "ConvNextModel";
-    case Architecture::ForImageClassification: return "ConvNextForImageClassification";
-    case Architecture::Backbone: return "ConvNextBackbone";
+    case Architecture::Model: return v2 ? "ConvNextV2Model" : "ConvNextModel";
+    case Architecture::ForImageClassification: return v2 ? "ConvNextV2ForImageClassification" : "ConvNextForImageClassification";
+    case Architecture::Backbone: return v2 ? "ConvNextV2Backbone" : "ConvNextBackbone";
   }
   return "?";
 }
@@ -131,20 +131,21 @@ void ConvNextConfig::set_num_labels(int64_t n) {
 }
 
 Architecture ConvNextConfig::architecture() const {
-  for (const std::string& a : architectures) {
-    if (a == "ConvNextModel") return Architecture::Model;
-    if (a == "ConvNextForImageClassification") return Architecture::ForImageClassification;
-    if (a == "ConvNextBackbone") return Architecture::Backbone;
-  }
+  // The V1 and V2 class names alike: model_type says which network it is.
+  for (const std::string& a : architectures)
+    for (const Architecture k : {Architecture::Model, Architecture::ForImageClassification, Architecture::Backbone})
+      if (a == architecture_name(k, false) || a == architecture_name(k, true)) return k;
   if (architectures.empty()) return Architecture::ForImageClassification;
   throw Error("unsupported architectures " + json(architectures).dump() +
-              " (supported: ConvNextModel, ConvNextForImageClassification, ConvNextBackbone)");
+              " (supported: ConvNextModel, ConvNextForImageClassification, ConvNextBackbone and their ConvNextV2 forms)");
 }
 
 void ConvNextConfig::validate_and_align() {
   auto need = [](bool ok, const std::string& what) {
     if (!ok) throw Error(what);
   };
+  need(model_type == "convnext" || model_type == "convnextv2",
+       "model_type must be 'convnext' or 'convnextv2', got '" + model_type + "'");
   need(num_channels >= 1, "num_channels must be >= 1, got " + std::to_string(num_channels));
   need(patch_size >= 1, "patch_size must be >= 1, got " + std::to_string(patch_size));
   need(num_stages >= 1, "num_stages must be >= 1, got " + std::to_string(num_stages));
@@ -222,11 +223,17 @@ ConvNextConfig ConvNextConfig::from_json_string(const std::string& text, const s
     bad(origin, std::string("not valid JSON (") + e.what() + ")");
   }
   if (!j.is_object()) bad(origin, "expected a JSON object");
-  if (j.contains("model_type") && j["model_type"].is_string() && j["model_type"] != "convnext")
-    bad(origin, "model_type is '" + j["model_type"].get<std::string>() + "', expected 'convnext'");
-
   ConvNextConfig c;
   auto has = [&](const char* k) { return j.contains(k) && !j[k].is_null(); };
+  if (has("model_type")) {
+    if (!j["model_type"].is_string() || (j["model_type"] != "convnext" && j["model_type"] != "convnextv2"))
+      bad(origin, "model_type is " + j["model_type"].dump() + ", expected 'convnext' or 'convnextv2' (ConvNeXt V2)");
+    c.model_type = j["model_type"].get<std::string>();
+  } else if (has("architectures") && j["architectures"].is_array()) {
+    // No model_type (a hand-written config): the class names say which ConvNeXt it is.
+    for (const json& a : j["architectures"])
+      if (a.is_string() && a.get<std::string>().starts_with("ConvNextV2")) c.model_type = "convnextv2";
+  }
   if (has("num_channels")) c.num_channels = get_int(j, "num_channels", origin);
   if (has("patch_size")) c.patch_size = get_int(j, "patch_size", origin);
   if (has("num_stages")) c.num_stages = get_int(j, "num_stages", origin);
@@ -308,8 +315,8 @@ std::string ConvNextConfig::to_json_string() const {
   j["image_size"] = image_size;
   j["initializer_range"] = initializer_range;
   j["layer_norm_eps"] = layer_norm_eps;
-  j["layer_scale_init_value"] = layer_scale_init_value;
-  j["model_type"] = "convnext";
+  if (!is_v2()) j["layer_scale_init_value"] = layer_scale_init_value;  // ConvNextV2Config has none
+  j["model_type"] = model_type;
   j["num_channels"] = num_channels;
   j["num_stages"] = num_stages;
   j["out_features"] = out_features;
@@ -331,36 +338,69 @@ void ConvNextConfig::save(const std::string& path) const {
   if (!out) throw Error(p.string() + ": write failed");
 }
 
+namespace {
+
+struct Preset {
+  const char* name;
+  bool v2;
+  std::vector<int64_t> depths, hidden_sizes;
+};
+
+// transformers' conversion scripts (convert_convnext_to_pytorch.py, convert_convnextv2_to_pytorch.py)
+// and timm's small V1 models (convnext_atto ... convnext_nano, conv-MLP in timm, the same function).
+const std::vector<Preset>& presets() {
+  static const std::vector<Preset> p = {
+      {"atto", false, {2, 2, 6, 2}, {40, 80, 160, 320}},
+      {"femto", false, {2, 2, 6, 2}, {48, 96, 192, 384}},
+      {"pico", false, {2, 2, 6, 2}, {64, 128, 256, 512}},
+      {"nano", false, {2, 2, 8, 2}, {80, 160, 320, 640}},
+      {"tiny", false, {3, 3, 9, 3}, {96, 192, 384, 768}},
+      {"small", false, {3, 3, 27, 3}, {96, 192, 384, 768}},
+      {"base", false, {3, 3, 27, 3}, {128, 256, 512, 1024}},
+      {"large", false, {3, 3, 27, 3}, {192, 384, 768, 1536}},
+      {"xlarge", false, {3, 3, 27, 3}, {256, 512, 1024, 2048}},
+      {"v2-atto", true, {2, 2, 6, 2}, {40, 80, 160, 320}},
+      {"v2-femto", true, {2, 2, 6, 2}, {48, 96, 192, 384}},
+      {"v2-pico", true, {2, 2, 6, 2}, {64, 128, 256, 512}},
+      {"v2-nano", true, {2, 2, 8, 2}, {80, 160, 320, 640}},
+      {"v2-tiny", true, {3, 3, 9, 3}, {96, 192, 384, 768}},
+      {"v2-base", true, {3, 3, 27, 3}, {128, 256, 512, 1024}},
+      {"v2-large", true, {3, 3, 27, 3}, {192, 384, 768, 1536}},
+      {"v2-huge", true, {3, 3, 27, 3}, {352, 704, 1408, 2816}},
+  };
+  return p;
+}
+
+}  // namespace
+
+std::vector<std::string> ConvNextConfig::preset_names() {
+  std::vector<std::string> names;
+  for (const Preset& p : presets()) names.push_back(p.name);
+  return names;
+}
+
 ConvNextConfig ConvNextConfig::preset(const std::string& name, int64_t num_labels) {
-  ConvNextConfig c;
-  if (name == "tiny") {
-    c.depths = {3, 3, 9, 3};
-    c.hidden_sizes = {96, 192, 384, 768};
-  } else if (name == "small") {
-    c.depths = {3, 3, 27, 3};
-    c.hidden_sizes = {96, 192, 384, 768};
-  } else if (name == "base") {
-    c.depths = {3, 3, 27, 3};
-    c.hidden_sizes = {128, 256, 512, 1024};
-  } else if (name == "large") {
-    c.depths = {3, 3, 27, 3};
-    c.hidden_sizes = {192, 384, 768, 1536};
-  } else if (name == "xlarge") {
-    c.depths = {3, 3, 27, 3};
-    c.hidden_sizes = {256, 512, 1024, 2048};
-  } else {
-    throw Error("unknown variant '" + name + "' (known: tiny, small, base, large, xlarge)");
+  const std::string key = name.starts_with("convnextv2-") ? "v2-" + name.substr(11) : name;
+  for (const Preset& p : presets()) {
+    if (key != p.name) continue;
+    ConvNextConfig c;
+    c.model_type = p.v2 ? "convnextv2" : "convnext";
+    c.depths = p.depths;
+    c.hidden_sizes = p.hidden_sizes;
+    c.architectures = {architecture_name(Architecture::ForImageClassification, p.v2)};
+    c.set_num_labels(num_labels);
+    c.validate_and_align();
+    return c;
   }
-  c.set_num_labels(num_labels);
-  c.validate_and_align();
-  return c;
+  std::string known;
+  for (const Preset& p : presets()) known += (known.empty() ? "" : ", ") + std::string(p.name);
+  throw Error("unknown variant '" + name + "' (known: " + known + ")");
 }
 
 std::string ConvNextConfig::variant_name() const {
-  for (const char* n : {"tiny", "small", "base", "large", "xlarge"}) {
-    ConvNextConfig p = preset(n, 0);
-    if (p.depths == depths && p.hidden_sizes == hidden_sizes && num_stages == 4 && patch_size == 4) return n;
-  }
+  if (num_stages != 4 || patch_size != 4) return "";
+  for (const Preset& p : presets())
+    if (p.v2 == is_v2() && p.depths == depths && p.hidden_sizes == hidden_sizes) return p.name;
   return "";
 }
 

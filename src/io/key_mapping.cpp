@@ -57,6 +57,8 @@ std::string map_timm(const std::vector<std::string>& p) {
       if (n == 6 && p[4] == "norm" && param(p, 5)) return block_name(p[1], p[3], "layernorm." + p[5]);
       if (n == 7 && p[4] == "mlp" && (p[5] == "fc1" || p[5] == "fc2") && param(p, 6))
         return block_name(p[1], p[3], std::string(p[5] == "fc1" ? "pwconv1." : "pwconv2.") + p[6]);
+      // ConvNeXt V2 (timm's GlobalResponseNormMlp): GRN γ, β as weight, bias of shape [4C].
+      if (n == 7 && p[4] == "mlp" && p[5] == "grn" && param(p, 6)) return block_name(p[1], p[3], "grn." + p[6]);
     }
   }
   return "";
@@ -76,6 +78,9 @@ std::string map_original(const std::vector<std::string>& p) {
       if (p[3] == "dwconv" || p[3] == "pwconv1" || p[3] == "pwconv2") return block_name(p[1], p[2], p[3] + "." + p[4]);
       if (p[3] == "norm") return block_name(p[1], p[2], "layernorm." + p[4]);
     }
+    // ConvNeXt-V2's GRN (models/utils.py): gamma, beta of shape [1, 1, 1, 4C].
+    if (n == 5 && p[3] == "grn" && (p[4] == "gamma" || p[4] == "beta"))
+      return block_name(p[1], p[2], p[4] == "gamma" ? "grn.weight" : "grn.bias");
   }
   return "";
 }
@@ -157,13 +162,27 @@ KeyMapping map_key_names(const std::map<std::string, Shape>& stored, const std::
   if (all_module) m.stripped_prefix = "module.";
   for (const auto& [name, shape] : stored) stripped[name.substr(m.stripped_prefix.size())] = shape;
 
-  if (has_prefix(stripped, "convnext.embeddings.") || has_prefix(stripped, "embeddings.")) m.naming = Naming::Transformers;
+  if (has_prefix(stripped, "convnext.embeddings.") || has_prefix(stripped, "convnextv2.embeddings.") ||
+      has_prefix(stripped, "embeddings."))
+    m.naming = Naming::Transformers;
   else if (stripped.count("stem.0.weight") || has_prefix(stripped, "stages.0.blocks.")) m.naming = Naming::Timm;
   else if (stripped.count("downsample_layers.0.0.weight")) m.naming = Naming::Original;
   else if (stripped.count("features.0.0.weight")) m.naming = Naming::Torchvision;
   else
     throw Error(origin + ": tensor names of no known ConvNeXt naming (transformers, timm, facebookresearch, torchvision), e.g. '" +
                 stored.begin()->first + "'");
+
+  // timm's _ols models (convnext_atto_ols ...) start with an overlapping stem: two 3×3 stride-2
+  // convolutions (stem.0, stem.1, or stem.0, act, stem.2) and then the LayerNorm. ConvNextConfig's
+  // stem is one patch_size × patch_size convolution of stride patch_size; no config expresses it.
+  if (m.naming == Naming::Timm) {
+    const auto s1 = stripped.find("stem.1.weight");
+    if (stripped.count("stem.2.weight") || (s1 != stripped.end() && s1->second.size() == 4))
+      throw Error(origin + ": a timm '_ols' ConvNeXt (overlapping stem: 3x3 stride-2 convolutions 'stem.0' and '" +
+                  std::string(stripped.count("stem.3.weight") ? "stem.2" : "stem.1") +
+                  "', then a LayerNorm) cannot be expressed by ConvNextConfig, whose stem is one patch_size x patch_size "
+                  "stride-patch_size convolution; convert a timm model without the _ols suffix");
+  }
 
   std::map<std::string, std::string> stored_of;  // hf name -> stored name, to catch two names mapping to one
   for (const auto& [name, shape] : stripped) {
@@ -177,22 +196,40 @@ KeyMapping map_key_names(const std::map<std::string, Shape>& stored, const std::
     m.hf_of[full] = hf;
     Shape s = shape;
     if (m.naming != Naming::Transformers) {
-      // torchvision's layer_scale [C,1,1]; timm's 1x1-conv MLP [O,I,1,1].
+      // torchvision's layer_scale [C,1,1]; timm's 1x1-conv MLP [O,I,1,1]; timm's GRN [C'].
       if (hf.ends_with("layer_scale_parameter") && s.size() == 3 && s[1] == 1 && s[2] == 1) s = {s[0]};
       if ((hf.ends_with("pwconv1.weight") || hf.ends_with("pwconv2.weight")) && s.size() == 4 && s[2] == 1 && s[3] == 1)
         s = {s[0], s[1]};
+      if ((hf.ends_with(".grn.weight") || hf.ends_with(".grn.bias")) && s.size() == 1) s = {1, 1, 1, s[0]};
     }
     m.hf_shape[hf] = s;
+  }
+  // A state dict with GRN is ConvNeXt V2, whose ForImageClassification keeps its body under
+  // "convnextv2." (the transformers names keep whatever prefix they have).
+  if (m.naming != Naming::Transformers) {
+    bool v2 = false;
+    for (const auto& [hf, shape] : m.hf_shape) v2 = v2 || hf.find(".grn.") != std::string::npos;
+    if (v2) {
+      auto v2_name = [](const std::string& n) { return n.starts_with("convnext.") ? "convnextv2." + n.substr(9) : n; };
+      std::map<std::string, Shape> shapes;
+      for (auto& [stored_name, hf] : m.hf_of) hf = v2_name(hf);
+      for (const auto& [hf, shape] : m.hf_shape) shapes[v2_name(hf)] = shape;
+      m.hf_shape = std::move(shapes);
+    }
   }
   return m;
 }
 
 ConvNextConfig infer_config(const std::map<std::string, Shape>& t0, const std::string& origin, std::vector<std::string>& notes) {
-  // Work on ForImageClassification names.
+  // Work on (V1) ForImageClassification names; GRN tensors make it ConvNeXt V2.
   std::map<std::string, Shape> t;
-  for (const auto& [name, shape] : t0)
+  bool v2 = false;
+  for (const auto& [name0, shape] : t0) {
+    const std::string name = name0.starts_with("convnextv2.") ? "convnext." + name0.substr(11) : name0;
+    v2 = v2 || name.find(".grn.") != std::string::npos;
     t[name.starts_with("classifier.") || name.starts_with("convnext.") || name.starts_with("hidden_states_norms.") ? name
                                                                                                                   : "convnext." + name] = shape;
+  }
   auto fail = [&](const std::string& what) -> Error { return Error(origin + ": cannot infer the config: " + what); };
   ConvNextConfig c;
   auto pit = t.find("convnext.embeddings.patch_embeddings.weight");
@@ -228,6 +265,7 @@ ConvNextConfig infer_config(const std::map<std::string, Shape>& t0, const std::s
     c.hidden_sizes[static_cast<size_t>(s)] = width;
   }
   c.num_stages = num_stages;
+  if (v2) c.model_type = "convnextv2";
   c.layer_scale_init_value = has_prefix(t, kStages) && [&] {
     for (const auto& [name, shape] : t)
       if (name.ends_with(".layer_scale_parameter")) return true;
@@ -240,7 +278,7 @@ ConvNextConfig infer_config(const std::map<std::string, Shape>& t0, const std::s
     labels = it->second[0];
   }
   c.set_num_labels(labels);
-  c.architectures = {labels > 0 ? "ConvNextForImageClassification" : "ConvNextModel"};
+  c.architectures = {architecture_name(labels > 0 ? Architecture::ForImageClassification : Architecture::Model, v2)};
   c.stage_names.clear();
   c.out_features.clear();
   c.out_indices.clear();
@@ -249,10 +287,12 @@ ConvNextConfig infer_config(const std::map<std::string, Shape>& t0, const std::s
   notes.push_back("inferred depths " + list(c.depths) + " (blocks per stage), hidden_sizes " + list(c.hidden_sizes));
   notes.push_back("inferred num_channels " + std::to_string(c.num_channels) + ", patch_size " + std::to_string(c.patch_size) +
                   " (stem convolution)");
-  notes.push_back(labels > 0 ? "inferred num_labels " + std::to_string(labels) + " (head), architecture ConvNextForImageClassification"
-                             : "no classification head: num_labels 0, architecture ConvNextModel");
-  notes.push_back(c.layer_scale_init_value > 0 ? "layer scale present: layer_scale_init_value 1e-06"
-                                               : "no layer scale tensors: layer_scale_init_value 0");
+  notes.push_back(labels > 0 ? "inferred num_labels " + std::to_string(labels) + " (head), architecture " + c.architectures[0]
+                             : "no classification head: num_labels 0, architecture " + c.architectures[0]);
+  if (v2) notes.push_back("GRN tensors present: ConvNeXt V2 (model_type convnextv2)");
+  else
+    notes.push_back(c.layer_scale_init_value > 0 ? "layer scale present: layer_scale_init_value 1e-06"
+                                                 : "no layer scale tensors: layer_scale_init_value 0");
   notes.push_back("layer_norm_eps " + fmt(c.layer_norm_eps) + " for the final LayerNorm (timm, facebookresearch and torchvision use 1e-6)");
   notes.push_back("hidden_act gelu (exact), image_size 224, generic labels LABEL_i (defaults)");
   return c;

@@ -151,7 +151,8 @@ void linear_bf16(int threads, int64_t M, const float* A, int64_t lda, const Pack
                  Activation act) {
   const int64_t N = W.N, K = W.K, K2 = (K + 1) / 2;
   parallel::for_each(M, threads, M * N * K > 32768, [&](int64_t m) {
-    std::vector<float> a(static_cast<size_t>(2 * K2), 0.0f);
+    static thread_local std::vector<float> a;  // kept: a forward allocates only its outputs
+    a.assign(static_cast<size_t>(2 * K2), 0.0f);
     for (int64_t k = 0; k < K; ++k) a[static_cast<size_t>(k)] = io::bf16_to_f32(io::f32_to_bf16(A[m * lda + k]));
     for (int64_t n = 0; n < N; ++n) {
       const int64_t p = n / kPanel, j = n % kPanel;
@@ -180,7 +181,8 @@ void linear_int8(int threads, int64_t M, const float* A, int64_t lda, const Pack
     float lo = 0.0f, hi = 0.0f;
     for (int64_t k = 0; k < K; ++k) lo = std::min(lo, a[k]), hi = std::max(hi, a[k]);
     const QuantRow q = quant_params(lo, hi);
-    std::vector<int32_t> qa(static_cast<size_t>(K4 * 4), 0);
+    static thread_local std::vector<int32_t> qa;  // kept: a forward allocates only its outputs
+    qa.assign(static_cast<size_t>(K4 * 4), 0);
     for (int64_t k = 0; k < K; ++k)
       qa[static_cast<size_t>(k)] = std::clamp(static_cast<int32_t>(std::nearbyint(a[k] * q.inv)) + q.zero, 0, 255);
     for (int64_t n = 0; n < N; ++n) {

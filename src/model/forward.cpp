@@ -3,6 +3,7 @@
 //   embeddings:  patchify conv (p×p, stride p) → LayerNorm (eps 1e-6)
 //   each stage:  [downsampling: LayerNorm (eps 1e-6) → 2×2 stride-2 conv] → blocks
 //   each block:  x + γ · pwconv2(act(pwconv1(LayerNorm(dwconv7×7(x)))))
+//   V2 block:    x + pwconv2(GRN(act(pwconv1(LayerNorm(dwconv7×7(x))))))   (modeling_convnextv2.py)
 //   pooler:      mean over H, W → LayerNorm (eps = config.layer_norm_eps)
 //
 // Feature maps live in NHWC, so the two pointwise layers, the patch convolutions and every
@@ -15,6 +16,7 @@
 
 #include "convnext/error.h"
 #include "core/parallel.h"
+#include "kernels/grn.h"
 #include "model/layers.h"
 #include "model/part_timer.h"
 #include "model/plan.h"
@@ -119,6 +121,69 @@ void block_whole_map(const kernels::Context& ctx, const BlockPlan& b, const Map&
   kernels::linear(ctx, M, h, H4, b.pw2, x.data, C, /*accumulate=*/true, Activation::Linear);
 }
 
+// ConvNeXt V2's block. GRN scales each channel of pwconv1's output by its norm over the whole
+// image, so pwconv2 cannot start on a tile before every tile of that image has been through
+// pwconv1: the block runs in two passes over tiles of whole image rows, each tile inside one
+// image. Pass 1: t = LayerNorm(dwconv(x)), h = act(pwconv1(t)) into the whole-map hidden buffer,
+// and the tile's sums of squares of h (while h is in cache). Then per image: scale = 1 + γ·N from
+// its tiles' sums (in tile order: the same sums whatever thread ran a tile). Pass 2: h = h·scale
+// + β, x += pwconv2(h), in place (pass 1 has read every x it needs).
+struct V2Tiles {
+  int64_t per_image, count;  // tiles of rpt image rows (the last one of an image shorter)
+};
+V2Tiles v2_tiles(int64_t N, int64_t H, int64_t rpt) {
+  const int64_t per = (H + rpt - 1) / rpt;
+  return {per, N * per};
+}
+
+void block_v2_fused(const kernels::Context& ctx, const BlockPlan& b, const Map& x, Activation act, float* t, float* h,
+                    double* sumsq, float* scale, int64_t rpt) {
+  const int64_t C = x.C, H4 = 4 * C, W = x.W, HW = x.H * x.W;
+  const V2Tiles tl = v2_tiles(x.N, x.H, rpt);
+  const kernels::Context one = ctx.serial();
+  auto rows_of = [&](int64_t i, int64_t& r0, int64_t& r1) {
+    const int64_t n = i / tl.per_image, h0 = (i % tl.per_image) * rpt;
+    r0 = n * x.H + h0;
+    r1 = n * x.H + std::min(x.H, h0 + rpt);
+  };
+  parallel::for_chunks(tl.count, 1, [&](int64_t i, int64_t) {
+    int64_t r0, r1;
+    rows_of(i, r0, r1);
+    const int64_t m0 = r0 * W, rows = (r1 - r0) * W;
+    float* tt = t + parallel::thread_index() * rpt * W * C;
+    kernels::dwconv7_ln_rows(one, x.data, x.N, x.H, W, C, b.taps.data(), b.dw_bias.data(), kBlockEps, r0, r1, tt);
+    kernels::linear(one, rows, tt, C, b.pw1, h + m0 * H4, H4, /*accumulate=*/false, act);
+    double* acc = sumsq + i * H4;
+    std::fill(acc, acc + H4, 0.0);
+    kernels::grn_sum_squares(h + m0 * H4, rows, H4, acc);
+  }, ctx.threads);
+  for (int64_t n = 0; n < x.N; ++n) {
+    double* first = sumsq + n * tl.per_image * H4;
+    for (int64_t k = 1; k < tl.per_image; ++k)
+      for (int64_t c = 0; c < H4; ++c) first[c] += first[k * H4 + c];
+    kernels::grn_scale(first, H4, b.grn_gamma.data(), scale + n * H4, nullptr);
+  }
+  parallel::for_chunks(tl.count, 1, [&](int64_t i, int64_t) {
+    int64_t r0, r1;
+    rows_of(i, r0, r1);
+    const int64_t m0 = r0 * W, rows = (r1 - r0) * W;
+    kernels::grn_apply(h + m0 * H4, rows, H4, scale + (m0 / HW) * H4, b.grn_beta.data(), h + m0 * H4);
+    kernels::linear(one, rows, h + m0 * H4, H4, b.pw2, x.data + m0 * C, C, /*accumulate=*/true, Activation::Linear);
+  }, ctx.threads);
+}
+
+// The V2 block over the whole map, each step on all threads (maps too small for tiles).
+void block_v2_whole_map(const kernels::Context& ctx, const BlockPlan& b, const Map& x, Activation act, float* t, float* h,
+                        double* sumsq, float* scale) {
+  const int64_t M = x.pixels(), C = x.C, H4 = 4 * C, HW = x.H * x.W;
+  kernels::dwconv7_ln(ctx, x.data, x.N, x.H, x.W, C, b.taps.data(), b.dw_bias.data(), kBlockEps, t);
+  kernels::linear(ctx, M, t, C, b.pw1, h, H4, /*accumulate=*/false, act);
+  kernels::grn_statistics(ctx, h, x.N, HW, H4, sumsq);
+  for (int64_t n = 0; n < x.N; ++n) kernels::grn_scale(sumsq + n * H4, H4, b.grn_gamma.data(), scale + n * H4, nullptr);
+  kernels::grn_apply_images(ctx, h, x.N, HW, H4, scale, b.grn_beta.data(), h);
+  kernels::linear(ctx, M, h, H4, b.pw2, x.data, C, /*accumulate=*/true, Activation::Linear);
+}
+
 Tensor copy_out(const Map& x) {
   Tensor t({x.N, x.H, x.W, x.C});
   std::copy(x.data, x.data + x.pixels() * x.C, t.data());
@@ -138,6 +203,7 @@ std::vector<MapShape> InferencePlan::reserve(Workspace& ws, int64_t N, int64_t H
   std::vector<MapShape> maps;
   int64_t h = H / p, w = W / p;
   int64_t map_floats = N * h * w * config.hidden_sizes[0], hidden = 0, normed = 0, patch_floats = N * h * w * p * p * Cin;
+  int64_t grn_sumsq = 0, grn_scale = 0;
   for (const StagePlan& st : stages) {
     if (st.has_downsample) {
       patch_floats = std::max(patch_floats, N * (h / 2) * (w / 2) * 4 * st.in_channels);
@@ -149,12 +215,23 @@ std::vector<MapShape> InferencePlan::reserve(Workspace& ws, int64_t N, int64_t H
     const BlockScratch bs = block_scratch(N * h * w, w, st.out_channels, threads);
     hidden = std::max(hidden, bs.hidden);
     normed = std::max(normed, bs.normed);
+    if (config.is_v2() && !st.blocks.empty()) {  // the whole hidden map, and GRN's statistics per tile
+      const int64_t H4 = 4 * st.out_channels;
+      hidden = std::max(hidden, N * h * w * H4);
+      grn_sumsq = std::max(grn_sumsq, N * H4);  // the whole-map block: one row of sums per image
+      for (const bool contended : {false, true})
+        if (const int64_t rpt = fused_tile_rows(N * h * w, w, st.out_channels, threads, contended); rpt > 0)
+          grn_sumsq = std::max(grn_sumsq, v2_tiles(N, h, rpt).count * H4);
+      grn_scale = std::max(grn_scale, N * H4);
+    }
   }
   grow(ws.map[0], map_floats);
   grow(ws.map[1], map_floats);
   grow(ws.normed, std::max(map_floats, normed));
   grow(ws.hidden, hidden);
   grow(ws.patches, patch_floats);
+  if (static_cast<int64_t>(ws.grn_sumsq.size()) < grn_sumsq) ws.grn_sumsq.resize(static_cast<size_t>(grn_sumsq));
+  grow(ws.grn_scale, grn_scale);
   return maps;
 }
 
@@ -200,7 +277,13 @@ InferencePlan::Result InferencePlan::run_encoder(const Exec& ex, const Tensor& p
       timer.mark("downsample", static_cast<int64_t>(s));
     }
     for (const BlockPlan& b : st.blocks) {
-      if (const int64_t rpt = fused_tile_rows(x.pixels(), x.W, x.C, ctx.threads, ex.contended); rpt > 0) {
+      const int64_t rpt = fused_tile_rows(x.pixels(), x.W, x.C, ctx.threads, ex.contended);
+      if (!b.grn_gamma.empty()) {  // V2: in place, in two passes (see block_v2_fused)
+        if (rpt > 0) block_v2_fused(ctx, b, x, act, t, hbuf, ws.grn_sumsq.data(), ws.grn_scale.data(), rpt);
+        else block_v2_whole_map(ctx, b, x, act, t, hbuf, ws.grn_sumsq.data(), ws.grn_scale.data());
+        continue;
+      }
+      if (rpt > 0) {
         block_fused(ctx, b, x, buf[1 - cur], act, t, hbuf, rpt);
         x.data = buf[1 - cur];
         cur = 1 - cur;

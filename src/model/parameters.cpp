@@ -46,7 +46,11 @@ Parameters::Parameters(const ConvNextConfig& cfg, Architecture a) : config(cfg),
       b.pw1_bias = Tensor({4 * C});
       b.pw2_weight = Tensor({C, 4 * C});
       b.pw2_bias = Tensor({C});
-      if (config.layer_scale_init_value > 0) b.layer_scale = Tensor({C});
+      if (config.has_layer_scale()) b.layer_scale = Tensor({C});
+      if (config.is_v2()) {
+        b.grn_weight = Tensor({1, 1, 1, 4 * C});
+        b.grn_bias = Tensor({1, 1, 1, 4 * C});
+      }
       st.blocks.push_back(std::move(b));
     }
     stages.push_back(std::move(st));
@@ -74,7 +78,7 @@ void release_tensor(Tensor& t) {
 }
 
 void Parameters::for_each_parameter(const std::function<void(const std::string&, Tensor&)>& fn) {
-  const std::string pre = arch == Architecture::ForImageClassification ? "convnext." : "";
+  const std::string pre = arch == Architecture::ForImageClassification ? body_prefix() : "";
   fn(pre + "embeddings.patch_embeddings.weight", patch_weight);
   fn(pre + "embeddings.patch_embeddings.bias", patch_bias);
   fn(pre + "embeddings.layernorm.weight", embed_norm.weight);
@@ -98,6 +102,10 @@ void Parameters::for_each_parameter(const std::function<void(const std::string&,
       fn(lp + "layernorm.bias", b.norm.bias);
       fn(lp + "pwconv1.weight", b.pw1_weight);
       fn(lp + "pwconv1.bias", b.pw1_bias);
+      if (!b.grn_weight.empty()) {  // ConvNextV2Layer registers grn between pwconv1 and pwconv2
+        fn(lp + "grn.weight", b.grn_weight);
+        fn(lp + "grn.bias", b.grn_bias);
+      }
       fn(lp + "pwconv2.weight", b.pw2_weight);
       fn(lp + "pwconv2.bias", b.pw2_bias);
     }
@@ -126,7 +134,9 @@ void Parameters::init_parameter(const std::string& name, Tensor& t, uint64_t see
                        name.find("hidden_states_norms") != std::string::npos;
   float* d = t.data();
   const int64_t n = t.numel();
-  if (name.ends_with("layer_scale_parameter")) {
+  if (name.ends_with(".grn.weight") || name.ends_with(".grn.bias")) {  // ConvNextV2PreTrainedModel._init_weights
+    for (int64_t i = 0; i < n; ++i) d[i] = 0.0f;
+  } else if (name.ends_with("layer_scale_parameter")) {
     for (int64_t i = 0; i < n; ++i) d[i] = static_cast<float>(config.layer_scale_init_value);
   } else if (name.ends_with(".bias")) {
     for (int64_t i = 0; i < n; ++i) d[i] = 0.0f;
@@ -146,7 +156,14 @@ namespace {
 
 bool is_head_parameter(const std::string& name) {
   return name.starts_with("classifier.") || name.starts_with("hidden_states_norms.") || name.starts_with("layernorm.") ||
-         name.starts_with("convnext.layernorm.");
+         name.starts_with("convnext.layernorm.") || name.starts_with("convnextv2.layernorm.");
+}
+
+// The name without the ForImageClassification body prefix ("convnext." or "convnextv2.").
+std::string strip_body_prefix(const std::string& name) {
+  for (const char* p : {"convnext.", "convnextv2."})
+    if (name.starts_with(p)) return name.substr(std::string(p).size());
+  return name;
 }
 
 }  // namespace
@@ -183,8 +200,8 @@ namespace {
 class CheckpointFiller {
  public:
   CheckpointFiller(io::Checkpoint& ckpt, Parameters& params, const LoadOptions& options, Architecture saved_arch)
-      : ckpt_(ckpt), params_(params), options_(options), saved_arch_(saved_arch),
-        has_prefix_(ckpt.contains("convnext.embeddings.patch_embeddings.weight")) {}
+      : ckpt_(ckpt), params_(params), options_(options), saved_arch_(saved_arch), prefix_(params.body_prefix()),
+        has_prefix_(ckpt.contains(prefix_ + "embeddings.patch_embeddings.weight")) {}
 
   void fill() {
     params_.for_each_parameter([&](const std::string& name, Tensor& t) { fill_one(name, t); });
@@ -193,11 +210,12 @@ class CheckpointFiller {
   }
 
  private:
-  // The checkpoint's name of a parameter: the body under "convnext." when the classifier saved it.
+  // The checkpoint's name of a parameter: the body under "convnext." ("convnextv2.") when the
+  // classifier saved it.
   std::string source_name(const std::string& name) const {
     if (name.starts_with("classifier.") || name.starts_with("hidden_states_norms.")) return name;
-    const std::string bare = name.starts_with("convnext.") ? name.substr(9) : name;
-    return has_prefix_ ? "convnext." + bare : bare;
+    const std::string bare = strip_body_prefix(name);
+    return has_prefix_ ? prefix_ + bare : bare;
   }
   std::string stored_as(const std::string& n) const {
     const std::string s = ckpt_.stored_name(n);
@@ -211,7 +229,8 @@ class CheckpointFiller {
       if (!(other_class() && is_head_parameter(name)))
         throw Error(ckpt_.origin() + ": missing tensor '" + src + "' (expected shape " + shape_str(t.shape()) + ")");
       params_.init_parameter(name, t, options_.seed);  // a head the checkpoint's class lacks, as in transformers
-      params_.warnings.push_back("'" + name + "' is not in the checkpoint (saved as " + architecture_name(saved_arch_) +
+      params_.warnings.push_back("'" + name + "' is not in the checkpoint (saved as " +
+                                 architecture_name(saved_arch_, params_.config.is_v2()) +
                                  "): newly initialised");
       return;
     }
@@ -231,13 +250,13 @@ class CheckpointFiller {
   }
 
   void leftover(const std::string& name) {
-    const std::string bare = name.starts_with("convnext.") ? name.substr(9) : name;
+    const std::string bare = strip_body_prefix(name);
     if (other_class() && (is_head_parameter(name) || is_head_parameter(bare))) {
-      params_.warnings.push_back("'" + name + "' is not used by " + std::string(architecture_name(params_.arch)));
+      params_.warnings.push_back("'" + name + "' is not used by " + std::string(architecture_name(params_.arch, params_.config.is_v2())));
       return;
     }
     throw Error(ckpt_.origin() + ": unexpected tensor '" + name + "'" + stored_as(name) + " (shape " +
-                shape_str(ckpt_.shape(name)) + ") is not a parameter of " + architecture_name(params_.arch) +
+                shape_str(ckpt_.shape(name)) + ") is not a parameter of " + architecture_name(params_.arch, params_.config.is_v2()) +
                 " with this config");
   }
 
@@ -245,6 +264,7 @@ class CheckpointFiller {
   Parameters& params_;
   const LoadOptions& options_;
   const Architecture saved_arch_;
+  const std::string prefix_;
   const bool has_prefix_;
   std::set<std::string> used_;
 };
@@ -259,7 +279,7 @@ std::shared_ptr<Parameters> Parameters::load(const std::string& model, const Loa
   ConvNextConfig config = resolve_config(path, ckpt, notes);
   const Architecture saved_arch = config.architecture();
   if (options.num_labels) config.set_num_labels(*options.num_labels);
-  config.architectures = {architecture_name(arch)};
+  config.architectures = {architecture_name(arch, config.is_v2())};
   auto params = std::make_shared<Parameters>(config, arch);
   params->warnings = notes;
   params->weights_format = ckpt.format();

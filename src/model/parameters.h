@@ -18,11 +18,13 @@ struct LayerNormParams {
 };
 
 // ConvNextLayer: dwconv 7×7 → LayerNorm → pwconv1 → act → pwconv2 → × layer scale → + residual.
+// ConvNextV2Layer: dwconv 7×7 → LayerNorm → pwconv1 → act → GRN → pwconv2 → + residual.
 struct BlockParams {
   Tensor dw_weight, dw_bias;  // [C,1,7,7], [C]
   LayerNormParams norm;       // [C]
   Tensor pw1_weight, pw1_bias, pw2_weight, pw2_bias;  // [4C,C], [4C], [C,4C], [C]
-  Tensor layer_scale;         // [C], empty when layer_scale_init_value <= 0
+  Tensor layer_scale;         // [C], empty when layer_scale_init_value <= 0 (and in V2)
+  Tensor grn_weight, grn_bias;  // V2 only: GRN's γ and β, [1,1,1,4C] as transformers stores them
 };
 
 // ConvNextStage: optional downsampling (LayerNorm, 2×2 stride-2 conv), then the blocks.
@@ -59,10 +61,12 @@ struct Parameters {
   // Builds the parameter tensors for `config` and `arch` (zero-filled; see init_weights).
   Parameters(const ConvNextConfig& config, Architecture arch);
 
+  // "convnext." or "convnextv2.": where ForImageClassification keeps the body (base_model_prefix).
+  const char* body_prefix() const { return config.is_v2() ? "convnextv2." : "convnext."; }
   // Every parameter with its transformers state-dict name, in the order of model.state_dict().
   void for_each_parameter(const std::function<void(const std::string& name, Tensor& t)>& fn);
   // transformers' _init_weights: N(0, initializer_range) for conv/linear weights, 0 biases,
-  // LayerNorm 1/0, layer scale = layer_scale_init_value.
+  // LayerNorm 1/0, layer scale = layer_scale_init_value, GRN γ and β 0 (GRN starts as the identity).
   void init_weights(uint64_t seed);
   // One parameter, initialised as init_weights would (for replaced or missing heads).
   void init_parameter(const std::string& name, Tensor& t, uint64_t seed) const;

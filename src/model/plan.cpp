@@ -59,6 +59,11 @@ BlockPlan pack_block(const kernels::Context& ctx, BlockParams& b, int64_t C, DTy
     release_tensor(b.dw_weight);
     release_tensor(b.pw2_weight);
   }
+  // GRN (V2) stays a step of its own: its scale depends on each image's statistics.
+  if (!b.grn_weight.empty()) {
+    bp.grn_gamma = copy_vector(b.grn_weight);
+    bp.grn_beta = copy_vector(b.grn_bias);
+  }
   return bp;
 }
 
@@ -142,7 +147,7 @@ std::shared_ptr<ModelState> ModelState::fresh(const ConvNextConfig& config, uint
                                               bool inference_only, DType precision) {
   auto m = std::make_shared<ModelState>();
   ConvNextConfig c = config;
-  c.architectures = {architecture_name(arch)};
+  c.architectures = {architecture_name(arch, c.is_v2())};
   m->params_ = std::make_shared<Parameters>(c, arch);
   m->params_->init_weights(seed);
   const kernels::Context ctx = kernels::default_context();

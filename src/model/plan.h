@@ -31,6 +31,7 @@ struct NormPlan {
 struct BlockPlan {
   std::vector<float> taps, dw_bias;  // the depthwise weight as [49][C]
   kernels::PackedLinear pw1, pw2;    // γ,β of the LayerNorm folded into pw1; the layer scale into pw2
+  std::vector<float> grn_gamma, grn_beta;  // V2: GRN's γ and β [4C] (empty in V1)
 };
 
 struct StagePlan {
@@ -83,6 +84,8 @@ class InferencePlan {
   // the hot path allocates only its outputs. One pass at a time holds them.
   struct Workspace {
     std::vector<float> map[2], normed, hidden, patches;
+    std::vector<double> grn_sumsq;  // V2: each tile's GRN sums of squares
+    std::vector<float> grn_scale;   // V2: 1 + γ·N per image and channel
   };
   mutable Workspace workspace_;
   mutable std::mutex workspace_mutex_;

@@ -5,6 +5,8 @@
 //   downsample  y = patchify(LN(x))·Wᵀ + b                 ← the same in reverse
 //   block       d = dwconv7(x);  t = LN(d);  h = t·W1ᵀ + b1;  a = act(h);  z = a·W2ᵀ + b2
 //               x' = x + drop(γ ⊙ z)                      ← every step's adjoint, residual adds
+//   V2 block    the same with g = GRN(a) between act and pwconv2 (z = g·W2ᵀ + b2) and no γ;
+//               g is recomputed from a in the backward rather than kept
 //   head        p = LN(mean_hw(x));  logits = p·Wcᵀ + bc   ← loss gradient enters here
 //
 // Unlike inference, nothing is folded: LayerNorm's affine and the layer scale have their own
@@ -20,6 +22,7 @@
 #include <cstring>
 
 #include "convnext/error.h"
+#include "kernels/grn.h"
 #include "kernels/kernels.h"
 #include "model/layers.h"
 #include "train/data.h"  // sampling
@@ -190,7 +193,7 @@ struct TrainGraph::Impl {
   std::vector<BlockState> blocks;
   std::vector<DownState> downs;
   std::vector<float> stem_xhat, stem_rstd, head_xhat, head_rstd, pooled, pooled_normed;
-  std::vector<float> patches, s1, s2, s3, g, dpatch;  // scratch
+  std::vector<float> patches, s1, s2, s3, s4, g, dpatch;  // scratch
   LinearPacks stem, cls;                              // the weights packed both ways
   std::vector<LinearPacks> down_packs, pw1, pw2;
   std::vector<std::vector<float>> taps;
@@ -283,7 +286,13 @@ void TrainGraph::Impl::forward_block(const BlockParams& b, size_t bi, size_t mi,
   float* a = grow(bs.a, M * C4);
   kernels::activation_out(ctx, net.act, h, a, M * C4);
   float* z = grow(bs.z, M * C);
-  kernels::linear(ctx, M, a, C4, pw2[bi].fwd, z, C, false, Activation::Linear);
+  const float* pw2_in = a;
+  if (!b.grn_weight.empty()) {  // V2: GRN over each image's H·W pixels
+    float* gn = grow(s3, M * C4);
+    kernels::grn(ctx, a, N, gg.H * gg.W, C4, b.grn_weight.data(), b.grn_bias.data(), gn);
+    pw2_in = gn;
+  }
+  kernels::linear(ctx, M, pw2_in, C4, pw2[bi].fwd, z, C, false, Activation::Linear);
   // x' = x + drop_path(γ ⊙ z), drop_path scaling whole samples by mask / keep_prob.
   bs.scale = drop_scales(seeds, N, bi, rate);
   float* y = grow(maps[mi + 1], M * C);
@@ -346,11 +355,21 @@ void TrainGraph::Impl::backward_block(const BlockParams& b, size_t bi, size_t mi
   parallel::for_each(M, ctx.threads, M * C > 32768, [&](int64_t r) {
     for (int64_t c = 0; c < C; ++c) dz[r * C + c] = G[r * C + c] * scale[r / per] * (ls ? ls[c] : 1.0f);
   });
-  // pwconv2: dW2 += dzᵀ·a, da = dz·W2.
-  weight_grad(ctx, dz, bs.a.data(), M, C, C4, grads.of(b.pw2_weight).data(), xpack);
+  // pwconv2: dW2 += dzᵀ·a (V2: ·GRN(a), recomputed), da = dz·W2 (V2: then through GRN).
+  const bool v2 = !b.grn_weight.empty();
+  const float* pw2_in = bs.a.data();
+  if (v2) {
+    float* gn = grow(s4, M * C4);
+    kernels::grn(ctx, bs.a.data(), N, gg.H * gg.W, C4, b.grn_weight.data(), b.grn_bias.data(), gn);
+    pw2_in = gn;
+  }
+  weight_grad(ctx, dz, pw2_in, M, C, C4, grads.of(b.pw2_weight).data(), xpack);
   kernels::column_sums(ctx, dz, M, C, grads.of(b.pw2_bias).data());
   float* dh = grow(s3, M * C4);
   kernels::linear(ctx, M, dz, C, pw2[bi].bwd, dh, C4, false, Activation::Linear);
+  if (v2)
+    kernels::grn_backward(ctx, bs.a.data(), dh, N, gg.H * gg.W, C4, b.grn_weight.data(), dh,
+                          grads.of(b.grn_weight).data(), grads.of(b.grn_bias).data());
   kernels::activation_backward(ctx, net.act, bs.h.data(), dh, dh, M * C4);
   // pwconv1: t = x̂·γ + β again, dW1 += dhᵀ·t, dt = dh·W1.
   float* t = grow(s2, M * C);
@@ -427,6 +446,10 @@ static std::vector<const Tensor*> block_params(const BlockParams& b) {
   std::vector<const Tensor*> p = {&b.dw_weight, &b.dw_bias, &b.norm.weight, &b.norm.bias, &b.pw1_weight,
                                   &b.pw1_bias,  &b.pw2_weight, &b.pw2_bias};
   if (!b.layer_scale.empty()) p.push_back(&b.layer_scale);
+  if (!b.grn_weight.empty()) {
+    p.push_back(&b.grn_weight);
+    p.push_back(&b.grn_bias);
+  }
   return p;
 }
 

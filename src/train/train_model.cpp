@@ -31,7 +31,7 @@ std::shared_ptr<detail::Parameters> make_parameters(const TrainOptions& o, const
   if (m.fresh()) {
     ConvNextConfig cfg = m.cfg;
     cfg.set_num_labels(d.num_labels);
-    cfg.architectures = {"ConvNextForImageClassification"};
+    cfg.architectures = {architecture_name(Architecture::ForImageClassification, cfg.is_v2())};
     if (o.drop_path_rate) cfg.drop_path_rate = *o.drop_path_rate;
     net = std::make_shared<detail::Parameters>(cfg, Architecture::ForImageClassification);
     net->init_weights(o.seed);

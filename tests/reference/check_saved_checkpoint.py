@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Checks that a directory written by `convnext train` / `save_pretrained` is what transformers'
-ConvNextForImageClassification.from_pretrained reads, using the PyTorch twin of
+ConvNextForImageClassification (ConvNextV2ForImageClassification for model_type convnextv2)
+.from_pretrained reads, using the PyTorch twin of
 make_variants.py (transformers itself is not installable here):
 
   * config.json parses and names the architecture, labels and problem type;
@@ -34,10 +35,21 @@ def main():
     d, inp, outp = sys.argv[1:]
     with open(os.path.join(d, "config.json")) as f:
         cfg = json.load(f)
-    assert cfg["architectures"] == ["ConvNextForImageClassification"], cfg["architectures"]
-    assert cfg["model_type"] == "convnext"
+    v2 = cfg["model_type"] == "convnextv2"
+    assert cfg["model_type"] in ("convnext", "convnextv2"), cfg["model_type"]
+    arch = "ConvNextV2ForImageClassification" if v2 else "ConvNextForImageClassification"
+    assert cfg["architectures"] == [arch], cfg["architectures"]
+    assert not (v2 and "layer_scale_init_value" in cfg), "ConvNextV2Config has no layer_scale_init_value"
     assert len(cfg["id2label"]) == len(cfg["label2id"]) > 0
     weights = read_safetensors(os.path.join(d, "model.safetensors"))
+    # Exactly the keys and shapes the config implies (transformers' state dict).
+    want = {k: tuple(v.shape) for k, v in mv.draw_params(cfg, arch, np.random.default_rng(0)).items()}
+    have = {k: tuple(v.shape) for k, v in weights.items()}
+    if want != have:
+        print(f"FAIL: keys/shapes differ from the config's: missing {sorted(set(want) - set(have))}, "
+              f"unexpected {sorted(set(have) - set(want))}, "
+              f"misshapen {sorted(k for k in set(want) & set(have) if want[k] != have[k])}")
+        return 1
     P = mv.Params({k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in weights.items()})
     px = torch.from_numpy(np.array(read_safetensors(inp)["pixel_values"], dtype=np.float32))
     with torch.no_grad():

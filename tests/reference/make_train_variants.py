@@ -7,7 +7,8 @@ imported here as a module); the gradients are torch autograd through that forwar
 is torch.optim.AdamW itself. The real transformers training fixtures in
 ../shared/fixtures/hf/train_* stay the ground truth; this tool is used as ground truth only for
 configurations they do not cover (other activations, no layer scale, 3 / deep stages, one input
-channel, regression, ignore_index, odd channel counts and input sizes, the plain transformers init).
+channel, regression, ignore_index, odd channel counts and input sizes, the plain transformers init,
+ConvNeXt V2: the gradients through GRN, grn.weight and grn.bias included).
 
   --check-shared DIR   validates the twin itself on train_tiny4 and train_multilabel: float32
                        forward, loss and backward against loss, logits, grad.pixel_values and
@@ -90,8 +91,8 @@ def train_run(weights, cfg, pixel_values, labels, dtype):
     """weights: {state-dict name: numpy array}. Returns ({expected key: tensor}, problem_type,
     names the forward never read)."""
     arch = cfg["architectures"][0]
-    if arch != "ConvNextForImageClassification":
-        raise ValueError(f"training fixtures are ConvNextForImageClassification, not {arch}")
+    if mv.arch_kind(arch) != "ConvNextForImageClassification":
+        raise ValueError(f"training fixtures are ConvNext(V2)ForImageClassification, not {arch}")
     names = sorted(weights)
     # torch.tensor copies: from_numpy(...).to(float32) would alias the caller's arrays, which the
     # optimizer then updates in place
@@ -194,16 +195,22 @@ def check_shared(root):
 def init_params(cfg, rng, perturb):
     """transformers' ConvNextPreTrainedModel._init_weights: Conv2d/Linear weights N(0,
     initializer_range), their biases 0, LayerNorm weight 1 / bias 0, layer_scale_parameter =
-    layer_scale_init_value. perturb=True then moves every parameter so that all gradients are
-    of order 0.1 instead of ~1e-6 (layer scale 1e-6 and 0.02-weights starve the inner blocks):
-    weights += N(0, 1/fan_in), biases and LayerNorm parameters += 0.1 N(0,1), layer scale ~ U(0.1, 1).
+    layer_scale_init_value, V2's grn.weight and grn.bias 0. perturb=True then moves every parameter
+    so that all gradients are of order 0.1 instead of ~1e-6 (layer scale 1e-6 and 0.02-weights
+    starve the inner blocks): weights += N(0, 1/fan_in), biases and LayerNorm parameters += 0.1
+    N(0,1), layer scale ~ U(0.1, 1), grn.weight ~ U(0.1, 0.5), grn.bias ~ 0.05 N(0,1).
     The names and shapes come from the twin's draw_params (its values are discarded)."""
     shapes = {k: v.shape for k, v in mv.draw_params(cfg, cfg["architectures"][0], rng).items()}
     std = np.float32(cfg["initializer_range"])
     P = {}
     for k in sorted(shapes):
         shape = shapes[k]
-        if k.endswith("layer_scale_parameter"):
+        if k.endswith(".grn.weight") or k.endswith(".grn.bias"):  # ConvNextV2GRN: zeros (identity)
+            P[k] = np.zeros(shape, dtype=np.float32)
+            if perturb:
+                P[k] = (rng.uniform(0.1, 0.5, size=shape) if k.endswith(".weight") else
+                        0.05 * rng.standard_normal(size=shape)).astype(np.float32)
+        elif k.endswith("layer_scale_parameter"):
             P[k] = np.full(shape, cfg["layer_scale_init_value"], dtype=np.float32)
             if perturb:
                 P[k] = rng.uniform(0.1, 1.0, size=shape).astype(np.float32)
@@ -245,6 +252,13 @@ def train_variants():
         dict(name="backbone_stem_eps", note="final LayerNorm eps 1e-6, num_labels 7, otherwise default-ish",
              layer_norm_eps=1e-6, num_labels=7, hidden_sizes=[8, 16, 24, 24], depths=[1, 1, 2, 1],
              input=[2, 3, 64, 64]),
+        dict(name="v2_gelu", note="ConvNeXt V2 (GRN, no layer scale), v2_tiny4's shape, gelu, single-label CE: "
+             "the gradient of every parameter, grn.weight and grn.bias included", model_type="convnextv2",
+             hidden_sizes=[8, 16, 32, 48], depths=[1, 1, 2, 1], num_labels=5, input=[2, 3, 64, 64]),
+        dict(name="v2_relu_odd", note="ConvNeXt V2, relu, 3 stages, odd widths and input 45x37, one input channel, "
+             "multi-label BCE", model_type="convnextv2", hidden_act="relu", num_channels=1, hidden_sizes=[5, 7, 11],
+             depths=[2, 1, 1], num_labels=3, problem_type="multi_label_classification", labels="multi",
+             input=[3, 1, 45, 37]),
     ]
 
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Independent PyTorch twin of Hugging Face transformers' modeling_convnext (ConvNeXT v1).
+"""Independent PyTorch twin of Hugging Face transformers' modeling_convnext (ConvNeXT v1) and
+modeling_convnextv2 (ConvNeXt V2: GRN after the activation, no layer scale).
 
 This is a test-time tool, never a runtime dependency of the engine. It re-implements, in plain
 torch (Debian's python3-torch, no transformers, no safetensors package), the forward semantics of
-ConvNextForImageClassification, ConvNextModel and ConvNextBackbone, plus the classification loss.
+ConvNextForImageClassification, ConvNextModel and ConvNextBackbone and of their ConvNextV2 forms
+(config model_type "convnextv2"), plus the classification loss.
 The real transformers fixtures in ../shared/fixtures/hf stay the ground truth; this twin is used as
 ground truth only for configurations those fixtures do not cover (other activations, stage counts,
 patch sizes, odd channel counts, num_labels 0, multi-output regression, ignore_index, backbone
@@ -11,7 +13,8 @@ out_features including "stem", and full-size 22k checkpoints).
 
   --check-shared DIR   validates the twin itself: it recomputes every output stored in the shared
                        transformers fixtures (tiny4, tiny4/backbone, gray3_relu_noscale,
-                       multilabel_gelunew) in float64, float32, and float32 channels_last (the
+                       multilabel_gelunew, v2_tiny4, v2_tiny4/backbone) in float64, float32, and
+                       float32 channels_last (the
                        path the large variants use) and fails on any mismatch or unused weight.
   --out DIR [--large]  writes variant fixtures in the same layout as the shared ones
                        (config.json, model.safetensors, expected.safetensors, meta.json);
@@ -112,6 +115,27 @@ def out_features_of(cfg):
     return [s for s in names if s in feats]  # stage order
 
 
+def is_v2(cfg):
+    return cfg.get("model_type", "convnext") == "convnextv2"
+
+
+def body_prefix(cfg):
+    """base_model_prefix: where ForImageClassification keeps the body."""
+    return "convnextv2." if is_v2(cfg) else "convnext."
+
+
+def arch_kind(arch):
+    """ConvNextV2Backbone -> ConvNextBackbone: the V2 classes have the V1 classes' structure."""
+    return arch.replace("ConvNextV2", "ConvNext")
+
+
+def grn(x, w, b):
+    """ConvNextV2GRN on channels-last x [N, H, W, C]; w, b [1, 1, 1, C]."""
+    g = torch.linalg.vector_norm(x, ord=2, dim=(1, 2), keepdim=True)
+    n = g / (g.mean(dim=-1, keepdim=True) + 1e-6)
+    return w * (x * n) + b + x
+
+
 class Params:
     """A state dict that records which keys were read, so the checks can see unused keys."""
 
@@ -140,7 +164,7 @@ def ln_channels_first(x, w, b, eps):
     return F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), w, b, eps).permute(0, 3, 1, 2)
 
 
-def fast_block(P, lp, x, c, act, use_scale):
+def fast_block(P, lp, x, c, act, use_scale, v2=False):
     """The same block computed channels_last with the two Linear layers as 1x1 convolutions.
     Debian's torch links the reference BLAS, so F.linear is ~15x slower than oneDNN's 1x1
     convolution; this path only reorders float32 sums (--check-shared validates it too)."""
@@ -151,6 +175,8 @@ def fast_block(P, lp, x, c, act, use_scale):
     w1, w2 = P[lp + "pwconv1.weight"], P[lp + "pwconv2.weight"]
     y = F.conv2d(y, w1.view(*w1.shape, 1, 1), P[lp + "pwconv1.bias"])
     y = act(y)
+    if v2:
+        y = grn(y.permute(0, 2, 3, 1), P[lp + "grn.weight"], P[lp + "grn.bias"]).permute(0, 3, 1, 2)
     y = F.conv2d(y, w2.view(*w2.shape, 1, 1), P[lp + "pwconv2.bias"])
     if use_scale:
         y = P[lp + "layer_scale_parameter"].view(1, c, 1, 1) * y
@@ -165,7 +191,8 @@ def encoder_forward(P, cfg, pixel_values, prefix, fast=False):
         raise ValueError("Make sure that the channel dimension of the pixel values match with the "
                          "one set in the configuration.")
     act = ACT2FN[cfg["hidden_act"]]
-    use_scale = cfg.get("layer_scale_init_value", 1e-6) > 0
+    v2 = is_v2(cfg)
+    use_scale = not v2 and cfg.get("layer_scale_init_value", 1e-6) > 0  # ConvNextV2Layer has none
     p = prefix + "embeddings."
     x = F.conv2d(pixel_values, P[p + "patch_embeddings.weight"], P[p + "patch_embeddings.bias"],
                  stride=cfg["patch_size"])
@@ -186,7 +213,7 @@ def encoder_forward(P, cfg, pixel_values, prefix, fast=False):
         for j in range(depths[s]):
             lp = f"{sp}layers.{j}."
             if fast:
-                x = fast_block(P, lp, x, cout, act, use_scale)
+                x = fast_block(P, lp, x, cout, act, use_scale, v2)
                 continue
             residual = x
             y = F.conv2d(x, P[lp + "dwconv.weight"], P[lp + "dwconv.bias"], padding=3, groups=cout)
@@ -194,6 +221,8 @@ def encoder_forward(P, cfg, pixel_values, prefix, fast=False):
             y = F.layer_norm(y, (cout,), P[lp + "layernorm.weight"], P[lp + "layernorm.bias"], BLOCK_LN_EPS)
             y = F.linear(y, P[lp + "pwconv1.weight"], P[lp + "pwconv1.bias"])
             y = act(y)
+            if v2:
+                y = grn(y, P[lp + "grn.weight"], P[lp + "grn.bias"])
             y = F.linear(y, P[lp + "pwconv2.weight"], P[lp + "pwconv2.bias"])
             if use_scale:
                 y = P[lp + "layer_scale_parameter"] * y
@@ -204,7 +233,8 @@ def encoder_forward(P, cfg, pixel_values, prefix, fast=False):
 
 
 def model_forward(P, cfg, pixel_values, prefix="convnext.", fast=False):
-    """ConvNextModel (prefix "") or the body of ConvNextForImageClassification (prefix "convnext.")."""
+    """ConvNextModel (prefix "") or the body of ConvNextForImageClassification (prefix "convnext.",
+    "convnextv2." in V2)."""
     hidden = encoder_forward(P, cfg, pixel_values, prefix, fast)
     last = hidden[-1]
     pooled = F.layer_norm(last.mean([-2, -1]), (last.shape[1],), P[prefix + "layernorm.weight"],
@@ -234,7 +264,7 @@ def classification_loss(logits, labels, cfg):
 
 
 def classifier_forward(P, cfg, pixel_values, labels=None, fast=False):
-    out = model_forward(P, cfg, pixel_values, "convnext.", fast)
+    out = model_forward(P, cfg, pixel_values, body_prefix(cfg), fast)
     if num_labels_of(cfg) > 0:
         logits = F.linear(out["pooler_output"], P["classifier.weight"], P["classifier.bias"])
     else:
@@ -258,6 +288,7 @@ def backbone_forward(P, cfg, pixel_values, fast=False):
 
 
 def run_architecture(arch, P, cfg, pixel_values, labels=None, fast=False):
+    arch = arch_kind(arch)
     if arch == "ConvNextBackbone":
         return backbone_forward(P, cfg, pixel_values, fast)
     if arch == "ConvNextModel":
@@ -318,6 +349,10 @@ def check_shared(root):
     cases = [("tiny4", "tiny4", "", True), ("tiny4/backbone", "tiny4", "backbone.", False),
              ("gray3_relu_noscale", "gray3_relu_noscale", "", True),
              ("multilabel_gelunew", "multilabel_gelunew", "", True)]
+    if os.path.isdir(os.path.join(root, "v2_tiny4")):  # newer than the others
+        cases += [("v2_tiny4", "v2_tiny4", "", True), ("v2_tiny4/backbone", "v2_tiny4", "backbone.", False)]
+    else:
+        print("note: no v2_tiny4 in the shared fixtures: the V2 (GRN) path of the twin is not checked")
     for model_dir, exp_dir, key_prefix, with_labels in cases:
         mdir = os.path.join(root, model_dir)
         cfg_path = os.path.join(mdir, "config.json")
@@ -375,7 +410,9 @@ def rng_for(name):
 
 def draw_params(cfg, arch, rng):
     """Random float32 parameters so that every part matters: weights N(0,1)/sqrt(fan_in),
-    biases N(0,0.1), LayerNorm weights 1+N(0,0.1) (biases N(0,0.1)), layer scale 0.4+N(0,0.05)."""
+    biases N(0,0.1), LayerNorm weights 1+N(0,0.1) (biases N(0,0.1)), layer scale 0.4+N(0,0.05),
+    V2's GRN weight 0.1+0.4*U(0,1) and bias 0.05*N(0,1) (transformers starts both at 0: identity)."""
+    arch = arch_kind(arch)
     P = {}
 
     def normal(shape, mean, std):
@@ -393,7 +430,7 @@ def draw_params(cfg, arch, rng):
         P[name + ".weight"] = normal((c,), 1.0, 0.1)
         P[name + ".bias"] = normal((c,), 0.0, 0.1)
 
-    pre = "convnext." if arch == "ConvNextForImageClassification" else ""
+    pre = body_prefix(cfg) if arch == "ConvNextForImageClassification" else ""
     hs, depths, cin0, ps = cfg["hidden_sizes"], cfg["depths"], cfg["num_channels"], cfg["patch_size"]
     dense(pre + "embeddings.patch_embeddings", (hs[0], cin0, ps, ps), cin0 * ps * ps)
     norm(pre + "embeddings.layernorm", hs[0])
@@ -408,8 +445,11 @@ def draw_params(cfg, arch, rng):
             dense(lp + "dwconv", (c, 1, 7, 7), 49)
             norm(lp + "layernorm", c)
             dense(lp + "pwconv1", (4 * c, c), c)
+            if is_v2(cfg):
+                P[lp + "grn.weight"] = (np.float32(0.1) + np.float32(0.4) * rng.random(size=(1, 1, 1, 4 * c), dtype=np.float32))
+                P[lp + "grn.bias"] = normal((1, 1, 1, 4 * c), 0.0, 0.05)
             dense(lp + "pwconv2", (c, 4 * c), 4 * c)
-            if cfg["layer_scale_init_value"] > 0:
+            if not is_v2(cfg) and cfg["layer_scale_init_value"] > 0:
                 P[lp + "layer_scale_parameter"] = normal((c,), 0.4, 0.05)
     if arch == "ConvNextBackbone":
         num_features = [hs[0]] + list(hs)
@@ -425,8 +465,12 @@ def draw_params(cfg, arch, rng):
 
 
 def make_config(spec):
-    """A config.json dict as transformers 5.17's save_pretrained writes it (see tiny4/config.json)."""
+    """A config.json dict as transformers 5.17's save_pretrained writes it (see tiny4/config.json,
+    v2_tiny4/config.json for model_type convnextv2: V2 class names, no layer_scale_init_value)."""
+    v2 = spec.get("model_type", "convnext") == "convnextv2"
     arch = spec.get("arch", "ConvNextForImageClassification")
+    if v2:
+        arch = arch.replace("ConvNext", "ConvNextV2")
     n = spec.get("num_labels", 5)
     names = spec.get("label_names") or [f"LABEL_{i}" for i in range(n)]
     depths = list(spec["depths"])
@@ -448,7 +492,7 @@ def make_config(spec):
         "label2id": {names[i]: i for i in range(n)},
         "layer_norm_eps": spec.get("layer_norm_eps", 1e-12),
         "layer_scale_init_value": float(spec.get("layer_scale_init_value", 1e-6)),
-        "model_type": "convnext",
+        "model_type": "convnextv2" if v2 else "convnext",
         "num_channels": spec.get("num_channels", 3),
         "num_stages": len(depths),
         "out_features": out_features,
@@ -459,6 +503,8 @@ def make_config(spec):
     }
     if spec.get("problem_type") is not None:
         cfg["problem_type"] = spec["problem_type"]
+    if v2:
+        del cfg["layer_scale_init_value"]
     return cfg
 
 
@@ -518,6 +564,22 @@ def small_variants():
              input=[2, 5, 70, 66]),
         dict(name="backbone_stem_all", note="ConvNextBackbone, out_features stem/stage2/stage4",
              arch="ConvNextBackbone", num_labels=2, out_features=["stem", "stage2", "stage4"], **SMALL),
+        # ConvNeXt V2 (GRN; the shared v2_tiny4 covers gelu, 4 stages, 64x64, the backbone)
+        dict(name="v2_relu_stages3", note="V2, relu, 3 stages, odd input 50x42 (GRN over odd maps), final LN "
+             "eps 1e-6", model_type="convnextv2", hidden_act="relu", hidden_sizes=[8, 16, 24], depths=[2, 1, 2],
+             input=[3, 3, 50, 42], layer_norm_eps=1e-6),
+        dict(name="v2_wide_odd_channels", note="V2, odd channel counts (4C = 52, 228, 140, 284), 5 input channels, "
+             "patch 2, gelu_new, 7 labels", model_type="convnextv2", hidden_act="gelu_new", num_channels=5,
+             num_labels=7, patch_size=2, hidden_sizes=[13, 57, 35, 71], depths=[1, 1, 1, 1], input=[2, 5, 37, 45]),
+        dict(name="v2_multilabel_silu", note="V2, silu, multi-label BCE", model_type="convnextv2", hidden_act="silu",
+             num_labels=4, problem_type="multi_label_classification", labels="multi", hidden_sizes=[8, 16, 24, 32],
+             depths=[1, 1, 2, 1], input=[2, 3, 64, 64]),
+        dict(name="v2_input160x128", note="V2 on a larger input (40x32 first stage: many row tiles per image, "
+             "GRN statistics summed across them)", model_type="convnextv2", hidden_sizes=[8, 16, 24, 32],
+             depths=[2, 1, 2, 1], input=[2, 3, 160, 128]),
+        dict(name="v2_backbone_stem_all", note="ConvNextV2Backbone, out_features stem/stage2/stage4",
+             model_type="convnextv2", arch="ConvNextBackbone", num_labels=2, out_features=["stem", "stage2", "stage4"],
+             **SMALL),
     ]
     for spec in v:
         if spec.get("num_labels", 5) == 5 and spec.get("arch") is None:
@@ -573,7 +635,7 @@ def write_variant(root, spec, weights_cache):
     t_weights = time.time() - t0
 
     pv = rng.standard_normal(size=spec["input"], dtype=np.float32)
-    labels = None if arch == "ConvNextBackbone" else draw_labels(spec, cfg, spec["input"][0], rng)
+    labels = None if arch_kind(arch) == "ConvNextBackbone" else draw_labels(spec, cfg, spec["input"][0], rng)
 
     expected = {"pixel_values": pv}
     if labels is not None:
@@ -601,7 +663,7 @@ def write_variant(root, spec, weights_cache):
             lab64 = None if labels is None else labels_to_torch(labels, torch.float64)
             out = run_architecture(arch, P, cfg, pv64, lab64)
             flat = flatten_outputs(out)
-            if arch != "ConvNextBackbone":
+            if arch_kind(arch) != "ConvNextBackbone":
                 flat["logits_first_alone"] = run_architecture(arch, P, cfg, pv64[:1])["logits"]
             # how far a plain float32 forward lands from the float64 truth (for the report/meta)
             P32 = to_torch(params, torch.float32)
@@ -625,7 +687,7 @@ def write_variant(root, spec, weights_cache):
     if "problem_type" in out:
         meta["problem_type"] = out["problem_type"]
         meta["loss"] = float(flat["loss"][0])
-    if arch == "ConvNextBackbone":
+    if arch_kind(arch) == "ConvNextBackbone":
         meta["backbone"] = {"out_features": cfg["out_features"], "out_indices": cfg["out_indices"],
                             "stage_names": cfg["stage_names"]}
     meta["num_hidden_states"] = cfg["num_stages"] + 1

@@ -1,7 +1,8 @@
 // Configurations the shared fixtures do not cover (other activations, 2–3 stages, patch sizes
-// 2/8, no layer scale, num_labels 0, backbones with the stem, full-size tiny/base at 224 and 384
-// with 21841 labels), against ground truth from make_variants.py: an independent PyTorch twin
-// of transformers' modeling_convnext that first checks itself against the shared fixtures.
+// 2/8, no layer scale, num_labels 0, backbones with the stem, ConvNeXt V2 with other activations,
+// stage counts and odd widths, full-size tiny/base at 224 and 384 with 21841 labels), against
+// ground truth from make_variants.py: an independent PyTorch twin of transformers'
+// modeling_convnext and modeling_convnextv2 that first checks itself against the shared fixtures.
 #include <filesystem>
 
 #include "convnext/convnext.h"
