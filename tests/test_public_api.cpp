@@ -226,8 +226,9 @@ TEST(PublicApi, OneParserForEveryDtypeSpelling) {
   for (const char* s : {"f32", "fp32", "float32", "float", "F32", "torch.float32"}) EXPECT_EQ(parse_dtype(s), DType::F32) << s;
   for (const char* s : {"f16", "fp16", "float16", "half", "F16", "torch.float16"}) EXPECT_EQ(parse_dtype(s), DType::F16) << s;
   for (const char* s : {"bf16", "bfloat16", "BF16", "torch.bfloat16"}) EXPECT_EQ(parse_dtype(s), DType::BF16) << s;
-  for (const char* s : {"", "f64", "int8", "Float32"}) EXPECT_THROW(parse_dtype(s), Error) << s;
-  for (DType d : {DType::F32, DType::F16, DType::BF16}) {
+  for (const char* s : {"int8", "i8", "I8", "torch.int8"}) EXPECT_EQ(parse_dtype(s), DType::I8) << s;
+  for (const char* s : {"", "f64", "uint8", "Float32", "Int8"}) EXPECT_THROW(parse_dtype(s), Error) << s;
+  for (DType d : {DType::F32, DType::F16, DType::BF16, DType::I8}) {
     EXPECT_EQ(parse_dtype(dtype_short_name(d)), d);
     EXPECT_EQ(parse_dtype(dtype_torch_name(d)), d);
     EXPECT_EQ(parse_dtype(dtype_safetensors_name(d)), d);

@@ -70,7 +70,18 @@ struct QuantRow {
   float scale = 0.0f, inv = 0.0f;
   int32_t zero = 0;
 };
-QuantRow quant_params(float lo, float hi);
+// (Inline: the int8 GEMM calls it once per row of A.)
+inline QuantRow quant_params(float lo, float hi) {
+  lo = lo < 0.0f ? lo : 0.0f;
+  hi = hi > 0.0f ? hi : 0.0f;
+  QuantRow q;
+  if (!(hi > lo)) return q;  // all zeros (or NaN): q = 0, scale 0
+  q.scale = (hi - lo) / 255.0f;
+  q.inv = 255.0f / (hi - lo);
+  const float z = __builtin_nearbyintf(-lo * q.inv);  // std::nearbyint, without <cmath> here
+  q.zero = z < 0.0f ? 0 : z > 255.0f ? 255 : static_cast<int32_t>(z);
+  return q;
+}
 // True when this CPU runs the int8 GEMM natively (AVX512_VNNI); elsewhere a portable kernel
 // gives the same numbers, slowly.
 bool native_int8(const Context& ctx);

@@ -12,18 +12,6 @@
 
 namespace convnext::kernels {
 
-QuantRow quant_params(float lo, float hi) {
-  lo = std::min(lo, 0.0f);
-  hi = std::max(hi, 0.0f);
-  QuantRow q;
-  if (!(hi > lo)) return q;  // all zeros (or NaN): q = 0, scale 0
-  q.scale = (hi - lo) / 255.0f;
-  q.inv = 255.0f / (hi - lo);
-  q.zero = static_cast<int32_t>(std::nearbyint(-lo * q.inv));
-  q.zero = std::clamp(q.zero, 0, 255);
-  return q;
-}
-
 PackedLinear pack_linear_int8(const Context& ctx, const float* W, const float* row_scale, const float* col_scale, const float* bias,
                               int64_t N, int64_t K) {
   PackedLinear P;
