@@ -66,9 +66,10 @@ for b, t in [(1, 2), (1, 1), (8, 2), (8, 1)]:
           f"| {max(r['peak_rss_mb'] for r in o):.0f} | {max(r['peak_rss_mb'] for r in x):.0f} ({max(r['max_rss_mb'] for r in x):.0f}) |")
 print(f"\nORT runs ranged: " + ", ".join(f"b{b}t{t} {min(r['median_ms'] for r in pick('onnxruntime', b, t)):.1f}-{max(r['median_ms'] for r in pick('onnxruntime', b, t)):.1f} ms" for b, t in [(1,2),(1,1),(8,2),(8,1)] if pick('onnxruntime', b, t)))
 print(f"ours runs ranged: " + ", ".join(f"b{b}t{t} {min(r['median_ms'] for r in pick('ours', b, t)):.1f}-{max(r['median_ms'] for r in pick('ours', b, t)):.1f} ms" for b, t in [(1,2),(1,1),(8,2),(8,1)] if pick('ours', b, t)))
-print("\nbf16 (ours, vdpbf16ps GEMMs) against ORT fp32, same rounds:\n")
-print("| config | ours bf16 median ms | ORT fp32 median ms | ratio ORT/ours bf16 | ours bf16 peak RSS MB |")
-print("|---|---|---|---|---|")
+if pick("ours_bf16", 1, 2) or pick("ours_bf16", 8, 2):
+    print("\nbf16 (ours, vdpbf16ps GEMMs) against ORT fp32, same rounds:\n")
+    print("| config | ours bf16 median ms | ORT fp32 median ms | ratio ORT/ours bf16 | ours bf16 peak RSS MB |")
+    print("|---|---|---|---|---|")
 for b, t in [(1, 2), (8, 2)]:
     o, x = pick("ours_bf16", b, t), pick("onnxruntime", b, t)
     if not o or not x: continue
