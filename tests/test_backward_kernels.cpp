@@ -13,14 +13,7 @@
 namespace convnext::test {
 namespace {
 
-std::vector<float> randn(int64_t n, uint64_t seed, float scale = 1.0f, float mean = 0.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> d(mean, scale);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = d(rng);
-  return v;
-}
-Tensor T(const std::vector<float>& v) { return Tensor({static_cast<int64_t>(v.size())}, v); }
+Tensor T(const std::vector<float>& v) { return as_tensor(v); }
 
 // d/dθ of Σ w·f(θ) by central differences in double-evaluated forward (the reference kernels).
 double numeric(const std::function<double()>& loss, float& theta, double eps = 1e-3) {

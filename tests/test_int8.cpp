@@ -11,15 +11,6 @@
 namespace convnext::test {
 namespace {
 
-std::vector<float> randn(int64_t n, uint64_t seed, float scale = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = d(rng);
-  return v;
-}
-
-Tensor as_tensor(const std::vector<float>& v) { return Tensor({static_cast<int64_t>(v.size())}, v); }
 
 struct Family {
   const char* name;

@@ -6,13 +6,25 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <string>
+#include <vector>
 #include <unistd.h>
 
 #include "convnext/config.h"
 #include "convnext/tensor.h"
 
 namespace convnext::test {
+
+// n values drawn from N(mean, scale²) with a fixed seed (the kernel tests' inputs).
+inline std::vector<float> randn(int64_t n, uint64_t seed, float scale = 1.0f, float mean = 0.0f) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> d(mean, scale);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = d(rng);
+  return v;
+}
+inline Tensor as_tensor(const std::vector<float>& v) { return Tensor({static_cast<int64_t>(v.size())}, v); }
 
 inline std::string fixtures_dir() {
   const char* e = std::getenv("CONVNEXT_FIXTURES");

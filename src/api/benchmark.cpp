@@ -63,6 +63,17 @@ BenchmarkResult summarise(const char* mode, const BenchmarkOptions& o, const std
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
+// One run's parts into part_ms (one list of times per part), and last what the run spent outside them.
+void record_parts(const ForwardProfile& profile, double run_ms, std::vector<std::vector<double>>& part_ms) {
+  part_ms.resize(profile.ms.size() + 1);
+  double parts = 0;
+  for (size_t p = 0; p < profile.ms.size(); ++p) {
+    part_ms[p].push_back(profile.ms[p]);
+    parts += profile.ms[p];
+  }
+  part_ms.back().push_back(run_ms - parts);
+}
+
 // The profile's rows: each recorded part's median, then `rest` (what the pass spent outside the
 // recorded parts: the forward's head, a training step's "other"), with GFLOP/s from the part's
 // multiply-adds.
@@ -137,13 +148,7 @@ BenchmarkResult benchmark_forward(const ConvNextForImageClassification& model, c
     model.forward(px, nullptr, false, ctx);
     ms.push_back(ms_since(t0));
     if (o.profile) {
-      part_ms.resize(profile.ms.size() + 1);
-      double parts = 0;
-      for (size_t p = 0; p < profile.ms.size(); ++p) {
-        part_ms[p].push_back(profile.ms[p]);
-        parts += profile.ms[p];
-      }
-      part_ms.back().push_back(ms.back() - parts);
+      record_parts(profile, ms.back(), part_ms);
     }
     if (o.on_run) o.on_run();
   }
@@ -197,13 +202,7 @@ BenchmarkResult benchmark_training(ConvNextForImageClassification& model, const 
     if (i >= o.warmup && o.profile) {  // the step's parts, then the optimizer's, then what is left
       profile.parts.emplace_back("optimizer");
       profile.ms.push_back(ms_since(t1));
-      part_ms.resize(profile.ms.size() + 1);
-      double parts = 0;
-      for (size_t p = 0; p < profile.ms.size(); ++p) {
-        part_ms[p].push_back(profile.ms[p]);
-        parts += profile.ms[p];
-      }
-      part_ms.back().push_back(ms.back() - parts);
+      record_parts(profile, ms.back(), part_ms);
     }
     if (o.on_run) o.on_run();
   }

@@ -79,24 +79,16 @@ void linear_bf16(int threads, int64_t M, const float* A, int64_t lda, const Pack
   const TilePlan plan = plan_tiles(M, N, threads);
   const int64_t tiles = plan.tiles();
   const Activation reg_act = act_in_registers(act) ? act : Activation::Linear;
-  // Which GEMM call and row tile each thread's abuf holds: a thread's consecutive tiles often
-  // share their rows of A, which are then converted once.
-  static std::atomic<uint64_t> calls{0};
+  static std::atomic<uint64_t> calls{0};  // each call's number, for ConvertedRows
   const uint64_t call = calls.fetch_add(1, std::memory_order_relaxed) + 1;
   parallel::for_chunks(tiles, 1, [&](int64_t t, int64_t) {
     {
-      // Each thread's bf16 copy of its rows of A, kept between calls: no allocation per GEMM.
-      static thread_local std::vector<uint32_t> abuf;
-      static thread_local uint64_t abuf_call = 0;
-      static thread_local int64_t abuf_tile = -1;
-      if (abuf.size() < static_cast<size_t>(plan.mc * K2)) abuf.resize(static_cast<size_t>(plan.mc * K2));
+      static thread_local ConvertedRows<uint32_t> rows_bf16;
       const int64_t tm = t / plan.ntiles;
       const int64_t m0 = tm * plan.mc, m1 = std::min(M, m0 + plan.mc);
       const int64_t p0 = (t % plan.ntiles) * plan.np, p1 = std::min(plan.panels, p0 + plan.np);
-      if (abuf_call != call || abuf_tile != tm) {
-        convert_rows(A + m0 * lda, lda, m1 - m0, K, K2, abuf.data());
-        abuf_call = call, abuf_tile = tm;
-      }
+      if (rows_bf16.stale(call, tm, static_cast<size_t>(plan.mc * K2))) convert_rows(A + m0 * lda, lda, m1 - m0, K, K2, rows_bf16.data.data());
+      const uint32_t* abuf = rows_bf16.data.data();
       for (int64_t k0 = 0; k0 < K2 || k0 == 0; k0 += kKc2) {
         const int64_t kc = std::min(kKc2, K2 - k0);
         const bool first = k0 == 0, last = k0 + kKc2 >= K2;
@@ -109,7 +101,7 @@ void linear_bf16(int threads, int64_t M, const float* A, int64_t lda, const Pack
           for_each_row_run(m0, m1, [&](int64_t m, int rows) {
             int64_t pf_rows;
             const char* pf_at = pf.slice(pf_rows);
-            kMicro[rows](kc, abuf.data() + (m - m0) * K2 + k0, K2, Bp, bias, reg_act, C + m * ldc + n0, ldc, mask_lo(nc),
+            kMicro[rows](kc, abuf + (m - m0) * K2 + k0, K2, Bp, bias, reg_act, C + m * ldc + n0, ldc, mask_lo(nc),
                          mask_hi(nc), accumulate || !first, pf_at, pf_rows);
           });
         }

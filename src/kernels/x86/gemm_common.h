@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "kernels/kernels.h"
 #include "kernels/x86/vmath_avx512.h"
@@ -90,6 +91,25 @@ inline void for_each_row_run(int64_t m0, int64_t m1, F&& f) {
     m += rows;
   }
 }
+
+// A thread's converted copy (bf16 pairs, int8) of its tile's rows of A, kept from call to call (no
+// allocation per GEMM) and converted again only when the call or the tile's rows change: a thread's
+// consecutive tiles often share their rows, which are then converted once. `call` is the GEMM
+// call's number (each kernel counts its calls), `tile` the row tile.
+template <class T>
+struct ConvertedRows {
+  std::vector<T> data;
+  uint64_t call = 0;
+  int64_t tile = -1;
+  // Sizes the buffer to n; true when the rows must be converted (again).
+  bool stale(uint64_t c, int64_t t, size_t n) {
+    if (data.size() < n) data.resize(n);
+    if (call == c && tile == t) return false;
+    call = c;
+    tile = t;
+    return true;
+  }
+};
 
 // Activations the epilogue applies in registers; the others run as a pass over the finished tile.
 inline bool act_in_registers(Activation a) {

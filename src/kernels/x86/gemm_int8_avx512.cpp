@@ -130,23 +130,19 @@ void linear_int8(int threads, int64_t M, const float* A, int64_t lda, const Pack
   const TilePlan plan = plan_tiles(M, N, threads);
   const int64_t tiles = plan.tiles();
   const Activation reg_act = act_in_registers(act) ? act : Activation::Linear;
-  static std::atomic<uint64_t> calls{0};
+  static std::atomic<uint64_t> calls{0};  // each call's number, for ConvertedRows
   const uint64_t call = calls.fetch_add(1, std::memory_order_relaxed) + 1;
   parallel::for_chunks(tiles, 1, [&](int64_t t, int64_t) {
-    // Each thread's quantized copy of its rows of A, kept between calls: no allocation per GEMM.
-    static thread_local std::vector<uint8_t> abuf;
+    // The tile's rows of A quantized (bytes), and each row's scale and zero point.
+    static thread_local ConvertedRows<uint8_t> rows_u8;
     static thread_local std::vector<RowQ> qbuf;
-    static thread_local uint64_t abuf_call = 0;
-    static thread_local int64_t abuf_tile = -1;
-    if (abuf.size() < static_cast<size_t>(plan.mc * K4 * 4)) abuf.resize(static_cast<size_t>(plan.mc * K4 * 4));
-    if (qbuf.size() < static_cast<size_t>(plan.mc)) qbuf.resize(static_cast<size_t>(plan.mc));
     const int64_t tm = t / plan.ntiles;
     const int64_t m0 = tm * plan.mc, m1 = std::min(M, m0 + plan.mc);
     const int64_t p0 = (t % plan.ntiles) * plan.np, p1 = std::min(plan.panels, p0 + plan.np);
-    if (abuf_call != call || abuf_tile != tm) {
-      for (int64_t m = m0; m < m1; ++m) qbuf[m - m0] = quantize_row(A + m * lda, K, K4, abuf.data() + (m - m0) * K4 * 4);
-      abuf_call = call, abuf_tile = tm;
-    }
+    if (qbuf.size() < static_cast<size_t>(plan.mc)) qbuf.resize(static_cast<size_t>(plan.mc));
+    if (rows_u8.stale(call, tm, static_cast<size_t>(plan.mc * K4 * 4)))
+      for (int64_t m = m0; m < m1; ++m) qbuf[m - m0] = quantize_row(A + m * lda, K, K4, rows_u8.data.data() + (m - m0) * K4 * 4);
+    const uint8_t* abuf = rows_u8.data.data();
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t n0 = p * kPanel, nc = std::min(kPanel, N - n0);
       const int8_t* Bp = W.panels_s8.data() + p * K4 * kPanel * 4;
@@ -155,7 +151,7 @@ void linear_int8(int threads, int64_t M, const float* A, int64_t lda, const Pack
       for_each_row_run(m0, m1, [&](int64_t m, int rows) {
         int64_t pf_rows;
         const char* pf_at = pf.slice(pf_rows);
-        kMicro[rows](K4, abuf.data() + (m - m0) * K4 * 4, K4 * 4, qbuf.data() + (m - m0), Bp, W.scale_s8.data() + n0,
+        kMicro[rows](K4, abuf + (m - m0) * K4 * 4, K4 * 4, qbuf.data() + (m - m0), Bp, W.scale_s8.data() + n0,
                      W.colsum_s8.data() + n0, W.bias.data() + n0, reg_act, C + m * ldc + n0, ldc, mask_lo(nc), mask_hi(nc),
                      accumulate, pf_at, pf_rows);
       });
