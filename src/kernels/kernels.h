@@ -4,6 +4,8 @@
 // kernels (x86/) or portable C++; reference/ holds the plain twins that tests compare against.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
+#include <new>
 #include <vector>
 
 #include "convnext/config.h"  // Activation
@@ -30,20 +32,41 @@ const char* family_name(Family f);  // "avx512" or "portable"
 
 constexpr int64_t kPanel = 32;  // output columns per packed weight panel
 
+// Storage on 64-byte boundaries: a microkernel loads a panel's row of weights (128 bytes) as two
+// 64-byte vectors every step, and from plain malloc (16-byte aligned) each of them would straddle
+// two cache lines.
+template <class T>
+struct Aligned64 {
+  using value_type = T;
+  Aligned64() = default;
+  template <class U>
+  Aligned64(const Aligned64<U>&) {}
+  T* allocate(size_t n) {
+    const size_t bytes = (n * sizeof(T) + 63) / 64 * 64;
+    if (void* p = std::aligned_alloc(64, bytes)) return static_cast<T*>(p);
+    throw std::bad_alloc();
+  }
+  void deallocate(T* p, size_t) { std::free(p); }
+  template <class U>
+  bool operator==(const Aligned64<U>&) const { return true; }
+};
+template <class T>
+using AlignedVector = std::vector<T, Aligned64<T>>;
+
 // The weight of an nn.Linear (out × in = N × K) packed for the GEMM once at load:
 // panel p holds, for every k, the 32 weights of outputs 32p..32p+31 (zero padded).
 struct PackedLinear {
   int64_t N = 0, K = 0;
-  std::vector<float> panels;  // fp32: ceil(N/32) × K × 32
+  AlignedVector<float> panels;  // fp32: ceil(N/32) × K × 32
   std::vector<float> bias;    // ceil(N/32)·32, zero padded
   // bf16 instead (panels empty): ceil(N/32) × ceil(K/2) × 32 × 2, the two k of a pair adjacent,
   // as vdpbf16ps consumes them. The GEMM then rounds A to bf16 too and accumulates in fp32.
-  std::vector<uint16_t> panels_bf16;
+  AlignedVector<uint16_t> panels_bf16;
   bool is_bf16() const { return !panels_bf16.empty(); }
   // int8 instead (see pack_linear_int8): ceil(N/32) × ceil(K/4) × 32 × 4 signed bytes, the four k
   // of a quad adjacent, as vpdpbusd consumes them; per output column its scale (W ≈ scale·q) and
   // the sum of its quantized weights (for the activations' zero point).
-  std::vector<int8_t> panels_s8;
+  AlignedVector<int8_t> panels_s8;
   std::vector<float> scale_s8;
   std::vector<int32_t> colsum_s8;
   bool is_int8() const { return !panels_s8.empty(); }
