@@ -28,7 +28,9 @@ Tensor::Tensor(Shape shape) : shape_(std::move(shape)) {
   // 64-byte aligned so the AVX-512 kernels may use aligned loads on fresh tensors.
   const size_t bytes = static_cast<size_t>(numel()) * sizeof(float);
   const size_t rounded = (bytes + 63) / 64 * 64;
-  void* p = rounded ? std::aligned_alloc(64, rounded) : nullptr;
+  // 128 bytes to spare: a weight tensor freed once packed leaves a chunk that glibc can hand to the
+  // next 64-byte-aligned request of the same size (aligned_alloc needs that much room to align).
+  void* p = rounded ? std::aligned_alloc(64, rounded + 128) : nullptr;
   if (rounded && !p) throw Error("out of memory allocating a tensor of shape " + shape_str(shape_));
   if (p) std::memset(p, 0, rounded);
   owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
