@@ -85,7 +85,9 @@ TEST(Layouts, V2InTransformersTimmAndFacebookresearchLayoutsGiveTheSameLogits) {
     EXPECT_EQ(c.hidden_sizes, (std::vector<int64_t>{8, 16, 24, 32}));
     EXPECT_EQ(c.num_labels(), 5);
     EXPECT_EQ(c.layer_norm_eps, 1e-6);
-    if (std::string(file) != "hf_v2") EXPECT_TRUE(has_note(m.load_warnings(), "ConvNeXt V2"));
+    if (std::string(file) != "hf_v2") {
+      EXPECT_TRUE(has_note(m.load_warnings(), "ConvNeXt V2"));
+    }
     EXPECT_TRUE(close(m.forward(px).logits, ref));
     // The body alone, as ConvNextV2Model.
     const auto body = ConvNextModel::from_pretrained(dir + "/" + file);
