@@ -15,17 +15,6 @@ namespace {
 
 Tensor T(const std::vector<float>& v) { return as_tensor(v); }
 
-// d/dθ of Σ w·f(θ) by central differences in double-evaluated forward (the reference kernels).
-double numeric(const std::function<double()>& loss, float& theta, double eps = 1e-3) {
-  const float keep = theta;
-  theta = static_cast<float>(keep + eps);
-  const double up = loss();
-  theta = static_cast<float>(keep - eps);
-  const double down = loss();
-  theta = keep;
-  return (up - down) / (2 * eps);
-}
-
 struct BackwardFamily {
   const char* name;
   // Each takes its thread count first; the tests run 3 threads (an odd split of the rows).

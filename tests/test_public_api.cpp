@@ -72,7 +72,9 @@ TEST(PublicApi, BenchmarkTrainingProfileNamesEveryPartOfAStep) {
     total += p.median_ms;
     EXPECT_GE(p.median_ms, 0) << p.part;
     const bool multiplies = p.part.find("blocks") != std::string::npos || p.part.find("downsample") != std::string::npos;
-    if (multiplies) EXPECT_GT(p.gflops, 0) << p.part;
+    if (multiplies) {
+      EXPECT_GT(p.gflops, 0) << p.part;
+    }
   }
   const int64_t stages = small_config().num_stages;
   std::vector<std::string> want = {"embeddings"};

@@ -26,6 +26,18 @@ inline std::vector<float> randn(int64_t n, uint64_t seed, float scale = 1.0f, fl
 }
 inline Tensor as_tensor(const std::vector<float>& v) { return Tensor({static_cast<int64_t>(v.size())}, v); }
 
+// d loss / dθ by central differences (the backward tests' check of their reference twins).
+template <class Loss>
+double numeric(const Loss& loss, float& theta, double eps = 1e-3) {
+  const float keep = theta;
+  theta = static_cast<float>(keep + eps);
+  const double up = loss();
+  theta = static_cast<float>(keep - eps);
+  const double down = loss();
+  theta = keep;
+  return (up - down) / (2 * eps);
+}
+
 inline std::string fixtures_dir() {
   const char* e = std::getenv("CONVNEXT_FIXTURES");
   return e ? e : CONVNEXT_FIXTURES_DIR;
