@@ -1,7 +1,7 @@
-// How close the pointwise GEMMs come to the core's own limit, on one thread: fp32 and int8
+// How close the pointwise GEMMs come to the core's own limit, on one thread: fp32, int8 and bf16
 // (kernels::linear on weights packed once) on ConvNeXt-T's pointwise shapes at batch 8, each
 // against the rate of its instruction measured in registers in the same run (12 independent
-// chains of vfmadd231ps / vpdpbusd). Builds and runs with
+// chains of vfmadd231ps / vpdpbusd / vdpbf16ps). Builds and runs with
 //   bash bench/gemm_rate.sh
 #include <immintrin.h>
 
@@ -28,7 +28,7 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
   insn " %%zmm12, %%zmm13, %%zmm6\n\t" insn " %%zmm12, %%zmm13, %%zmm7\n\t" insn " %%zmm12, %%zmm13, %%zmm8\n\t"   \
   insn " %%zmm12, %%zmm13, %%zmm9\n\t" insn " %%zmm12, %%zmm13, %%zmm10\n\t" insn " %%zmm12, %%zmm13, %%zmm11\n\t"
 #define RATE(name, insn, macs_per_insn)                                                                        \
-  __attribute__((target("avx512f,fma,avx512vnni"))) double name() {                                         \
+  __attribute__((target("avx512f,fma,avx512vnni,avx512bf16"))) double name() {                                         \
     const long n = 100'000'000;                                                                              \
     const auto t0 = Clock::now();                                                                            \
     asm volatile("vpxord %%zmm12, %%zmm12, %%zmm12\n\tvpxord %%zmm13, %%zmm13, %%zmm13\n\t"                 \
@@ -41,6 +41,7 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
   }
 RATE(fma_gmacs, "vfmadd231ps", 16)
 RATE(vnni_gmacs, "vpdpbusd", 64)
+RATE(bf16_gmacs, "vdpbf16ps", 32)
 
 // Median GMAC/s of kernels::linear over `reps` calls.
 double gemm_gmacs(const kernels::Context& ctx, const kernels::PackedLinear& P, const std::vector<float>& A, int64_t M,
@@ -60,11 +61,13 @@ int main() {
   if (!cpu_has_avx512()) return std::puts("needs AVX-512"), 0;
   const bool vnni = cpu_has_avx512_vnni();
   const kernels::Context ctx{1, kernels::Family::Avx512};
-  const double fma = fma_gmacs(), dp = vnni ? vnni_gmacs() : 0;
+  const bool bf16 = cpu_has_avx512_bf16();
+  const double fma = fma_gmacs(), dp = vnni ? vnni_gmacs() : 0, bh = bf16 ? bf16_gmacs() : 0;
   std::printf("one thread, in registers: vfmadd231ps %.0f GMAC/s (%.0f GFLOP/s)", fma, 2 * fma);
   if (vnni) std::printf(", vpdpbusd %.0f GMAC/s", dp);
-  std::printf("\n\n| GEMM (ConvNeXt-T, batch 8) | M | N | K | fp32 GMAC/s | of FMA rate | int8 GMAC/s | of vpdpbusd rate |\n");
-  std::printf("|---|---|---|---|---|---|---|---|\n");
+  if (bf16) std::printf(", vdpbf16ps %.0f GMAC/s", bh);
+  std::printf("\n\n| GEMM (ConvNeXt-T, batch 8) | M | N | K | fp32 GMAC/s | of FMA rate | int8 GMAC/s | of vpdpbusd rate | bf16 GMAC/s | of vdpbf16ps rate |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
   std::mt19937 rng(1);
   std::normal_distribution<float> d;
   const int64_t C[4] = {96, 192, 384, 768}, HW[4] = {3136, 784, 196, 49};
@@ -81,8 +84,10 @@ int main() {
       const double g32 = gemm_gmacs(ctx, P32, A, M, act, layer == 1, out);
       double g8 = 0;
       if (vnni) g8 = gemm_gmacs(ctx, kernels::pack_linear_int8(ctx, W.data(), nullptr, nullptr, b.data(), N, K), A, M, act, layer == 1, out);
-      std::printf("| stage %d %s | %lld | %lld | %lld | %.0f | %.0f%% | %.0f | %.0f%% |\n", s + 1, layer ? "pw2" : "pw1 + GELU",
-                  static_cast<long long>(M), static_cast<long long>(N), static_cast<long long>(K), g32, 100 * g32 / fma, g8,
-                  vnni ? 100 * g8 / dp : 0.0);
+      double g16 = 0;
+      if (bf16) g16 = gemm_gmacs(ctx, kernels::pack_linear_scaled(ctx, W.data(), nullptr, nullptr, b.data(), N, K, true), A, M, act, layer == 1, out);
+      std::printf("| stage %d %s | %lld | %lld | %lld | %.0f | %.0f%% | %.0f | %.0f%% | %.0f | %.0f%% |\n", s + 1,
+                  layer ? "pw2" : "pw1 + GELU", static_cast<long long>(M), static_cast<long long>(N), static_cast<long long>(K), g32,
+                  100 * g32 / fma, g8, vnni ? 100 * g8 / dp : 0.0, g16, bf16 ? 100 * g16 / bh : 0.0);
     }
 }

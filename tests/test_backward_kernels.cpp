@@ -2,10 +2,13 @@
 // twins on odd shapes (C = 1, 3, 13, 57; H×W = 1×1, 5×9, 57×61; batch 1 and 3), and the
 // reference twins against central finite differences of the forward definitions.
 #include <algorithm>
+#include <cstring>
+#include <iterator>
 #include <functional>
 #include <random>
 
 #include "core/cpu.h"
+#include "io/safetensors.h"  // f32_to_bf16
 #include "kernels/kernels.h"
 #include "test_util.h"
 #include "train/backprop.h"
@@ -221,6 +224,108 @@ TEST(BackwardKernels, PackingIntoReusedStorageEqualsAFreshPack) {
     ASSERT_GE(x.panels.size(), fx.panels.size());
     EXPECT_TRUE(std::equal(fx.panels.begin(), fx.panels.end(), x.panels.begin())) << "pack_kn_into N=" << N << " K=" << K;
   }
+}
+
+// bf16 training: the same three GEMMs with bf16 packs must equal the double-precision products
+// of the bf16-rounded operands up to fp32 summation error, in every family (the portable one
+// everywhere, AVX512_BF16 where the CPU has it), on odd shapes (odd K: a half-filled last pair).
+float round_bf16(float v) { return io::bf16_to_f32(io::f32_to_bf16(v)); }
+std::vector<float> rounded(std::vector<float> v) {
+  for (float& x : v) x = round_bf16(x);
+  return v;
+}
+
+TEST(BackwardKernels, Bf16TrainingGemmsMatchReferenceOnRoundedOperands) {
+  std::vector<std::pair<const char*, kernels::Context>> ctxs = {{"portable", {kThreads, kernels::Family::Portable}}};
+  if (kernels::native_bf16({1, kernels::Family::Avx512})) ctxs.push_back({"avx512_bf16", {kThreads, kernels::Family::Avx512}});
+  for (const auto& [name, ctx] : ctxs)
+    for (int64_t M : {1, 13, 200})
+      for (int64_t N : {1, 3, 57, 100})
+        for (int64_t K : {1, 13, 57, 385}) {
+          SCOPED_TRACE(std::string(name) + " M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K));
+          const auto W = randn(N * K, M + N + K, 0.2f), b = randn(N, 7 * N), dy = randn(M * N, 2 * M + N), x = randn(M * K, M + 3 * K);
+          const auto Wr = rounded(W), dyr = rounded(dy), xr = rounded(x);
+          kernels::PackedLinear P;
+          // y = x·Wᵀ + b
+          std::vector<float> y(static_cast<size_t>(M * N)), ry(y.size());
+          kernels::pack_linear_into(ctx, W.data(), b.data(), N, K, P, /*bf16=*/true);
+          kernels::linear(ctx, M, x.data(), K, P, y.data(), N, false, Activation::Linear);
+          kernels::reference::linear(M, N, K, xr.data(), K, Wr.data(), b.data(), ry.data(), N, false, Activation::Linear);
+          EXPECT_TRUE(close(T(y), T(ry), 2e-6)) << "y";
+          // dx = dy·W
+          std::vector<float> Wt(static_cast<size_t>(K * N));
+          for (int64_t n = 0; n < N; ++n)
+            for (int64_t k = 0; k < K; ++k) Wt[static_cast<size_t>(k * N + n)] = Wr[static_cast<size_t>(n * K + k)];
+          std::vector<float> dx(static_cast<size_t>(M * K)), rdx(dx.size());
+          kernels::pack_kn_into(ctx, W.data(), K, N, K, P, /*bf16=*/true);
+          kernels::linear(ctx, M, dy.data(), N, P, dx.data(), K, false, Activation::Linear);
+          kernels::reference::linear(M, K, N, dyr.data(), N, Wt.data(), nullptr, rdx.data(), K, false, Activation::Linear);
+          EXPECT_TRUE(close(T(dx), T(rdx), 2e-6)) << "dx";
+          // dW += dyᵀ·x (accumulating onto ones)
+          std::vector<float> dyt(static_cast<size_t>(N * M)), xt(static_cast<size_t>(K * M));
+          for (int64_t m = 0; m < M; ++m) {
+            for (int64_t n = 0; n < N; ++n) dyt[static_cast<size_t>(n * M + m)] = dyr[static_cast<size_t>(m * N + n)];
+            for (int64_t k = 0; k < K; ++k) xt[static_cast<size_t>(k * M + m)] = xr[static_cast<size_t>(m * K + k)];
+          }
+          std::vector<float> dw(static_cast<size_t>(N * K), 1.0f), rdw(dw);
+          kernels::pack_kn_into(ctx, x.data(), K, M, K, P, /*bf16=*/true);
+          kernels::linear_at(ctx, N, dy.data(), N, P, dw.data(), K, true);
+          kernels::reference::linear(N, K, M, dyt.data(), M, xt.data(), nullptr, rdw.data(), K, true, Activation::Linear);
+          EXPECT_TRUE(close(T(dw), T(rdw), 2e-6)) << "dW";
+          // The rounding really happened: the fp32 product of the unrounded operands differs.
+          if (M * N * K > 1000) {
+            std::vector<float> fy(y.size());
+            kernels::reference::linear(M, N, K, x.data(), K, W.data(), b.data(), fy.data(), N, false, Activation::Linear);
+            EXPECT_FALSE(close(T(y), T(fy), 1e-5)) << "y is not the fp32 product";
+          }
+        }
+}
+
+TEST(BackwardKernels, Bf16PacksIntoReusedStorageEqualFreshPacksAndFamiliesRoundAlike) {
+  kernels::PackedLinear w, x;
+  const kernels::Context portable{kThreads, kernels::Family::Portable};
+  for (auto [N, K] : std::vector<std::pair<int64_t, int64_t>>{{100, 71}, {33, 5}, {3, 64}, {64, 1}}) {
+    SCOPED_TRACE("N=" + std::to_string(N) + " K=" + std::to_string(K));
+    const auto W = randn(N * K, N + K), b = randn(N, 2 * N + K);
+    kernels::pack_linear_into(kernels::default_context(), W.data(), b.data(), N, K, w, /*bf16=*/true);
+    kernels::pack_kn_into(kernels::default_context(), W.data(), K, N, K, x, /*bf16=*/true);
+    // pack_linear_into's bf16 form is the inference pack (pack_linear_scaled with bf16) exactly.
+    const auto fw = kernels::pack_linear_scaled(kernels::default_context(), W.data(), nullptr, nullptr, b.data(), N, K, true);
+    ASSERT_TRUE(w.is_bf16());
+    ASSERT_GE(w.panels_bf16.size(), fw.panels_bf16.size());
+    EXPECT_TRUE(std::equal(fw.panels_bf16.begin(), fw.panels_bf16.end(), w.panels_bf16.begin()));
+    EXPECT_EQ(w.bias, fw.bias);
+    // pack_kn_into's bf16 form (here of B = W, N rows to sum over, K columns): element (r, c) =
+    // bf16(B[r][c]) at pair r/2, half r%2, padding 0; the same bits from either family's rounding.
+    const auto fx = kernels::pack_kn(portable, W.data(), K, N, K, /*bf16=*/true);
+    const int64_t R2 = (N + 1) / 2, panels = (K + 31) / 32;
+    ASSERT_EQ(fx.panels_bf16.size(), static_cast<size_t>(panels * R2 * 64));
+    EXPECT_TRUE(std::equal(fx.panels_bf16.begin(), fx.panels_bf16.end(), x.panels_bf16.begin()));
+    for (int64_t p = 0; p < panels; ++p)
+      for (int64_t rr = 0; rr < R2; ++rr)
+        for (int64_t j = 0; j < 32; ++j)
+          for (int64_t h = 0; h < 2; ++h) {
+            const int64_t r = 2 * rr + h, c = 32 * p + j;
+            const uint16_t want = r < N && c < K ? io::f32_to_bf16(W[static_cast<size_t>(r * K + c)]) : 0;
+            ASSERT_EQ(fx.panels_bf16[static_cast<size_t>(((p * R2 + rr) * 32 + j) * 2 + h)], want) << "r=" << r << " c=" << c;
+          }
+    // Switching a pack between fp32 and bf16 leaves one form only.
+    kernels::pack_kn_into(kernels::default_context(), W.data(), K, N, K, x);
+    EXPECT_FALSE(x.is_bf16());
+  }
+  // The AVX512_BF16 conversion rounds to nearest even as io::f32_to_bf16 does (ties, ±0, ±inf,
+  // values near the largest finite bf16; denormal inputs, which it flushes to zero, aside).
+  if (!kernels::native_bf16({1, kernels::Family::Avx512})) GTEST_SKIP() << "no AVX512_BF16 here";
+  std::vector<float> r0 = randn(37, 5, 100.0f), r1 = randn(37, 6);
+  const uint32_t specials[] = {0x3f808000u, 0x3f818000u, 0x80000000u, 0x00000000u, 0x7f800000u, 0xff800000u, 0x7f7fffffu, 0x3f80ffffu};
+  for (size_t i = 0; i < std::size(specials); ++i) std::memcpy(&r0[i], &specials[i], 4), std::memcpy(&r1[i + 10], &specials[i], 4);
+  std::vector<uint32_t> a(37), c(37);
+  kernels::x86::interleave_bf16(r0.data(), r1.data(), 37, a.data());
+  kernels::portable::interleave_bf16(r0.data(), r1.data(), 37, c.data());
+  EXPECT_EQ(a, c);
+  kernels::x86::interleave_bf16(r0.data(), nullptr, 37, a.data());
+  kernels::portable::interleave_bf16(r0.data(), nullptr, 37, c.data());
+  EXPECT_EQ(a, c);
 }
 
 TEST(BackwardKernels, UnpatchifyInvertsPatchify) {

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "convnext/convnext.h"
+#include "io/json_file.h"
 #include "io/safetensors.h"
 #include "model/parameters.h"
 #include "kernels/kernels.h"
@@ -31,12 +32,20 @@ std::shared_ptr<detail::Parameters> load_trainable(const std::string& dir) {
   return detail::Parameters::load(dir, o, Architecture::ForImageClassification);
 }
 
+// The arithmetic a fixture was computed in: meta.json's "dtype" ("bf16": the generated bf16
+// mixed-precision variants), f32 otherwise.
+DType dtype_of(const std::string& dir) {
+  const fs::path meta = fs::path(dir) / "meta.json";
+  if (!fs::exists(meta)) return DType::F32;
+  return parse_dtype(io::read_json_file(meta.string()).value("dtype", std::string("f32")));
+}
+
 // Gradient of the mean loss w.r.t. every parameter and pixel_values: within 1e-3·max(1, max|ref|).
 void check_gradients(const std::string& dir) {
   auto e = io::SafetensorsFile::open(dir + "/expected.safetensors");
   auto net = load_trainable(dir);
   train::Gradients g(*net);
-  train::TrainGraph graph(*net, kernels::default_context());
+  train::TrainGraph graph(*net, kernels::default_context(), dtype_of(dir));
   Tensor dpx;
   train::StepOptions so;
   so.grad_pixels = &dpx;
@@ -55,11 +64,14 @@ void check_gradients(const std::string& dir) {
 
 // torch.optim.AdamW(model.parameters(), lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight decay
 // 0.01), the same batch at every step: parameters after steps 1 and 3 and the loss of each step.
+// The bf16 variants' steps hold at bf16's precision only (make_train_variants.py: BF16_STEP_TOL).
 void check_adamw(const std::string& dir) {
   auto e = io::SafetensorsFile::open(dir + "/expected.safetensors");
   auto net = load_trainable(dir);
   train::Gradients g(*net);
-  train::TrainGraph graph(*net, kernels::default_context());
+  const DType dtype = dtype_of(dir);
+  const float tol = dtype == DType::BF16 ? 1e-2f : 2e-5f;
+  train::TrainGraph graph(*net, kernels::default_context(), dtype);
   train::AdamWOptions o;
   o.lr = 1e-3;
   o.weight_decay = 0.01;
@@ -71,13 +83,13 @@ void check_adamw(const std::string& dir) {
   for (int step = 1; step <= 3; ++step) {
     g.zero();
     const auto r = graph.forward_backward(px, labels, g);
-    EXPECT_NEAR(r.loss, losses[step - 1], 2e-5 * std::max(1.0f, std::fabs(losses[step - 1]))) << dir << " step " << step;
+    EXPECT_NEAR(r.loss, losses[step - 1], tol * std::max(1.0f, std::fabs(losses[step - 1]))) << dir << " step " << step;
     opt.step(g, train::scheduled_lr("constant", o.lr, step - 1, 0, 3));
     if (step == 1 || step == 3)
       for (size_t i = 0; i < g.names.size(); ++i) {
         const std::string key = "step" + std::to_string(step) + "." + g.names[i];
         ASSERT_TRUE(e->contains(key)) << key;
-        EXPECT_TRUE(close(*g.params[i], e->get_f32(key), 2e-5)) << dir << " " << key;
+        EXPECT_TRUE(close(*g.params[i], e->get_f32(key), tol)) << dir << " " << key;
       }
   }
 }
@@ -100,6 +112,41 @@ TEST(TrainFixtures, AdamWTiny4) {
 TEST(TrainFixtures, AdamWMultilabel) {
   REQUIRE_FIXTURES();
   check_adamw(fixture("train_multilabel"));
+}
+
+// bf16 mixed precision (train --dtype bf16) against transformers' fp32 gradients: every GEMM of
+// the forward and backward rounds its inputs to bf16 (8 significant bits), so the numbers move
+// by bf16's tolerance (the one bf16 inference is held to), not fp32's; and they really move.
+void check_bf16_gradients(const std::string& dir) {
+  auto e = io::SafetensorsFile::open(dir + "/expected.safetensors");
+  auto net = load_trainable(dir);
+  train::Gradients g(*net), g32(*net);
+  train::TrainGraph graph(*net, kernels::default_context(), DType::BF16), graph32(*net, kernels::default_context());
+  const Tensor px = e->get_f32("pixel_values");
+  const auto r = graph.forward_backward(px, labels_in(*e), g);
+  graph32.forward_backward(px, labels_in(*e), g32);
+  EXPECT_TRUE(close(r.logits, e->get_f32("logits"), 3e-2)) << dir;
+  EXPECT_NEAR(r.loss, e->get_f32("loss")[0], 3e-2 * std::max(1.0f, std::fabs(e->get_f32("loss")[0]))) << dir;
+  double worst = 0;  // the largest error relative to max(1, max|ref|), printed for the record
+  size_t moved = 0;
+  for (size_t i = 0; i < g.names.size(); ++i) {
+    const Tensor ref = e->get_f32("grad." + g.names[i]);
+    EXPECT_TRUE(close(g.grads[i], ref, 1e-2)) << dir << " grad." << g.names[i];
+    double m = 1, d = 0;
+    for (int64_t j = 0; j < ref.numel(); ++j) m = std::max(m, static_cast<double>(std::fabs(ref[j])));
+    for (int64_t j = 0; j < ref.numel(); ++j) d = std::max(d, static_cast<double>(std::fabs(g.grads[i][j] - ref[j])));
+    worst = std::max(worst, d / m);
+    if (!close(g.grads[i], g32.grads[i], 1e-6)) ++moved;
+  }
+  std::printf("%s: bf16 gradients within %.2e of transformers' fp32 (relative to max(1, max|ref|)); %zu of %zu differ from our fp32\n",
+              dir.c_str(), worst, moved, g.names.size());
+  EXPECT_GT(moved, g.names.size() / 2) << "bf16 ran as fp32?";
+}
+
+TEST(TrainFixtures, Bf16GradientsStayNearTransformersFp32) {
+  REQUIRE_FIXTURES();
+  check_bf16_gradients(fixture("train_tiny4"));
+  check_bf16_gradients(fixture("train_multilabel"));
 }
 
 // transformers' get_scheduler formulas (optimization.py), by hand: LambdaLR's factor at the step
@@ -253,6 +300,9 @@ TEST(TrainVariants, GradientsAndAdamW) {
   EXPECT_GE(dirs.size(), 10u);
   // ConvNeXt V2: the gradients through GRN (grn.weight and grn.bias among them) against autograd.
   EXPECT_GE(std::count_if(dirs.begin(), dirs.end(), [](const std::string& d) { return fs::path(d).filename().string().starts_with("v2_"); }), 2);
+  // bf16 mixed precision (V1 and V2) against the twin's bf16 (every GEMM's inputs rounded): the
+  // gradients at fp32's tolerance.
+  EXPECT_GE(std::count_if(dirs.begin(), dirs.end(), [](const std::string& d) { return dtype_of(d) == DType::BF16; }), 2);
   for (const auto& d : dirs) {
     SCOPED_TRACE(d);
     check_gradients(d);

@@ -14,6 +14,7 @@
 
 #include "cli_util.h"
 #include "convnext/convnext.h"
+#include "io/json_file.h"
 #include "io/safetensors.h"
 #include "test_util.h"
 
@@ -85,13 +86,49 @@ TEST(TrainVariants, V2ThroughTheCommandLine) {
   check_fixture_through_cli(dir.string());
 }
 
+// train --dtype bf16: the fixture's first-step gradients within bf16's tolerance, the run's dtype
+// in the summary and in trainer_state.json (and kept by --resume), an fp32 checkpoint; int8 is
+// refused; bench --train --dtype bf16 times bf16 steps.
+TEST(TrainCli, Bf16MixedPrecision) {
+  REQUIRE_FIXTURES();
+  const std::string src = fixture("train_tiny4"), out = tmpdir("bf16");
+  const std::string args = "train --model " + src + " --data " + src + "/expected.safetensors --output " + out +
+                           "/ckpt --batch-size 8 --lr 1e-3 --lr-scheduler constant --max-grad-norm 0 --no-shuffle --json";
+  const CliRun r = run(args + " --steps 2 --dtype bf16 --save-grads " + out + "/grads.safetensors");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("bf16 mixed precision"), std::string::npos) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["dtype"], "bf16");
+  auto e = io::SafetensorsFile::open(src + "/expected.safetensors");
+  auto g = io::SafetensorsFile::open(out + "/grads.safetensors");
+  auto m = io::SafetensorsFile::open(out + "/ckpt/model.safetensors");
+  for (const auto& t : m->tensors()) {
+    EXPECT_EQ(t.dtype, "F32") << t.name;
+    EXPECT_TRUE(close(g->get_f32(t.name), e->get_f32("grad." + t.name), 1e-2)) << "grad." << t.name;
+  }
+  EXPECT_EQ(io::read_json_file(out + "/ckpt/trainer_state.json")["dtype"], "bf16");
+  const CliRun more = run("train --resume " + out + "/ckpt --steps 3 --json");
+  ASSERT_EQ(more.status, 0) << more.err;
+  EXPECT_EQ(nlohmann::json::parse(more.out)["dtype"], "bf16");
+  const CliRun i8 = run(args + " --steps 1 --dtype int8");
+  EXPECT_EQ(i8.status, 1);
+  EXPECT_NE(i8.err.find("--dtype must be f32 or bf16"), std::string::npos) << i8.err;
+  const CliRun b = run("bench --train --arch atto --size 32 --batch 2 --iters 1 --warmup 0 --dtype bf16 --json");
+  ASSERT_EQ(b.status, 0) << b.err;
+  const auto j = nlohmann::json::parse(b.out);
+  EXPECT_EQ(j["dtype"], "bf16");
+  EXPECT_EQ(j["mode"], "train");
+  EXPECT_TRUE(j["kernels"] == "avx512_bf16" || j["kernels"] == "portable_bf16") << j["kernels"];
+  fs::remove_all(out);
+}
+
 TEST(TrainCli, HelpNamesTheContract) {
   const CliRun t = run("train --help");
   EXPECT_EQ(t.status, 0);
   for (const char* flag : {"--model", "--config", "--arch", "--num-labels", "--ignore-mismatched-sizes", "--data",
                            "--eval-data", "--output", "--epochs", "--steps", "--batch-size", "--grad-accum", "--lr",
                            "--weight-decay", "--weight-decay-all", "--lr-scheduler", "--warmup-steps", "--max-grad-norm",
-                           "--no-shuffle", "--no-augment", "--seed", "--save-grads", "--save-every", "--resume", "--threads"})
+                           "--no-shuffle", "--no-augment", "--seed", "--save-grads", "--save-every", "--resume", "--threads",
+                           "--dtype"})
     EXPECT_NE(t.out.find(flag), std::string::npos) << flag;
   const CliRun e = run("eval --help");
   EXPECT_EQ(e.status, 0);

@@ -57,7 +57,8 @@ struct BenchmarkResult {
 
 // Times ConvNextForImageClassification::forward.
 CONVNEXT_API BenchmarkResult benchmark_forward(const ConvNextForImageClassification& model, const BenchmarkOptions& options = {});
-// Times full fp32 training steps of `model` as `convnext train` runs them: forward keeping
+// Times full training steps of `model` as `convnext train` runs them (fp32, or bf16 mixed
+// precision when the context's dtype, else the model's precision, is BF16): forward keeping
 // activations, cross-entropy on random labels, backward, clipping (norm 1), AdamW (lr 1e-4),
 // zero_grad. The model must have been created or loaded with inference_only = false; it is
 // trained in place.

@@ -46,6 +46,10 @@ struct TrainOptions {
   bool hflip = true;
   std::optional<double> drop_path_rate;  // overrides the config's
   uint64_t seed = 42;                     // the Trainer's default
+  // F32, or BF16: mixed precision as torch.autocast on CPU (every GEMM of forward and backward
+  // takes bf16 inputs and sums in fp32; fp32 master weights, LayerNorm, softmax, loss,
+  // gradients and optimizer). Checkpoints stay fp32.
+  DType precision = DType::F32;
   std::string save_grads;
   int64_t save_every = 0;  // optimizer steps; 0: at the end (and on Ctrl-C) only
   std::string resume_dir;

@@ -294,6 +294,7 @@ TrainOptions train_options(const py::dict& kw) {
     else if (key == "workers") o.workers = static_cast<int>(i64());
     else if (key == "crop_scale") o.crop_scale_min = dbl();
     else if (key == "log_every") o.log_every = i64();
+    else if (key == "dtype") o.precision = parse_dtype(str());
     else if (key == "ignore_mismatched_sizes") o.ignore_mismatched_sizes = flag_on();
     else if (key == "weight_decay_all") o.weight_decay_all = flag_on();
     else if (key == "no_shuffle") o.shuffle = !flag_on();

@@ -418,3 +418,18 @@ def test_train_with_progress(tmp_path):
     assert again.config.num_labels == 2
     with pytest.raises(ValueError, match="unknown training option"):
         convnext.train(model=FASHION, data=data, output_dir=tmp_path / "x", stepz=1)
+
+
+def test_train_in_bf16_mixed_precision(tmp_path):
+    data = tmp_path / "data"
+    for i, img in enumerate(IMAGES[:4]):
+        cls = data / ("a" if i % 2 else "b")
+        cls.mkdir(parents=True, exist_ok=True)
+        (cls / os.path.basename(img)).write_bytes(open(img, "rb").read())
+    metrics = convnext.train(model=FASHION, data=data, output_dir=tmp_path / "run", steps=2, batch_size=2,
+                             no_augment=True, workers=0, ignore_mismatched_sizes=True, dtype="bf16")
+    assert metrics["done"] is True and metrics["dtype"] == "bf16"
+    with open(tmp_path / "run" / "trainer_state.json") as f:
+        assert json.load(f)["dtype"] == "bf16"
+    with pytest.raises(ValueError, match="bf16"):
+        convnext.train(model=FASHION, data=data, output_dir=tmp_path / "y", steps=1, dtype="int8")

@@ -172,7 +172,9 @@ BenchmarkResult benchmark_training(ConvNextForImageClassification& model, const 
   detail::Parameters& params = state.params();
   if (params.released)
     throw Error("benchmark_training: the model was loaded for inference only; load it with inference_only = false");
-  if (o.context.dtype && *o.context.dtype != DType::F32) throw Error("benchmark_training: training runs in f32 only");
+  const DType dtype = o.context.dtype.value_or(model.precision());
+  if (dtype != DType::F32 && dtype != DType::BF16)
+    throw Error(std::string("benchmark_training: training runs in f32 or bf16 (mixed precision), not ") + dtype_short_name(dtype));
   const ConvNextConfig& cfg = params.config;
   const kernels::Context kc = detail::resolve(o.context).kernels;
   const Tensor px = random_pixels(o.batch, cfg.num_channels, o.size);
@@ -185,7 +187,7 @@ BenchmarkResult benchmark_training(ConvNextForImageClassification& model, const 
   train::AdamWOptions ao;
   ao.lr = 1e-4;
   train::AdamW opt(grads, ao);
-  train::TrainGraph graph(params, kc);
+  train::TrainGraph graph(params, kc, dtype);
   ForwardProfile profile;
   train::StepOptions so;
   if (o.profile) so.profile = &profile;
@@ -209,8 +211,8 @@ BenchmarkResult benchmark_training(ConvNextForImageClassification& model, const 
   state.repack();  // the inference plans follow the trained parameters
   BenchmarkResult r =
       summarise("train", o, ms, 3 * 2.0 * forward_macs(cfg, o.size, o.size) * static_cast<double>(o.batch) / 1e9);
-  r.dtype = dtype_short_name(DType::F32);
-  r.kernels = kernels::family_name(kc.family);
+  r.dtype = dtype_short_name(dtype);
+  r.kernels = dtype == DType::BF16 ? (kernels::native_bf16(kc) ? "avx512_bf16" : "portable_bf16") : kernels::family_name(kc.family);
   if (o.profile) {
     r.parts = part_rows(cfg, o, profile.parts, part_ms, "other");  // outside every timed part: timer calls
     r.peak_gflops = kernels::fp32_peak_gflops(kc);

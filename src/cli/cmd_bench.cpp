@@ -32,9 +32,10 @@ gives each part's share of it. With --train it times the parts of a training ste
 parts, "loss", the backward's ("backward.stage4.blocks", ...: twice the forward's operations),
 "optimizer" (clipping, AdamW, zero_grad) and "other".
 
---train times full training steps instead (fp32): forward keeping activations, cross-entropy on
-random labels, backward, gradient clipping, AdamW, zero_grad — what `convnext train` runs per
-step. "gflops" then counts 3× the forward's operations (forward + two backward GEMMs).
+--train times full training steps instead: forward keeping activations, cross-entropy on random
+labels, backward, gradient clipping, AdamW, zero_grad — what `convnext train` runs per step, in
+fp32 or, with --dtype bf16, in bf16 mixed precision (`train --dtype bf16`). "gflops" then counts
+3× the forward's operations (forward + two backward GEMMs).
 )";
 
 // Progress dots on stderr for the human-readable output.
@@ -106,7 +107,7 @@ int cmd_bench(int argc, char** argv, int first) {
   const bool json = a.has("json"), train = a.has("train");
   const BenchmarkOptions o = options_from(a, json);
   const Precision precision = a.dtype();
-  if (train && precision != DType::F32) throw Error("--train runs in fp32 (--dtype bf16 and int8 are for inference)");
+  if (train && precision == DType::I8) throw Error("--train runs in f32 or bf16 (int8 is for inference)");
   set_num_threads(a.threads());
 
   // Training keeps the original weights; inference, as a loaded checkpoint, only the packed ones.

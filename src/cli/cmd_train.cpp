@@ -57,6 +57,12 @@ optimisation (defaults: the Hugging Face Trainer's):
   --max-grad-norm G            clip the global gradient norm (default 1.0; 0 disables)
   --seed S                     every random choice: init, order, augmentation, stochastic depth (default 42)
   --skip-nan                   skip a step whose loss is NaN/inf instead of stopping
+  --dtype f32|bf16             the GEMMs' arithmetic (default f32). bf16: mixed precision as
+                               torch.autocast runs it on CPU: every GEMM of forward and backward
+                               (stem, downsampling, pointwise, classifier, and their input and
+                               weight gradients) rounds its inputs to bf16 and sums in fp32;
+                               master weights, depthwise conv, LayerNorm, activations, softmax,
+                               loss, gradients and AdamW stay fp32; checkpoints are fp32
 
 output:
   --output DIR                 the checkpoint directory
@@ -114,7 +120,8 @@ int cmd_train(int argc, char** argv, int first) {
       "model",       "config",    "arch",         "resume",       "num-labels",    "processor", "drop-path-rate",
       "data",        "eval-data", "output",       "epochs",       "steps",         "batch-size", "grad-accum",
       "lr",          "weight-decay", "lr-scheduler", "warmup-steps", "max-grad-norm", "seed",      "save-grads",
-      "save-every",  "threads",   "workers",      "crop-scale",   "log-every",     "bucket-mb"};
+      "save-every",  "threads",   "workers",      "crop-scale",   "log-every",     "bucket-mb",
+      "dtype"};
   Args a(argc, argv, first, flags, options);
   if (a.help()) {
     std::fputs(kTrainHelp, stdout);
@@ -161,6 +168,7 @@ int cmd_train(int argc, char** argv, int first) {
   o.log_every = a.get_int("log-every", 0);
   o.bucket_mb = a.get_double("bucket-mb", 25);
   if (!(o.bucket_mb > 0 && o.bucket_mb <= 4096)) throw Error("--bucket-mb must be in (0, 4096]");
+  o.precision = a.dtype({DType::F32, DType::BF16});
   o.json = a.has("json");
   o.skip_nan = a.has("skip-nan");
   if (o.lr < 0 || !(o.lr == o.lr)) throw Error("--lr must be >= 0");

@@ -78,6 +78,11 @@ void activation(const Context& ctx, Activation act, float* x, int64_t n) {
 
 void linear_at(const Context& ctx, int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc,
                bool accumulate) {
+  if (B.is_bf16()) {
+    if (native_bf16(ctx)) x86::linear_at_bf16(ctx.threads, M, A, lda, B, C, ldc, accumulate);
+    else portable::linear_at_bf16(ctx.threads, M, A, lda, B, C, ldc, accumulate);
+    return;
+  }
   if (use_x86(ctx)) x86::linear_at(ctx.threads, M, A, lda, B, C, ldc, accumulate);
   else portable::linear_at(ctx.threads, M, A, lda, B, C, ldc, accumulate);
 }

@@ -17,6 +17,11 @@ void dwconv7_ln_rows(const float* x, int64_t N, int64_t H, int64_t W, int64_t C,
 void activation(int threads, Activation act, float* x, int64_t n);
 // Training.
 void linear_at(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc, bool accumulate);
+void linear_at_bf16(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc,
+                    bool accumulate);
+// out[j] = bf16(r0[j]) | bf16(r1[j]) << 16 for j < n (r1 null: its half 0), rounded to nearest
+// even: two rows of K made into the k pairs the bf16 GEMM multiplies.
+void interleave_bf16(const float* r0, const float* r1, int64_t n, uint32_t* out);
 void layer_norm_train(int threads, const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps,
                       float* y, float* xhat, float* rstd);
 void layer_norm_backward(int threads, const float* dy, const float* xhat, const float* rstd, int64_t rows, int64_t C,

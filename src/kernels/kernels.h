@@ -73,8 +73,10 @@ struct PackedLinear {
   bool is_int8() const { return !panels_s8.empty(); }
 };
 PackedLinear pack_linear(const Context& ctx, const float* W, const float* bias, int64_t N, int64_t K);
-// The same (fp32) into `out`, reusing its storage (see pack_kn_into): training repacks every step.
-void pack_linear_into(const Context& ctx, const float* W, const float* bias, int64_t N, int64_t K, PackedLinear& out);
+// The same into `out`, reusing its storage (see pack_kn_into): training repacks every step. With
+// `bf16` the panels hold W rounded to bfloat16 (bf16 training: linear() then rounds A too).
+void pack_linear_into(const Context& ctx, const float* W, const float* bias, int64_t N, int64_t K, PackedLinear& out,
+                      bool bf16 = false);
 // The same for W'[n][k] = row_scale[n] · W[n][k] · col_scale[k] (either scale may be null): how
 // a LayerNorm's γ (columns) or a layer scale (rows) is folded in without a copy of W. With
 // `bf16` the panels hold W' rounded to bfloat16 (round to nearest even).
@@ -157,13 +159,16 @@ void nhwc_to_nchw(const Context& ctx, const float* x, int64_t N, int64_t H, int6
 // ---- Training: what the backward pass needs -------------------------------------------------
 // B [K][N] (rows ldb floats apart) packed so that linear(M, A, lda, pack_kn(B), C) computes
 // C = A·B (zero bias). For a layer y = x·Wᵀ: dx = dy·W is linear with pack_kn(W, K=out, N=in).
-PackedLinear pack_kn(const Context& ctx, const float* B, int64_t ldb, int64_t K, int64_t N);
+// With `bf16`, B is rounded to bfloat16 into the pair layout of pack_linear_scaled's bf16 form
+// (bf16 training: the GEMMs of the backward pass too take bf16 inputs, fp32 sums).
+PackedLinear pack_kn(const Context& ctx, const float* B, int64_t ldb, int64_t K, int64_t N, bool bf16 = false);
 // The same into `out`, reusing its storage: its vectors only ever grow, so packing every step of
 // training into one buffer costs no allocation (a fresh 40 MB buffer per call meant page faults
 // and the kernel zeroing pages: a fifth of a ConvNeXt-T training step).
-void pack_kn_into(const Context& ctx, const float* B, int64_t ldb, int64_t K, int64_t N, PackedLinear& out);
+void pack_kn_into(const Context& ctx, const float* B, int64_t ldb, int64_t K, int64_t N, PackedLinear& out, bool bf16 = false);
 // C[M,N] (+)= Aᵀ·B with A stored [K][M] (rows lda floats apart), B packed by pack_kn: the
-// weight gradient dW = dyᵀ·x without transposing dy.
+// weight gradient dW = dyᵀ·x without transposing dy. With B in bf16, A is rounded to bf16 as
+// well (round to nearest even) and the products are summed in fp32.
 void linear_at(const Context& ctx, int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc, bool accumulate);
 // LayerNorm (affine) that also writes x̂ = (x − mean)/σ and 1/σ of each row for the backward.
 void layer_norm_train(const Context& ctx, const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps,

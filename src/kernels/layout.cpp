@@ -39,14 +39,45 @@ void pack_fp32_into(const Context& ctx, const float* W, const float* row_scale, 
     }
   });
 }
+
+// Readies P for a bf16 N×K pack (pairs of k), keeping its storage as reuse_storage does; returns
+// the number of panels.
+int64_t reuse_storage_bf16(PackedLinear& P, int64_t N, int64_t K) {
+  P.N = N;
+  P.K = K;
+  P.panels.clear();
+  const int64_t panels = (N + kPanel - 1) / kPanel, K2 = (K + 1) / 2;
+  const size_t need = static_cast<size_t>(panels * K2 * kPanel * 2);
+  if (P.panels_bf16.size() < need) P.panels_bf16.resize(need);
+  P.bias.assign(static_cast<size_t>(panels * kPanel), 0.0f);
+  return panels;
+}
+
+// Two rows made into bf16 k pairs on the family's kernel (AVX512_BF16's conversion where the CPU
+// has it; the portable rounding gives the same bits).
+void interleave_bf16(const Context& ctx, const float* r0, const float* r1, int64_t n, uint32_t* out) {
+  if (native_bf16(ctx)) x86::interleave_bf16(r0, r1, n, out);
+  else portable::interleave_bf16(r0, r1, n, out);
+}
 }  // namespace
 
 PackedLinear pack_linear(const Context& ctx, const float* W, const float* bias, int64_t N, int64_t K) {
   return pack_linear_scaled(ctx, W, nullptr, nullptr, bias, N, K);
 }
 
-void pack_linear_into(const Context& ctx, const float* W, const float* bias, int64_t N, int64_t K, PackedLinear& P) {
-  pack_fp32_into(ctx, W, nullptr, nullptr, bias, N, K, P);
+void pack_linear_into(const Context& ctx, const float* W, const float* bias, int64_t N, int64_t K, PackedLinear& P, bool bf16) {
+  if (!bf16) return pack_fp32_into(ctx, W, nullptr, nullptr, bias, N, K, P);
+  // Pair (k, k+1) of output n is W[n][k], W[n][k+1]: adjacent in W already, so each panel is 32
+  // rows of W rounded; one panel per task.
+  const int64_t panels = reuse_storage_bf16(P, N, K), K2 = (K + 1) / 2;
+  if (bias) std::copy(bias, bias + N, P.bias.begin());
+  parallel::for_each(panels, ctx.threads, panels * K * kPanel > 262144, [&](int64_t p) {
+    const int64_t n0 = p * kPanel, nc = std::min(kPanel, N - n0);
+    uint16_t* dst = P.panels_bf16.data() + p * K2 * kPanel * 2;
+    for (int64_t j = 0; j < kPanel; ++j)
+      for (int64_t k = 0; k < 2 * K2; ++k)
+        dst[(k / 2 * kPanel + j) * 2 + k % 2] = j < nc && k < K ? io::f32_to_bf16(W[(n0 + j) * K + k]) : 0;
+  });
 }
 
 PackedLinear pack_linear_scaled(const Context& ctx, const float* W, const float* row_scale, const float* col_scale, const float* bias,
@@ -133,13 +164,28 @@ void nhwc_to_nchw(const Context& ctx, const float* x, int64_t N, int64_t H, int6
 
 // ---- training ----
 
-PackedLinear pack_kn(const Context& ctx, const float* B, int64_t ldb, int64_t K, int64_t N) {
+PackedLinear pack_kn(const Context& ctx, const float* B, int64_t ldb, int64_t K, int64_t N, bool bf16) {
   PackedLinear P;
-  pack_kn_into(ctx, B, ldb, K, N, P);
+  pack_kn_into(ctx, B, ldb, K, N, P, bf16);
   return P;
 }
 
-void pack_kn_into(const Context& ctx, const float* B, int64_t ldb, int64_t K, int64_t N, PackedLinear& P) {
+void pack_kn_into(const Context& ctx, const float* B, int64_t ldb, int64_t K, int64_t N, PackedLinear& P, bool bf16) {
+  if (bf16) {
+    // Panel p's pair row kk is rows 2kk and 2kk+1 of B, columns 32p .. 32p+31, interleaved;
+    // tasks of 64 pair rows (B is an activation map in the weight gradients: K is its pixels).
+    const int64_t panels = reuse_storage_bf16(P, N, K), K2 = (K + 1) / 2, rows = 64, blocks = (K2 + rows - 1) / rows;
+    auto* out = reinterpret_cast<uint32_t*>(P.panels_bf16.data());
+    parallel::for_each(panels * blocks, ctx.threads, panels * K * kPanel > 262144, [&](int64_t task) {
+      const int64_t p = task / blocks, n0 = p * kPanel, nc = std::min(kPanel, N - n0);
+      for (int64_t kk = task % blocks * rows; kk < std::min(K2, (task % blocks + 1) * rows); ++kk) {
+        uint32_t* dst = out + (p * K2 + kk) * kPanel;
+        interleave_bf16(ctx.serial(), B + 2 * kk * ldb + n0, 2 * kk + 1 < K ? B + (2 * kk + 1) * ldb + n0 : nullptr, nc, dst);
+        std::fill(dst + nc, dst + kPanel, 0u);
+      }
+    });
+    return;
+  }
   const int64_t panels = reuse_storage(P, N, K);
   // Panel p's row k is B[k][32p .. 32p+31]: a copy of 32 contiguous floats, the last panel's
   // columns past N zeroed (the storage is reused, so nothing else clears them).

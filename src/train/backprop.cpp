@@ -45,20 +45,21 @@ float* grow(std::vector<float>& v, int64_t n) {
 }
 
 // A linear layer's weight [N][K] packed both ways: for y = x·Wᵀ and for dx = dy·W. Repacked
-// every step (the weights change), into the same storage.
+// every step (the weights change), into the same storage; in bf16 for bf16 training (the fp32
+// weights stay the master copy).
 struct LinearPacks {
   PackedLinear fwd, bwd;
-  void pack(const Context& ctx, const float* W, const float* b, int64_t N, int64_t K) {
-    kernels::pack_linear_into(ctx, W, b, N, K, fwd);
-    kernels::pack_kn_into(ctx, W, K, N, K, bwd);
+  void pack(const Context& ctx, const float* W, const float* b, int64_t N, int64_t K, bool bf16) {
+    kernels::pack_linear_into(ctx, W, b, N, K, fwd, bf16);
+    kernels::pack_kn_into(ctx, W, K, N, K, bwd, bf16);
   }
 };
 
 // dW[N][K] += dyᵀ·x over M rows (dy [M][N], x [M][K]); x is packed into `xp`, a buffer reused
-// from call to call.
+// from call to call. bf16: both rounded to bf16, the sums over the M rows in fp32.
 void weight_grad(const Context& ctx, const float* dy, const float* x, int64_t M, int64_t N, int64_t K, float* dW,
-                 PackedLinear& xp) {
-  kernels::pack_kn_into(ctx, x, K, M, K, xp);
+                 PackedLinear& xp, bool bf16) {
+  kernels::pack_kn_into(ctx, x, K, M, K, xp, bf16);
   kernels::linear_at(ctx, N, dy, N, xp, dW, K, /*accumulate=*/true);
 }
 
@@ -177,6 +178,7 @@ std::vector<float> drop_path_rates(const ConvNextConfig& config) {
 struct TrainGraph::Impl {
   Parameters& net;
   Context ctx;
+  bool bf16;  // the GEMMs' inputs in bf16 (mixed precision), everything else in fp32
   struct Geo {
     int64_t H, W, C;
   };
@@ -199,7 +201,7 @@ struct TrainGraph::Impl {
   std::vector<std::vector<float>> taps;
   PackedLinear xpack;  // weight_grad's packed input
 
-  Impl(Parameters& n, const Context& c) : net(n), ctx(c) {}
+  Impl(Parameters& n, const Context& c, bool b) : net(n), ctx(c), bf16(b) {}
   int64_t rows(size_t map) const { return N * geo[map].H * geo[map].W; }
 
   void size_for(const Tensor& px);
@@ -245,7 +247,7 @@ void TrainGraph::Impl::forward_embeddings(const Tensor& px) {
   const ConvNextConfig& cfg = net.config;
   const int64_t Cin = cfg.num_channels, p = cfg.patch_size, C0 = cfg.hidden_sizes[0], M0 = rows(0), Kp = p * p * Cin;
   const std::vector<float> lin = kernels::conv_weight_to_patch_linear(net.patch_weight.data(), C0, Cin, p);
-  stem.pack(ctx, lin.data(), net.patch_bias.data(), C0, Kp);
+  stem.pack(ctx, lin.data(), net.patch_bias.data(), C0, Kp, bf16);
   const LayerNormSaved saved{grow(stem_xhat, M0 * C0), grow(stem_rstd, M0)};
   detail::embeddings(ctx, px.data(), N, Cin, px.dim(2), px.dim(3), p, stem.fwd, net.embed_norm.weight.data(),
                      net.embed_norm.bias.data(), grow(patches, M0 * Kp), grow(maps[0], M0 * C0), &saved);
@@ -257,7 +259,7 @@ void TrainGraph::Impl::forward_downsample(const StageParams& st, size_t di, size
   const Geo gi = geo[mi], go = geo[mi + 1];
   const int64_t Mi = rows(mi), Mo = rows(mi + 1), K = 4 * gi.C;
   const std::vector<float> lin = kernels::conv_weight_to_patch_linear(st.down_weight.data(), go.C, gi.C, 2);
-  down_packs[di].pack(ctx, lin.data(), st.down_bias.data(), go.C, K);
+  down_packs[di].pack(ctx, lin.data(), st.down_bias.data(), go.C, K, bf16);
   const LayerNormSaved saved{grow(ds.xhat, Mi * gi.C), grow(ds.rstd, Mi)};
   detail::downsample(ctx, maps[mi].data(), {N, gi.H, gi.W, gi.C}, st.down_norm.weight.data(), st.down_norm.bias.data(),
                      down_packs[di].fwd, grow(ds.t, Mi * gi.C), grow(patches, Mo * K), grow(maps[mi + 1], Mo * go.C),
@@ -274,8 +276,8 @@ void TrainGraph::Impl::forward_block(const BlockParams& b, size_t bi, size_t mi,
   taps[bi].resize(static_cast<size_t>(49 * C));
   for (int64_t c = 0; c < C; ++c)
     for (int64_t t = 0; t < 49; ++t) taps[bi][static_cast<size_t>(t * C + c)] = b.dw_weight[c * 49 + t];
-  pw1[bi].pack(ctx, b.pw1_weight.data(), b.pw1_bias.data(), C4, C);
-  pw2[bi].pack(ctx, b.pw2_weight.data(), b.pw2_bias.data(), C, C4);
+  pw1[bi].pack(ctx, b.pw1_weight.data(), b.pw1_bias.data(), C4, C, bf16);
+  pw2[bi].pack(ctx, b.pw2_weight.data(), b.pw2_bias.data(), C, C4, bf16);
   float* d = grow(s1, M * C);
   kernels::dwconv7(ctx, x, N, gg.H, gg.W, C, taps[bi].data(), b.dw_bias.data(), d);
   float* t = grow(s2, M * C);
@@ -310,7 +312,7 @@ Tensor TrainGraph::Impl::forward_head(size_t last) {
   const ConvNextConfig& cfg = net.config;
   const int64_t CL = geo[last].C, HW = geo[last].H * geo[last].W, L = cfg.num_labels();
   kernels::mean_pool(maps[last].data(), N, HW, CL, grow(pooled, N * CL));
-  cls.pack(ctx, net.classifier_weight.data(), net.classifier_bias.data(), L, CL);
+  cls.pack(ctx, net.classifier_weight.data(), net.classifier_bias.data(), L, CL, bf16);
   Tensor logits({N, L});
   const LayerNormSaved saved{grow(head_xhat, N * CL), grow(head_rstd, N)};
   detail::classifier_head(ctx, pooled.data(), N, CL, net.final_norm.weight.data(), net.final_norm.bias.data(),
@@ -322,7 +324,7 @@ Tensor TrainGraph::Impl::forward_head(size_t last) {
 // Classifier, final LayerNorm and the mean: returns d loss / d (the last map).
 float* TrainGraph::Impl::backward_head(const Tensor& dlogits, size_t last, Gradients& grads) {
   const int64_t CL = geo[last].C, HW = geo[last].H * geo[last].W, L = net.config.num_labels();
-  weight_grad(ctx, dlogits.data(), pooled_normed.data(), N, L, CL, grads.of(net.classifier_weight).data(), xpack);
+  weight_grad(ctx, dlogits.data(), pooled_normed.data(), N, L, CL, grads.of(net.classifier_weight).data(), xpack, bf16);
   kernels::column_sums(ctx, dlogits.data(), N, L, grads.of(net.classifier_bias).data());
   std::vector<float> dp(static_cast<size_t>(N * CL));
   kernels::linear(ctx, N, dlogits.data(), L, cls.bwd, dp.data(), CL, false, Activation::Linear);
@@ -363,7 +365,7 @@ void TrainGraph::Impl::backward_block(const BlockParams& b, size_t bi, size_t mi
     kernels::grn(ctx, bs.a.data(), N, gg.H * gg.W, C4, b.grn_weight.data(), b.grn_bias.data(), gn);
     pw2_in = gn;
   }
-  weight_grad(ctx, dz, pw2_in, M, C, C4, grads.of(b.pw2_weight).data(), xpack);
+  weight_grad(ctx, dz, pw2_in, M, C, C4, grads.of(b.pw2_weight).data(), xpack, bf16);
   kernels::column_sums(ctx, dz, M, C, grads.of(b.pw2_bias).data());
   float* dh = grow(s3, M * C4);
   kernels::linear(ctx, M, dz, C, pw2[bi].bwd, dh, C4, false, Activation::Linear);
@@ -378,7 +380,7 @@ void TrainGraph::Impl::backward_block(const BlockParams& b, size_t bi, size_t mi
   parallel::for_each(M, ctx.threads, M * C > 32768, [&](int64_t r) {
     for (int64_t c = 0; c < C; ++c) t[r * C + c] = bs.xhat[static_cast<size_t>(r * C + c)] * gam[c] + bet[c];
   });
-  weight_grad(ctx, dh, t, M, C4, C, grads.of(b.pw1_weight).data(), xpack);
+  weight_grad(ctx, dh, t, M, C4, C, grads.of(b.pw1_weight).data(), xpack, bf16);
   kernels::column_sums(ctx, dh, M, C4, grads.of(b.pw1_bias).data());
   float* dt = t;
   kernels::linear(ctx, M, dh, C4, pw1[bi].bwd, dt, C, false, Activation::Linear);
@@ -402,7 +404,7 @@ float* TrainGraph::Impl::backward_downsample(const StageParams& st, size_t di, s
   const int64_t Mi = rows(mi), Mo = rows(mi + 1), K = 4 * gi.C;
   kernels::patchify_nhwc(ctx, ds.t.data(), N, gi.H, gi.W, gi.C, 2, grow(patches, Mo * K));
   std::vector<float> dlin(static_cast<size_t>(go.C * K), 0.0f);
-  weight_grad(ctx, G, patches.data(), Mo, go.C, K, dlin.data(), xpack);
+  weight_grad(ctx, G, patches.data(), Mo, go.C, K, dlin.data(), xpack, bf16);
   kernels::patch_linear_to_conv_weight_add(dlin.data(), go.C, gi.C, 2, grads.of(st.down_weight).data());
   kernels::column_sums(ctx, G, Mo, go.C, grads.of(st.down_bias).data());
   float* dp = grow(dpatch, Mo * K);
@@ -424,7 +426,7 @@ void TrainGraph::Impl::backward_embeddings(const Tensor& px, const float* G, Gra
                                grads.of(net.embed_norm.weight).data(), grads.of(net.embed_norm.bias).data());
   kernels::patchify_nchw(ctx, px.data(), N, Cin, Hin, Win, p, grow(patches, M0 * Kp));
   std::vector<float> dlin(static_cast<size_t>(C0 * Kp), 0.0f);
-  weight_grad(ctx, dy0, patches.data(), M0, C0, Kp, dlin.data(), xpack);
+  weight_grad(ctx, dy0, patches.data(), M0, C0, Kp, dlin.data(), xpack, bf16);
   kernels::patch_linear_to_conv_weight_add(dlin.data(), C0, Cin, p, grads.of(net.patch_weight).data());
   kernels::column_sums(ctx, dy0, M0, C0, grads.of(net.patch_bias).data());
   if (!grad_pixels) return;
@@ -434,7 +436,10 @@ void TrainGraph::Impl::backward_embeddings(const Tensor& px, const float* G, Gra
   kernels::unpatchify_nchw(ctx, dp, N, Cin, Hin, Win, p, grad_pixels->data());
 }
 
-TrainGraph::TrainGraph(Parameters& net, const Context& ctx) : impl_(std::make_unique<Impl>(net, ctx)) {
+TrainGraph::TrainGraph(Parameters& net, const Context& ctx, DType compute)
+    : impl_(std::make_unique<Impl>(net, ctx, compute == DType::BF16)) {
+  if (compute != DType::F32 && compute != DType::BF16)
+    throw Error(std::string("training runs in f32 or bf16 (mixed precision), not ") + dtype_short_name(compute));
   if (net.arch != Architecture::ForImageClassification)
     throw Error("training needs a ConvNextForImageClassification model");
   if (net.config.num_labels() < 1) throw Error("training needs num_labels >= 1 (the model has no classifier)");

@@ -57,8 +57,12 @@ struct StepOptions {
 
 class TrainGraph {
  public:
-  // Runs on `ctx`'s threads and kernel family.
-  TrainGraph(detail::Parameters& params, const kernels::Context& ctx);
+  // Runs on `ctx`'s threads and kernel family. `compute` f32, or bf16 for mixed precision as
+  // torch.autocast runs it on CPU: every GEMM of the forward and the backward (stem, downsampling,
+  // pointwise, classifier; input and weight gradients) takes bf16 inputs and sums in fp32; the
+  // weights (the master copy), the depthwise conv, LayerNorm, activations, loss and gradients
+  // stay fp32. Unlike autocast, the GEMMs' outputs are kept in fp32.
+  TrainGraph(detail::Parameters& params, const kernels::Context& ctx, DType compute = DType::F32);
   ~TrainGraph();
 
   struct Result {

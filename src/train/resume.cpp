@@ -63,6 +63,8 @@ const std::vector<Setting>& saved_settings() {
       setting("skip-nan", "skip_nan", &TrainOptions::skip_nan),
       setting("save-every", "save_every", &TrainOptions::save_every),
       setting("log-every", "log_every", &TrainOptions::log_every),
+      {"dtype", "dtype", [](const TrainOptions& o) { return json(dtype_short_name(o.precision)); },
+       [](TrainOptions& o, const json& j) { o.precision = parse_dtype(j.get<std::string>()); }},
   };
   return all;
 }

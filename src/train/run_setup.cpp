@@ -28,6 +28,8 @@ std::optional<Resumed> settle_options(TrainOptions& o) {
   if (resuming) resumed = read_resumed(o);
   if (o.batch_size < 1) throw Error("--batch-size must be >= 1");
   if (o.grad_accum < 1) throw Error("--grad-accum must be >= 1");
+  if (o.precision != DType::F32 && o.precision != DType::BF16)
+    throw Error(std::string("--dtype must be f32 or bf16 for training (bf16: mixed precision), got ") + dtype_short_name(o.precision));
   if (o.output.empty()) throw Error("--output DIR is required");
   if (o.data.empty()) throw Error(resuming ? o.resume_dir + "/trainer_state.json names no data: give --data PATH" : "--data PATH is required");
   if (o.threads > 0) set_num_threads(o.threads);

@@ -58,12 +58,12 @@ struct Model::Impl {
   AdamW opt;
   TrainGraph graph;
   std::unique_ptr<GradientReducer> reducer;  // data-parallel runs only
-  Impl(std::shared_ptr<detail::Parameters> n, const AdamWOptions& ao)
-      : net(std::move(n)), grads(*net), opt(grads, ao), graph(*net, kernels::default_context()) {}
+  Impl(std::shared_ptr<detail::Parameters> n, const AdamWOptions& ao, DType precision)
+      : net(std::move(n)), grads(*net), opt(grads, ao), graph(*net, kernels::default_context(), precision) {}
 };
 
 Model::Model(const TrainOptions& o, const ModelSource& m, const TrainingData& d)
-    : impl_(std::make_unique<Impl>(make_parameters(o, m, d), adamw_options(o))) {
+    : impl_(std::make_unique<Impl>(make_parameters(o, m, d), adamw_options(o), o.precision)) {
   Comm& comm = Comm::world();
   if (comm.distributed()) impl_->reducer = std::make_unique<GradientReducer>(comm, impl_->grads, o.bucket_mb);
 }

@@ -159,13 +159,13 @@ void TrainRun::start_log() {
 void TrainRun::print_header() {
   const ConvNextConfig& c = model_.config();
   std::fprintf(stderr, "training %s (%lld parameters, %lld labels) on %s: %lld examples, %lld steps of %lld x %lld, "
-                       "lr %g (%s, warmup %lld), weight decay %g%s, %d threads\n",
+                       "lr %g (%s, warmup %lld), weight decay %g%s, %s, %d threads\n",
                c.variant_name().empty() ? "ConvNeXt" : ("ConvNeXt-" + c.variant_name()).c_str(),
                static_cast<long long>(model_.parameter_count()), static_cast<long long>(c.num_labels()), o_.data.c_str(),
                static_cast<long long>(data_.source->size()), static_cast<long long>(len_.total_steps),
                static_cast<long long>(o_.batch_size), static_cast<long long>(o_.grad_accum), o_.lr, o_.scheduler.c_str(),
                static_cast<long long>(o_.warmup_steps), o_.weight_decay, o_.weight_decay_all ? " (all parameters)" : "",
-               num_threads());
+               o_.precision == DType::BF16 ? "bf16 mixed precision" : "fp32", num_threads());
 }
 
 int TrainRun::run() {
@@ -372,7 +372,7 @@ int TrainRun::finish(int exit_status) {
   json summary = {{"done", exit_status == 0},          {"steps", pos_.step},
                   {"seconds", secs},                   {"images", stats_.images},
                   {"images_per_s", images_per_s},      {"skipped_nan_steps", stats_.skipped_nan},
-                  {"peak_rss_mb", peak_rss_mb()}};
+                  {"peak_rss_mb", peak_rss_mb()},      {"dtype", dtype_short_name(o_.precision)}};
   if (resumed_) summary["resumed"] = resumed_json(o_, *resumed_);
   if (comm_.distributed()) {
     summary["ranks"] = comm_.size();

@@ -8,7 +8,11 @@ is torch.optim.AdamW itself. The real transformers training fixtures in
 ../shared/fixtures/hf/train_* stay the ground truth; this tool is used as ground truth only for
 configurations they do not cover (other activations, no layer scale, 3 / deep stages, one input
 channel, regression, ignore_index, odd channel counts and input sizes, the plain transformers init,
-ConvNeXt V2: the gradients through GRN, grn.weight and grn.bias included).
+ConvNeXt V2: the gradients through GRN, grn.weight and grn.bias included), and bf16 mixed precision
+as `convnext train --dtype bf16` defines it (variants named bf16_*: every GEMM of the forward and
+the backward, i.e. the stem and downsampling convolutions, pwconv1/2 and the classifier with their
+input and weight gradients, takes its two inputs rounded to bfloat16 (nearest even) and sums them
+exactly; everything else stays in the run's float dtype; see Bf16Functional).
 
   --check-shared DIR   validates the twin itself on train_tiny4 and train_multilabel: float32
                        forward, loss and backward against loss, logits, grad.pixel_values and
@@ -46,6 +50,7 @@ import time
 try:
     import numpy as np
     import torch
+    import torch.nn.functional as F
 except ImportError as exc:  # pragma: no cover - depends on the machine
     print(f"make_train_variants: torch/numpy not importable ({exc}); nothing written. "
           "Install python3-torch python3-numpy and run with /usr/bin/python3.")
@@ -56,6 +61,12 @@ import make_variants as mv  # noqa: E402  (the twin: forward, loss, config, safe
 
 GRAD_TOL = 1e-3  # loss, logits, grad.*: max|d| <= GRAD_TOL * max(1, max|ref|)
 STEP_TOL = 2e-5  # step1.*, step3.*, losses
+# bf16 variants' AdamW steps (step1.*, step3.*, losses): AdamW's first update is lr·g/(|g| + eps),
+# ±lr for all but the tiniest gradients, so a gradient element near 0 whose sign a float32 and a
+# float64 run see differently moves its weight by up to 2·lr; and the weights the two runs hold
+# after a step differ by ~1e-7, enough to round a few of them to the neighbouring bf16 value
+# (2^-8 apart) in the next forward. Only bf16's own precision holds for the steps.
+BF16_STEP_TOL = 1e-2
 STEPS = 3
 OPTIMIZER = {
     "name": "torch.optim.AdamW",
@@ -74,7 +85,9 @@ def tolerance_of(key):
     return STEP_TOL if key == "losses" or key.startswith(("step1.", "step3.")) else GRAD_TOL
 
 
-def category_of(key):
+def category_of(key, bf16=False):
+    if bf16 and (key.startswith(("step1.", "step3.")) or key == "losses"):
+        return "bf16_step"
     if key.startswith(("step1.", "step3.")) or key == "losses":
         return "step"
     if key.startswith("grad."):
@@ -83,13 +96,84 @@ def category_of(key):
 
 
 # --------------------------------------------------------------------------------------------
+# bf16 mixed precision: the GEMMs' inputs rounded to bfloat16, their sums in the run's dtype
+# --------------------------------------------------------------------------------------------
+
+
+def bf16_round(x):
+    """x rounded to bfloat16 (round to nearest even) and back to its dtype."""
+    return x.to(torch.bfloat16).to(x.dtype)
+
+
+class Bf16Linear(torch.autograd.Function):
+    """y = r(x)·r(W)ᵀ + b; dx = r(dy)·r(W), dW = r(dy)ᵀ·r(x), db = Σ dy (r: bf16_round)."""
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        xr, wr = bf16_round(x), bf16_round(w)
+        ctx.save_for_backward(xr, wr)
+        ctx.has_bias = b is not None
+        y = xr @ wr.t()
+        return y + b if b is not None else y
+
+    @staticmethod
+    def backward(ctx, dy):
+        xr, wr = ctx.saved_tensors
+        dyr = bf16_round(dy)
+        dx = dyr @ wr
+        dw = dyr.reshape(-1, dy.shape[-1]).t() @ xr.reshape(-1, xr.shape[-1])
+        db = dy.reshape(-1, dy.shape[-1]).sum(0) if ctx.has_bias else None
+        return dx, dw, db
+
+
+class Bf16PatchConv(torch.autograd.Function):
+    """The stride = kernel convolutions (stem, downsampling): a GEMM over patches, rounded alike."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, stride):
+        xr, wr = bf16_round(x), bf16_round(w)
+        ctx.save_for_backward(xr, wr)
+        ctx.stride = stride
+        ctx.x_shape = x.shape
+        return F.conv2d(xr, wr, b, stride=stride)
+
+    @staticmethod
+    def backward(ctx, dy):
+        xr, wr = ctx.saved_tensors
+        dyr = bf16_round(dy)
+        dx = torch.nn.grad.conv2d_input(ctx.x_shape, wr, dyr, stride=ctx.stride)
+        dw = torch.nn.grad.conv2d_weight(xr, wr.shape, dyr, stride=ctx.stride)
+        return dx, dw, dy.sum((0, 2, 3)), None
+
+
+class Bf16Functional:
+    """torch.nn.functional with linear and the non-grouped convolutions in bf16 mixed precision;
+    the depthwise convolution (groups > 1), LayerNorm, activations and losses are untouched."""
+
+    def __getattr__(self, name):
+        return getattr(F, name)
+
+    @staticmethod
+    def linear(x, w, b=None):
+        return Bf16Linear.apply(x, w, b)
+
+    @staticmethod
+    def conv2d(x, w, b=None, stride=1, padding=0, groups=1):
+        if groups != 1:
+            return F.conv2d(x, w, b, stride=stride, padding=padding, groups=groups)
+        if padding != 0 or stride != w.shape[-1]:
+            raise ValueError("bf16 twin: only the patch convolutions (stride = kernel, no padding) are GEMMs here")
+        return Bf16PatchConv.apply(x, w, b, stride)
+
+
+# --------------------------------------------------------------------------------------------
 # one training run: forward + loss + backward, then STEPS AdamW steps on the same batch
 # --------------------------------------------------------------------------------------------
 
 
-def train_run(weights, cfg, pixel_values, labels, dtype):
+def train_run(weights, cfg, pixel_values, labels, dtype, bf16=False):
     """weights: {state-dict name: numpy array}. Returns ({expected key: tensor}, problem_type,
-    names the forward never read)."""
+    names the forward never read). bf16: the GEMMs in bf16 mixed precision (Bf16Functional)."""
     arch = cfg["architectures"][0]
     if mv.arch_kind(arch) != "ConvNextForImageClassification":
         raise ValueError(f"training fixtures are ConvNext(V2)ForImageClassification, not {arch}")
@@ -106,7 +190,12 @@ def train_run(weights, cfg, pixel_values, labels, dtype):
     for step in range(1, STEPS + 1):
         opt.zero_grad()
         P = mv.Params(params)
-        out = mv.classifier_forward(P, cfg, pv if step == 1 else pv.detach(), lab)
+        plain_f = mv.F
+        mv.F = Bf16Functional() if bf16 else plain_f
+        try:
+            out = mv.classifier_forward(P, cfg, pv if step == 1 else pv.detach(), lab)
+        finally:
+            mv.F = plain_f
         unused |= set(P.unused())
         out["loss"].backward()
         losses.append(out["loss"].detach().reshape(1))
@@ -259,20 +348,29 @@ def train_variants():
              "multi-label BCE", model_type="convnextv2", hidden_act="relu", num_channels=1, hidden_sizes=[5, 7, 11],
              depths=[2, 1, 1], num_labels=3, problem_type="multi_label_classification", labels="multi",
              input=[3, 1, 45, 37]),
+        dict(name="bf16_gelu", note="bf16 mixed precision (train --dtype bf16): every GEMM's inputs rounded to "
+             "bfloat16, sums exact; gelu, layer scale perturbed, single-label CE, odd input 45x37",
+             compute="bf16", hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 2, 1], num_labels=5, input=[2, 3, 45, 37]),
+        dict(name="bf16_v2_relu_odd", note="bf16 mixed precision, ConvNeXt V2 (GRN), relu, odd widths and input, "
+             "multi-label BCE", compute="bf16", model_type="convnextv2", hidden_act="relu", hidden_sizes=[5, 7, 11, 13],
+             depths=[1, 1, 2, 1], num_labels=4, problem_type="multi_label_classification", labels="multi",
+             input=[3, 3, 48, 40]),
     ]
 
 
 def spec_args(spec):
-    skip = {"name", "note", "input", "labels", "ignored", "init"}
+    skip = {"name", "note", "input", "labels", "ignored", "init", "compute"}
     return {k: v for k, v in spec.items() if k not in skip}
 
 
-def worst_by_category(ours, ref):
+def worst_by_category(ours, ref, bf16=False):
     worst = {"forward": 0.0, "grad": 0.0, "step": 0.0}
+    if bf16:
+        worst["bf16_step"] = 0.0
     for k, v in ref.items():
         r = v.to(torch.float64).numpy()
         d = float(np.max(np.abs(ours[k].to(torch.float64).numpy() - r))) / max(1.0, float(np.max(np.abs(r))))
-        c = category_of(k)
+        c = category_of(k, bf16)
         worst[c] = max(worst[c], d)
     return worst
 
@@ -289,13 +387,15 @@ def write_variant(root, spec):
     pv = rng.standard_normal(size=spec["input"], dtype=np.float32)
     labels = mv.draw_labels(spec, cfg, spec["input"][0], rng)
 
-    truth, problem_type, unused = train_run(weights, cfg, pv, labels, torch.float64)
+    bf16 = spec.get("compute") == "bf16"
+    truth, problem_type, unused = train_run(weights, cfg, pv, labels, torch.float64, bf16)
     if unused:
         raise RuntimeError(f"{name}: parameters never used: {unused}")
-    f32, _, _ = train_run(weights, cfg, pv, labels, torch.float32)
+    f32, _, _ = train_run(weights, cfg, pv, labels, torch.float32, bf16)
     truth32 = {k: v.to(torch.float32) for k, v in truth.items()}
-    worst = worst_by_category(f32, truth32)
-    if worst["forward"] > GRAD_TOL or worst["grad"] > GRAD_TOL or worst["step"] > STEP_TOL:
+    worst = worst_by_category(f32, truth32, bf16)
+    if (worst["forward"] > GRAD_TOL or worst["grad"] > GRAD_TOL or worst["step"] > STEP_TOL
+            or worst.get("bf16_step", 0.0) > BF16_STEP_TOL):
         raise RuntimeError(f"{name}: a float32 run misses the float64 truth by {worst}; the tolerances "
                            "would not hold")
     grad_max = {k: float(truth["grad." + k].abs().max()) for k in weights}
@@ -328,11 +428,15 @@ def write_variant(root, spec):
                  "parameters += 0.1 N(0,1), layer scale ~ U(0.1, 1)"),
         "generator": "tests/reference/make_train_variants.py (PyTorch twin of modeling_convnext + torch "
                      "autograd + torch.optim.AdamW, not transformers)",
-        "compute": "float64 (torch CPU), stored as float32",
+        "compute": "float64 (torch CPU), stored as float32" + (
+            "; bf16 mixed precision: the inputs of every GEMM (stem and downsampling convolutions, pwconv1/2, "
+            "classifier; forward, input and weight gradients) rounded to bfloat16" if bf16 else ""),
+        "dtype": "bf16" if bf16 else "f32",
         "float32_worst_rel_error": worst,
         "grad_max_abs_min": {"parameter": weakest, "value": grad_max[weakest]},
         "tolerances": {"loss/logits/grad": GRAD_TOL, "step/losses": STEP_TOL,
-                       "rule": "max|d| <= tol * max(1, max|ref|)"},
+                       "rule": "max|d| <= tol * max(1, max|ref|)",
+                       **({"bf16 step/losses": BF16_STEP_TOL} if bf16 else {})},
         "torch": torch.__version__,
         "expected_keys": sorted(expected),
     }

@@ -20,7 +20,9 @@ namespace {
 
 constexpr int64_t kKc2 = 256;  // k-pairs per block: 256 × 32 × 2 bf16 = 32 KiB of panel
 
-template <int MR>
+// TA: A's pairs stored transposed (pair (i, kk) at A[kk·lda2 + i]), as in dW = dYᵀ·X of the
+// backward pass; the MR broadcasts of one kk then come from one contiguous run.
+template <int MR, bool TA = false>
 void micro(int64_t k2, const uint32_t* A, int64_t lda2, const uint16_t* Bp, const float* bias, Activation act, float* C,
            int64_t ldc, __mmask16 m0, __mmask16 m1, bool load_c, const char* pf, int64_t pf_rows) {
   __m512 c0[MR], c1[MR];
@@ -30,7 +32,7 @@ void micro(int64_t k2, const uint32_t* A, int64_t lda2, const uint16_t* Bp, cons
     const __m512bh b1 = (__m512bh)_mm512_loadu_si512(Bp + kk * kPanel * 2 + 32);
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) {
-      const __m512bh a = (__m512bh)_mm512_set1_epi32(static_cast<int>(A[i * lda2 + kk]));
+      const __m512bh a = (__m512bh)_mm512_set1_epi32(static_cast<int>(TA ? A[kk * lda2 + i] : A[i * lda2 + kk]));
       c0[i] = _mm512_dpbf16_ps(c0[i], a, b0);
       c1[i] = _mm512_dpbf16_ps(c1[i], a, b1);
     }
@@ -48,6 +50,9 @@ using MicroFn = void (*)(int64_t, const uint32_t*, int64_t, const uint16_t*, con
                          __mmask16, __mmask16, bool, const char*, int64_t);
 constexpr MicroFn kMicro[kMr + 1] = {nullptr,   micro<1>, micro<2>, micro<3>,  micro<4>,  micro<5>, micro<6>,
                                      micro<7>,  micro<8>, micro<9>, micro<10>, micro<11>, micro<12>};
+constexpr MicroFn kMicroT[kMr + 1] = {nullptr,         micro<1, true>,  micro<2, true>,  micro<3, true>, micro<4, true>,
+                                      micro<5, true>,  micro<6, true>,  micro<7, true>,  micro<8, true>, micro<9, true>,
+                                      micro<10, true>, micro<11, true>, micro<12, true>};
 
 // Rows of A (fp32) → bf16 pairs, zero padded to K2 pairs.
 void convert_rows(const float* A, int64_t lda, int64_t rows, int64_t K, int64_t K2, uint32_t* out) {
@@ -70,49 +75,96 @@ void convert_rows(const float* A, int64_t lda, int64_t rows, int64_t K, int64_t 
   }
 }
 
+// The tiled product over pairs already in bf16: `rows_of(t, m0, m1, lda2)` gives tile t's A
+// (rows m0..m1−1) and its stride in pairs; TA as for micro.
+template <bool TA, class RowsOf>
+void gemm_pairs(int threads, int64_t M, const PackedLinear& W, float* C, int64_t ldc, bool accumulate, Activation act,
+                RowsOf&& rows_of) {
+  const int64_t N = W.N, K2 = (W.K + 1) / 2;
+  const MicroFn* kern = TA ? kMicroT : kMicro;
+  const TilePlan plan = plan_tiles(M, N, threads);
+  const int64_t tiles = plan.tiles();
+  const Activation reg_act = act_in_registers(act) ? act : Activation::Linear;
+  parallel::for_chunks(tiles, 1, [&](int64_t t, int64_t) {
+    const int64_t m0 = (t / plan.ntiles) * plan.mc, m1 = std::min(M, m0 + plan.mc);
+    const int64_t p0 = (t % plan.ntiles) * plan.np, p1 = std::min(plan.panels, p0 + plan.np);
+    int64_t lda2 = 0;
+    const uint32_t* abuf = rows_of(t, m0, m1, lda2);
+    for (int64_t k0 = 0; k0 < K2 || k0 == 0; k0 += kKc2) {
+      const int64_t kc = std::min(kKc2, K2 - k0);
+      const bool first = k0 == 0, last = k0 + kKc2 >= K2;
+      for (int64_t p = p0; p < p1; ++p) {
+        const int64_t n0 = p * kPanel, nc = std::min(kPanel, N - n0);
+        const uint16_t* Bp = W.panels_bf16.data() + (p * K2 + k0) * kPanel * 2;
+        const float* bias = last ? W.bias.data() + n0 : nullptr;
+        ChunkPrefetch pf(W.panels_bf16.data(), plan, K2, kKc2, t, tiles, parallel::team_size(), p, p0, p1, k0, kc,
+                         (m1 - m0 + kMr - 1) / kMr);
+        for_each_row_run(m0, m1, [&](int64_t m, int rows) {
+          int64_t pf_rows;
+          const char* pf_at = pf.slice(pf_rows);
+          const uint32_t* a = TA ? abuf + k0 * lda2 + (m - m0) : abuf + (m - m0) * lda2 + k0;
+          kern[rows](kc, a, lda2, Bp, bias, reg_act, C + m * ldc + n0, ldc, mask_lo(nc), mask_hi(nc), accumulate || !first,
+                     pf_at, pf_rows);
+        });
+      }
+      if (K2 == 0) break;
+    }
+    if (!act_in_registers(act)) {
+      const int64_t n0 = p0 * kPanel, n1 = std::min(N, p1 * kPanel);
+      for (int64_t m = m0; m < m1; ++m) activation(1, act, C + m * ldc + n0, n1 - n0);
+    }
+  }, tiles > 1 && M * N * W.K > 32768 ? threads : 1);
+}
+
 }  // namespace
 
 void linear_bf16(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
                  Activation act) {
-  const int64_t N = W.N, K = W.K, K2 = (K + 1) / 2;
-  if (M <= 0 || N <= 0) return;
-  const TilePlan plan = plan_tiles(M, N, threads);
-  const int64_t tiles = plan.tiles();
-  const Activation reg_act = act_in_registers(act) ? act : Activation::Linear;
+  const int64_t K = W.K, K2 = (K + 1) / 2;
+  if (M <= 0 || W.N <= 0) return;
+  const TilePlan plan = plan_tiles(M, W.N, threads);
   static std::atomic<uint64_t> calls{0};  // each call's number, for ConvertedRows
   const uint64_t call = calls.fetch_add(1, std::memory_order_relaxed) + 1;
-  parallel::for_chunks(tiles, 1, [&](int64_t t, int64_t) {
-    {
-      static thread_local ConvertedRows<uint32_t> rows_bf16;
-      const int64_t tm = t / plan.ntiles;
-      const int64_t m0 = tm * plan.mc, m1 = std::min(M, m0 + plan.mc);
-      const int64_t p0 = (t % plan.ntiles) * plan.np, p1 = std::min(plan.panels, p0 + plan.np);
-      if (rows_bf16.stale(call, tm, static_cast<size_t>(plan.mc * K2))) convert_rows(A + m0 * lda, lda, m1 - m0, K, K2, rows_bf16.data.data());
-      const uint32_t* abuf = rows_bf16.data.data();
-      for (int64_t k0 = 0; k0 < K2 || k0 == 0; k0 += kKc2) {
-        const int64_t kc = std::min(kKc2, K2 - k0);
-        const bool first = k0 == 0, last = k0 + kKc2 >= K2;
-        for (int64_t p = p0; p < p1; ++p) {
-          const int64_t n0 = p * kPanel, nc = std::min(kPanel, N - n0);
-          const uint16_t* Bp = W.panels_bf16.data() + (p * K2 + k0) * kPanel * 2;
-          const float* bias = last ? W.bias.data() + n0 : nullptr;
-          ChunkPrefetch pf(W.panels_bf16.data(), plan, K2, kKc2, t, tiles, parallel::team_size(), p, p0, p1, k0, kc,
-                           (m1 - m0 + kMr - 1) / kMr);
-          for_each_row_run(m0, m1, [&](int64_t m, int rows) {
-            int64_t pf_rows;
-            const char* pf_at = pf.slice(pf_rows);
-            kMicro[rows](kc, abuf + (m - m0) * K2 + k0, K2, Bp, bias, reg_act, C + m * ldc + n0, ldc, mask_lo(nc),
-                         mask_hi(nc), accumulate || !first, pf_at, pf_rows);
-          });
-        }
-        if (K2 == 0) break;
-      }
-      if (!act_in_registers(act)) {
-        const int64_t n0 = p0 * kPanel, n1 = std::min(N, p1 * kPanel);
-        for (int64_t m = m0; m < m1; ++m) activation(1, act, C + m * ldc + n0, n1 - n0);
-      }
-    }
-  }, tiles > 1 && M * N * K > 32768 ? threads : 1);
+  gemm_pairs<false>(threads, M, W, C, ldc, accumulate, act, [&](int64_t t, int64_t m0, int64_t m1, int64_t& lda2) {
+    static thread_local ConvertedRows<uint32_t> rows_bf16;
+    if (rows_bf16.stale(call, t / plan.ntiles, static_cast<size_t>(plan.mc * K2)))
+      convert_rows(A + m0 * lda, lda, m1 - m0, K, K2, rows_bf16.data.data());
+    lda2 = K2;
+    return static_cast<const uint32_t*>(rows_bf16.data.data());
+  });
+}
+
+void linear_at_bf16(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc,
+                    bool accumulate) {
+  const int64_t K = B.K, K2 = (K + 1) / 2;
+  if (M <= 0 || B.N <= 0) return;
+  // Aᵀ's rows (k) in pairs, converted once for every tile: pair (i, kk) = (A[2kk][i], A[2kk+1][i]).
+  // The buffer belongs to the calling thread; the team only reads it.
+  static thread_local AlignedVector<uint32_t> pairs;
+  if (pairs.size() < static_cast<size_t>(K2 * M)) pairs.resize(static_cast<size_t>(K2 * M));
+  uint32_t* out = pairs.data();
+  parallel::for_each(K2, threads, K2 * M > 65536, [&](int64_t kk) {
+    interleave_bf16(A + 2 * kk * lda, 2 * kk + 1 < K ? A + (2 * kk + 1) * lda : nullptr, M, out + kk * M);
+  });
+  gemm_pairs<true>(threads, M, B, C, ldc, accumulate, Activation::Linear, [&](int64_t, int64_t m0, int64_t, int64_t& lda2) {
+    lda2 = M;
+    return static_cast<const uint32_t*>(out + m0);
+  });
+}
+
+void interleave_bf16(const float* r0, const float* r1, int64_t n, uint32_t* out) {
+  // cvtne2ps_pbh puts its second operand's 16 values in the low half, the first's in the high
+  // half; the permutation then pairs value j of r0 with value j of r1.
+  const __m512i pairs = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
+                                         4, 19, 3, 18, 2, 17, 1, 16, 0);
+  int64_t j = 0;
+  for (; j < n; j += 16) {
+    const __mmask16 m = static_cast<__mmask16>(n - j >= 16 ? 0xffff : (1u << (n - j)) - 1);
+    const __m512 a = _mm512_maskz_loadu_ps(m, r0 + j);
+    const __m512 b = r1 ? _mm512_maskz_loadu_ps(m, r1 + j) : _mm512_setzero_ps();
+    const __m512i v = _mm512_permutexvar_epi16(pairs, (__m512i)_mm512_cvtne2ps_pbh(b, a));
+    _mm512_mask_storeu_epi32(out + j, m, v);
+  }
 }
 
 }  // namespace convnext::kernels::x86
