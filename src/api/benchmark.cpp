@@ -197,9 +197,8 @@ BenchmarkResult benchmark_training(ConvNextForImageClassification& model, const 
     const auto t0 = Clock::now();
     graph.forward_backward(px, labels, grads, so);
     const auto t1 = Clock::now();
-    train::clip_grad_norm(grads, 1.0);
-    opt.step(grads, ao.lr);
-    grads.zero();
+    const double norm = grads.global_norm();  // clipping, AdamW and zero_grad as the trainer runs them
+    opt.step(grads, ao.lr, train::clip_coefficient(norm, 1.0), /*zero_grads=*/true);
     if (i >= o.warmup) ms.push_back(ms_since(t0));
     if (i >= o.warmup && o.profile) {  // the step's parts, then the optimizer's, then what is left
       profile.parts.emplace_back("optimizer");

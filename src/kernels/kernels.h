@@ -149,6 +149,7 @@ void patchify_nhwc(const Context& ctx, const float* x, int64_t N, int64_t H, int
 void patchify_nchw(const Context& ctx, const float* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, float* out);
 // Conv weight [O][C][p][p] → Linear weight [O][p·p·C] in the patch order above.
 std::vector<float> conv_weight_to_patch_linear(const float* w, int64_t O, int64_t C, int64_t p);
+void conv_weight_to_patch_linear(const float* w, int64_t O, int64_t C, int64_t p, float* out);  // into O·p·p·C floats
 
 // out[n,c] = mean over the H·W pixels of x[n,:,:,c] (accumulated in double).
 void mean_pool(const float* x, int64_t N, int64_t HW, int64_t C, float* out);

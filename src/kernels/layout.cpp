@@ -59,6 +59,10 @@ void interleave_bf16(const Context& ctx, const float* r0, const float* r1, int64
   if (native_bf16(ctx)) x86::interleave_bf16(r0, r1, n, out);
   else portable::interleave_bf16(r0, r1, n, out);
 }
+void bf16_pairs(const Context& ctx, const float* a, int64_t K, uint32_t* out) {
+  if (native_bf16(ctx)) x86::bf16_pairs(a, K, out);
+  else portable::bf16_pairs(a, K, out);
+}
 }  // namespace
 
 PackedLinear pack_linear(const Context& ctx, const float* W, const float* bias, int64_t N, int64_t K) {
@@ -67,16 +71,19 @@ PackedLinear pack_linear(const Context& ctx, const float* W, const float* bias, 
 
 void pack_linear_into(const Context& ctx, const float* W, const float* bias, int64_t N, int64_t K, PackedLinear& P, bool bf16) {
   if (!bf16) return pack_fp32_into(ctx, W, nullptr, nullptr, bias, N, K, P);
-  // Pair (k, k+1) of output n is W[n][k], W[n][k+1]: adjacent in W already, so each panel is 32
-  // rows of W rounded; one panel per task.
+  // Pair (k, k+1) of output n is W[n][k], W[n][k+1]: adjacent in W already. Each panel's 32
+  // rows are rounded into pairs (vectorised), then transposed into the panel's pair rows.
   const int64_t panels = reuse_storage_bf16(P, N, K), K2 = (K + 1) / 2;
   if (bias) std::copy(bias, bias + N, P.bias.begin());
+  auto* out = reinterpret_cast<uint32_t*>(P.panels_bf16.data());
   parallel::for_each(panels, ctx.threads, panels * K * kPanel > 262144, [&](int64_t p) {
     const int64_t n0 = p * kPanel, nc = std::min(kPanel, N - n0);
-    uint16_t* dst = P.panels_bf16.data() + p * K2 * kPanel * 2;
-    for (int64_t j = 0; j < kPanel; ++j)
-      for (int64_t k = 0; k < 2 * K2; ++k)
-        dst[(k / 2 * kPanel + j) * 2 + k % 2] = j < nc && k < K ? io::f32_to_bf16(W[(n0 + j) * K + k]) : 0;
+    static thread_local std::vector<uint32_t> rows;  // the panel's rows as pairs, [32][K2]
+    rows.assign(static_cast<size_t>(kPanel * K2), 0u);
+    for (int64_t j = 0; j < nc; ++j) bf16_pairs(ctx, W + (n0 + j) * K, K, rows.data() + j * K2);
+    uint32_t* dst = out + p * K2 * kPanel;
+    for (int64_t kk = 0; kk < K2; ++kk)
+      for (int64_t j = 0; j < kPanel; ++j) dst[kk * kPanel + j] = rows[static_cast<size_t>(j * K2 + kk)];
   });
 }
 
@@ -133,12 +140,15 @@ void patchify_nchw(const Context& ctx, const float* x, int64_t N, int64_t C, int
 
 std::vector<float> conv_weight_to_patch_linear(const float* w, int64_t O, int64_t C, int64_t p) {
   std::vector<float> out(static_cast<size_t>(O * p * p * C));
+  conv_weight_to_patch_linear(w, O, C, p, out.data());
+  return out;
+}
+
+void conv_weight_to_patch_linear(const float* w, int64_t O, int64_t C, int64_t p, float* out) {
   for (int64_t o = 0; o < O; ++o)
     for (int64_t c = 0; c < C; ++c)
       for (int64_t ky = 0; ky < p; ++ky)
-        for (int64_t kx = 0; kx < p; ++kx)
-          out[static_cast<size_t>(o * p * p * C + (ky * p + kx) * C + c)] = w[((o * C + c) * p + ky) * p + kx];
-  return out;
+        for (int64_t kx = 0; kx < p; ++kx) out[o * p * p * C + (ky * p + kx) * C + c] = w[((o * C + c) * p + ky) * p + kx];
 }
 
 void mean_pool(const float* x, int64_t N, int64_t HW, int64_t C, float* out) {

@@ -196,6 +196,7 @@ struct TrainGraph::Impl {
   std::vector<DownState> downs;
   std::vector<float> stem_xhat, stem_rstd, head_xhat, head_rstd, pooled, pooled_normed;
   std::vector<float> patches, s1, s2, s3, s4, g, dpatch;  // scratch
+  std::vector<float> lin, dlin, dw49, dpooled;             // small scratch (kept: nothing is allocated per step)
   LinearPacks stem, cls;                              // the weights packed both ways
   std::vector<LinearPacks> down_packs, pw1, pw2;
   std::vector<std::vector<float>> taps;
@@ -246,7 +247,7 @@ void TrainGraph::Impl::size_for(const Tensor& px) {
 void TrainGraph::Impl::forward_embeddings(const Tensor& px) {
   const ConvNextConfig& cfg = net.config;
   const int64_t Cin = cfg.num_channels, p = cfg.patch_size, C0 = cfg.hidden_sizes[0], M0 = rows(0), Kp = p * p * Cin;
-  const std::vector<float> lin = kernels::conv_weight_to_patch_linear(net.patch_weight.data(), C0, Cin, p);
+  kernels::conv_weight_to_patch_linear(net.patch_weight.data(), C0, Cin, p, grow(lin, C0 * Kp));
   stem.pack(ctx, lin.data(), net.patch_bias.data(), C0, Kp, bf16);
   const LayerNormSaved saved{grow(stem_xhat, M0 * C0), grow(stem_rstd, M0)};
   detail::embeddings(ctx, px.data(), N, Cin, px.dim(2), px.dim(3), p, stem.fwd, net.embed_norm.weight.data(),
@@ -258,7 +259,7 @@ void TrainGraph::Impl::forward_downsample(const StageParams& st, size_t di, size
   DownState& ds = downs[di];
   const Geo gi = geo[mi], go = geo[mi + 1];
   const int64_t Mi = rows(mi), Mo = rows(mi + 1), K = 4 * gi.C;
-  const std::vector<float> lin = kernels::conv_weight_to_patch_linear(st.down_weight.data(), go.C, gi.C, 2);
+  kernels::conv_weight_to_patch_linear(st.down_weight.data(), go.C, gi.C, 2, grow(lin, go.C * K));
   down_packs[di].pack(ctx, lin.data(), st.down_bias.data(), go.C, K, bf16);
   const LayerNormSaved saved{grow(ds.xhat, Mi * gi.C), grow(ds.rstd, Mi)};
   detail::downsample(ctx, maps[mi].data(), {N, gi.H, gi.W, gi.C}, st.down_norm.weight.data(), st.down_norm.bias.data(),
@@ -326,15 +327,15 @@ float* TrainGraph::Impl::backward_head(const Tensor& dlogits, size_t last, Gradi
   const int64_t CL = geo[last].C, HW = geo[last].H * geo[last].W, L = net.config.num_labels();
   weight_grad(ctx, dlogits.data(), pooled_normed.data(), N, L, CL, grads.of(net.classifier_weight).data(), xpack, bf16);
   kernels::column_sums(ctx, dlogits.data(), N, L, grads.of(net.classifier_bias).data());
-  std::vector<float> dp(static_cast<size_t>(N * CL));
-  kernels::linear(ctx, N, dlogits.data(), L, cls.bwd, dp.data(), CL, false, Activation::Linear);
-  kernels::layer_norm_backward(ctx, dp.data(), head_xhat.data(), head_rstd.data(), N, CL, net.final_norm.weight.data(),
-                               dp.data(), grads.of(net.final_norm.weight).data(), grads.of(net.final_norm.bias).data());
+  float* dp = grow(dpooled, N * CL);
+  kernels::linear(ctx, N, dlogits.data(), L, cls.bwd, dp, CL, false, Activation::Linear);
+  kernels::layer_norm_backward(ctx, dp, head_xhat.data(), head_rstd.data(), N, CL, net.final_norm.weight.data(),
+                               dp, grads.of(net.final_norm.weight).data(), grads.of(net.final_norm.bias).data());
   // The mean over H·W hands each pixel 1/HW of the pooled gradient.
   float* G = grow(g, rows(last) * CL);
   for (int64_t n = 0; n < N; ++n)
     for (int64_t q = 0; q < HW; ++q)
-      for (int64_t c = 0; c < CL; ++c) G[(n * HW + q) * CL + c] = dp[static_cast<size_t>(n * CL + c)] / static_cast<float>(HW);
+      for (int64_t c = 0; c < CL; ++c) G[(n * HW + q) * CL + c] = dp[n * CL + c] / static_cast<float>(HW);
   return G;
 }
 
@@ -388,11 +389,12 @@ void TrainGraph::Impl::backward_block(const BlockParams& b, size_t bi, size_t mi
                                grads.of(b.norm.bias).data());
   // Depthwise conv: its input gradient joins the residual's.
   float* dx = dz;  // dz is no longer needed
-  std::vector<float> dw49(static_cast<size_t>(49 * C), 0.0f);
-  kernels::dwconv7_backward(ctx, x, dt, N, gg.H, gg.W, C, taps[bi].data(), dx, dw49.data(), grads.of(b.dw_bias).data());
+  float* dw = grow(dw49, 49 * C);
+  std::fill(dw, dw + 49 * C, 0.0f);
+  kernels::dwconv7_backward(ctx, x, dt, N, gg.H, gg.W, C, taps[bi].data(), dx, dw, grads.of(b.dw_bias).data());
   float* gdw = grads.of(b.dw_weight).data();
   for (int64_t c = 0; c < C; ++c)
-    for (int64_t tp = 0; tp < 49; ++tp) gdw[c * 49 + tp] += dw49[static_cast<size_t>(tp * C + c)];
+    for (int64_t tp = 0; tp < 49; ++tp) gdw[c * 49 + tp] += dw[tp * C + c];
   parallel::for_each(M * C, ctx.threads, M * C > 32768, [&](int64_t i) { G[i] += dx[i]; });
 }
 
@@ -403,9 +405,10 @@ float* TrainGraph::Impl::backward_downsample(const StageParams& st, size_t di, s
   const Geo gi = geo[mi], go = geo[mi + 1];
   const int64_t Mi = rows(mi), Mo = rows(mi + 1), K = 4 * gi.C;
   kernels::patchify_nhwc(ctx, ds.t.data(), N, gi.H, gi.W, gi.C, 2, grow(patches, Mo * K));
-  std::vector<float> dlin(static_cast<size_t>(go.C * K), 0.0f);
-  weight_grad(ctx, G, patches.data(), Mo, go.C, K, dlin.data(), xpack, bf16);
-  kernels::patch_linear_to_conv_weight_add(dlin.data(), go.C, gi.C, 2, grads.of(st.down_weight).data());
+  float* dl = grow(dlin, go.C * K);
+  std::fill(dl, dl + go.C * K, 0.0f);
+  weight_grad(ctx, G, patches.data(), Mo, go.C, K, dl, xpack, bf16);
+  kernels::patch_linear_to_conv_weight_add(dl, go.C, gi.C, 2, grads.of(st.down_weight).data());
   kernels::column_sums(ctx, G, Mo, go.C, grads.of(st.down_bias).data());
   float* dp = grow(dpatch, Mo * K);
   kernels::linear(ctx, Mo, G, go.C, down_packs[di].bwd, dp, K, false, Activation::Linear);
@@ -425,9 +428,10 @@ void TrainGraph::Impl::backward_embeddings(const Tensor& px, const float* G, Gra
   kernels::layer_norm_backward(ctx, G, stem_xhat.data(), stem_rstd.data(), M0, C0, net.embed_norm.weight.data(), dy0,
                                grads.of(net.embed_norm.weight).data(), grads.of(net.embed_norm.bias).data());
   kernels::patchify_nchw(ctx, px.data(), N, Cin, Hin, Win, p, grow(patches, M0 * Kp));
-  std::vector<float> dlin(static_cast<size_t>(C0 * Kp), 0.0f);
-  weight_grad(ctx, dy0, patches.data(), M0, C0, Kp, dlin.data(), xpack, bf16);
-  kernels::patch_linear_to_conv_weight_add(dlin.data(), C0, Cin, p, grads.of(net.patch_weight).data());
+  float* dl = grow(dlin, C0 * Kp);
+  std::fill(dl, dl + C0 * Kp, 0.0f);
+  weight_grad(ctx, dy0, patches.data(), M0, C0, Kp, dl, xpack, bf16);
+  kernels::patch_linear_to_conv_weight_add(dl, C0, Cin, p, grads.of(net.patch_weight).data());
   kernels::column_sums(ctx, dy0, M0, C0, grads.of(net.patch_bias).data());
   if (!grad_pixels) return;
   float* dp = grow(dpatch, M0 * Kp);

@@ -24,8 +24,10 @@ bool trainer_decays(const std::string& name);
 class AdamW {
  public:
   AdamW(const Gradients& grads, AdamWOptions options);
-  // One step at learning rate `lr` with the gradients in `grads`.
-  void step(Gradients& grads, double lr);
+  // One step at learning rate `lr` with the gradients in `grads` times `grad_scale` (clipping's
+  // factor: the same floats as scaling the gradients first); with `zero_grads` each gradient is
+  // zeroed once read (zero_grad in the same pass over memory, not a pass of its own).
+  void step(Gradients& grads, double lr, float grad_scale = 1.0f, bool zero_grads = false);
   int64_t steps() const { return step_; }
   const AdamWOptions& options() const { return opt_; }
 
@@ -70,5 +72,8 @@ LrSchedule continue_schedule(const LrSchedule& saved, const LrSchedule& wanted, 
 // Scales the gradients so their global norm is at most max_norm (no-op when max_norm <= 0);
 // returns the norm before clipping, as clip_grad_norm_ does.
 double clip_grad_norm(Gradients& grads, double max_norm);
+// The factor clip_grad_norm_ scales the gradients by for this norm: max_norm / (norm + 1e-6) when
+// that is below 1, else 1 (also when max_norm <= 0: no clipping).
+float clip_coefficient(double norm, double max_norm);
 
 }  // namespace convnext::train

@@ -258,11 +258,13 @@ void TrainRun::optimizer_step(const Group& g) {
   double norm = 0, lr = 0;
   if (finite) {
     if (!o_.save_grads.empty() && !saved_grads_ && comm_.is_root()) save_first_gradients();
-    norm = clip_grad_norm(model_.grads(), o_.max_grad_norm);
+    // clip_grad_norm_, AdamW and zero_grad, the last two in one pass over the gradients.
+    norm = model_.grads().global_norm();
     lr = schedule_.at(pos_.step);
-    model_.optimizer().step(model_.grads(), lr);
+    model_.optimizer().step(model_.grads(), lr, clip_coefficient(norm, o_.max_grad_norm), /*zero_grads=*/true);
+  } else {
+    model_.grads().zero();
   }
-  model_.grads().zero();
   ++pos_.step;
   pos_.batch = g.first + g.done;
   stats_.add(finite, g.loss, norm, g.images, seconds_since(g.start));

@@ -56,23 +56,7 @@ constexpr MicroFn kMicroT[kMr + 1] = {nullptr,         micro<1, true>,  micro<2,
 
 // Rows of A (fp32) → bf16 pairs, zero padded to K2 pairs.
 void convert_rows(const float* A, int64_t lda, int64_t rows, int64_t K, int64_t K2, uint32_t* out) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* a = A + r * lda;
-    uint32_t* o = out + r * K2;
-    int64_t k = 0;
-    for (; k + 32 <= K; k += 32) {
-      const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(a + k + 16), _mm512_loadu_ps(a + k));
-      _mm512_storeu_si512(o + k / 2, (__m512i)v);
-    }
-    if (k < K) {
-      const int64_t rest = K - k;
-      const __mmask16 lo = static_cast<__mmask16>(rest >= 16 ? 0xffff : (1u << rest) - 1);
-      const __mmask16 hi = static_cast<__mmask16>(rest >= 32 ? 0xffff : rest <= 16 ? 0 : (1u << (rest - 16)) - 1);
-      const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, a + k + 16), _mm512_maskz_loadu_ps(lo, a + k));
-      const int64_t pairs = (rest + 1) / 2;
-      _mm512_mask_storeu_epi32(o + k / 2, static_cast<__mmask16>(pairs >= 16 ? 0xffff : (1u << pairs) - 1), (__m512i)v);
-    }
-  }
+  for (int64_t r = 0; r < rows; ++r) bf16_pairs(A + r * lda, K, out + r * K2);
 }
 
 // The tiled product over pairs already in bf16: `rows_of(t, m0, m1, lda2)` gives tile t's A
@@ -150,6 +134,22 @@ void linear_at_bf16(int threads, int64_t M, const float* A, int64_t lda, const P
     lda2 = M;
     return static_cast<const uint32_t*>(out + m0);
   });
+}
+
+void bf16_pairs(const float* a, int64_t K, uint32_t* out) {
+  int64_t k = 0;
+  for (; k + 32 <= K; k += 32) {
+    const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(a + k + 16), _mm512_loadu_ps(a + k));
+    _mm512_storeu_si512(out + k / 2, (__m512i)v);
+  }
+  if (k < K) {
+    const int64_t rest = K - k;
+    const __mmask16 lo = static_cast<__mmask16>(rest >= 16 ? 0xffff : (1u << rest) - 1);
+    const __mmask16 hi = static_cast<__mmask16>(rest >= 32 ? 0xffff : rest <= 16 ? 0 : (1u << (rest - 16)) - 1);
+    const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, a + k + 16), _mm512_maskz_loadu_ps(lo, a + k));
+    const int64_t pairs = (rest + 1) / 2;
+    _mm512_mask_storeu_epi32(out + k / 2, static_cast<__mmask16>(pairs >= 16 ? 0xffff : (1u << pairs) - 1), (__m512i)v);
+  }
 }
 
 void interleave_bf16(const float* r0, const float* r1, int64_t n, uint32_t* out) {
