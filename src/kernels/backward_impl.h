@@ -89,6 +89,8 @@ void layer_norm_backward(int threads, const float* dy, const float* xhat, const 
 }
 
 // The depthwise 7×7 weight and bias gradients: dw49[tap][c] += Σ x(shifted by tap)·dy, db += Σ dy.
+// (The x86 family has its own, register-blocked, with the same sums in the same order.)
+#ifndef CONVNEXT_OWN_DWCONV7_WEIGHT_GRAD
 void dwconv7_weight_grad(int threads, const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C,
                                      float* dw49, float* dbias) {
   const int64_t rows = N * H;
@@ -130,6 +132,7 @@ void dwconv7_weight_grad(int threads, const float* x, const float* dy, int64_t N
     else if (dbias) dbias[q - 49 * C] += static_cast<float>(s);
   }
 }
+#endif
 
 // out[c] += Σ_r x[r, c] (bias gradients), in double across rows.
 void column_sums(int threads, const float* x, int64_t rows, int64_t C, float* out) {
