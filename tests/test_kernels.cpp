@@ -1,7 +1,9 @@
 // Fast kernels (AVX-512 and portable) against the reference twins, on odd shapes:
 // channels 1, 3, 13, 57 (and 96, 100 for the GEMM), images 1×1, 5×9, 57×61, batch 1 and 3.
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <mutex>
 #include <random>
 
 #include "core/cpu.h"
@@ -236,6 +238,44 @@ TEST(Kernels, Bf16LinearMatchesReferenceOnRoundedOperands) {
                                                                   << " N=" << N << " K=" << K << " mode " << mode;
       }
   }
+}
+
+}  // namespace
+}  // namespace convnext::test
+
+namespace convnext::test {
+namespace {
+
+TEST(Kernels, TileEpilogueSeesEachFinishedBlockOnce) {
+  // linear(..., after): the blocks handed to `after` cover C exactly once and hold their final
+  // values when handed over, for every weight form (fp32, bf16, int8) and family; the training
+  // pass relies on it to activate pwconv1's output (and its gradient) tile by tile.
+  for (const Family& fam : families())
+    for (int form = 0; form < 3; ++form)
+      for (auto [M, N, K] : std::vector<std::array<int64_t, 3>>{{1, 1, 1}, {13, 33, 96}, {200, 129, 384}, {300, 1000, 40}}) {
+        SCOPED_TRACE(std::string(fam.name) + " form " + std::to_string(form) + " M=" + std::to_string(M) + " N=" +
+                     std::to_string(N) + " K=" + std::to_string(K));
+        const auto A = randn(M * K, 41), W = randn(N * K, 42, 0.1f), b = randn(N, 43);
+        const kernels::Context any = kernels::default_context();
+        const kernels::PackedLinear P = form == 0   ? kernels::pack_linear(any, W.data(), b.data(), N, K)
+                                        : form == 1 ? kernels::pack_linear_scaled(any, W.data(), nullptr, nullptr, b.data(), N, K, true)
+                                                    : kernels::pack_linear_int8(any, W.data(), nullptr, nullptr, b.data(), N, K);
+        std::vector<float> want(static_cast<size_t>(M * N)), C(want.size(), NAN), seen(want.size(), NAN);
+        kernels::linear(fam.ctx, M, A.data(), K, P, want.data(), N, false, Activation::Gelu);
+        std::vector<int> hits(want.size(), 0);
+        std::mutex mu;
+        const kernels::TileEpilogue after = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+          std::lock_guard<std::mutex> lock(mu);
+          for (int64_t m = m0; m < m1; ++m)
+            for (int64_t n = n0; n < n1; ++n) {
+              ++hits[static_cast<size_t>(m * N + n)];
+              seen[static_cast<size_t>(m * N + n)] = C[static_cast<size_t>(m * N + n)];
+            }
+        };
+        kernels::linear(fam.ctx, M, A.data(), K, P, C.data(), N, false, Activation::Gelu, &after);
+        EXPECT_TRUE(std::all_of(hits.begin(), hits.end(), [](int h) { return h == 1; }));
+        EXPECT_EQ(seen, want);
+      }
 }
 
 }  // namespace

@@ -25,19 +25,19 @@ bool use_x86(const Context& ctx) { return ctx.family == Family::Avx512; }
 }  // namespace
 
 void linear(const Context& ctx, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc,
-            bool accumulate, Activation act) {
+            bool accumulate, Activation act, const TileEpilogue* after) {
+  // The x86 GEMMs call `after` per tile; the others once, on the whole of C.
   if (W.is_int8()) {
     if (native_int8(ctx)) x86::linear_int8(ctx.threads, M, A, lda, W, C, ldc, accumulate, act);
     else portable::linear_int8(ctx.threads, M, A, lda, W, C, ldc, accumulate, act);
-    return;
+  } else if (W.is_bf16()) {
+    if (native_bf16(ctx)) return x86::linear_bf16(ctx.threads, M, A, lda, W, C, ldc, accumulate, act, after);
+    portable::linear_bf16(ctx.threads, M, A, lda, W, C, ldc, accumulate, act);
+  } else {
+    if (use_x86(ctx)) return x86::linear(ctx.threads, M, A, lda, W, C, ldc, accumulate, act, after);
+    portable::linear(ctx.threads, M, A, lda, W, C, ldc, accumulate, act);
   }
-  if (W.is_bf16()) {
-    if (native_bf16(ctx)) x86::linear_bf16(ctx.threads, M, A, lda, W, C, ldc, accumulate, act);
-    else portable::linear_bf16(ctx.threads, M, A, lda, W, C, ldc, accumulate, act);
-    return;
-  }
-  if (use_x86(ctx)) x86::linear(ctx.threads, M, A, lda, W, C, ldc, accumulate, act);
-  else portable::linear(ctx.threads, M, A, lda, W, C, ldc, accumulate, act);
+  if (after && M > 0 && W.N > 0) (*after)(0, M, 0, W.N);
 }
 
 void layer_norm(const Context& ctx, const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta,

@@ -3,9 +3,9 @@
 // how many threads the call may use (its caller's kernels::Context; 1 = the calling thread).
 // NOLINTBEGIN(llvm-header-guard)
 void linear(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
-            Activation act);
+            Activation act, const TileEpilogue* after = nullptr);
 void linear_bf16(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
-                 Activation act);
+                 Activation act, const TileEpilogue* after = nullptr);
 void linear_int8(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
                  Activation act);
 void layer_norm(int threads, const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y);

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
 #include <new>
 #include <vector>
 
@@ -119,10 +120,16 @@ double fp32_peak_gflops(const Context& ctx);
 // through a portable kernel that gives the same numbers, slowly.
 bool native_bf16(const Context& ctx);
 
+// Work on a finished block of C while it is still in cache: called with rows [m0, m1) and columns
+// [n0, n1) once their values are final, on the thread that computed them, the blocks together
+// covering C once (what a pass over C afterwards would do, without C's trip to memory and back).
+using TileEpilogue = std::function<void(int64_t m0, int64_t m1, int64_t n0, int64_t n1)>;
+
 // C[M,N] = act(A[M,K]·Wᵀ + b), or with `accumulate` C += A·Wᵀ + b (act must then be Linear).
 // Rows of A and C are lda / ldc floats apart. Threads split the output over rows and columns.
+// `after`, when given, runs on each finished block of C (see TileEpilogue).
 void linear(const Context& ctx, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
-            Activation act);
+            Activation act, const TileEpilogue* after = nullptr);
 
 // y[r,:] = (x[r,:] − mean) / sqrt(var + eps) · gamma + beta for each of `rows` rows of C floats
 // (biased variance, two passes, as F.layer_norm). x and y may alias.

@@ -66,7 +66,7 @@ void tile(int64_t K, const float* A, int64_t lda, const float* Bp, const float* 
 }  // namespace
 
 void linear(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
-            Activation act) {
+            Activation act, const TileEpilogue*) {
   const int64_t N = W.N, K = W.K, panels = (N + kPanel - 1) / kPanel;
   constexpr int64_t MR = 4;
   const int64_t mtiles = (M + MR - 1) / MR;
@@ -148,7 +148,7 @@ namespace convnext::kernels::portable {
 // The bf16 GEMM's numbers without AVX512_BF16: A rounded to bf16 (nearest even) as the native
 // kernel does, the bf16 weights widened, products summed in fp32.
 void linear_bf16(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
-                 Activation act) {
+                 Activation act, const TileEpilogue*) {
   const int64_t N = W.N, K = W.K, K2 = (K + 1) / 2;
   parallel::for_each(M, threads, M * N * K > 32768, [&](int64_t m) {
     static thread_local std::vector<float> a;  // kept: a forward allocates only its outputs

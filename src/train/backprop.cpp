@@ -286,10 +286,13 @@ void TrainGraph::Impl::forward_block(const BlockParams& b, size_t bi, size_t mi,
   float* t = grow(s2, M * C);
   kernels::layer_norm_train(ctx, d, M, C, b.norm.weight.data(), b.norm.bias.data(), kBlockEps, t, grow(bs.xhat, M * C),
                             grow(bs.rstd, M));
+  // h = t·W1ᵀ + b1 (kept for the backward) and a = act(h), each tile of h activated while in cache.
   float* h = grow(bs.h, M * C4);
-  kernels::linear(ctx, M, t, C, pw1[bi].fwd, h, C4, false, Activation::Linear);
   float* a = grow(bs.a, M * C4);
-  kernels::activation_out(ctx, net.act, h, a, M * C4);
+  const kernels::TileEpilogue activate = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    for (int64_t m = m0; m < m1; ++m) kernels::activation_out(ctx.serial(), net.act, h + m * C4 + n0, a + m * C4 + n0, n1 - n0);
+  };
+  kernels::linear(ctx, M, t, C, pw1[bi].fwd, h, C4, false, Activation::Linear, &activate);
   float* z = grow(bs.z, M * C);
   const float* pw2_in = a;
   if (!b.grn_weight.empty()) {  // V2: GRN over each image's H·W pixels
@@ -370,12 +373,19 @@ void TrainGraph::Impl::backward_block(const BlockParams& b, size_t bi, size_t mi
   }
   weight_grad(ctx, dz, pw2_in, M, C, C4, grads.of(b.pw2_weight).data(), xpack, bf16);
   kernels::column_sums(ctx, dz, M, C, grads.of(b.pw2_bias).data());
+  // dh = dz·W2 (V2: then through GRN), times act'(h): in V1 each tile of dh while in cache.
   float* dh = grow(s3, M * C4);
-  kernels::linear(ctx, M, dz, C, pw2[bi].bwd, dh, C4, false, Activation::Linear);
-  if (v2)
+  const float* hs = bs.h.data();
+  const kernels::TileEpilogue act_grad = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    for (int64_t m = m0; m < m1; ++m)
+      kernels::activation_backward(ctx.serial(), net.act, hs + m * C4 + n0, dh + m * C4 + n0, dh + m * C4 + n0, n1 - n0);
+  };
+  kernels::linear(ctx, M, dz, C, pw2[bi].bwd, dh, C4, false, Activation::Linear, v2 ? nullptr : &act_grad);
+  if (v2) {
     kernels::grn_backward(ctx, bs.a.data(), dh, N, gg.H * gg.W, C4, b.grn_weight.data(), dh,
                           grads.of(b.grn_weight).data(), grads.of(b.grn_bias).data());
-  kernels::activation_backward(ctx, net.act, bs.h.data(), dh, dh, M * C4);
+    kernels::activation_backward(ctx, net.act, hs, dh, dh, M * C4);
+  }
   // pwconv1: t = x̂·γ + β again, dW1 += dhᵀ·t, dt = dh·W1.
   float* t = grow(s2, M * C);
   const float* gam = b.norm.weight.data();

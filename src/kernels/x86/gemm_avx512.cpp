@@ -61,7 +61,7 @@ constexpr MicroFn kMicroTU[kMr + 1] = {nullptr, kTU<1>, kTU<2>, kTU<3>, kTU<4>, 
 
 template <bool TA>
 void linear_impl(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
-                 Activation act) {
+                 Activation act, const TileEpilogue* after = nullptr) {
   const MicroFn* kern = TA ? kMicroT : kMicro;
   const int64_t N = W.N, K = W.K;
   if (M <= 0 || N <= 0) return;
@@ -89,18 +89,18 @@ void linear_impl(int threads, int64_t M, const float* A, int64_t lda, const Pack
       }
       if (K == 0) break;
     }
-    if (!act_in_registers(act)) {
-      const int64_t n0 = p0 * kPanel, n1 = std::min(N, p1 * kPanel);
+    const int64_t n0 = p0 * kPanel, n1 = std::min(N, p1 * kPanel);
+    if (!act_in_registers(act))
       for (int64_t m = m0; m < m1; ++m) activation(1, act, C + m * ldc + n0, n1 - n0);
-    }
+    if (after) (*after)(m0, m1, n0, n1);
   }, tiles > 1 && M * N * K > 32768 ? threads : 1);
 }
 
 }  // namespace
 
 void linear(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
-            Activation act) {
-  linear_impl<false>(threads, M, A, lda, W, C, ldc, accumulate, act);
+            Activation act, const TileEpilogue* after) {
+  linear_impl<false>(threads, M, A, lda, W, C, ldc, accumulate, act, after);
 }
 
 void linear_at(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate) {

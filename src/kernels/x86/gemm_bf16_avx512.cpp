@@ -63,7 +63,7 @@ void convert_rows(const float* A, int64_t lda, int64_t rows, int64_t K, int64_t 
 // (rows m0..m1−1) and its stride in pairs; TA as for micro.
 template <bool TA, class RowsOf>
 void gemm_pairs(int threads, int64_t M, const PackedLinear& W, float* C, int64_t ldc, bool accumulate, Activation act,
-                RowsOf&& rows_of) {
+                const TileEpilogue* after, RowsOf&& rows_of) {
   const int64_t N = W.N, K2 = (W.K + 1) / 2;
   const MicroFn* kern = TA ? kMicroT : kMicro;
   const TilePlan plan = plan_tiles(M, N, threads);
@@ -93,23 +93,23 @@ void gemm_pairs(int threads, int64_t M, const PackedLinear& W, float* C, int64_t
       }
       if (K2 == 0) break;
     }
-    if (!act_in_registers(act)) {
-      const int64_t n0 = p0 * kPanel, n1 = std::min(N, p1 * kPanel);
+    const int64_t n0 = p0 * kPanel, n1 = std::min(N, p1 * kPanel);
+    if (!act_in_registers(act))
       for (int64_t m = m0; m < m1; ++m) activation(1, act, C + m * ldc + n0, n1 - n0);
-    }
+    if (after) (*after)(m0, m1, n0, n1);
   }, tiles > 1 && M * N * W.K > 32768 ? threads : 1);
 }
 
 }  // namespace
 
 void linear_bf16(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
-                 Activation act) {
+                 Activation act, const TileEpilogue* after) {
   const int64_t K = W.K, K2 = (K + 1) / 2;
   if (M <= 0 || W.N <= 0) return;
   const TilePlan plan = plan_tiles(M, W.N, threads);
   static std::atomic<uint64_t> calls{0};  // each call's number, for ConvertedRows
   const uint64_t call = calls.fetch_add(1, std::memory_order_relaxed) + 1;
-  gemm_pairs<false>(threads, M, W, C, ldc, accumulate, act, [&](int64_t t, int64_t m0, int64_t m1, int64_t& lda2) {
+  gemm_pairs<false>(threads, M, W, C, ldc, accumulate, act, after, [&](int64_t t, int64_t m0, int64_t m1, int64_t& lda2) {
     static thread_local ConvertedRows<uint32_t> rows_bf16;
     if (rows_bf16.stale(call, t / plan.ntiles, static_cast<size_t>(plan.mc * K2)))
       convert_rows(A + m0 * lda, lda, m1 - m0, K, K2, rows_bf16.data.data());
@@ -130,7 +130,7 @@ void linear_at_bf16(int threads, int64_t M, const float* A, int64_t lda, const P
   parallel::for_each(K2, threads, K2 * M > 65536, [&](int64_t kk) {
     interleave_bf16(A + 2 * kk * lda, 2 * kk + 1 < K ? A + (2 * kk + 1) * lda : nullptr, M, out + kk * M);
   });
-  gemm_pairs<true>(threads, M, B, C, ldc, accumulate, Activation::Linear, [&](int64_t, int64_t m0, int64_t, int64_t& lda2) {
+  gemm_pairs<true>(threads, M, B, C, ldc, accumulate, Activation::Linear, nullptr, [&](int64_t, int64_t m0, int64_t, int64_t& lda2) {
     lda2 = M;
     return static_cast<const uint32_t*>(out + m0);
   });
