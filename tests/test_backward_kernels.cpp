@@ -26,7 +26,6 @@ struct BackwardFamily {
   void (*dw_grad)(int, const float*, const float*, int64_t, int64_t, int64_t, int64_t, float*, float*);
   void (*act_back)(int, Activation, const float*, const float*, float*, int64_t);
   void (*linear_at)(int, int64_t, const float*, int64_t, const kernels::PackedLinear&, float*, int64_t, bool);
-  void (*linear_at_rows)(int, int64_t, const float*, int64_t, const float*, int64_t, int64_t, int64_t, float*, int64_t, bool);
 };
 
 constexpr int kThreads = 3;
@@ -34,12 +33,11 @@ constexpr int kThreads = 3;
 std::vector<BackwardFamily> families() {
   namespace p = kernels::portable;
   std::vector<BackwardFamily> f = {
-      {"portable", p::layer_norm_train, p::layer_norm_backward, p::dwconv7_weight_grad, p::activation_backward, p::linear_at,
-       p::linear_at_rows}};
+      {"portable", p::layer_norm_train, p::layer_norm_backward, p::dwconv7_weight_grad, p::activation_backward, p::linear_at}};
   if (cpu_has_avx512()) {
     namespace x = kernels::x86;
     f.push_back({"avx512", x::layer_norm_train, x::layer_norm_backward, x::dwconv7_weight_grad, x::activation_backward,
-                 x::linear_at, x::linear_at_rows});
+                 x::linear_at});
   }
   return f;
 }
@@ -201,12 +199,6 @@ TEST(BackwardKernels, LinearBackwardGemmsMatchReference) {
           std::vector<float> dw(static_cast<size_t>(N * K), 1.0f);
           f.linear_at(kThreads, N, dy.data(), N, kernels::pack_kn(kernels::default_context(), x.data(), K, M, K), dw.data(), K, true);
           EXPECT_TRUE(close(T(dw), T(rdw), 1e-4)) << f.name << " dW M=" << M << " N=" << N << " K=" << K;
-          // The same from x where it lies (rows K + 5 floats apart: a row stride that is not the width).
-          std::vector<float> xs(static_cast<size_t>(M * (K + 5)), NAN), dw2(static_cast<size_t>(N * K), 1.0f);
-          for (int64_t m = 0; m < M; ++m)
-            std::copy(x.begin() + m * K, x.begin() + (m + 1) * K, xs.begin() + m * (K + 5));
-          f.linear_at_rows(kThreads, N, dy.data(), N, xs.data(), K + 5, K, M, dw2.data(), K, true);
-          EXPECT_TRUE(close(T(dw2), T(rdw), 1e-4)) << f.name << " dW (unpacked x) M=" << M << " N=" << N << " K=" << K;
         }
       }
     }

@@ -87,12 +87,6 @@ void linear_at(const Context& ctx, int64_t M, const float* A, int64_t lda, const
   else portable::linear_at(ctx.threads, M, A, lda, B, C, ldc, accumulate);
 }
 
-void linear_at(const Context& ctx, int64_t M, const float* A, int64_t lda, const float* B, int64_t ldb, int64_t N, int64_t K,
-               float* C, int64_t ldc, bool accumulate) {
-  if (use_x86(ctx)) x86::linear_at_rows(ctx.threads, M, A, lda, B, ldb, N, K, C, ldc, accumulate);
-  else portable::linear_at_rows(ctx.threads, M, A, lda, B, ldb, N, K, C, ldc, accumulate);
-}
-
 void layer_norm_train(const Context& ctx, const float* x, int64_t rows, int64_t C, const float* gamma,
                       const float* beta, float eps, float* y, float* xhat, float* rstd) {
   if (use_x86(ctx)) x86::layer_norm_train(ctx.threads, x, rows, C, gamma, beta, eps, y, xhat, rstd);

@@ -17,8 +17,6 @@ void dwconv7_ln_rows(const float* x, int64_t N, int64_t H, int64_t W, int64_t C,
 void activation(int threads, Activation act, float* x, int64_t n);
 // Training.
 void linear_at(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc, bool accumulate);
-void linear_at_rows(int threads, int64_t M, const float* A, int64_t lda, const float* B, int64_t ldb, int64_t N, int64_t K,
-                    float* C, int64_t ldc, bool accumulate);
 void linear_at_bf16(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc,
                     bool accumulate);
 // out[j] = bf16(r0[j]) | bf16(r1[j]) << 16 for j < n (r1 null: its half 0), rounded to nearest

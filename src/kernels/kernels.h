@@ -178,10 +178,6 @@ void pack_kn_into(const Context& ctx, const float* B, int64_t ldb, int64_t K, in
 // weight gradient dW = dyᵀ·x without transposing dy. With B in bf16, A is rounded to bf16 as
 // well (round to nearest even) and the products are summed in fp32.
 void linear_at(const Context& ctx, int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc, bool accumulate);
-// The same (fp32) with B [K][N] read where it lies (rows ldb floats apart), not packed: the weight
-// gradients' B is a whole activation map, and packing it cost as much as the GEMM at stage 1.
-void linear_at(const Context& ctx, int64_t M, const float* A, int64_t lda, const float* B, int64_t ldb, int64_t N, int64_t K,
-               float* C, int64_t ldc, bool accumulate);
 // LayerNorm (affine) that also writes x̂ = (x − mean)/σ and 1/σ of each row for the backward.
 void layer_norm_train(const Context& ctx, const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps,
                       float* y, float* xhat, float* rstd);

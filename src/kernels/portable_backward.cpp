@@ -81,19 +81,6 @@ void linear_at(int threads, int64_t M, const float* A, int64_t lda, const Packed
   });
 }
 
-// C (+)= Aᵀ·B, A stored [K][M], B [K][N] unpacked: the plain loop.
-void linear_at_rows(int threads, int64_t M, const float* A, int64_t lda, const float* B, int64_t ldb, int64_t N, int64_t K,
-                    float* C, int64_t ldc, bool accumulate) {
-  parallel::for_each(M, threads, M * N * K > 32768, [&](int64_t m) {
-    std::vector<float> acc(static_cast<size_t>(N), 0.0f);
-    for (int64_t k = 0; k < K; ++k) {
-      const float a = A[k * lda + m];
-      for (int64_t n = 0; n < N; ++n) acc[static_cast<size_t>(n)] += a * B[k * ldb + n];
-    }
-    for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = (accumulate ? C[m * ldc + n] : 0.0f) + acc[static_cast<size_t>(n)];
-  });
-}
-
 // The bf16 weight gradient without AVX512_BF16: Aᵀ's k pairs rounded as the native kernel
 // rounds them, B's bf16 pairs widened, products summed in fp32.
 void linear_at_bf16(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc,

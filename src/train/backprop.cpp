@@ -55,12 +55,10 @@ struct LinearPacks {
   }
 };
 
-// dW[N][K] += dyᵀ·x over M rows (dy [M][N], x [M][K]). fp32 reads x where it lies; bf16 packs it
-// into `xp` (a buffer reused from call to call) as bf16 pairs of rows, dy rounded alike, the
-// sums over the M rows in fp32.
+// dW[N][K] += dyᵀ·x over M rows (dy [M][N], x [M][K]); x is packed into `xp`, a buffer reused
+// from call to call. bf16: both rounded to bf16, the sums over the M rows in fp32.
 void weight_grad(const Context& ctx, const float* dy, const float* x, int64_t M, int64_t N, int64_t K, float* dW,
                  PackedLinear& xp, bool bf16) {
-  if (!bf16) return kernels::linear_at(ctx, N, dy, N, x, K, K, M, dW, K, /*accumulate=*/true);
   kernels::pack_kn_into(ctx, x, K, M, K, xp, bf16);
   kernels::linear_at(ctx, N, dy, N, xp, dW, K, /*accumulate=*/true);
 }

@@ -20,17 +20,15 @@ namespace {
 constexpr int64_t kKc = 384;
 
 // TA: A is stored transposed (element (i, k) at A[k·lda + i]), as in dW = dYᵀ·X of the backward
-// pass; the MR broadcasts of one k then come from one contiguous run. UB: B is not packed but read
-// where it lies, row k of the panel's 32 columns at Bp + k·ldb (masked to the valid columns): the
-// weight gradients' B is an activation map, and packing it cost as much as the GEMM at stage 1.
-template <int MR, bool TA = false, bool UB = false>
-inline void micro(int64_t kc, const float* A, int64_t lda, const float* Bp, int64_t ldb, const float* bias, Activation act,
-                  float* C, int64_t ldc, __mmask16 m0, __mmask16 m1, bool load_c, const char* pf, int64_t pf_rows) {
+// pass; the MR broadcasts of one k then come from one contiguous run.
+template <int MR, bool TA = false>
+inline void micro(int64_t kc, const float* A, int64_t lda, const float* Bp, const float* bias, Activation act, float* C,
+                  int64_t ldc, __mmask16 m0, __mmask16 m1, bool load_c, const char* pf, int64_t pf_rows) {
   __m512 c0[MR], c1[MR];
   load_tile<MR>(c0, c1, C, ldc, m0, m1, load_c);
   const auto step = [&](int64_t k) {
-    const __m512 b0 = UB ? _mm512_maskz_loadu_ps(m0, Bp + k * ldb) : _mm512_loadu_ps(Bp + k * kPanel);
-    const __m512 b1 = UB ? _mm512_maskz_loadu_ps(m1, Bp + k * ldb + 16) : _mm512_loadu_ps(Bp + k * kPanel + 16);
+    const __m512 b0 = _mm512_loadu_ps(Bp + k * kPanel);
+    const __m512 b1 = _mm512_loadu_ps(Bp + k * kPanel + 16);
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) {
       const __m512 a = _mm512_set1_ps(TA ? A[k * lda + i] : A[i * lda + k]);
@@ -47,17 +45,13 @@ inline void micro(int64_t kc, const float* A, int64_t lda, const float* Bp, int6
   store_tile<MR>(c0, c1, bias, act, C, ldc, m0, m1);
 }
 
-using MicroFn = void (*)(int64_t, const float*, int64_t, const float*, int64_t, const float*, Activation, float*, int64_t,
+using MicroFn = void (*)(int64_t, const float*, int64_t, const float*, const float*, Activation, float*, int64_t,
                          __mmask16, __mmask16, bool, const char*, int64_t);
 constexpr MicroFn kMicro[kMr + 1] = {nullptr,   micro<1>, micro<2>, micro<3>,  micro<4>,  micro<5>, micro<6>,
                                      micro<7>,  micro<8>, micro<9>, micro<10>, micro<11>, micro<12>};
 constexpr MicroFn kMicroT[kMr + 1] = {nullptr,         micro<1, true>,  micro<2, true>,  micro<3, true>, micro<4, true>,
                                       micro<5, true>,  micro<6, true>,  micro<7, true>,  micro<8, true>, micro<9, true>,
                                       micro<10, true>, micro<11, true>, micro<12, true>};
-template <int MR>
-constexpr MicroFn kTU = micro<MR, true, true>;
-constexpr MicroFn kMicroTU[kMr + 1] = {nullptr, kTU<1>, kTU<2>, kTU<3>, kTU<4>,  kTU<5>, kTU<6>,
-                                       kTU<7>,  kTU<8>, kTU<9>, kTU<10>, kTU<11>, kTU<12>};
 
 template <bool TA>
 void linear_impl(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
@@ -83,8 +77,8 @@ void linear_impl(int threads, int64_t M, const float* A, int64_t lda, const Pack
         for_each_row_run(m0, m1, [&](int64_t m, int rows) {
           int64_t pf_rows;
           const char* pf_at = pf.slice(pf_rows);
-          kern[rows](kc, TA ? A + k0 * lda + m : A + m * lda + k0, lda, Bp, kPanel, bias, reg_act, C + m * ldc + n0, ldc, mask_lo(nc),
-                       mask_hi(nc), accumulate || !first, pf_at, pf_rows);
+          kern[rows](kc, TA ? A + k0 * lda + m : A + m * lda + k0, lda, Bp, bias, reg_act, C + m * ldc + n0, ldc, mask_lo(nc), mask_hi(nc),
+                       accumulate || !first, pf_at, pf_rows);
         });
       }
       if (K == 0) break;
@@ -105,29 +99,6 @@ void linear(int threads, int64_t M, const float* A, int64_t lda, const PackedLin
 
 void linear_at(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate) {
   linear_impl<true>(threads, M, A, lda, W, C, ldc, accumulate, Activation::Linear);
-}
-
-void linear_at_rows(int threads, int64_t M, const float* A, int64_t lda, const float* B, int64_t ldb, int64_t N, int64_t K,
-                    float* C, int64_t ldc, bool accumulate) {
-  if (M <= 0 || N <= 0) return;
-  const TilePlan plan = plan_tiles(M, N, threads);
-  const int64_t tiles = plan.tiles();
-  parallel::for_chunks(tiles, 1, [&](int64_t t, int64_t) {
-    const int64_t m0 = (t / plan.ntiles) * plan.mc, m1 = std::min(M, m0 + plan.mc);
-    const int64_t p0 = (t % plan.ntiles) * plan.np, p1 = std::min(plan.panels, p0 + plan.np);
-    for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += kKc) {
-      const int64_t kc = std::min(kKc, K - k0);
-      const bool first = k0 == 0;
-      for (int64_t p = p0; p < p1; ++p) {
-        const int64_t n0 = p * kPanel, nc = std::min(kPanel, N - n0);
-        for_each_row_run(m0, m1, [&](int64_t m, int rows) {
-          kMicroTU[rows](kc, A + k0 * lda + m, lda, B + k0 * ldb + n0, ldb, nullptr, Activation::Linear, C + m * ldc + n0, ldc,
-                         mask_lo(nc), mask_hi(nc), accumulate || !first, nullptr, 0);
-        });
-      }
-      if (K == 0) break;
-    }
-  }, tiles > 1 && M * N * K > 32768 ? threads : 1);
 }
 
 }  // namespace convnext::kernels::x86
