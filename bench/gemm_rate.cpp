@@ -90,4 +90,33 @@ int main() {
                   layer ? "pw2" : "pw1 + GELU", static_cast<long long>(M), static_cast<long long>(N), static_cast<long long>(K), g32,
                   100 * g32 / fma, g8, vnni ? 100 * g8 / dp : 0.0, g16, bf16 ? 100 * g16 / bh : 0.0);
     }
+
+  // The weight gradients of training, dW[N][K] += dYᵀ·X over the M pixels (kernels::linear_at on
+  // X packed by pack_kn, as the training pass runs them): pwconv1's (N = 4C, K = C) and
+  // pwconv2's (N = C, K = 4C).
+  std::printf("\n| weight gradient (ConvNeXt-T, batch 8) | out rows | out cols | sum over M | fp32 GMAC/s | of FMA rate | bf16 GMAC/s | of vdpbf16ps rate |\n");
+  std::printf("|---|---|---|---|---|---|---|---|\n");
+  for (int s = 0; s < 4; ++s)
+    for (int layer = 0; layer < 2; ++layer) {
+      const int64_t M = 8 * HW[s], N = layer ? C[s] : 4 * C[s], K = layer ? 4 * C[s] : C[s];
+      std::vector<float> dy(static_cast<size_t>(M * N)), x(static_cast<size_t>(M * K)), dw(static_cast<size_t>(N * K));
+      for (float& v : dy) v = d(rng);
+      for (float& v : x) v = d(rng);
+      const auto rate = [&](bool b16) {
+        kernels::PackedLinear P;
+        std::vector<double> t;
+        for (int r = 0; r < 5; ++r) {
+          const auto t0 = Clock::now();
+          kernels::pack_kn_into(ctx, x.data(), K, M, K, P, b16);
+          kernels::linear_at(ctx, N, dy.data(), N, P, dw.data(), K, true);
+          t.push_back(seconds_since(t0));
+        }
+        std::sort(t.begin(), t.end());
+        return static_cast<double>(M) * N * K / t[t.size() / 2] / 1e9;
+      };
+      const double g32 = rate(false), g16 = bf16 ? rate(true) : 0;
+      std::printf("| stage %d %s | %lld | %lld | %lld | %.0f | %.0f%% | %.0f | %.0f%% |\n", s + 1, layer ? "dW2" : "dW1",
+                  static_cast<long long>(N), static_cast<long long>(K), static_cast<long long>(M), g32, 100 * g32 / fma, g16,
+                  bf16 ? 100 * g16 / bh : 0.0);
+    }
 }
