@@ -12,6 +12,15 @@
 // Rows per slice of a reduction over `rows` rows: at most kReductionSlices slices, or one when
 // the work is too small for threads.
 constexpr int64_t kReductionSlices = 8;
+
+// The slices' partial sums: n zeroed doubles for the calling thread, reused from call to call
+// (training calls these kernels hundreds of times a step, and a fresh megabyte-sized vector each
+// time came back from the system as zeroed pages: page faults). The kernels here do not nest.
+inline double* zeroed_partials(int64_t n) {
+  static thread_local std::vector<double> v;
+  v.assign(static_cast<size_t>(n), 0.0);
+  return v.data();
+}
 inline int64_t reduction_slice(int64_t rows, bool worth_threads) {
   return worth_threads ? std::max<int64_t>(1, (rows + kReductionSlices - 1) / kReductionSlices) : std::max<int64_t>(1, rows);
 }
@@ -42,13 +51,13 @@ void layer_norm_train(int threads, const float* x, int64_t rows, int64_t C, cons
 void layer_norm_backward(int threads, const float* dy, const float* xhat, const float* rstd, int64_t rows, int64_t C,
                                      const float* gamma, float* dx, float* dgamma, float* dbeta) {
   const int64_t slice = reduction_slice(rows, rows * C > 16384), slices = (rows + slice - 1) / slice;
-  std::vector<double> part(static_cast<size_t>(slices * 2 * C), 0.0);
+  double* const part = zeroed_partials(slices * 2 * C);
   parallel::for_chunks(rows, slice, [&](int64_t r0, int64_t r1) {
     const int64_t t = r0 / slice;
     std::vector<float> g(static_cast<size_t>(C)), accg(static_cast<size_t>(C), 0.0f), accb(static_cast<size_t>(C), 0.0f);
     int64_t since_flush = 0;
     auto flush = [&] {
-      double* pg = part.data() + static_cast<size_t>(t) * 2 * C;
+      double* pg = part + static_cast<size_t>(t) * 2 * C;
       for (int64_t c = 0; c < C; ++c) {
         pg[c] += accg[static_cast<size_t>(c)];
         pg[C + c] += accb[static_cast<size_t>(c)];
@@ -96,7 +105,7 @@ void dwconv7_weight_grad(int threads, const float* x, const float* dy, int64_t N
   const int64_t rows = N * H;
   const int64_t slice = reduction_slice(rows, rows * W * C > 16384), slices = (rows + slice - 1) / slice;
   const int64_t P = 50 * C;  // 49 taps + bias
-  std::vector<double> part(static_cast<size_t>(slices * P), 0.0);
+  double* const part = zeroed_partials(slices * P);
   parallel::for_chunks(rows, slice, [&](int64_t r0, int64_t r1) {
     const int64_t t = r0 / slice;
     std::vector<float> acc(static_cast<size_t>(P), 0.0f);
@@ -118,7 +127,7 @@ void dwconv7_weight_grad(int threads, const float* x, const float* dy, int64_t N
           }
         }
       }
-      double* p = part.data() + static_cast<size_t>(t) * P;
+      double* p = part + static_cast<size_t>(t) * P;
       for (int64_t q = 0; q < P; ++q) {
         p[q] += acc[static_cast<size_t>(q)];
         acc[static_cast<size_t>(q)] = 0.0f;
@@ -137,9 +146,9 @@ void dwconv7_weight_grad(int threads, const float* x, const float* dy, int64_t N
 // out[c] += Σ_r x[r, c] (bias gradients), in double across rows.
 void column_sums(int threads, const float* x, int64_t rows, int64_t C, float* out) {
   const int64_t slice = reduction_slice(rows, rows * C > 65536), slices = (rows + slice - 1) / slice;
-  std::vector<double> part(static_cast<size_t>(slices * C), 0.0);
+  double* const part = zeroed_partials(slices * C);
   parallel::for_chunks(rows, slice, [&](int64_t r0, int64_t r1) {
-    double* p = part.data() + static_cast<size_t>(r0 / slice * C);
+    double* p = part + static_cast<size_t>(r0 / slice * C);
     for (int64_t r = r0; r < r1; ++r)
       for (int64_t c = 0; c < C; ++c) p[c] += x[r * C + c];
   }, threads);

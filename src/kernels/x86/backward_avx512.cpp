@@ -67,9 +67,9 @@ void dwconv7_weight_grad(int threads, const float* x, const float* dy, int64_t N
   const int64_t rows = N * H;
   const int64_t slice = reduction_slice(rows, rows * W * C > 16384), slices = (rows + slice - 1) / slice;
   const int64_t P = 50 * C;  // 49 taps + bias
-  std::vector<double> part(static_cast<size_t>(slices * P), 0.0);
+  double* const part = zeroed_partials(slices * P);
   parallel::for_chunks(rows, slice, [&](int64_t r0, int64_t r1) {
-    double* p = part.data() + static_cast<size_t>(r0 / slice) * P;
+    double* p = part + static_cast<size_t>(r0 / slice) * P;
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t n = r / H, i = r % H;
       const float* g = dy + r * W * C;
