@@ -124,6 +124,11 @@ void activation_out(const Context& ctx, Activation act, const float* x, float* y
   });
 }
 
+void activation_and_grad(const Context& ctx, Activation act, const float* x, float* y, float* d, int64_t n) {
+  if (use_x86(ctx)) x86::activation_and_grad(ctx.threads, act, x, y, d, n);
+  else portable::activation_and_grad(ctx.threads, act, x, y, d, n);
+}
+
 void activation_backward(const Context& ctx, Activation act, const float* h, const float* dy, float* dx, int64_t n) {
   if (use_x86(ctx)) x86::activation_backward(ctx.threads, act, h, dy, dx, n);
   else portable::activation_backward(ctx.threads, act, h, dy, dx, n);

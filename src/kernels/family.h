@@ -32,6 +32,7 @@ void layer_norm_backward(int threads, const float* dy, const float* xhat, const 
 void dwconv7_weight_grad(int threads, const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C, float* dw49,
                          float* dbias);
 void activation_backward(int threads, Activation act, const float* h, const float* dy, float* dx, int64_t n);
+void activation_and_grad(int threads, Activation act, const float* x, float* y, float* d, int64_t n);
 void column_sums(int threads, const float* x, int64_t rows, int64_t C, float* out);
 // Measured fp32 multiply-add throughput (GFLOP/s, 2 per FMA) on `threads` threads.
 double fp32_peak_gflops(int threads);

@@ -190,6 +190,10 @@ void dwconv7_backward(const Context& ctx, const float* x, const float* dy, int64
                       float* dx, float* dw49, float* dbias);
 // y = act(x) into another buffer (the training pass keeps both).
 void activation_out(const Context& ctx, Activation act, const float* x, float* y, int64_t n);
+// y = act(x) and d = act'(x) in one pass (d may alias x): the training pass keeps the derivative
+// rather than x, and the exact GELU's two share their normal tail and Gaussian, half the work of
+// activation_out now and activation_backward later.
+void activation_and_grad(const Context& ctx, Activation act, const float* x, float* y, float* d, int64_t n);
 // dx = dy · act'(h), h being the activation's input. dx may alias dy.
 void activation_backward(const Context& ctx, Activation act, const float* h, const float* dy, float* dx, int64_t n);
 // out[c] += Σ over rows of x[r, c].

@@ -61,6 +61,14 @@ float activation_grad_scalar(Activation act, float x) {
   return 1.0f;
 }
 
+void activation_and_grad(int threads, Activation act, const float* x, float* y, float* d, int64_t n) {
+  parallel::for_each(n, threads, n > 65536, [&](int64_t i) {
+    const float v = x[i];
+    y[i] = activation_scalar(act, v);
+    d[i] = activation_grad_scalar(act, v);
+  });
+}
+
 void activation_backward(int threads, Activation act, const float* h, const float* dy, float* dx, int64_t n) {
   parallel::for_each(n, threads, n > 65536, [&](int64_t i) {
     dx[i] = dy[i] * activation_grad_scalar(act, h[i]);

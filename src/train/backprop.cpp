@@ -183,7 +183,8 @@ struct TrainGraph::Impl {
     int64_t H, W, C;
   };
   struct BlockState {
-    std::vector<float> xhat, rstd, h, a, z;
+    std::vector<float> xhat, rstd, a, z;
+    std::vector<float> dact;  // act'(h) of pwconv1's output h: all the backward needs of h
     std::vector<float> scale;  // the per-sample factor of stochastic depth
   };
   struct DownState {
@@ -267,7 +268,7 @@ void TrainGraph::Impl::forward_downsample(const StageParams& st, size_t di, size
                      &saved);
 }
 
-// The block unfolded, step by step, keeping x̂, 1/σ, h, act(h), z and the drop-path factors.
+// The block unfolded, step by step, keeping x̂, 1/σ, act'(h), act(h), z and the drop-path factors.
 void TrainGraph::Impl::forward_block(const BlockParams& b, size_t bi, size_t mi, float rate,
                                      const std::vector<uint64_t>* seeds) {
   BlockState& bs = blocks[bi];
@@ -284,11 +285,15 @@ void TrainGraph::Impl::forward_block(const BlockParams& b, size_t bi, size_t mi,
   float* t = grow(s2, M * C);
   kernels::layer_norm_train(ctx, d, M, C, b.norm.weight.data(), b.norm.bias.data(), kBlockEps, t, grow(bs.xhat, M * C),
                             grow(bs.rstd, M));
-  // h = t·W1ᵀ + b1 (kept for the backward) and a = act(h), each tile of h activated while in cache.
-  float* h = grow(bs.h, M * C4);
+  // h = t·W1ᵀ + b1, then a = act(h) and act'(h) (over h: the backward needs nothing else of it),
+  // each tile of h while it is in cache.
+  float* h = grow(bs.dact, M * C4);
   float* a = grow(bs.a, M * C4);
   const kernels::TileEpilogue activate = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-    for (int64_t m = m0; m < m1; ++m) kernels::activation_out(ctx.serial(), net.act, h + m * C4 + n0, a + m * C4 + n0, n1 - n0);
+    for (int64_t m = m0; m < m1; ++m) {
+      float* hm = h + m * C4 + n0;
+      kernels::activation_and_grad(ctx.serial(), net.act, hm, a + m * C4 + n0, hm, n1 - n0);
+    }
   };
   kernels::linear(ctx, M, t, C, pw1[bi].fwd, h, C4, false, Activation::Linear, &activate);
   float* z = grow(bs.z, M * C);
@@ -373,16 +378,18 @@ void TrainGraph::Impl::backward_block(const BlockParams& b, size_t bi, size_t mi
   kernels::column_sums(ctx, dz, M, C, grads.of(b.pw2_bias).data());
   // dh = dz·W2 (V2: then through GRN), times act'(h): in V1 each tile of dh while in cache.
   float* dh = grow(s3, M * C4);
-  const float* hs = bs.h.data();
+  const float* da = bs.dact.data();
   const kernels::TileEpilogue act_grad = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     for (int64_t m = m0; m < m1; ++m)
-      kernels::activation_backward(ctx.serial(), net.act, hs + m * C4 + n0, dh + m * C4 + n0, dh + m * C4 + n0, n1 - n0);
+      for (int64_t n = n0; n < n1; ++n) dh[m * C4 + n] *= da[m * C4 + n];
   };
   kernels::linear(ctx, M, dz, C, pw2[bi].bwd, dh, C4, false, Activation::Linear, v2 ? nullptr : &act_grad);
   if (v2) {
     kernels::grn_backward(ctx, bs.a.data(), dh, N, gg.H * gg.W, C4, b.grn_weight.data(), dh,
                           grads.of(b.grn_weight).data(), grads.of(b.grn_bias).data());
-    kernels::activation_backward(ctx, net.act, hs, dh, dh, M * C4);
+    parallel::for_each(M, ctx.threads, M * C4 > 32768, [&](int64_t r) {
+      for (int64_t n = 0; n < C4; ++n) dh[r * C4 + n] *= da[r * C4 + n];
+    });
   }
   // pwconv1: t = x̂·γ + β again, dW1 += dhᵀ·t, dt = dh·W1.
   float* t = grow(s2, M * C);

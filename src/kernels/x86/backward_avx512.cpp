@@ -96,6 +96,58 @@ void dwconv7_weight_grad(int threads, const float* x, const float* dy, int64_t N
   }
 }
 
+void activation_and_grad(int threads, Activation act, const float* x, float* y, float* d, int64_t n) {
+  const bool vec = act == Activation::Gelu || act == Activation::Relu || act == Activation::Silu ||
+                   act == Activation::QuickGelu || act == Activation::Linear;
+  const int64_t chunks = (n + 4095) / 4096;
+  if (!vec) {  // y as activation() computes it (gelu_tanh in registers), d one value at a time
+    parallel::for_each(chunks, threads, chunks > 16, [&](int64_t ch) {
+      const int64_t i0 = ch * 4096, e = std::min(n, i0 + 4096);
+      std::copy(x + i0, x + e, y + i0);
+      activation(1, act, y + i0, e - i0);
+      for (int64_t i = i0; i < e; ++i) d[i] = portable::activation_grad_scalar(act, x[i]);
+    });
+    return;
+  }
+  parallel::for_each(chunks, threads, chunks > 16, [&](int64_t ch) {
+    for (int64_t i = ch * 4096, e = std::min(n, i + 4096); i < e; i += 16) {
+      const __mmask16 m = tail_mask(e - i);
+      const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+      __m512 a, g;
+      switch (act) {
+        case Activation::Gelu: {  // gelu16's value and gelu_grad16's derivative from one tail
+          const __m512 ax = _mm512_min_ps(_mm512_set1_ps(16.0f), _mm512_abs_ps(v));
+          __m512 gauss;
+          const __m512 q = normal_tail16(ax, gauss);
+          a = _mm512_fnmadd_ps(ax, q, _mm512_max_ps(v, _mm512_setzero_ps()));
+          const __mmask16 neg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);
+          const __m512 cdf = _mm512_mask_blend_ps(neg, _mm512_sub_ps(_mm512_set1_ps(1.0f), q), q);
+          g = _mm512_fmadd_ps(_mm512_mul_ps(v, _mm512_set1_ps(0.39894228040143267794f)), gauss, cdf);
+          break;
+        }
+        case Activation::Relu:
+          a = _mm512_max_ps(v, _mm512_setzero_ps());
+          g = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ), _mm512_set1_ps(1.0f));
+          break;
+        case Activation::Silu:
+          a = x_sigmoid16(v, v);
+          g = x_sigmoid_grad16(v, _mm512_set1_ps(1.0f));
+          break;
+        case Activation::QuickGelu:
+          a = x_sigmoid16(v, _mm512_mul_ps(v, _mm512_set1_ps(1.702f)));
+          g = x_sigmoid_grad16(v, _mm512_set1_ps(1.702f));
+          break;
+        default:
+          a = v;
+          g = _mm512_set1_ps(1.0f);
+          break;
+      }
+      _mm512_mask_storeu_ps(y + i, m, a);
+      _mm512_mask_storeu_ps(d + i, m, g);  // after v was read: d may alias x
+    }
+  });
+}
+
 void activation_backward(int threads, Activation act, const float* h, const float* dy, float* dx, int64_t n) {
   const bool vec = act == Activation::Gelu || act == Activation::Relu || act == Activation::Silu ||
                    act == Activation::QuickGelu || act == Activation::Linear;
