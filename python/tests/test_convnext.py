@@ -401,12 +401,18 @@ def test_help_and_stubs():
 # ---- training --------------------------------------------------------------------------------
 
 
-def test_train_with_progress(tmp_path):
+def two_class_folder(tmp_path):
+    """Four of the example images as an ImageFolder of two classes."""
     data = tmp_path / "data"
     for i, img in enumerate(IMAGES[:4]):
         cls = data / ("a" if i % 2 else "b")
         cls.mkdir(parents=True, exist_ok=True)
         (cls / os.path.basename(img)).write_bytes(open(img, "rb").read())
+    return data
+
+
+def test_train_with_progress(tmp_path):
+    data = two_class_folder(tmp_path)
     seen = []
     metrics = convnext.train(model=FASHION, data=data, eval_data=data, output_dir=tmp_path / "run", steps=2,
                              batch_size=2, lr=1e-4, log_every=1, no_augment=True, workers=0,
@@ -421,11 +427,7 @@ def test_train_with_progress(tmp_path):
 
 
 def test_train_in_bf16_mixed_precision(tmp_path):
-    data = tmp_path / "data"
-    for i, img in enumerate(IMAGES[:4]):
-        cls = data / ("a" if i % 2 else "b")
-        cls.mkdir(parents=True, exist_ok=True)
-        (cls / os.path.basename(img)).write_bytes(open(img, "rb").read())
+    data = two_class_folder(tmp_path)
     metrics = convnext.train(model=FASHION, data=data, output_dir=tmp_path / "run", steps=2, batch_size=2,
                              no_augment=True, workers=0, ignore_mismatched_sizes=True, dtype="bf16")
     assert metrics["done"] is True and metrics["dtype"] == "bf16"

@@ -97,6 +97,18 @@ void layer_norm_backward(int threads, const float* dy, const float* xhat, const 
   }
 }
 
+// The depthwise weight gradient's slices of partial sums (49 taps then the bias, C each) added in
+// slice order into dw49 [49][C] and dbias (may be null).
+inline void add_dwconv7_partials(const double* part, int64_t slices, int64_t C, float* dw49, float* dbias) {
+  const int64_t P = 50 * C;
+  for (int64_t q = 0; q < P; ++q) {
+    double s = 0;
+    for (int64_t t = 0; t < slices; ++t) s += part[t * P + q];
+    if (q < 49 * C) dw49[q] += static_cast<float>(s);
+    else if (dbias) dbias[q - 49 * C] += static_cast<float>(s);
+  }
+}
+
 // The depthwise 7×7 weight and bias gradients: dw49[tap][c] += Σ x(shifted by tap)·dy, db += Σ dy.
 // (The x86 family has its own, register-blocked, with the same sums in the same order.)
 #ifndef CONVNEXT_OWN_DWCONV7_WEIGHT_GRAD
@@ -134,12 +146,7 @@ void dwconv7_weight_grad(int threads, const float* x, const float* dy, int64_t N
       }
     }
   }, threads);
-  for (int64_t q = 0; q < P; ++q) {
-    double s = 0;
-    for (int64_t t = 0; t < slices; ++t) s += part[static_cast<size_t>(t * P + q)];
-    if (q < 49 * C) dw49[q] += static_cast<float>(s);
-    else if (dbias) dbias[q - 49 * C] += static_cast<float>(s);
-  }
+  add_dwconv7_partials(part, slices, C, dw49, dbias);
 }
 #endif
 

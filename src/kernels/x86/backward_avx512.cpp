@@ -88,12 +88,7 @@ void dwconv7_weight_grad(int threads, const float* x, const float* dy, int64_t N
       }
     }
   }, threads);
-  for (int64_t q = 0; q < P; ++q) {
-    double s = 0;
-    for (int64_t t = 0; t < slices; ++t) s += part[static_cast<size_t>(t * P + q)];
-    if (q < 49 * C) dw49[q] += static_cast<float>(s);
-    else if (dbias) dbias[q - 49 * C] += static_cast<float>(s);
-  }
+  add_dwconv7_partials(part, slices, C, dw49, dbias);
 }
 
 void activation_and_grad(int threads, Activation act, const float* x, float* y, float* d, int64_t n) {
