@@ -37,7 +37,13 @@ void linear(const Context& ctx, int64_t M, const float* A, int64_t lda, const Pa
     if (use_x86(ctx)) return x86::linear(ctx.threads, M, A, lda, W, C, ldc, accumulate, act, after);
     portable::linear(ctx.threads, M, A, lda, W, C, ldc, accumulate, act);
   }
-  if (after && M > 0 && W.N > 0) (*after)(0, M, 0, W.N);
+  // The GEMMs without tiles of their own hand C over afterwards, in row blocks on the call's threads.
+  if (after && M > 0 && W.N > 0) {
+    constexpr int64_t kRows = 64;
+    parallel::for_each((M + kRows - 1) / kRows, ctx.threads, M * W.N > 32768, [&](int64_t b) {
+      (*after)(b * kRows, std::min(M, (b + 1) * kRows), 0, W.N);
+    });
+  }
 }
 
 void layer_norm(const Context& ctx, const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta,

@@ -121,8 +121,9 @@ double fp32_peak_gflops(const Context& ctx);
 bool native_bf16(const Context& ctx);
 
 // Work on a finished block of C while it is still in cache: called with rows [m0, m1) and columns
-// [n0, n1) once their values are final, on the thread that computed them, the blocks together
-// covering C once (what a pass over C afterwards would do, without C's trip to memory and back).
+// [n0, n1) once their values are final, on one of the call's threads (the x86 fp32 and bf16 GEMMs:
+// the one that computed them, right after), the blocks together covering C once: what a pass over
+// C afterwards would do, without C's trip to memory and back. May run concurrently on other blocks.
 using TileEpilogue = std::function<void(int64_t m0, int64_t m1, int64_t n0, int64_t n1)>;
 
 // C[M,N] = act(A[M,K]·Wᵀ + b), or with `accumulate` C += A·Wᵀ + b (act must then be Linear).
