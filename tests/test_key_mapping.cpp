@@ -19,27 +19,17 @@ namespace fs = std::filesystem;
 
 // Runs the generator once per process; "" (and `why`) when it could not.
 const std::string& other_namings(std::string& why) {
-  static std::string dir, reason;
-  static bool done = false;
-  if (!done) {
-    done = true;
+  static std::string reason;
+  static const std::string dir = [] {
     const std::string out = std::string(CONVNEXT_GENERATED_DIR) + "/other_namings";
     const std::string fixture_dir = fixture("tiny4");
     if (!fs::exists(fixture_dir + "/model.safetensors")) {
       reason = "fixture " + fixture_dir + " not found";
-    } else if (!fs::exists("/usr/bin/python3")) {
-      reason = "/usr/bin/python3 not found";
-    } else {
-      fs::create_directories(out);
-      const std::string cmd = "/usr/bin/python3 " CONVNEXT_SOURCE_DIR "/tests/make_other_namings.py '" + fixture_dir + "' '" + out +
-                              "' > '" + out + ".log' 2>&1";
-      const int rc = std::system(cmd.c_str());
-      const int code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-      if (code == 0 && fs::exists(out + "/ok")) dir = out;
-      else if (code == 77) reason = "python3-torch or python3-torchvision missing (apt-get install -y python3-torchvision); see " + out + ".log";
-      else reason = "make_other_namings.py failed (exit " + std::to_string(code) + "); see " + out + ".log";
+      return std::string();
     }
-  }
+    return run_generator(CONVNEXT_SOURCE_DIR "/tests/make_other_namings.py '" + fixture_dir + "' '" + out + "'", out,
+                         "python3-torch or python3-torchvision (apt-get install -y python3-torchvision)", reason);
+  }();
   why = reason;
   return dir;
 }
@@ -49,11 +39,6 @@ const std::string& other_namings(std::string& why) {
   const std::string& var = other_namings(why_);                                 \
   if (var.empty()) GTEST_SKIP() << why_
 
-bool has_note(const std::vector<std::string>& w, const std::string& part) {
-  for (const auto& s : w)
-    if (s.find(part) != std::string::npos) return true;
-  return false;
-}
 
 std::string load_error(const std::string& path) {
   try {

@@ -21,24 +21,12 @@ namespace fs = std::filesystem;
 
 // Runs the generator once per process; "" (and `why`) when it could not.
 const std::string& layouts(std::string& why) {
-  static std::string dir, reason;
-  static bool done = false;
-  if (!done) {
-    done = true;
+  static std::string reason;
+  static const std::string dir = [] {
     const std::string out = std::string(CONVNEXT_GENERATED_DIR) + "/layouts";
-    if (!fs::exists("/usr/bin/python3")) {
-      reason = "/usr/bin/python3 not found";
-    } else {
-      fs::create_directories(out);
-      const std::string cmd = "/usr/bin/python3 " CONVNEXT_SOURCE_DIR "/tests/reference/make_layouts.py '" + out + "' > '" + out +
-                              ".log' 2>&1";
-      const int rc = std::system(cmd.c_str());
-      const int code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-      if (code == 0 && fs::exists(out + "/ok")) dir = out;
-      else if (code == 77) reason = "python3-torch missing (scripts/setup.sh --tests); see " + out + ".log";
-      else reason = "make_layouts.py failed (exit " + std::to_string(code) + "); see " + out + ".log";
-    }
-  }
+    return run_generator(CONVNEXT_SOURCE_DIR "/tests/reference/make_layouts.py '" + out + "'", out,
+                         "python3-torch (scripts/setup.sh --tests)", reason);
+  }();
   why = reason;
   return dir;
 }
@@ -47,12 +35,6 @@ const std::string& layouts(std::string& why) {
   std::string why_;                         \
   const std::string& var = layouts(why_);   \
   if (var.empty()) GTEST_SKIP() << why_
-
-bool has_note(const std::vector<std::string>& w, const std::string& part) {
-  for (const auto& s : w)
-    if (s.find(part) != std::string::npos) return true;
-  return false;
-}
 
 Tensor expected(const std::string& dir, const std::string& name) {
   return io::SafetensorsFile::open(dir + "/expected.safetensors")->get_f32(name);

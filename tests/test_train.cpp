@@ -215,18 +215,37 @@ TEST(TrainOptimizer, DecayGroupsAreTheTrainers) {
 
 // clip_grad_norm_: the norm before clipping is returned, the gradients scaled by max/(norm + 1e-6).
 TEST(TrainOptimizer, ClippingByGlobalNorm) {
+  // clip_grad_norm_'s factor, and the trainer's fused step (AdamW reading g·factor, then zeroing
+  // g) against clipping first and stepping after, as torch runs them: the same parameters, bit for bit.
   REQUIRE_FIXTURES();
-  auto net = load_trainable(fixture("train_tiny4"));
-  train::Gradients g(*net);
-  for (size_t i = 0; i < g.grads.size(); ++i)
-    for (int64_t k = 0; k < g.grads[i].numel(); ++k) g.grads[i][k] = static_cast<float>((k % 7) - 3) * 0.01f;
-  const double before = g.global_norm();
-  EXPECT_DOUBLE_EQ(train::clip_grad_norm(g, 0.0), before);  // 0 disables
-  EXPECT_DOUBLE_EQ(g.global_norm(), before);
-  EXPECT_DOUBLE_EQ(train::clip_grad_norm(g, 10 * before), before);  // under the bound: unchanged
-  EXPECT_DOUBLE_EQ(g.global_norm(), before);
-  EXPECT_DOUBLE_EQ(train::clip_grad_norm(g, 0.25 * before), before);
-  EXPECT_NEAR(g.global_norm(), 0.25 * before, 1e-5 * before);
+  auto fused_net = load_trainable(fixture("train_tiny4")), plain_net = load_trainable(fixture("train_tiny4"));
+  train::Gradients fused(*fused_net), plain(*plain_net);
+  for (train::Gradients* g : {&fused, &plain})
+    for (size_t i = 0; i < g->grads.size(); ++i)
+      for (int64_t k = 0; k < g->grads[i].numel(); ++k) g->grads[i][k] = static_cast<float>((k % 7) - 3) * 0.01f;
+  const double norm = plain.global_norm();
+  EXPECT_EQ(train::clip_coefficient(norm, 0.0), 1.0f);        // 0 disables
+  EXPECT_EQ(train::clip_coefficient(norm, 10 * norm), 1.0f);  // under the bound: unchanged
+  const float coef = train::clip_coefficient(norm, 0.25 * norm);
+  EXPECT_EQ(coef, static_cast<float>(0.25 * norm / (norm + 1e-6)));
+  for (Tensor& g : plain.grads)  // clip_grad_norm_: g.mul_(coef)
+    for (int64_t k = 0; k < g.numel(); ++k) g[k] *= coef;
+  double clipped = 0;
+  for (const Tensor& g : plain.grads)
+    for (int64_t k = 0; k < g.numel(); ++k) clipped += static_cast<double>(g[k]) * g[k];
+  EXPECT_NEAR(std::sqrt(clipped), 0.25 * norm, 1e-5 * norm);
+  train::AdamWOptions o;
+  o.lr = 1e-3;
+  o.weight_decay = 0.01;
+  train::AdamW fused_opt(fused, o), plain_opt(plain, o);
+  plain_opt.step(plain, o.lr);
+  fused_opt.step(fused, o.lr, coef, /*zero_grads=*/true);
+  for (size_t i = 0; i < fused.grads.size(); ++i) {
+    EXPECT_TRUE(std::equal(fused.params[i]->data(), fused.params[i]->data() + fused.params[i]->numel(), plain.params[i]->data()))
+        << fused.names[i];
+    EXPECT_TRUE(std::all_of(fused.grads[i].data(), fused.grads[i].data() + fused.grads[i].numel(), [](float v) { return v == 0.0f; }))
+        << fused.names[i] << " not zeroed";
+  }
 }
 
 // Two micro-batches of 2 with loss scale 1/2 give the gradient of the batch of 4 (mean losses over

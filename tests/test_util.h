@@ -9,6 +9,7 @@
 #include <random>
 #include <string>
 #include <vector>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "convnext/config.h"
@@ -89,6 +90,34 @@ inline ::testing::AssertionResult close(const Tensor& ours, const Tensor& ref, d
   if (max_err <= rel * max_ref) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << "max |diff| " << max_err << " at " << worst << " (ours " << ours[worst]
                                        << ", ref " << ref[worst] << ") > " << rel << " * " << max_ref;
+}
+
+// Runs a test-time generator in Debian's python3 (`script args...`, its output into `out`, its log
+// into out.log). Returns `out` when the script exited 0 and wrote out/ok; otherwise "" with the
+// reason in `why` (exit 77: `missing`, the packages it needs). Callers keep the result in a static
+// so that a process runs each generator once.
+inline std::string run_generator(const std::string& script_and_args, const std::string& out, const std::string& missing,
+                                 std::string& why) {
+  if (!std::filesystem::exists("/usr/bin/python3")) {
+    why = "/usr/bin/python3 not found";
+    return "";
+  }
+  std::filesystem::create_directories(out);
+  const std::string cmd = "/usr/bin/python3 " + script_and_args + " > '" + out + ".log' 2>&1";
+  const int rc = std::system(cmd.c_str());
+  const int code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  if (code == 0 && std::filesystem::exists(out + "/ok")) return out;
+  const std::string script = script_and_args.substr(0, script_and_args.find(' '));
+  why = code == 77 ? missing + " missing; see " + out + ".log"
+                   : std::filesystem::path(script).filename().string() + " failed (exit " + std::to_string(code) + "); see " + out + ".log";
+  return "";
+}
+
+// True when one of the warnings contains `part`.
+inline bool has_note(const std::vector<std::string>& warnings, const std::string& part) {
+  for (const auto& s : warnings)
+    if (s.find(part) != std::string::npos) return true;
+  return false;
 }
 
 // A test with its own empty directory (removed afterwards), named after the test.

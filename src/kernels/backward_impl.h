@@ -12,6 +12,9 @@
 // Rows per slice of a reduction over `rows` rows: at most kReductionSlices slices, or one when
 // the work is too small for threads.
 constexpr int64_t kReductionSlices = 8;
+inline int64_t reduction_slice(int64_t rows, bool worth_threads) {
+  return worth_threads ? std::max<int64_t>(1, (rows + kReductionSlices - 1) / kReductionSlices) : std::max<int64_t>(1, rows);
+}
 
 // The slices' partial sums: n zeroed doubles for the calling thread, reused from call to call
 // (training calls these kernels hundreds of times a step, and a fresh megabyte-sized vector each
@@ -20,9 +23,6 @@ inline double* zeroed_partials(int64_t n) {
   static thread_local std::vector<double> v;
   v.assign(static_cast<size_t>(n), 0.0);
   return v.data();
-}
-inline int64_t reduction_slice(int64_t rows, bool worth_threads) {
-  return worth_threads ? std::max<int64_t>(1, (rows + kReductionSlices - 1) / kReductionSlices) : std::max<int64_t>(1, rows);
 }
 
 // LayerNorm forward that keeps what its backward needs: x̂ = (x − mean)/σ and 1/σ per row.

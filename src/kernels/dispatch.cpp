@@ -26,7 +26,7 @@ bool use_x86(const Context& ctx) { return ctx.family == Family::Avx512; }
 
 void linear(const Context& ctx, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc,
             bool accumulate, Activation act, const TileEpilogue* after) {
-  // The x86 GEMMs call `after` per tile; the others once, on the whole of C.
+  // The x86 fp32 and bf16 GEMMs call `after` on each tile as they finish it.
   if (W.is_int8()) {
     if (native_int8(ctx)) x86::linear_int8(ctx.threads, M, A, lda, W, C, ldc, accumulate, act);
     else portable::linear_int8(ctx.threads, M, A, lda, W, C, ldc, accumulate, act);
@@ -114,20 +114,6 @@ void dwconv7_backward(const Context& ctx, const float* x, const float* dy, int64
   dwconv7(ctx, dy, N, H, W, C, mirrored.data(), nullptr, dx);
   if (use_x86(ctx)) x86::dwconv7_weight_grad(ctx.threads, x, dy, N, H, W, C, dw49, dbias);
   else portable::dwconv7_weight_grad(ctx.threads, x, dy, N, H, W, C, dw49, dbias);
-}
-
-void activation_out(const Context& ctx, Activation act, const float* x, float* y, int64_t n) {
-  // In chunks that stay in L1 between the copy and the in-place activation.
-  constexpr int64_t kChunk = 4096;
-  const int64_t chunks = (n + kChunk - 1) / kChunk;
-  parallel::for_each(chunks, ctx.threads, chunks > 16, [&](int64_t c) {
-    const int64_t i0 = c * kChunk, len = std::min(kChunk, n - i0);
-    std::copy(x + i0, x + i0 + len, y + i0);
-    if (act == Activation::Linear) return;
-    if (use_x86(ctx)) x86::activation(1, act, y + i0, len);
-    else
-      for (int64_t i = i0; i < i0 + len; ++i) y[i] = portable::activation_scalar(act, y[i]);
-  });
 }
 
 void activation_and_grad(const Context& ctx, Activation act, const float* x, float* y, float* d, int64_t n) {

@@ -189,11 +189,9 @@ void layer_norm_backward(const Context& ctx, const float* dy, const float* xhat,
 // dw49 [49][C] += Σ x·dy per tap; dbias += Σ dy (may be null).
 void dwconv7_backward(const Context& ctx, const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49,
                       float* dx, float* dw49, float* dbias);
-// y = act(x) into another buffer (the training pass keeps both).
-void activation_out(const Context& ctx, Activation act, const float* x, float* y, int64_t n);
 // y = act(x) and d = act'(x) in one pass (d may alias x): the training pass keeps the derivative
-// rather than x, and the exact GELU's two share their normal tail and Gaussian, half the work of
-// activation_out now and activation_backward later.
+// rather than x, and the exact GELU's two share their normal tail and Gaussian (half the work of
+// activation() now and activation_backward() later). The same values as those two.
 void activation_and_grad(const Context& ctx, Activation act, const float* x, float* y, float* d, int64_t n);
 // dx = dy · act'(h), h being the activation's input. dx may alias dy.
 void activation_backward(const Context& ctx, Activation act, const float* h, const float* dy, float* dx, int64_t n);

@@ -4,7 +4,6 @@
 #include <cstring>
 
 #include "core/parallel.h"
-#include "io/safetensors.h"  // f32_to_bf16
 #include "kernels/kernels.h"
 
 namespace convnext::kernels {
@@ -63,6 +62,35 @@ void bf16_pairs(const Context& ctx, const float* a, int64_t K, uint32_t* out) {
   if (native_bf16(ctx)) x86::bf16_pairs(a, K, out);
   else portable::bf16_pairs(a, K, out);
 }
+
+// The bf16 packing, into P's storage: pair (k, k+1) of output n is W'[n][k], W'[n][k+1] (W' as
+// in pack_fp32_into), adjacent in a row of W. Each panel's 32 rows are scaled (when asked) and
+// rounded into pairs (vectorised), then transposed into the panel's pair rows.
+void pack_bf16_into(const Context& ctx, const float* W, const float* row_scale, const float* col_scale, const float* bias,
+                    int64_t N, int64_t K, PackedLinear& P) {
+  const int64_t panels = reuse_storage_bf16(P, N, K), K2 = (K + 1) / 2;
+  if (bias) std::copy(bias, bias + N, P.bias.begin());
+  auto* out = reinterpret_cast<uint32_t*>(P.panels_bf16.data());
+  parallel::for_each(panels, ctx.threads, panels * K * kPanel > 262144, [&](int64_t p) {
+    const int64_t n0 = p * kPanel, nc = std::min(kPanel, N - n0);
+    static thread_local std::vector<uint32_t> rows;  // the panel's rows as pairs, [32][K2]
+    static thread_local std::vector<float> scaled;   // one row of W'
+    rows.assign(static_cast<size_t>(kPanel * K2), 0u);
+    for (int64_t j = 0; j < nc; ++j) {
+      const float* w = W + (n0 + j) * K;
+      if (row_scale || col_scale) {
+        scaled.resize(static_cast<size_t>(K));
+        const float rs = row_scale ? row_scale[n0 + j] : 1.0f;
+        for (int64_t k = 0; k < K; ++k) scaled[static_cast<size_t>(k)] = rs * w[k] * (col_scale ? col_scale[k] : 1.0f);
+        w = scaled.data();
+      }
+      bf16_pairs(ctx, w, K, rows.data() + j * K2);
+    }
+    uint32_t* dst = out + p * K2 * kPanel;
+    for (int64_t kk = 0; kk < K2; ++kk)
+      for (int64_t j = 0; j < kPanel; ++j) dst[kk * kPanel + j] = rows[static_cast<size_t>(j * K2 + kk)];
+  });
+}
 }  // namespace
 
 PackedLinear pack_linear(const Context& ctx, const float* W, const float* bias, int64_t N, int64_t K) {
@@ -70,44 +98,15 @@ PackedLinear pack_linear(const Context& ctx, const float* W, const float* bias, 
 }
 
 void pack_linear_into(const Context& ctx, const float* W, const float* bias, int64_t N, int64_t K, PackedLinear& P, bool bf16) {
-  if (!bf16) return pack_fp32_into(ctx, W, nullptr, nullptr, bias, N, K, P);
-  // Pair (k, k+1) of output n is W[n][k], W[n][k+1]: adjacent in W already. Each panel's 32
-  // rows are rounded into pairs (vectorised), then transposed into the panel's pair rows.
-  const int64_t panels = reuse_storage_bf16(P, N, K), K2 = (K + 1) / 2;
-  if (bias) std::copy(bias, bias + N, P.bias.begin());
-  auto* out = reinterpret_cast<uint32_t*>(P.panels_bf16.data());
-  parallel::for_each(panels, ctx.threads, panels * K * kPanel > 262144, [&](int64_t p) {
-    const int64_t n0 = p * kPanel, nc = std::min(kPanel, N - n0);
-    static thread_local std::vector<uint32_t> rows;  // the panel's rows as pairs, [32][K2]
-    rows.assign(static_cast<size_t>(kPanel * K2), 0u);
-    for (int64_t j = 0; j < nc; ++j) bf16_pairs(ctx, W + (n0 + j) * K, K, rows.data() + j * K2);
-    uint32_t* dst = out + p * K2 * kPanel;
-    for (int64_t kk = 0; kk < K2; ++kk)
-      for (int64_t j = 0; j < kPanel; ++j) dst[kk * kPanel + j] = rows[static_cast<size_t>(j * K2 + kk)];
-  });
+  if (bf16) pack_bf16_into(ctx, W, nullptr, nullptr, bias, N, K, P);
+  else pack_fp32_into(ctx, W, nullptr, nullptr, bias, N, K, P);
 }
 
 PackedLinear pack_linear_scaled(const Context& ctx, const float* W, const float* row_scale, const float* col_scale, const float* bias,
                                 int64_t N, int64_t K, bool bf16) {
   PackedLinear P;
-  if (!bf16) {
-    pack_fp32_into(ctx, W, row_scale, col_scale, bias, N, K, P);
-    return P;
-  }
-  P.N = N;
-  P.K = K;
-  const int64_t panels = (N + kPanel - 1) / kPanel, K2 = (K + 1) / 2;
-  P.panels_bf16.assign(static_cast<size_t>(panels * K2 * kPanel * 2), 0);
-  P.bias.assign(static_cast<size_t>(panels * kPanel), 0.0f);
-  for (int64_t n = 0; n < N; ++n) {
-    const int64_t p = n / kPanel, j = n % kPanel;
-    const float rs = row_scale ? row_scale[n] : 1.0f;
-    for (int64_t k = 0; k < K; ++k) {
-      const float v = rs * W[n * K + k] * (col_scale ? col_scale[k] : 1.0f);
-      P.panels_bf16[static_cast<size_t>(((p * K2 + k / 2) * kPanel + j) * 2 + k % 2)] = io::f32_to_bf16(v);
-    }
-    if (bias) P.bias[static_cast<size_t>(n)] = bias[n];
-  }
+  if (bf16) pack_bf16_into(ctx, W, row_scale, col_scale, bias, N, K, P);
+  else pack_fp32_into(ctx, W, row_scale, col_scale, bias, N, K, P);
   return P;
 }
 

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "core/parallel.h"
-#include "io/safetensors.h"  // f32_to_bf16, bf16_to_f32
+#include "io/safetensors.h"  // f32_to_bf16
 #include "kernels/kernels.h"
 
 namespace convnext::kernels::portable {
@@ -89,25 +89,16 @@ void linear_at(int threads, int64_t M, const float* A, int64_t lda, const Packed
   });
 }
 
-// The bf16 weight gradient without AVX512_BF16: Aᵀ's k pairs rounded as the native kernel
-// rounds them, B's bf16 pairs widened, products summed in fp32.
+// The bf16 weight gradient without AVX512_BF16: B's pack (pack_kn's bf16 form) is the layout
+// linear_bf16 multiplies by, with zero bias, so Aᵀ copied row-major goes through it: the same
+// rounding and the same sums as the native kernel.
 void linear_at_bf16(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc,
                     bool accumulate) {
-  const int64_t N = B.N, K = B.K, K2 = (K + 1) / 2;
-  parallel::for_each(M, threads, M * N * K > 32768, [&](int64_t m) {
-    std::vector<float> a(static_cast<size_t>(2 * K2), 0.0f), acc(static_cast<size_t>(N), 0.0f);
-    for (int64_t k = 0; k < K; ++k) a[static_cast<size_t>(k)] = io::bf16_to_f32(io::f32_to_bf16(A[k * lda + m]));
-    for (int64_t n = 0; n < N; ++n) {
-      const int64_t p = n / kPanel, j = n % kPanel;
-      float s = 0.0f;
-      for (int64_t kk = 0; kk < K2; ++kk) {
-        const uint16_t* w = B.panels_bf16.data() + ((p * K2 + kk) * kPanel + j) * 2;
-        s += a[static_cast<size_t>(2 * kk)] * io::bf16_to_f32(w[0]) + a[static_cast<size_t>(2 * kk + 1)] * io::bf16_to_f32(w[1]);
-      }
-      acc[static_cast<size_t>(n)] = s;
-    }
-    for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = (accumulate ? C[m * ldc + n] : 0.0f) + acc[static_cast<size_t>(n)];
-  });
+  const int64_t K = B.K;
+  std::vector<float> at(static_cast<size_t>(M * K));
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t m = 0; m < M; ++m) at[static_cast<size_t>(m * K + k)] = A[k * lda + m];
+  linear_bf16(threads, M, at.data(), K, B, C, ldc, accumulate, Activation::Linear);
 }
 
 void bf16_pairs(const float* a, int64_t K, uint32_t* out) {

@@ -146,13 +146,6 @@ double Gradients::global_norm() const {
   return std::sqrt(total);
 }
 
-void Gradients::scale(float f) {
-  const std::vector<Span> spans = spans_of(grads);
-  parallel::for_each(static_cast<int64_t>(spans.size()), spans.size() > 4, [&](int64_t s) {
-    const Span& sp = spans[static_cast<size_t>(s)];
-    for (int64_t i = 0; i < sp.n; ++i) sp.data[i] *= f;
-  });
-}
 
 std::vector<float> drop_path_rates(const ConvNextConfig& config) {
   int64_t total = 0;

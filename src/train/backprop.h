@@ -25,7 +25,6 @@ struct Gradients {
   size_t index_of(const Tensor& param) const;  // its position in names / params / grads
   void zero();
   double global_norm() const;  // sqrt(Σ g²) over every parameter, as clip_grad_norm_ computes it
-  void scale(float s);
 
  private:
   std::unordered_map<const float*, size_t> index_;

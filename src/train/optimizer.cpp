@@ -129,11 +129,4 @@ float clip_coefficient(double norm, double max_norm) {
   return coef < 1.0 ? static_cast<float>(coef) : 1.0f;
 }
 
-double clip_grad_norm(Gradients& grads, double max_norm) {
-  const double norm = grads.global_norm();
-  const float coef = clip_coefficient(norm, max_norm);
-  if (coef != 1.0f) grads.scale(coef);
-  return norm;
-}
-
 }  // namespace convnext::train

@@ -69,11 +69,9 @@ double scheduled_lr(const std::string& kind, double base_lr, int64_t step, int64
 // wanted.total. Before the end of warmup the warmup just goes on, under the new settings.
 LrSchedule continue_schedule(const LrSchedule& saved, const LrSchedule& wanted, int64_t step);
 
-// Scales the gradients so their global norm is at most max_norm (no-op when max_norm <= 0);
-// returns the norm before clipping, as clip_grad_norm_ does.
-double clip_grad_norm(Gradients& grads, double max_norm);
-// The factor clip_grad_norm_ scales the gradients by for this norm: max_norm / (norm + 1e-6) when
-// that is below 1, else 1 (also when max_norm <= 0: no clipping).
+// Clipping by global norm: the factor clip_grad_norm_ scales the gradients by for this norm
+// (Gradients::global_norm), max_norm / (norm + 1e-6) when that is below 1, else 1 (also when
+// max_norm <= 0: no clipping). AdamW::step applies it as it reads each gradient.
 float clip_coefficient(double norm, double max_norm);
 
 }  // namespace convnext::train
