@@ -93,10 +93,7 @@ void gemm_pairs(int threads, int64_t M, const PackedLinear& W, float* C, int64_t
       }
       if (K2 == 0) break;
     }
-    const int64_t n0 = p0 * kPanel, n1 = std::min(N, p1 * kPanel);
-    if (!act_in_registers(act))
-      for (int64_t m = m0; m < m1; ++m) activation(1, act, C + m * ldc + n0, n1 - n0);
-    if (after) (*after)(m0, m1, n0, n1);
+    finish_tile(act, after, C, ldc, m0, m1, p0 * kPanel, std::min(N, p1 * kPanel));
   }, tiles > 1 && M * N * W.K > 32768 ? threads : 1);
 }
 

@@ -117,6 +117,16 @@ inline bool act_in_registers(Activation a) {
          a == Activation::Silu || a == Activation::QuickGelu;
 }
 
+// What follows a finished tile (rows m0..m1, columns n0..n1 of C): the activations the epilogue
+// does not apply in registers, as a pass over the tile while it is in cache, then the caller's
+// TileEpilogue (null: none).
+inline void finish_tile(Activation act, const TileEpilogue* after, float* C, int64_t ldc, int64_t m0, int64_t m1, int64_t n0,
+                        int64_t n1) {
+  if (!act_in_registers(act))
+    for (int64_t m = m0; m < m1; ++m) activation(1, act, C + m * ldc + n0, n1 - n0);
+  if (after) (*after)(m0, m1, n0, n1);
+}
+
 inline __m512 apply_act(Activation a, __m512 v) {
   switch (a) {
     case Activation::Gelu: return gelu16(v);

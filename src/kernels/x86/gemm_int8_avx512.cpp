@@ -156,10 +156,7 @@ void linear_int8(int threads, int64_t M, const float* A, int64_t lda, const Pack
                      accumulate, pf_at, pf_rows);
       });
     }
-    if (!act_in_registers(act)) {
-      const int64_t n0 = p0 * kPanel, n1 = std::min(N, p1 * kPanel);
-      for (int64_t m = m0; m < m1; ++m) activation(1, act, C + m * ldc + n0, n1 - n0);
-    }
+    finish_tile(act, nullptr, C, ldc, m0, m1, p0 * kPanel, std::min(N, p1 * kPanel));
   }, tiles > 1 && M * N * K > 32768 ? threads : 1);
 }
 
