@@ -101,6 +101,77 @@ TEST(BackwardKernels, ActivationAndGradIsActivationAndItsDerivative) {
       }
 }
 
+TEST(BackwardKernels, TileEpilogueKernelsMatchTheirRowByRowDefinitions) {
+  // activation_and_grad_rows (pwconv1's tile epilogue) is activation_and_grad on each row, and
+  // multiply_rows the plain product, on blocks whose rows are ld floats apart (ld > cols: the
+  // values between rows stay untouched), odd widths, d over x, in every family.
+  std::vector<kernels::Context> ctxs = {{1, kernels::Family::Portable}};
+  if (cpu_has_avx512()) ctxs.push_back({1, kernels::Family::Avx512});
+  for (const kernels::Context& ctx : ctxs)
+    for (int64_t rows : {1, 7, 130})
+      for (int64_t cols : {1, 17, 96, 131}) {
+        const int64_t ld = cols + 5, n = rows * ld;
+        const auto x = randn(n, rows + cols, 3.0f), f = randn(n, rows * cols + 1);
+        for (Activation act : {Activation::Gelu, Activation::Relu, Activation::GeluTanh, Activation::Silu}) {
+          std::vector<float> y(static_cast<size_t>(n), -7.0f), d = x, want_y = y, want_d = x;
+          kernels::activation_and_grad_rows(ctx, act, rows, cols, d.data(), ld, y.data(), ld, d.data(), ld);
+          for (int64_t r = 0; r < rows; ++r)
+            kernels::activation_and_grad(ctx, act, x.data() + r * ld, want_y.data() + r * ld, want_d.data() + r * ld, cols);
+          EXPECT_EQ(y, want_y) << kernels::family_name(ctx.family) << " act " << int(act) << " " << rows << "x" << cols;
+          EXPECT_EQ(d, want_d) << kernels::family_name(ctx.family) << " act " << int(act) << " " << rows << "x" << cols;
+        }
+        std::vector<float> y = x, want = x;
+        kernels::multiply_rows(ctx, rows, cols, y.data(), ld, f.data(), ld);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = 0; c < cols; ++c) want[static_cast<size_t>(r * ld + c)] *= f[static_cast<size_t>(r * ld + c)];
+        EXPECT_EQ(y, want) << kernels::family_name(ctx.family) << " multiply " << rows << "x" << cols;
+      }
+}
+
+TEST(BackwardKernels, AdamWUpdateIsTheSameFloatsInEveryFamily) {
+  // The vectorised update (16 at a time, masked tail) against the portable loop, bit for bit, and
+  // the portable loop against the formula in double (torch's float32 steps are checked on the
+  // training fixtures).
+  kernels::AdamWScalars s{};
+  s.grad_scale = 0.37f;
+  s.w1 = 0.1f;
+  s.b2 = 0.999f;
+  s.w2 = static_cast<float>(1.0 - 0.999);
+  s.bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(0.999, 3.0)));
+  s.eps = 1e-8f;
+  s.step_size = static_cast<float>(1e-3 / (1.0 - std::pow(0.9, 3.0)));
+  s.keep = static_cast<float>(1.0 - 1e-3 * 0.05);
+  for (int64_t n : {1, 15, 17, 40000}) {
+    const auto p0 = randn(n, 1), g0 = randn(n, 2, 0.1f), m0 = randn(n, 3, 0.01f);
+    auto v0 = randn(n, 4, 1e-4f);
+    for (float& v : v0) v = std::fabs(v);
+    v0[0] = 0.0f;  // √0
+    for (bool zero_g : {false, true}) {
+      std::vector<std::vector<float>> got;
+      std::vector<kernels::Context> ctxs = {{3, kernels::Family::Portable}};
+      if (cpu_has_avx512()) ctxs.push_back({3, kernels::Family::Avx512});
+      for (const kernels::Context& ctx : ctxs) {
+        std::vector<float> p = p0, g = g0, m = m0, v = v0;
+        kernels::adamw_update(ctx, s, p.data(), g.data(), m.data(), v.data(), n, zero_g);
+        EXPECT_EQ(g, zero_g ? std::vector<float>(static_cast<size_t>(n), 0.0f) : g0) << kernels::family_name(ctx.family);
+        for (auto* t : {&p, &m, &v}) got.push_back(*t);
+      }
+      if (got.size() == 6)
+        for (size_t t = 0; t < 3; ++t) EXPECT_EQ(got[t], got[t + 3]) << "n=" << n << " tensor " << t;
+      for (int64_t k = 0; k < n; ++k) {
+        const auto i = static_cast<size_t>(k);
+        const double g = static_cast<double>(g0[i]) * s.grad_scale, m = m0[i] + s.w1 * (g - m0[i]);
+        const double v = v0[i] * static_cast<double>(s.b2) + s.w2 * g * g;
+        const double p = p0[i] * static_cast<double>(s.keep) - s.step_size * (m / (std::sqrt(v) / s.bc2_sqrt + s.eps));
+        ASSERT_NEAR(got[0][i], p, 1e-6 * std::max(1.0, std::fabs(p))) << k;
+        // m's float rounding is relative to its terms (m0 and g can nearly cancel), not to m.
+        ASSERT_NEAR(got[1][i], m, 1e-6 * std::max({1e-6, std::fabs(m), std::fabs(g), std::fabs(static_cast<double>(m0[i]))})) << k;
+        ASSERT_NEAR(got[2][i], v, 1e-6 * std::max(1e-6, std::fabs(v))) << k;
+      }
+    }
+  }
+}
+
 TEST(BackwardKernels, LayerNormBackwardMatchesReferenceOnOddShapes) {
   for (int64_t C : {1, 3, 13, 57, 96}) {
     for (int64_t rows : {1, 7, 301}) {

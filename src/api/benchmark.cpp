@@ -186,7 +186,7 @@ BenchmarkResult benchmark_training(ConvNextForImageClassification& model, const 
   train::Gradients grads(params);
   train::AdamWOptions ao;
   ao.lr = 1e-4;
-  train::AdamW opt(grads, ao);
+  train::AdamW opt(grads, ao, kc);
   train::TrainGraph graph(params, kc, dtype);
   ForwardProfile profile;
   train::StepOptions so;

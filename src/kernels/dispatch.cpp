@@ -130,6 +130,29 @@ double fp32_peak_gflops(const Context& ctx) {
   return use_x86(ctx) ? x86::fp32_peak_gflops(ctx.threads) : portable::fp32_peak_gflops(ctx.threads);
 }
 
+void activation_and_grad_rows(const Context& ctx, Activation act, int64_t rows, int64_t cols, const float* x, int64_t ldx,
+                              float* y, int64_t ldy, float* d, int64_t ldd) {
+  if (use_x86(ctx)) x86::activation_and_grad_rows(act, rows, cols, x, ldx, y, ldy, d, ldd);
+  else portable::activation_and_grad_rows(act, rows, cols, x, ldx, y, ldy, d, ldd);
+}
+
+void multiply_rows(const Context& ctx, int64_t rows, int64_t cols, float* y, int64_t ldy, const float* x, int64_t ldx) {
+  if (use_x86(ctx)) x86::multiply_rows(rows, cols, y, ldy, x, ldx);
+  else portable::multiply_rows(rows, cols, y, ldy, x, ldx);
+}
+
+void adamw_update(const Context& ctx, const AdamWScalars& s, float* p, float* g, float* m, float* v, int64_t n, bool zero_g) {
+  // Chunks of 16K values shared among the threads (the update is memory-bound: 32 bytes moved per
+  // parameter); a chunk's values are independent, so the split changes no result.
+  constexpr int64_t kChunk = 1 << 14;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  parallel::for_each(chunks, ctx.threads, chunks > 4, [&](int64_t c) {
+    const int64_t k0 = c * kChunk, k = std::min(n, k0 + kChunk) - k0;
+    if (use_x86(ctx)) x86::adamw_update(s, p + k0, g + k0, m + k0, v + k0, k, zero_g);
+    else portable::adamw_update(s, p + k0, g + k0, m + k0, v + k0, k, zero_g);
+  });
+}
+
 void column_sums(const Context& ctx, const float* x, int64_t rows, int64_t C, float* out) {
   if (use_x86(ctx)) x86::column_sums(ctx.threads, x, rows, C, out);
   else portable::column_sums(ctx.threads, x, rows, C, out);

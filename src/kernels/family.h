@@ -33,7 +33,11 @@ void dwconv7_weight_grad(int threads, const float* x, const float* dy, int64_t N
                          float* dbias);
 void activation_backward(int threads, Activation act, const float* h, const float* dy, float* dx, int64_t n);
 void activation_and_grad(int threads, Activation act, const float* x, float* y, float* d, int64_t n);
+void activation_and_grad_rows(Activation act, int64_t rows, int64_t cols, const float* x, int64_t ldx, float* y, int64_t ldy,
+                              float* d, int64_t ldd);
+void multiply_rows(int64_t rows, int64_t cols, float* y, int64_t ldy, const float* x, int64_t ldx);
 void column_sums(int threads, const float* x, int64_t rows, int64_t C, float* out);
+void adamw_update(const AdamWScalars& s, float* p, float* g, float* m, float* v, int64_t n, bool zero_g);
 // Measured fp32 multiply-add throughput (GFLOP/s, 2 per FMA) on `threads` threads.
 double fp32_peak_gflops(int threads);
 // NOLINTEND(llvm-header-guard)

@@ -126,6 +126,11 @@ bool native_bf16(const Context& ctx);
 // C afterwards would do, without C's trip to memory and back. May run concurrently on other blocks.
 using TileEpilogue = std::function<void(int64_t m0, int64_t m1, int64_t n0, int64_t n1)>;
 
+// The scalars of one AdamW step (see adamw_update).
+struct AdamWScalars {
+  float grad_scale, w1, b2, w2, bc2_sqrt, eps, step_size, keep;
+};
+
 // C[M,N] = act(A[M,K]·Wᵀ + b), or with `accumulate` C += A·Wᵀ + b (act must then be Linear).
 // Rows of A and C are lda / ldc floats apart. Threads split the output over rows and columns.
 // `after`, when given, runs on each finished block of C (see TileEpilogue).
@@ -195,8 +200,22 @@ void dwconv7_backward(const Context& ctx, const float* x, const float* dy, int64
 void activation_and_grad(const Context& ctx, Activation act, const float* x, float* y, float* d, int64_t n);
 // dx = dy · act'(h), h being the activation's input. dx may alias dy.
 void activation_backward(const Context& ctx, Activation act, const float* h, const float* dy, float* dx, int64_t n);
+// activation_and_grad over a block of `rows` rows of `cols` values, rows ldx, ldy and ldd floats
+// apart: a GEMM tile's epilogue, the activation chosen once for the block. On the calling thread.
+void activation_and_grad_rows(const Context& ctx, Activation act, int64_t rows, int64_t cols, const float* x, int64_t ldx,
+                              float* y, int64_t ldy, float* d, int64_t ldd);
+// y[r][c] *= x[r][c] over a block of `rows` rows of `cols` values (rows ldy, ldx floats apart): a
+// GEMM tile times a saved factor (dh · act'(h)). On the calling thread.
+void multiply_rows(const Context& ctx, int64_t rows, int64_t cols, float* y, int64_t ldy, const float* x, int64_t ldx);
 // out[c] += Σ over rows of x[r, c].
 void column_sums(const Context& ctx, const float* x, int64_t rows, int64_t C, float* out);
+// AdamW's update of n parameters as torch.optim.AdamW's single-tensor loop does it in float32,
+// the step's scalars computed by the caller (in double, as Python does):
+//   g ← g·grad_scale;  m ← m + w1·(g − m);  v ← b2·v + w2·g·g
+//   p ← p·keep − step_size · m / (√v / bc2_sqrt + eps);  then g ← 0 when zero_g
+// (w1 = 1 − β1, w2 = 1 − β2, bc2_sqrt = √(1 − β2^t), step_size = lr / (1 − β1^t), keep = 1 − lr·wd).
+// Every family computes the same floats in the same order (no fused multiply-adds).
+void adamw_update(const Context& ctx, const AdamWScalars& s, float* p, float* g, float* m, float* v, int64_t n, bool zero_g);
 // The inverses of patchify_*: patch rows scattered back to the map; pixels outside every patch
 // (the floor division's leftover border) get 0.
 void unpatchify_nhwc(const Context& ctx, const float* patches, int64_t N, int64_t H, int64_t W, int64_t C, int64_t p, float* x);

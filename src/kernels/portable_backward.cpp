@@ -69,6 +69,35 @@ void activation_and_grad(int threads, Activation act, const float* x, float* y, 
   });
 }
 
+void activation_and_grad_rows(Activation act, int64_t rows, int64_t cols, const float* x, int64_t ldx, float* y, int64_t ldy,
+                              float* d, int64_t ldd) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      const float v = x[r * ldx + c];
+      y[r * ldy + c] = activation_scalar(act, v);
+      d[r * ldd + c] = activation_grad_scalar(act, v);
+    }
+}
+
+void multiply_rows(int64_t rows, int64_t cols, float* y, int64_t ldy, const float* x, int64_t ldx) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) y[r * ldy + c] *= x[r * ldx + c];
+}
+
+// The reference loop of adamw_update: one parameter at a time (x86's twin does 16 at a time).
+void adamw_update(const AdamWScalars& s, float* p, float* g, float* m, float* v, int64_t n, bool zero_g) {
+  for (int64_t k = 0; k < n; ++k) {
+    const float gk = g[k] * s.grad_scale;
+    const float mk = m[k] + s.w1 * (gk - m[k]);  // torch.lerp with weight < 0.5
+    const float vk = v[k] * s.b2 + s.w2 * gk * gk;
+    const float denom = std::sqrt(vk) / s.bc2_sqrt + s.eps;
+    m[k] = mk;
+    v[k] = vk;
+    p[k] = p[k] * s.keep - s.step_size * (mk / denom);
+    if (zero_g) g[k] = 0.0f;
+  }
+}
+
 void activation_backward(int threads, Activation act, const float* h, const float* dy, float* dx, int64_t n) {
   parallel::for_each(n, threads, n > 65536, [&](int64_t i) {
     dx[i] = dy[i] * activation_grad_scalar(act, h[i]);

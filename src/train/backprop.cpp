@@ -283,10 +283,8 @@ void TrainGraph::Impl::forward_block(const BlockParams& b, size_t bi, size_t mi,
   float* h = grow(bs.dact, M * C4);
   float* a = grow(bs.a, M * C4);
   const kernels::TileEpilogue activate = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-    for (int64_t m = m0; m < m1; ++m) {
-      float* hm = h + m * C4 + n0;
-      kernels::activation_and_grad(ctx.serial(), net.act, hm, a + m * C4 + n0, hm, n1 - n0);
-    }
+    float* ht = h + m0 * C4 + n0;
+    kernels::activation_and_grad_rows(ctx.serial(), net.act, m1 - m0, n1 - n0, ht, C4, a + m0 * C4 + n0, C4, ht, C4);
   };
   kernels::linear(ctx, M, t, C, pw1[bi].fwd, h, C4, false, Activation::Linear, &activate);
   float* z = grow(bs.z, M * C);
@@ -373,15 +371,16 @@ void TrainGraph::Impl::backward_block(const BlockParams& b, size_t bi, size_t mi
   float* dh = grow(s3, M * C4);
   const float* da = bs.dact.data();
   const kernels::TileEpilogue act_grad = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-    for (int64_t m = m0; m < m1; ++m)
-      for (int64_t n = n0; n < n1; ++n) dh[m * C4 + n] *= da[m * C4 + n];
+    kernels::multiply_rows(ctx.serial(), m1 - m0, n1 - n0, dh + m0 * C4 + n0, C4, da + m0 * C4 + n0, C4);
   };
   kernels::linear(ctx, M, dz, C, pw2[bi].bwd, dh, C4, false, Activation::Linear, v2 ? nullptr : &act_grad);
   if (v2) {
     kernels::grn_backward(ctx, bs.a.data(), dh, N, gg.H * gg.W, C4, b.grn_weight.data(), dh,
                           grads.of(b.grn_weight).data(), grads.of(b.grn_bias).data());
-    parallel::for_each(M, ctx.threads, M * C4 > 32768, [&](int64_t r) {
-      for (int64_t n = 0; n < C4; ++n) dh[r * C4 + n] *= da[r * C4 + n];
+    constexpr int64_t kRows = 64;
+    parallel::for_each((M + kRows - 1) / kRows, ctx.threads, M * C4 > 32768, [&](int64_t blk) {
+      const int64_t r0 = blk * kRows;
+      kernels::multiply_rows(ctx.serial(), std::min(kRows, M - r0), C4, dh + r0 * C4, C4, da + r0 * C4, C4);
     });
   }
   // pwconv1: t = x̂·γ + β again, dW1 += dhᵀ·t, dt = dh·W1.

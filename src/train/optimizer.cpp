@@ -28,7 +28,8 @@ bool trainer_decays(const std::string& name) {
   return true;
 }
 
-AdamW::AdamW(const Gradients& grads, AdamWOptions options) : opt_(options), names_(grads.names) {
+AdamW::AdamW(const Gradients& grads, AdamWOptions options, const kernels::Context& ctx)
+    : opt_(options), ctx_(ctx), names_(grads.names) {
   for (size_t i = 0; i < grads.grads.size(); ++i) {
     m_.emplace_back(grads.grads[i].shape());
     v_.emplace_back(grads.grads[i].shape());
@@ -40,33 +41,20 @@ void AdamW::step(Gradients& grads, double lr, float grad_scale, bool zero_grads)
   ++step_;
   const double bc1 = 1.0 - std::pow(opt_.beta1, static_cast<double>(step_));
   const double bc2 = 1.0 - std::pow(opt_.beta2, static_cast<double>(step_));
-  const float step_size = static_cast<float>(lr / bc1), bc2_sqrt = static_cast<float>(std::sqrt(bc2));
-  const float w1 = static_cast<float>(1.0 - opt_.beta1), b2 = static_cast<float>(opt_.beta2),
-              w2 = static_cast<float>(1.0 - opt_.beta2), eps = static_cast<float>(opt_.eps);
+  kernels::AdamWScalars s{};
+  s.grad_scale = grad_scale;  // as clip_grad_norm_'s g.mul_(coef) before the step
+  s.step_size = static_cast<float>(lr / bc1);
+  s.bc2_sqrt = static_cast<float>(std::sqrt(bc2));
+  s.w1 = static_cast<float>(1.0 - opt_.beta1);
+  s.b2 = static_cast<float>(opt_.beta2);
+  s.w2 = static_cast<float>(1.0 - opt_.beta2);
+  s.eps = static_cast<float>(opt_.eps);
   const float shrink = static_cast<float>(1.0 - lr * opt_.weight_decay);
-  // One pass over p, g, m, v (the step is memory-bound: 28 bytes per parameter), in chunks of
-  // 16K values shared among the threads: the inner loop vectorises.
-  constexpr int64_t kChunk = 1 << 14;
+  // One pass over p, g, m, v per tensor (the step is memory-bound: 32 bytes per parameter).
   for (size_t i = 0; i < grads.grads.size(); ++i) {
-    float* p = grads.params[i]->data();
-    float* g = grads.grads[i].data();
-    float* m = m_[i].data();
-    float* v = v_[i].data();
-    const int64_t n = grads.grads[i].numel(), chunks = (n + kChunk - 1) / kChunk;
-    const float keep = decay_[i] && opt_.weight_decay != 0.0 ? shrink : 1.0f;  // p·1 is p
-    parallel::for_each(chunks, chunks > 4, [&](int64_t c) {
-      const int64_t k0 = c * kChunk, k1 = std::min(n, k0 + kChunk);
-      for (int64_t k = k0; k < k1; ++k) {
-        const float gk = g[k] * grad_scale;  // as clip_grad_norm_'s g.mul_(coef) before the step
-        const float mk = m[k] + w1 * (gk - m[k]);  // torch.lerp with weight < 0.5
-        const float vk = v[k] * b2 + w2 * gk * gk;
-        const float denom = std::sqrt(vk) / bc2_sqrt + eps;
-        m[k] = mk;
-        v[k] = vk;
-        p[k] = p[k] * keep - step_size * (mk / denom);
-      }
-      if (zero_grads) std::fill(g + k0, g + k1, 0.0f);
-    });
+    s.keep = decay_[i] && opt_.weight_decay != 0.0 ? shrink : 1.0f;  // p·1 is p
+    kernels::adamw_update(ctx_, s, grads.params[i]->data(), grads.grads[i].data(), m_[i].data(), v_[i].data(),
+                          grads.grads[i].numel(), zero_grads);
   }
 }
 

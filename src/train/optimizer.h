@@ -23,7 +23,8 @@ bool trainer_decays(const std::string& name);
 
 class AdamW {
  public:
-  AdamW(const Gradients& grads, AdamWOptions options);
+  // The update runs on ctx's kernel family and threads (kernels::adamw_update).
+  AdamW(const Gradients& grads, AdamWOptions options, const kernels::Context& ctx = kernels::default_context());
   // One step at learning rate `lr` with the gradients in `grads` times `grad_scale` (clipping's
   // factor: the same floats as scaling the gradients first); with `zero_grads` each gradient is
   // zeroed once read (zero_grad in the same pass over memory, not a pass of its own).
@@ -37,6 +38,7 @@ class AdamW {
 
  private:
   AdamWOptions opt_;
+  kernels::Context ctx_;
   std::vector<std::string> names_;
   std::vector<Tensor> m_, v_;
   std::vector<bool> decay_;

@@ -91,56 +91,117 @@ void dwconv7_weight_grad(int threads, const float* x, const float* dy, int64_t N
   add_dwconv7_partials(part, slices, C, dw49, dbias);
 }
 
-void activation_and_grad(int threads, Activation act, const float* x, float* y, float* d, int64_t n) {
-  const bool vec = act == Activation::Gelu || act == Activation::Relu || act == Activation::Silu ||
-                   act == Activation::QuickGelu || act == Activation::Linear;
-  const int64_t chunks = (n + 4095) / 4096;
-  if (!vec) {  // y as activation() computes it (gelu_tanh in registers), d one value at a time
-    parallel::for_each(chunks, threads, chunks > 16, [&](int64_t ch) {
-      const int64_t i0 = ch * 4096, e = std::min(n, i0 + 4096);
-      std::copy(x + i0, x + e, y + i0);
-      activation(1, act, y + i0, e - i0);
-      for (int64_t i = i0; i < e; ++i) d[i] = portable::activation_grad_scalar(act, x[i]);
-    });
-    return;
-  }
-  parallel::for_each(chunks, threads, chunks > 16, [&](int64_t ch) {
-    for (int64_t i = ch * 4096, e = std::min(n, i + 4096); i < e; i += 16) {
-      const __mmask16 m = tail_mask(e - i);
-      const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
-      __m512 a, g;
-      switch (act) {
-        case Activation::Gelu: {  // gelu16's value and gelu_grad16's derivative from one tail
-          const __m512 ax = _mm512_min_ps(_mm512_set1_ps(16.0f), _mm512_abs_ps(v));
-          __m512 gauss;
-          const __m512 q = normal_tail16(ax, gauss);
-          a = _mm512_fnmadd_ps(ax, q, _mm512_max_ps(v, _mm512_setzero_ps()));
-          const __mmask16 neg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);
-          const __m512 cdf = _mm512_mask_blend_ps(neg, _mm512_sub_ps(_mm512_set1_ps(1.0f), q), q);
-          g = _mm512_fmadd_ps(_mm512_mul_ps(v, _mm512_set1_ps(0.39894228040143267794f)), gauss, cdf);
-          break;
-        }
-        case Activation::Relu:
-          a = _mm512_max_ps(v, _mm512_setzero_ps());
-          g = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ), _mm512_set1_ps(1.0f));
-          break;
-        case Activation::Silu:
-          a = x_sigmoid16(v, v);
-          g = x_sigmoid_grad16(v, _mm512_set1_ps(1.0f));
-          break;
-        case Activation::QuickGelu:
-          a = x_sigmoid16(v, _mm512_mul_ps(v, _mm512_set1_ps(1.702f)));
-          g = x_sigmoid_grad16(v, _mm512_set1_ps(1.702f));
-          break;
-        default:
-          a = v;
-          g = _mm512_set1_ps(1.0f);
-          break;
-      }
-      _mm512_mask_storeu_ps(y + i, m, a);
-      _mm512_mask_storeu_ps(d + i, m, g);  // after v was read: d may alias x
+namespace {
+// act(x) and act'(x) of n values, 16 at a time, the activation fixed at compile time (a tile's
+// rows each call this: the choice is made once per tile, not once per 16 values).
+template <Activation A>
+void act_grad_span(const float* x, float* y, float* d, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+    __m512 a, g;
+    if constexpr (A == Activation::Gelu) {  // gelu16's value and gelu_grad16's derivative from one tail
+      const __m512 ax = _mm512_min_ps(_mm512_set1_ps(16.0f), _mm512_abs_ps(v));
+      __m512 gauss;
+      const __m512 q = normal_tail16(ax, gauss);
+      a = _mm512_fnmadd_ps(ax, q, _mm512_max_ps(v, _mm512_setzero_ps()));
+      const __mmask16 neg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);
+      const __m512 cdf = _mm512_mask_blend_ps(neg, _mm512_sub_ps(_mm512_set1_ps(1.0f), q), q);
+      g = _mm512_fmadd_ps(_mm512_mul_ps(v, _mm512_set1_ps(0.39894228040143267794f)), gauss, cdf);
+    } else if constexpr (A == Activation::Relu) {
+      a = _mm512_max_ps(v, _mm512_setzero_ps());
+      g = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ), _mm512_set1_ps(1.0f));
+    } else if constexpr (A == Activation::Silu) {
+      a = x_sigmoid16(v, v);
+      g = x_sigmoid_grad16(v, _mm512_set1_ps(1.0f));
+    } else if constexpr (A == Activation::QuickGelu) {
+      a = x_sigmoid16(v, _mm512_mul_ps(v, _mm512_set1_ps(1.702f)));
+      g = x_sigmoid_grad16(v, _mm512_set1_ps(1.702f));
+    } else {
+      a = v;
+      g = _mm512_set1_ps(1.0f);
     }
+    _mm512_mask_storeu_ps(y + i, m, a);
+    _mm512_mask_storeu_ps(d + i, m, g);  // after v was read: d may alias x
+  }
+}
+
+// The others: y as activation() computes it (gelu_tanh in registers), d one value at a time.
+void act_grad_other(Activation act, const float* x, float* y, float* d, int64_t n) {
+  if (y != x) std::copy(x, x + n, y);
+  for (int64_t i = 0; i < n; ++i) d[i] = portable::activation_grad_scalar(act, x[i]);  // before y's activation: d may alias x
+  activation(1, act, y, n);
+}
+
+using ActGradFn = void (*)(const float*, float*, float*, int64_t);
+ActGradFn act_grad_fn(Activation act) {
+  switch (act) {
+    case Activation::Gelu: return act_grad_span<Activation::Gelu>;
+    case Activation::Relu: return act_grad_span<Activation::Relu>;
+    case Activation::Silu: return act_grad_span<Activation::Silu>;
+    case Activation::QuickGelu: return act_grad_span<Activation::QuickGelu>;
+    case Activation::Linear: return act_grad_span<Activation::Linear>;
+    default: return nullptr;
+  }
+}
+}  // namespace
+
+void activation_and_grad(int threads, Activation act, const float* x, float* y, float* d, int64_t n) {
+  const int64_t chunks = (n + 4095) / 4096;
+  const ActGradFn fn = act_grad_fn(act);
+  parallel::for_each(chunks, threads, chunks > 16, [&](int64_t ch) {
+    const int64_t i0 = ch * 4096, e = std::min(n, i0 + 4096);
+    if (fn) fn(x + i0, y + i0, d + i0, e - i0);
+    else act_grad_other(act, x + i0, y + i0, d + i0, e - i0);
   });
+}
+
+void activation_and_grad_rows(Activation act, int64_t rows, int64_t cols, const float* x, int64_t ldx, float* y, int64_t ldy,
+                              float* d, int64_t ldd) {
+  const ActGradFn fn = act_grad_fn(act);
+  for (int64_t r = 0; r < rows; ++r) {
+    if (fn) fn(x + r * ldx, y + r * ldy, d + r * ldd, cols);
+    else act_grad_other(act, x + r * ldx, y + r * ldy, d + r * ldd, cols);
+  }
+}
+
+// y ⊙= x over the block. In training y is a GEMM tile just computed (in cache) and x comes from
+// memory, a few hundred bytes per row at a stride of a whole row: the next rows of x are
+// prefetched so that their loads are in flight while this row is multiplied.
+void multiply_rows(int64_t rows, int64_t cols, float* y, int64_t ldy, const float* x, int64_t ldx) {
+  constexpr int64_t kAhead = 4;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (r + kAhead < rows)
+      for (int64_t j = 0; j < cols; j += 16) _mm_prefetch(reinterpret_cast<const char*>(x + (r + kAhead) * ldx + j), _MM_HINT_T0);
+    float* yr = y + r * ldy;
+    const float* xr = x + r * ldx;
+    for (int64_t j = 0; j < cols; j += 16) {
+      const __mmask16 m = tail_mask(cols - j);
+      _mm512_mask_storeu_ps(yr + j, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, yr + j), _mm512_maskz_loadu_ps(m, xr + j)));
+    }
+  }
+}
+
+// torch.optim.AdamW's update in float32, 16 values at a time: the same operations in the same
+// order as the portable loop, so the two give the same bits; GCC would otherwise fuse the
+// intrinsics' multiplies and adds into FMAs here (this file is built with -mfma).
+__attribute__((optimize("fp-contract=off"))) void adamw_update(const AdamWScalars& s, float* p, float* g, float* m, float* v, int64_t n, bool zero_g) {
+  const __m512 scale = _mm512_set1_ps(s.grad_scale), w1 = _mm512_set1_ps(s.w1), b2 = _mm512_set1_ps(s.b2),
+               w2 = _mm512_set1_ps(s.w2), bc2 = _mm512_set1_ps(s.bc2_sqrt), eps = _mm512_set1_ps(s.eps),
+               step = _mm512_set1_ps(s.step_size), keep = _mm512_set1_ps(s.keep);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = tail_mask(n - i);
+    const __m512 gk = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, g + i), scale);
+    const __m512 m0 = _mm512_maskz_loadu_ps(k, m + i), v0 = _mm512_maskz_loadu_ps(k, v + i);
+    const __m512 mk = _mm512_add_ps(m0, _mm512_mul_ps(w1, _mm512_sub_ps(gk, m0)));
+    const __m512 vk = _mm512_add_ps(_mm512_mul_ps(v0, b2), _mm512_mul_ps(_mm512_mul_ps(w2, gk), gk));
+    const __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(vk), bc2), eps);
+    const __m512 pk = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, p + i), keep);
+    _mm512_mask_storeu_ps(m + i, k, mk);
+    _mm512_mask_storeu_ps(v + i, k, vk);
+    _mm512_mask_storeu_ps(p + i, k, _mm512_sub_ps(pk, _mm512_mul_ps(step, _mm512_div_ps(mk, denom))));
+    if (zero_g) _mm512_mask_storeu_ps(g + i, k, _mm512_setzero_ps());
+  }
 }
 
 void activation_backward(int threads, Activation act, const float* h, const float* dy, float* dx, int64_t n) {
