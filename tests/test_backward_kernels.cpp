@@ -328,6 +328,46 @@ std::vector<float> rounded(std::vector<float> v) {
   return v;
 }
 
+TEST(BackwardKernels, WideTilesOfManyPanelsMatchReference) {
+  // Shapes with enough rows that the AVX-512 GEMMs' tiles span many 32-column panels (up to 1 MiB
+  // of a K block of panels: 21 fp32 panels at K = 96, 16 or more in bf16 on 3 threads), a partial
+  // last panel (N = 1000) and a partial last group of panels, K within and over a K block: y = x·Wᵀ
+  // and dW = dyᵀ·x, fp32 and bf16 (rounded operands in the reference).
+  if (!cpu_has_avx512()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  const kernels::Context ctx{kThreads, kernels::Family::Avx512};
+  for (bool bf16 : {false, true}) {
+    if (bf16 && !kernels::native_bf16(ctx)) continue;
+    const auto r = [&](std::vector<float> v) { return bf16 ? rounded(std::move(v)) : v; };
+    const double tol = bf16 ? 2e-6 : 1e-5;
+    for (int64_t K : {96, 400}) {
+      const int64_t M = 1500, N = 1000;
+      SCOPED_TRACE(std::string(bf16 ? "bf16" : "fp32") + " K=" + std::to_string(K));
+      const auto x = randn(M * K, 71 + K), W = randn(N * K, 72 + K, 0.1f), b = randn(N, 73);
+      kernels::PackedLinear P;
+      kernels::pack_linear_into(ctx, W.data(), b.data(), N, K, P, bf16);
+      std::vector<float> y(static_cast<size_t>(M * N)), ry(y.size());
+      kernels::linear(ctx, M, x.data(), K, P, y.data(), N, false, Activation::Gelu);
+      kernels::reference::linear(M, N, K, r(x).data(), K, r(W).data(), b.data(), ry.data(), N, false, Activation::Gelu);
+      EXPECT_TRUE(close(T(y), T(ry), tol)) << "y";
+    }
+    // dW[1500][1000] += dyᵀ·x over 40 rows: the output's 1000 columns are x's.
+    const int64_t M = 40, N = 1500, K = 1000;
+    const auto dy = randn(M * N, 81), x = randn(M * K, 82);
+    const auto dyr = r(dy), xr = r(x);
+    std::vector<float> dyt(static_cast<size_t>(N * M)), xt(static_cast<size_t>(K * M));
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t n = 0; n < N; ++n) dyt[static_cast<size_t>(n * M + m)] = dyr[static_cast<size_t>(m * N + n)];
+      for (int64_t k = 0; k < K; ++k) xt[static_cast<size_t>(k * M + m)] = xr[static_cast<size_t>(m * K + k)];
+    }
+    std::vector<float> dw(static_cast<size_t>(N * K), 1.0f), rdw(dw);
+    kernels::PackedLinear P;
+    kernels::pack_kn_into(ctx, x.data(), K, M, K, P, bf16);
+    kernels::linear_at(ctx, N, dy.data(), N, P, dw.data(), K, true);
+    kernels::reference::linear(N, K, M, dyt.data(), M, xt.data(), nullptr, rdw.data(), K, true, Activation::Linear);
+    EXPECT_TRUE(close(T(dw), T(rdw), tol)) << (bf16 ? "bf16" : "fp32") << " dW";
+  }
+}
+
 TEST(BackwardKernels, Bf16TrainingGemmsMatchReferenceOnRoundedOperands) {
   std::vector<std::pair<const char*, kernels::Context>> ctxs = {{"portable", {kThreads, kernels::Family::Portable}}};
   if (kernels::native_bf16({1, kernels::Family::Avx512})) ctxs.push_back({"avx512_bf16", {kThreads, kernels::Family::Avx512}});

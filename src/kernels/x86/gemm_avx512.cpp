@@ -59,7 +59,7 @@ void linear_impl(int threads, int64_t M, const float* A, int64_t lda, const Pack
   const MicroFn* kern = TA ? kMicroT : kMicro;
   const int64_t N = W.N, K = W.K;
   if (M <= 0 || N <= 0) return;
-  const TilePlan plan = plan_tiles(M, N, threads);
+  const TilePlan plan = plan_tiles(M, N, threads, std::min(K, kKc));
   const int64_t tiles = plan.tiles();
   const Activation reg_act = act_in_registers(act) ? act : Activation::Linear;
   parallel::for_chunks(tiles, 1, [&](int64_t t, int64_t) {

@@ -66,7 +66,7 @@ void gemm_pairs(int threads, int64_t M, const PackedLinear& W, float* C, int64_t
                 const TileEpilogue* after, RowsOf&& rows_of) {
   const int64_t N = W.N, K2 = (W.K + 1) / 2;
   const MicroFn* kern = TA ? kMicroT : kMicro;
-  const TilePlan plan = plan_tiles(M, N, threads);
+  const TilePlan plan = plan_tiles(M, N, threads, std::min(K2, kKc2));
   const int64_t tiles = plan.tiles();
   const Activation reg_act = act_in_registers(act) ? act : Activation::Linear;
   parallel::for_chunks(tiles, 1, [&](int64_t t, int64_t) {
@@ -103,7 +103,7 @@ void linear_bf16(int threads, int64_t M, const float* A, int64_t lda, const Pack
                  Activation act, const TileEpilogue* after) {
   const int64_t K = W.K, K2 = (K + 1) / 2;
   if (M <= 0 || W.N <= 0) return;
-  const TilePlan plan = plan_tiles(M, W.N, threads);
+  const TilePlan plan = plan_tiles(M, W.N, threads, std::min(K2, kKc2));
   static std::atomic<uint64_t> calls{0};  // each call's number, for ConvertedRows
   const uint64_t call = calls.fetch_add(1, std::memory_order_relaxed) + 1;
   gemm_pairs<false>(threads, M, W, C, ldc, accumulate, act, after, [&](int64_t t, int64_t m0, int64_t m1, int64_t& lda2) {

@@ -127,7 +127,7 @@ void linear_int8(int threads, int64_t M, const float* A, int64_t lda, const Pack
                  Activation act) {
   const int64_t N = W.N, K = W.K, K4 = (K + 3) / 4;
   if (M <= 0 || N <= 0) return;
-  const TilePlan plan = plan_tiles(M, N, threads);
+  const TilePlan plan = plan_tiles(M, N, threads, 0);
   const int64_t tiles = plan.tiles();
   const Activation reg_act = act_in_registers(act) ? act : Activation::Linear;
   static std::atomic<uint64_t> calls{0};  // each call's number, for ConvertedRows
