@@ -368,6 +368,49 @@ TEST(BackwardKernels, WideTilesOfManyPanelsMatchReference) {
   }
 }
 
+// kernels::weight_gradient, the training pass's dW = dyᵀ·x: on thousands of pixels the AVX-512
+// kernels sum in groups of 1024 pixels (blocks of 256, bf16 pairs) into partial sums. Shapes
+// around those boundaries (4 groups exactly, one pixel more, an odd count: a half pair, a short
+// last block), dW rows over a unit's 384 (N = 500), columns over its 12 panels (K = 400) and a
+// partial panel; fp32 and bf16 (rounded operands in the reference), accumulating onto ones, in
+// every family. The sums' order is fixed by M alone: 1, 2 and 3 threads give the same bits.
+TEST(BackwardKernels, WeightGradientMatchesReferenceAndIgnoresThreadCount) {
+  struct Shape {
+    int64_t M, N, K;
+  };
+  const Shape shapes[] = {{4096, 13, 33}, {4097, 100, 96}, {4891, 500, 40}, {6001, 57, 400}, {5001, 1, 1}, {4500, 384, 96}};
+  std::vector<std::pair<const char*, kernels::Family>> fams = {{"portable", kernels::Family::Portable}};
+  if (cpu_has_avx512()) fams.push_back({"avx512", kernels::Family::Avx512});
+  for (bool bf16 : {false, true})
+    for (const Shape& s : shapes) {
+      const auto r = [&](std::vector<float> v) { return bf16 ? rounded(std::move(v)) : v; };
+      const auto dy = randn(s.M * s.N, 91 + s.M), x = randn(s.M * s.K, 92 + s.K);
+      const auto dyr = r(dy), xr = r(x);
+      std::vector<float> dyt(static_cast<size_t>(s.N * s.M)), xt(static_cast<size_t>(s.K * s.M));
+      for (int64_t m = 0; m < s.M; ++m) {
+        for (int64_t n = 0; n < s.N; ++n) dyt[static_cast<size_t>(n * s.M + m)] = dyr[static_cast<size_t>(m * s.N + n)];
+        for (int64_t k = 0; k < s.K; ++k) xt[static_cast<size_t>(k * s.M + m)] = xr[static_cast<size_t>(m * s.K + k)];
+      }
+      std::vector<float> rdw(static_cast<size_t>(s.N * s.K), 1.0f);
+      kernels::reference::linear(s.N, s.K, s.M, dyt.data(), s.M, xt.data(), nullptr, rdw.data(), s.K, true, Activation::Linear);
+      for (const auto& [name, fam] : fams) {
+        SCOPED_TRACE(std::string(name) + (bf16 ? " bf16" : " fp32") + " M=" + std::to_string(s.M) + " N=" + std::to_string(s.N) +
+                     " K=" + std::to_string(s.K));
+        std::vector<float> first;
+        for (int threads : {3, 2, 1}) {
+          std::vector<float> dw(rdw.size(), 1.0f);
+          kernels::weight_gradient({threads, fam}, s.M, dy.data(), s.N, s.N, x.data(), s.K, s.K, dw.data(), bf16);
+          if (first.empty()) {
+            EXPECT_TRUE(close(T(dw), T(rdw), 1e-5)) << "dW";
+            first = dw;
+          } else {
+            EXPECT_TRUE(std::equal(dw.begin(), dw.end(), first.begin())) << threads << " threads: other bits than 3 threads";
+          }
+        }
+      }
+    }
+}
+
 TEST(BackwardKernels, Bf16TrainingGemmsMatchReferenceOnRoundedOperands) {
   std::vector<std::pair<const char*, kernels::Context>> ctxs = {{"portable", {kThreads, kernels::Family::Portable}}};
   if (kernels::native_bf16({1, kernels::Family::Avx512})) ctxs.push_back({"avx512_bf16", {kThreads, kernels::Family::Avx512}});

@@ -93,6 +93,17 @@ void linear_at(const Context& ctx, int64_t M, const float* A, int64_t lda, const
   else portable::linear_at(ctx.threads, M, A, lda, B, C, ldc, accumulate);
 }
 
+void weight_gradient(const Context& ctx, int64_t M, const float* dy, int64_t ldy, int64_t N, const float* x, int64_t ldx,
+                     int64_t K, float* dW, bool bf16) {
+  if (bf16) {
+    if (native_bf16(ctx)) x86::weight_gradient_bf16(ctx.threads, M, dy, ldy, N, x, ldx, K, dW);
+    else portable::weight_gradient_bf16(ctx.threads, M, dy, ldy, N, x, ldx, K, dW);
+    return;
+  }
+  if (use_x86(ctx)) x86::weight_gradient(ctx.threads, M, dy, ldy, N, x, ldx, K, dW);
+  else portable::weight_gradient(ctx.threads, M, dy, ldy, N, x, ldx, K, dW);
+}
+
 void layer_norm_train(const Context& ctx, const float* x, int64_t rows, int64_t C, const float* gamma,
                       const float* beta, float eps, float* y, float* xhat, float* rstd) {
   if (use_x86(ctx)) x86::layer_norm_train(ctx.threads, x, rows, C, gamma, beta, eps, y, xhat, rstd);

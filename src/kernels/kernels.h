@@ -184,6 +184,12 @@ void pack_kn_into(const Context& ctx, const float* B, int64_t ldb, int64_t K, in
 // weight gradient dW = dyᵀ·x without transposing dy. With B in bf16, A is rounded to bf16 as
 // well (round to nearest even) and the products are summed in fp32.
 void linear_at(const Context& ctx, int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc, bool accumulate);
+// dW[N][K] += Σ_m dy[m][n] · x[m][k] over M rows (dy rows ldy floats apart, x rows ldx, dW rows
+// K): a linear layer's weight gradient dyᵀ·x over the pixels. The sum over m runs in fixed groups
+// of pixels (its order depends on M only, not on the thread count). With `bf16`, dy and x are
+// rounded to bf16 (round to nearest even) and the products summed in fp32.
+void weight_gradient(const Context& ctx, int64_t M, const float* dy, int64_t ldy, int64_t N, const float* x, int64_t ldx,
+                     int64_t K, float* dW, bool bf16 = false);
 // LayerNorm (affine) that also writes x̂ = (x − mean)/σ and 1/σ of each row for the backward.
 void layer_norm_train(const Context& ctx, const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps,
                       float* y, float* xhat, float* rstd);

@@ -55,12 +55,10 @@ struct LinearPacks {
   }
 };
 
-// dW[N][K] += dyᵀ·x over M rows (dy [M][N], x [M][K]); x is packed into `xp`, a buffer reused
-// from call to call. bf16: both rounded to bf16, the sums over the M rows in fp32.
-void weight_grad(const Context& ctx, const float* dy, const float* x, int64_t M, int64_t N, int64_t K, float* dW,
-                 PackedLinear& xp, bool bf16) {
-  kernels::pack_kn_into(ctx, x, K, M, K, xp, bf16);
-  kernels::linear_at(ctx, N, dy, N, xp, dW, K, /*accumulate=*/true);
+// dW[N][K] += dyᵀ·x over M rows (dy [M][N], x [M][K]). bf16: both rounded to bf16, the sums over
+// the M rows in fp32.
+void weight_grad(const Context& ctx, const float* dy, const float* x, int64_t M, int64_t N, int64_t K, float* dW, bool bf16) {
+  kernels::weight_gradient(ctx, M, dy, N, N, x, K, K, dW, bf16);
 }
 
 // The per-sample factor of stochastic depth in block `block` (mask / keep_prob, 1 when off), each
@@ -194,7 +192,6 @@ struct TrainGraph::Impl {
   LinearPacks stem, cls;                              // the weights packed both ways
   std::vector<LinearPacks> down_packs, pw1, pw2;
   std::vector<std::vector<float>> taps;
-  PackedLinear xpack;  // weight_grad's packed input
 
   Impl(Parameters& n, const Context& c, bool b) : net(n), ctx(c), bf16(b) {}
   int64_t rows(size_t map) const { return N * geo[map].H * geo[map].W; }
@@ -324,7 +321,7 @@ Tensor TrainGraph::Impl::forward_head(size_t last) {
 // Classifier, final LayerNorm and the mean: returns d loss / d (the last map).
 float* TrainGraph::Impl::backward_head(const Tensor& dlogits, size_t last, Gradients& grads) {
   const int64_t CL = geo[last].C, HW = geo[last].H * geo[last].W, L = net.config.num_labels();
-  weight_grad(ctx, dlogits.data(), pooled_normed.data(), N, L, CL, grads.of(net.classifier_weight).data(), xpack, bf16);
+  weight_grad(ctx, dlogits.data(), pooled_normed.data(), N, L, CL, grads.of(net.classifier_weight).data(), bf16);
   kernels::column_sums(ctx, dlogits.data(), N, L, grads.of(net.classifier_bias).data());
   float* dp = grow(dpooled, N * CL);
   kernels::linear(ctx, N, dlogits.data(), L, cls.bwd, dp, CL, false, Activation::Linear);
@@ -365,7 +362,7 @@ void TrainGraph::Impl::backward_block(const BlockParams& b, size_t bi, size_t mi
     kernels::grn(ctx, bs.a.data(), N, gg.H * gg.W, C4, b.grn_weight.data(), b.grn_bias.data(), gn);
     pw2_in = gn;
   }
-  weight_grad(ctx, dz, pw2_in, M, C, C4, grads.of(b.pw2_weight).data(), xpack, bf16);
+  weight_grad(ctx, dz, pw2_in, M, C, C4, grads.of(b.pw2_weight).data(), bf16);
   kernels::column_sums(ctx, dz, M, C, grads.of(b.pw2_bias).data());
   // dh = dz·W2 (V2: then through GRN), times act'(h): in V1 each tile of dh while in cache.
   float* dh = grow(s3, M * C4);
@@ -390,7 +387,7 @@ void TrainGraph::Impl::backward_block(const BlockParams& b, size_t bi, size_t mi
   parallel::for_each(M, ctx.threads, M * C > 32768, [&](int64_t r) {
     for (int64_t c = 0; c < C; ++c) t[r * C + c] = bs.xhat[static_cast<size_t>(r * C + c)] * gam[c] + bet[c];
   });
-  weight_grad(ctx, dh, t, M, C4, C, grads.of(b.pw1_weight).data(), xpack, bf16);
+  weight_grad(ctx, dh, t, M, C4, C, grads.of(b.pw1_weight).data(), bf16);
   kernels::column_sums(ctx, dh, M, C4, grads.of(b.pw1_bias).data());
   float* dt = t;
   kernels::linear(ctx, M, dh, C4, pw1[bi].bwd, dt, C, false, Activation::Linear);
@@ -416,7 +413,7 @@ float* TrainGraph::Impl::backward_downsample(const StageParams& st, size_t di, s
   kernels::patchify_nhwc(ctx, ds.t.data(), N, gi.H, gi.W, gi.C, 2, grow(patches, Mo * K));
   float* dl = grow(dlin, go.C * K);
   std::fill(dl, dl + go.C * K, 0.0f);
-  weight_grad(ctx, G, patches.data(), Mo, go.C, K, dl, xpack, bf16);
+  weight_grad(ctx, G, patches.data(), Mo, go.C, K, dl, bf16);
   kernels::patch_linear_to_conv_weight_add(dl, go.C, gi.C, 2, grads.of(st.down_weight).data());
   kernels::column_sums(ctx, G, Mo, go.C, grads.of(st.down_bias).data());
   float* dp = grow(dpatch, Mo * K);
@@ -439,7 +436,7 @@ void TrainGraph::Impl::backward_embeddings(const Tensor& px, const float* G, Gra
   kernels::patchify_nchw(ctx, px.data(), N, Cin, Hin, Win, p, grow(patches, M0 * Kp));
   float* dl = grow(dlin, C0 * Kp);
   std::fill(dl, dl + C0 * Kp, 0.0f);
-  weight_grad(ctx, dy0, patches.data(), M0, C0, Kp, dl, xpack, bf16);
+  weight_grad(ctx, dy0, patches.data(), M0, C0, Kp, dl, bf16);
   kernels::patch_linear_to_conv_weight_add(dl, C0, Cin, p, grads.of(net.patch_weight).data());
   kernels::column_sums(ctx, dy0, M0, C0, grads.of(net.patch_bias).data());
   if (!grad_pixels) return;

@@ -98,4 +98,51 @@ void linear_at(int threads, int64_t M, const float* A, int64_t lda, const Packed
   linear_impl<true>(threads, M, A, lda, W, C, ldc, accumulate, Activation::Linear);
 }
 
+
+// ---- Weight gradients (the driver: wgrad::run in gemm_common.h) --------------------------------
+
+namespace {
+
+// dy rows [m0, m0+kc), columns [n0, n1) → for each row run (n, rows) of for_each_row_run, the
+// run's kc × rows values at out + (n − n0)·kc, k-major: the microkernel's broadcasts of one k
+// are then adjacent.
+void pack_dy(const float* dy, int64_t ldy, int64_t m0, int64_t kc, int64_t n0, int64_t n1, float* out) {
+  for_each_row_run(n0, n1, [&](int64_t n, int rows) {
+    float* dst = out + (n - n0) * kc;
+    const __mmask16 m = static_cast<__mmask16>((1u << rows) - 1);
+    for (int64_t k = 0; k < kc; ++k)
+      _mm512_mask_storeu_ps(dst + k * rows, m, _mm512_maskz_loadu_ps(m, dy + (m0 + k) * ldy + n));
+  });
+}
+
+// x rows [m0, m0+kc), columns [c0, c0 + width) → np panels of kc rows of 32 (zero past width),
+// row by row (x is read in order).
+void pack_x(const float* x, int64_t ldx, int64_t m0, int64_t kc, int64_t c0, int64_t width, int64_t np, float* out) {
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* src = x + (m0 + k) * ldx + c0;
+    for (int64_t p = 0; p < np; ++p) {
+      const int64_t nc = std::min(kPanel, width - p * kPanel);
+      float* dst = out + (p * kc + k) * kPanel;
+      _mm512_store_ps(dst, _mm512_maskz_loadu_ps(mask_lo(nc), src + p * kPanel));
+      _mm512_store_ps(dst + 16, _mm512_maskz_loadu_ps(mask_hi(nc), src + p * kPanel + 16));
+    }
+  }
+}
+
+}  // namespace
+
+void weight_gradient(int threads, int64_t M, const float* dy, int64_t ldy, int64_t N, const float* x, int64_t ldx, int64_t K,
+                     float* dW) {
+  if (!wgrad::worth_grouping(M)) return wgrad::packed_whole(threads, M, dy, ldy, N, x, ldx, K, dW, false);
+  const wgrad::Operands ops{dy, ldy, x, ldx, 1, true};
+  wgrad::run(threads, M, N, K, dW, ops, [&](const wgrad::Block& b, uint32_t* abuf, uint32_t* bbuf) {
+    pack_dy(dy, ldy, b.m0, b.kc, b.n0, b.n1, reinterpret_cast<float*>(abuf));
+    pack_x(x, ldx, b.m0, b.kc, b.c0, b.width, b.np, reinterpret_cast<float*>(bbuf));
+  }, [&](int rows, int64_t kc, const uint32_t* a, int64_t lda, const uint32_t* bp, float* C, int64_t ldc, __mmask16 lo,
+         __mmask16 hi, bool load_c, const char* pf, int64_t pf_rows) {
+    kMicroT[rows](kc, reinterpret_cast<const float*>(a), lda, reinterpret_cast<const float*>(bp), nullptr, Activation::Linear, C,
+                  ldc, lo, hi, load_c, pf, pf_rows);
+  });
+}
+
 }  // namespace convnext::kernels::x86

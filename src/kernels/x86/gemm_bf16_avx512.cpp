@@ -133,6 +133,37 @@ void linear_at_bf16(int threads, int64_t M, const float* A, int64_t lda, const P
   });
 }
 
+// The weight gradient in bf16 pairs of pixels (the driver: wgrad::run in gemm_common.h). Pair kk
+// of a block is pixels m0 + 2kk and m0 + 2kk + 1 (the second zero past the block's end).
+void weight_gradient_bf16(int threads, int64_t M, const float* dy, int64_t ldy, int64_t N, const float* x, int64_t ldx,
+                          int64_t K, float* dW) {
+  if (!wgrad::worth_grouping(M)) return wgrad::packed_whole(threads, M, dy, ldy, N, x, ldx, K, dW, true);
+  const wgrad::Operands ops{dy, ldy, x, ldx, 2, false};
+  wgrad::run(threads, M, N, K, dW, ops, [&](const wgrad::Block& b, uint32_t* abuf, uint32_t* bbuf) {
+    const int64_t k2 = (b.kc + 1) / 2;
+    const auto row = [&](const float* base, int64_t ld, int64_t kk, int64_t half) {
+      return 2 * kk + half < b.kc ? base + (b.m0 + 2 * kk + half) * ld : nullptr;
+    };
+    for (int64_t kk = 0; kk < k2; ++kk) {  // dy's pair rows
+      const float* r1 = row(dy, ldy, kk, 1);
+      interleave_bf16(row(dy, ldy, kk, 0) + b.n0, r1 ? r1 + b.n0 : nullptr, b.n1 - b.n0, abuf + kk * b.lda);
+    }
+    for (int64_t kk = 0; kk < k2; ++kk) {  // x's panels
+      const float *r0 = row(x, ldx, kk, 0) + b.c0, *r1 = row(x, ldx, kk, 1);
+      for (int64_t p = 0; p < b.np; ++p) {
+        const int64_t nc = std::min(kPanel, b.width - p * kPanel);
+        uint32_t* dst = bbuf + (p * k2 + kk) * kPanel;
+        interleave_bf16(r0 + p * kPanel, r1 ? r1 + b.c0 + p * kPanel : nullptr, nc, dst);
+        std::fill(dst + nc, dst + kPanel, 0u);
+      }
+    }
+  }, [&](int rows, int64_t k2, const uint32_t* a, int64_t lda, const uint32_t* bp, float* C, int64_t ldc, __mmask16 lo,
+         __mmask16 hi, bool load_c, const char* pf, int64_t pf_rows) {
+    kMicroT[rows](k2, a, lda, reinterpret_cast<const uint16_t*>(bp), nullptr, Activation::Linear, C, ldc, lo, hi, load_c, pf,
+                  pf_rows);
+  });
+}
+
 void bf16_pairs(const float* a, int64_t K, uint32_t* out) {
   int64_t k = 0;
   for (; k + 32 <= K; k += 32) {
