@@ -227,7 +227,10 @@ TEST(BackwardKernels, DepthwiseBackwardMatchesReferenceOnOddShapes) {
   struct S {
     int64_t N, H, W, C;
   };
-  for (const S s : {S{1, 1, 1, 3}, S{3, 5, 9, 13}, S{1, 57, 61, 1}, S{1, 57, 61, 57}, S{3, 5, 9, 57}}) {
+  // Widths below, at and past the x86 weight gradient's runs of 7 pixels (7, 14: whole runs only;
+  // 9, 61: a run past the row's end), channels in and past 16-wide blocks.
+  for (const S s : {S{1, 1, 1, 3}, S{3, 5, 9, 13}, S{1, 57, 61, 1}, S{1, 57, 61, 57}, S{3, 5, 9, 57}, S{2, 7, 7, 32},
+                    S{1, 14, 14, 17}, S{1, 3, 10, 16}}) {
     const int64_t n = s.N * s.H * s.W * s.C;
     const auto x = randn(n, 50 + s.C), dy = randn(n, 60 + s.H), w = randn(49 * s.C, 70, 0.3f);
     std::vector<float> rdx(static_cast<size_t>(n)), rdw(static_cast<size_t>(49 * s.C), 0.25f), rdb(static_cast<size_t>(s.C), 0.25f);
