@@ -91,9 +91,8 @@ int main() {
                   100 * g32 / fma, g8, vnni ? 100 * g8 / dp : 0.0, g16, bf16 ? 100 * g16 / bh : 0.0);
     }
 
-  // The weight gradients of training, dW[N][K] += dYᵀ·X over the M pixels (kernels::linear_at on
-  // X packed by pack_kn, as the training pass runs them): pwconv1's (N = 4C, K = C) and
-  // pwconv2's (N = C, K = 4C).
+  // The weight gradients of training, dW[N][K] += dYᵀ·X over the M pixels (kernels::weight_gradient,
+  // as the training pass runs them): pwconv1's (N = 4C, K = C) and pwconv2's (N = C, K = 4C).
   std::printf("\n| weight gradient (ConvNeXt-T, batch 8) | out rows | out cols | sum over M | fp32 GMAC/s | of FMA rate | bf16 GMAC/s | of vdpbf16ps rate |\n");
   std::printf("|---|---|---|---|---|---|---|---|\n");
   for (int s = 0; s < 4; ++s)
@@ -103,12 +102,10 @@ int main() {
       for (float& v : dy) v = d(rng);
       for (float& v : x) v = d(rng);
       const auto rate = [&](bool b16) {
-        kernels::PackedLinear P;
         std::vector<double> t;
         for (int r = 0; r < 5; ++r) {
           const auto t0 = Clock::now();
-          kernels::pack_kn_into(ctx, x.data(), K, M, K, P, b16);
-          kernels::linear_at(ctx, N, dy.data(), N, P, dw.data(), K, true);
+          kernels::weight_gradient(ctx, M, dy.data(), N, N, x.data(), K, K, dw.data(), b16);
           t.push_back(seconds_since(t0));
         }
         std::sort(t.begin(), t.end());
