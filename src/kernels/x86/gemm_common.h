@@ -187,10 +187,10 @@ inline void load_tile(__m512 (&c0)[MR], __m512 (&c1)[MR], const float* C, int64_
 // once per tile of columns, and x went through memory twice more to be packed: stage 1's weight
 // gradients ran at half the FMA rate. Here the pixel sum is cut into groups of kGroup pixels
 // (fixed: the order of the sums depends on M only, never on the thread count), each group into
-// blocks of kBlock pixels whose dy (A, rows padded) and x (B, in 32-column panels) are copied into
-// buffers of the thread that computes them and read from there many times, while the next
-// block's dy and x are prefetched into L2. Group 0 adds into dW itself, each later group into its
-// own partial sum; the partials are added to dW at the end, in group order.
+// blocks of kBlock pixels whose dy (A: row runs in fp32, padded rows in bf16) and x (B, 32-column
+// panels) are copied into buffers of the thread that computes them and read from there many
+// times, while the next block's dy and x are prefetched into L2. Group 0 adds into dW itself, each
+// later group into its own partial sum; the partials are added to dW at the end, in group order.
 namespace wgrad {
 
 constexpr int64_t kBlock = 256;   // pixels per block
