@@ -8,6 +8,7 @@
 #include "core/cpu.h"
 #include "core/parallel.h"
 #include "kernels/kernels.h"
+#include "kernels/x86/weight_gradient.h"
 
 namespace convnext::kernels {
 
@@ -95,13 +96,15 @@ void linear_at(const Context& ctx, int64_t M, const float* A, int64_t lda, const
 
 void weight_gradient(const Context& ctx, int64_t M, const float* dy, int64_t ldy, int64_t N, const float* x, int64_t ldx,
                      int64_t K, float* dW, bool bf16) {
-  if (bf16) {
-    if (native_bf16(ctx)) x86::weight_gradient_bf16(ctx.threads, M, dy, ldy, N, x, ldx, K, dW);
-    else portable::weight_gradient_bf16(ctx.threads, M, dy, ldy, N, x, ldx, K, dW);
+  if ((bf16 ? native_bf16(ctx) : use_x86(ctx)) && x86::grouped_weight_gradient_pays(M)) {
+    if (bf16) x86::weight_gradient_bf16(ctx.threads, M, dy, ldy, N, x, ldx, K, dW);
+    else x86::weight_gradient(ctx.threads, M, dy, ldy, N, x, ldx, K, dW);
     return;
   }
-  if (use_x86(ctx)) x86::weight_gradient(ctx.threads, M, dy, ldy, N, x, ldx, K, dW);
-  else portable::weight_gradient(ctx.threads, M, dy, ldy, N, x, ldx, K, dW);
+  // Fewer pixels, or another family: x packed whole (pack_kn), then linear_at on the family's kernels.
+  static thread_local PackedLinear xp;  // the storage is kept from call to call
+  pack_kn_into(ctx, x, ldx, M, K, xp, bf16);
+  linear_at(ctx, N, dy, ldy, xp, dW, K, /*accumulate=*/true);
 }
 
 void layer_norm_train(const Context& ctx, const float* x, int64_t rows, int64_t C, const float* gamma,

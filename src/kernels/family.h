@@ -19,10 +19,6 @@ void activation(int threads, Activation act, float* x, int64_t n);
 void linear_at(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc, bool accumulate);
 void linear_at_bf16(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc,
                     bool accumulate);
-void weight_gradient(int threads, int64_t M, const float* dy, int64_t ldy, int64_t N, const float* x, int64_t ldx, int64_t K,
-                     float* dW);
-void weight_gradient_bf16(int threads, int64_t M, const float* dy, int64_t ldy, int64_t N, const float* x, int64_t ldx,
-                          int64_t K, float* dW);
 // out[j] = bf16(r0[j]) | bf16(r1[j]) << 16 for j < n (r1 null: its half 0), rounded to nearest
 // even: two rows of K made into the k pairs the bf16 GEMM multiplies.
 void interleave_bf16(const float* r0, const float* r1, int64_t n, uint32_t* out);

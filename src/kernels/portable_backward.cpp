@@ -130,27 +130,6 @@ void linear_at_bf16(int threads, int64_t M, const float* A, int64_t lda, const P
   linear_bf16(threads, M, at.data(), K, B, C, ldc, accumulate, Activation::Linear);
 }
 
-// The weight gradients: x packed as pack_kn packs it, then linear_at / linear_at_bf16 (the plain
-// loops above) on it.
-namespace {
-void weight_gradient_packed(int threads, int64_t M, const float* dy, int64_t ldy, int64_t N, const float* x, int64_t ldx,
-                            int64_t K, float* dW, bool bf16) {
-  static thread_local PackedLinear xp;  // the storage is kept from call to call
-  pack_kn_into(Context{threads, Family::Portable}, x, ldx, M, K, xp, bf16);
-  if (bf16) linear_at_bf16(threads, N, dy, ldy, xp, dW, K, true);
-  else linear_at(threads, N, dy, ldy, xp, dW, K, true);
-}
-}  // namespace
-
-void weight_gradient(int threads, int64_t M, const float* dy, int64_t ldy, int64_t N, const float* x, int64_t ldx, int64_t K,
-                     float* dW) {
-  weight_gradient_packed(threads, M, dy, ldy, N, x, ldx, K, dW, false);
-}
-void weight_gradient_bf16(int threads, int64_t M, const float* dy, int64_t ldy, int64_t N, const float* x, int64_t ldx,
-                          int64_t K, float* dW) {
-  weight_gradient_packed(threads, M, dy, ldy, N, x, ldx, K, dW, true);
-}
-
 void bf16_pairs(const float* a, int64_t K, uint32_t* out) {
   for (int64_t k = 0; k < K; k += 2)
     out[k / 2] = static_cast<uint32_t>(io::f32_to_bf16(a[k])) | (k + 1 < K ? static_cast<uint32_t>(io::f32_to_bf16(a[k + 1])) << 16 : 0u);

@@ -133,7 +133,6 @@ void pack_x(const float* x, int64_t ldx, int64_t m0, int64_t kc, int64_t c0, int
 
 void weight_gradient(int threads, int64_t M, const float* dy, int64_t ldy, int64_t N, const float* x, int64_t ldx, int64_t K,
                      float* dW) {
-  if (!wgrad::worth_grouping(M)) return wgrad::packed_whole(threads, M, dy, ldy, N, x, ldx, K, dW, false);
   const wgrad::Operands ops{dy, ldy, x, ldx, 1, true};
   wgrad::run(threads, M, N, K, dW, ops, [&](const wgrad::Block& b, uint32_t* abuf, uint32_t* bbuf) {
     pack_dy(dy, ldy, b.m0, b.kc, b.n0, b.n1, reinterpret_cast<float*>(abuf));

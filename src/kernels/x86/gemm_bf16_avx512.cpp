@@ -137,7 +137,6 @@ void linear_at_bf16(int threads, int64_t M, const float* A, int64_t lda, const P
 // of a block is pixels m0 + 2kk and m0 + 2kk + 1 (the second zero past the block's end).
 void weight_gradient_bf16(int threads, int64_t M, const float* dy, int64_t ldy, int64_t N, const float* x, int64_t ldx,
                           int64_t K, float* dW) {
-  if (!wgrad::worth_grouping(M)) return wgrad::packed_whole(threads, M, dy, ldy, N, x, ldx, K, dW, true);
   const wgrad::Operands ops{dy, ldy, x, ldx, 2, false};
   wgrad::run(threads, M, N, K, dW, ops, [&](const wgrad::Block& b, uint32_t* abuf, uint32_t* bbuf) {
     const int64_t k2 = (b.kc + 1) / 2;

@@ -11,6 +11,7 @@
 #include "core/parallel.h"
 #include "kernels/kernels.h"
 #include "kernels/x86/vmath_avx512.h"
+#include "kernels/x86/weight_gradient.h"
 
 namespace convnext::kernels::x86 {
 
@@ -193,23 +194,10 @@ inline void load_tile(__m512 (&c0)[MR], __m512 (&c1)[MR], const float* C, int64_
 // later group into its own partial sum; the partials are added to dW at the end, in group order.
 namespace wgrad {
 
-constexpr int64_t kBlock = 256;   // pixels per block
-constexpr int64_t kGroup = 1024;  // pixels per group
-constexpr int64_t kMb = 384;      // rows of dW per unit at most (their dy block stays in L2)
-constexpr int64_t kPanels = 12;   // 32-column panels per unit at most (their x block stays in L2)
-
-// The grouped kernel pays from 4 groups on (ConvNeXt-T batch 8: stages 1 and 2, 1.4–1.7× and
-// 1.15×); on fewer pixels, packing x whole for linear_at is as fast or faster.
-inline bool worth_grouping(int64_t M) { return M >= 4 * kGroup; }
-
-// The weight gradient on fewer pixels: x packed whole (pack_kn), then linear_at(_bf16).
-inline void packed_whole(int threads, int64_t M, const float* dy, int64_t ldy, int64_t N, const float* x, int64_t ldx, int64_t K,
-                         float* dW, bool bf16) {
-  static thread_local PackedLinear xp;  // the storage is kept from call to call
-  pack_kn_into(Context{threads, Family::Avx512}, x, ldx, M, K, xp, bf16);
-  if (bf16) linear_at_bf16(threads, N, dy, ldy, xp, dW, K, true);
-  else linear_at(threads, N, dy, ldy, xp, dW, K, true);
-}
+constexpr int64_t kBlock = 256;                   // pixels per block
+constexpr int64_t kGroup = kWeightGradientGroup;  // pixels per group
+constexpr int64_t kMb = 384;                      // rows of dW per unit at most (their dy block stays in L2)
+constexpr int64_t kPanels = 12;                   // 32-column panels per unit at most (their x block stays in L2)
 
 // The inputs; `pair`: pixels per 4-byte element of the buffers (1: fp32, 2: bf16 pairs); `runs`:
 // A is packed in row runs (see run()), else as rows of the block.
