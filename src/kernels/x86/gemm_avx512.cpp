@@ -77,6 +77,7 @@ void linear_impl(int threads, int64_t M, const float* A, int64_t lda, const Pack
         for_each_row_run(m0, m1, [&](int64_t m, int rows) {
           int64_t pf_rows;
           const char* pf_at = pf.slice(pf_rows);
+          prefetch_next_output(C, ldc, m, rows, m0, m1, n0, std::min(N, p1 * kPanel));
           kern[rows](kc, TA ? A + k0 * lda + m : A + m * lda + k0, lda, Bp, bias, reg_act, C + m * ldc + n0, ldc, mask_lo(nc), mask_hi(nc),
                        accumulate || !first, pf_at, pf_rows);
         });

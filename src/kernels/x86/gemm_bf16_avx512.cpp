@@ -86,6 +86,7 @@ void gemm_pairs(int threads, int64_t M, const PackedLinear& W, float* C, int64_t
         for_each_row_run(m0, m1, [&](int64_t m, int rows) {
           int64_t pf_rows;
           const char* pf_at = pf.slice(pf_rows);
+          prefetch_next_output(C, ldc, m, rows, m0, m1, n0, std::min(N, p1 * kPanel));
           const uint32_t* a = TA ? abuf + k0 * lda2 + (m - m0) : abuf + (m - m0) * lda2 + k0;
           kern[rows](kc, a, lda2, Bp, bias, reg_act, C + m * ldc + n0, ldc, mask_lo(nc), mask_hi(nc), accumulate || !first,
                      pf_at, pf_rows);

@@ -100,6 +100,21 @@ inline void for_each_row_run(int64_t m0, int64_t m1, F&& f) {
   }
 }
 
+// Prefetch for writing (PREFETCHW) the lines of C that the tile's next microkernel call stores:
+// the next run of rows, else the tile's first run of the next panel (columns before n_end).
+// Without it each of a call's 24 stores to a line not in cache waits for its read-for-ownership;
+// one call's k loop is time enough for the lines to arrive. Stage 1's pwconv1 (K = 96: few FMAs
+// per stored line) ran 5-8% faster alone, stage 1's training forward 10% (alternated runs).
+inline void prefetch_next_output(float* C, int64_t ldc, int64_t m, int rows, int64_t m0, int64_t m1, int64_t n0, int64_t n_end) {
+  int64_t nm = m + rows, nn = n0;
+  if (nm >= m1) nm = m0, nn = n0 + kPanel;
+  if (nn >= n_end) return;
+  for (int64_t i = nm, end = std::min(m1, nm + kMr); i < end; ++i) {
+    __builtin_prefetch(C + i * ldc + nn, 1, 3);
+    __builtin_prefetch(C + i * ldc + nn + 16, 1, 3);
+  }
+}
+
 // A thread's converted copy (bf16 pairs, int8) of its tile's rows of A, kept from call to call (no
 // allocation per GEMM) and converted again only when the call or the tile's rows change: a thread's
 // consecutive tiles often share their rows, which are then converted once. `call` is the GEMM
