@@ -50,8 +50,11 @@ struct BenchmarkResult {
   double gflops = 0;        // GFLOP/s; training counts 3× the forward's operations
   double peak_rss_mb = 0;   // of the whole process so far
   std::vector<PartTiming> parts;  // with BenchmarkOptions::profile
-  // With profile: the fp32 GFLOP/s that independent FMAs reach on these threads, measured right
-  // after the timed runs (the limit the GEMMs are measured against; 0 when not measured).
+  // With profile: the fp32 GFLOP/s that independent FMAs reach on these threads, measured after
+  // each timed run (outside its time) and given as the median, so that the limit the GEMMs are
+  // measured against is sampled over the same stretch of time, under the same load, as the runs
+  // (a single measurement at the end moved with the host's load: 332-432 GFLOP/s in three runs
+  // of one build); 0 when not measured.
   double peak_gflops = 0;
 };
 

@@ -27,8 +27,9 @@ portable C++ ones); "kernels" in the output names those that ran.
 --profile also times the parts of each forward pass (embeddings, each stage's downsampling
 layer and blocks, pooling, then the head and the rest) and prints their medians with the
 GFLOP/s each part reaches; with --json they come as "profile": [{"part", "median_ms", "gflops"}].
-It then measures the fp32 peak of the threads (independent FMAs, "peak_gflops") and, for fp32,
-gives each part's share of it. With --train it times the parts of a training step: the forward
+After each timed run it also measures the fp32 peak of the threads (independent FMAs, about
+20 ms, outside the run's time); "peak_gflops" is their median and, for fp32, each part's
+share of it is given. With --train it times the parts of a training step: the forward
 parts, "loss", the backward's ("backward.stage4.blocks", ...: twice the forward's operations),
 "optimizer" (clipping, AdamW, zero_grad) and "other".
 
