@@ -109,19 +109,28 @@ inline void add_dwconv7_partials(const double* part, int64_t slices, int64_t C, 
   }
 }
 
+// The depthwise weight gradient's sums: float over the pixels of a run of kDwFloatRows output
+// rows, double across the runs of a slice of dwconv7_slice(rows) rows, then across slices in
+// order. Slices of 64 rows (at most kReductionSlices): their partials (50·C doubles each) stay
+// small next to the maps when rows are few (stage 4: one slice, 300 KB, not 8 and 2.4 MB).
+constexpr int64_t kDwFloatRows = 8;
+inline int64_t dwconv7_slice(int64_t rows) {
+  return std::max<int64_t>(64, (rows + kReductionSlices - 1) / kReductionSlices);
+}
+
 // The depthwise 7×7 weight and bias gradients: dw49[tap][c] += Σ x(shifted by tap)·dy, db += Σ dy.
 // (The x86 family has its own, register-blocked, with the same sums in the same order.)
 #ifndef CONVNEXT_OWN_DWCONV7_WEIGHT_GRAD
 void dwconv7_weight_grad(int threads, const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C,
                                      float* dw49, float* dbias) {
   const int64_t rows = N * H;
-  const int64_t slice = reduction_slice(rows, rows * W * C > 16384), slices = (rows + slice - 1) / slice;
+  const int64_t slice = dwconv7_slice(rows), slices = (rows + slice - 1) / slice;
   const int64_t P = 50 * C;  // 49 taps + bias
   double* const part = zeroed_partials(slices * P);
   parallel::for_chunks(rows, slice, [&](int64_t r0, int64_t r1) {
     const int64_t t = r0 / slice;
     std::vector<float> acc(static_cast<size_t>(P), 0.0f);
-    for (int64_t r = r0; r < r1; ++r) {  // one output row of one image; float sums over one row
+    for (int64_t r = r0; r < r1; ++r) {  // output rows of one image; float sums over a run of rows
       const int64_t n = r / H, i = r % H;
       for (int64_t j = 0; j < W; ++j) {
         const float* g = dy + ((n * H + i) * W + j) * C;
@@ -139,6 +148,7 @@ void dwconv7_weight_grad(int threads, const float* x, const float* dy, int64_t N
           }
         }
       }
+      if ((r - r0 + 1) % kDwFloatRows && r + 1 < r1) continue;  // the run goes on
       double* p = part + static_cast<size_t>(t) * P;
       for (int64_t q = 0; q < P; ++q) {
         p[q] += acc[static_cast<size_t>(q)];

@@ -74,14 +74,12 @@ inline void window_run(const float* xr, const float* g, int64_t j, int64_t W, in
   window_step<3, BIAS, EDGE>(xr, g, j + 6, W, C, m, w, acc, bias);
 }
 
+// Adds one output row's products to acc (and with BIAS its dy to bias).
 template <bool BIAS>
 inline void tap_row(const float* xr, const float* g, int64_t W, int64_t C, __mmask16 m, __m512 (&acc)[7], __m512& bias) {
   __m512 w[7];
-  for (int q = 0; q < 7; ++q) {
-    acc[q] = _mm512_setzero_ps();
+  for (int q = 0; q < 7; ++q)
     w[q] = q < 4 && q < W ? _mm512_maskz_loadu_ps(m, xr + q * C) : _mm512_setzero_ps();  // pixels 0..3; −3..−1 are 0
-  }
-  bias = _mm512_setzero_ps();
   // Steps in runs of 7 (j − 3 ≡ 4 at j = 0): the window's rotation is then fixed at compile time.
   // The runs whose pixels all lie inside the row read without checks; the rest read what lies
   // past the end as 0 (a run past the end adds zero products: ConvNeXt's widths 56, 28, 14, 7
@@ -93,39 +91,44 @@ inline void tap_row(const float* xr, const float* g, int64_t W, int64_t C, __mma
 }  // namespace
 
 // The depthwise weight gradient with each 16-channel block's 7 taps of one kernel row held in
-// registers over an output row (the plain loop of backward_impl.h loads and stores its 49·C
-// accumulators for every pixel: 10% of the FMA rate). The same float sums over each row's pixels
-// in the same order, then double across rows in fixed slices, as backward_impl.h.
+// registers over the output rows of a run (the plain loop of backward_impl.h loads and stores its
+// 49·C accumulators for every pixel: 10% of the FMA rate). The same sums in the same order as
+// backward_impl.h: float over a run of kDwFloatRows output rows (their pixels in order), double
+// across runs. Adding to the double partials once per row cost as much as the FMAs where rows
+// are short (stage 4: 7 pixels, 49 FMAs per tap row against 7 conversions and adds).
 void dwconv7_weight_grad(int threads, const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C, float* dw49,
                          float* dbias) {
   const int64_t rows = N * H;
-  const int64_t slice = reduction_slice(rows, rows * W * C > 16384), slices = (rows + slice - 1) / slice;
+  const int64_t slice = dwconv7_slice(rows), slices = (rows + slice - 1) / slice, blocks = (C + 15) / 16;
   const int64_t P = 50 * C;  // 49 taps + bias
   double* const part = zeroed_partials(slices * P);
-  parallel::for_chunks(rows, slice, [&](int64_t r0, int64_t r1) {
-    double* p = part + static_cast<size_t>(r0 / slice) * P;
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t n = r / H, i = r % H;
-      const float* g = dy + r * W * C;
-      for (int64_t c0 = 0; c0 < C; c0 += 16) {
-        const __mmask16 m = tail_mask(C - c0);
-        const int64_t nc = std::min<int64_t>(16, C - c0);
-        for (int64_t ky = 0; ky < 7; ++ky) {
-          const int64_t yy = i + ky - 3;
+  // One unit: a slice's rows for one 16-channel block (the blocks give the threads work where
+  // slices are few).
+  parallel::for_chunks(slices * blocks, 1, [&](int64_t u, int64_t) {
+    const int64_t s = u / blocks, c0 = (u % blocks) * 16, r1 = std::min(rows, (s + 1) * slice);
+    const __mmask16 m = tail_mask(C - c0);
+    const int64_t nc = std::min<int64_t>(16, C - c0);
+    double* p = part + static_cast<size_t>(s) * P;
+    for (int64_t f0 = s * slice; f0 < r1; f0 += kDwFloatRows) {  // one float run
+      const int64_t f1 = std::min(r1, f0 + kDwFloatRows);
+      for (int64_t ky = 0; ky < 7; ++ky) {
+        __m512 acc[7], ab = _mm512_setzero_ps();
+        for (__m512& a : acc) a = _mm512_setzero_ps();
+        bool any = false;
+        for (int64_t r = f0; r < f1; ++r) {
+          const int64_t n = r / H, i = r % H, yy = i + ky - 3;
           if (yy < 0 || yy >= H) continue;
-          __m512 acc[7], ab;
+          any = true;
           const float* xr = x + (n * H + yy) * W * C + c0;
-          if (ky == 3) {  // the centre row, always there, sums the bias gradient too
-            tap_row<true>(xr, g + c0, W, C, m, acc, ab);
-            add_to_double(p + 49 * C + c0, ab, nc);
-          } else {
-            tap_row<false>(xr, g + c0, W, C, m, acc, ab);
-          }
-          for (int kx = 0; kx < 7; ++kx) add_to_double(p + (ky * 7 + kx) * C + c0, acc[kx], nc);
+          if (ky == 3) tap_row<true>(xr, dy + r * W * C + c0, W, C, m, acc, ab);  // the centre row, always there: + bias
+          else tap_row<false>(xr, dy + r * W * C + c0, W, C, m, acc, ab);
         }
+        if (!any) continue;
+        if (ky == 3) add_to_double(p + 49 * C + c0, ab, nc);
+        for (int kx = 0; kx < 7; ++kx) add_to_double(p + (ky * 7 + kx) * C + c0, acc[kx], nc);
       }
     }
-  }, threads);
+  }, rows * W * C > 16384 ? threads : 1);
   add_dwconv7_partials(part, slices, C, dw49, dbias);
 }
 
