@@ -42,6 +42,13 @@ std::vector<BackwardFamily> families() {
   return f;
 }
 
+// A context of kThreads threads for each kernel family this CPU runs.
+std::vector<kernels::Context> contexts() {
+  std::vector<kernels::Context> c = {{kThreads, kernels::Family::Portable}};
+  if (cpu_has_avx512()) c.push_back({kThreads, kernels::Family::Avx512});
+  return c;
+}
+
 const Activation kActs[] = {Activation::Gelu,      Activation::GeluTanh, Activation::GeluFast, Activation::QuickGelu,
                             Activation::Gelu10,    Activation::Relu,     Activation::Relu6,    Activation::Relu2,
                             Activation::LeakyRelu, Activation::Silu,     Activation::Selu,     Activation::Sigmoid,
@@ -82,9 +89,7 @@ TEST(BackwardKernels, ActivationGradientsMatchReferenceAndFiniteDifferences) {
 TEST(BackwardKernels, ActivationAndGradIsActivationAndItsDerivative) {
   // activation_and_grad (the training forward keeps act'(h) instead of h) gives exactly what
   // activation and activation_backward (with dy = 1) give, in place too, in every family.
-  std::vector<kernels::Context> ctxs = {{kThreads, kernels::Family::Portable}};
-  if (cpu_has_avx512()) ctxs.push_back({kThreads, kernels::Family::Avx512});
-  for (const kernels::Context& ctx : ctxs)
+  for (const kernels::Context& ctx : contexts())
     for (Activation act : kActs)
       for (int64_t n : {1, 17, 70001}) {
         auto x = randn(n, n + 5, 3.0f);
@@ -236,12 +241,19 @@ TEST(BackwardKernels, DepthwiseBackwardMatchesReferenceOnOddShapes) {
     std::vector<float> rdx(static_cast<size_t>(n)), rdw(static_cast<size_t>(49 * s.C), 0.25f), rdb(static_cast<size_t>(s.C), 0.25f);
     kernels::reference::dwconv_backward(x.data(), dy.data(), s.N, s.H, s.W, s.C, w.data(), 7, rdx.data(), rdw.data(), rdb.data());
     const auto taps = taps_of(w, s.C);
-    // dx through the dispatcher (mirrored forward conv), weight gradients per family.
-    std::vector<float> dx(static_cast<size_t>(n)), dw49(static_cast<size_t>(49 * s.C), 0.25f), db(static_cast<size_t>(s.C), 0.25f);
-    kernels::dwconv7_backward(kernels::default_context(), x.data(), dy.data(), s.N, s.H, s.W, s.C, taps.data(), dx.data(), dw49.data(), db.data());
-    EXPECT_TRUE(close(T(dx), T(rdx), 1e-4)) << "dx " << s.N << "x" << s.H << "x" << s.W << "x" << s.C;
-    EXPECT_TRUE(close(T(taps_of(rdw, s.C)), T(dw49), 1e-4)) << "dw";
-    EXPECT_TRUE(close(T(db), T(rdb), 1e-4)) << "db";
+    // dx through the dispatcher (mirrored forward conv, added to what dx holds) in each family,
+    // weight gradients per family below.
+    const auto dx0 = randn(n, 80 + s.W);
+    std::vector<float> want_dx(static_cast<size_t>(n));
+    for (size_t i = 0; i < want_dx.size(); ++i) want_dx[i] = dx0[i] + rdx[i];
+    for (const kernels::Context& ctx : contexts()) {
+      std::vector<float> dx = dx0, dw49(static_cast<size_t>(49 * s.C), 0.25f), db(static_cast<size_t>(s.C), 0.25f);
+      kernels::dwconv7_backward(ctx, x.data(), dy.data(), s.N, s.H, s.W, s.C, taps.data(), dx.data(), dw49.data(), db.data());
+      const char* fam = kernels::family_name(ctx.family);
+      EXPECT_TRUE(close(T(dx), T(want_dx), 1e-4)) << fam << " dx " << s.N << "x" << s.H << "x" << s.W << "x" << s.C;
+      EXPECT_TRUE(close(T(taps_of(rdw, s.C)), T(dw49), 1e-4)) << fam << " dw";
+      EXPECT_TRUE(close(T(db), T(rdb), 1e-4)) << fam << " db";
+    }
     for (const auto& f : families()) {
       std::vector<float> fw(static_cast<size_t>(49 * s.C), 0.25f), fb(static_cast<size_t>(s.C), 0.25f);
       f.dw_grad(kThreads, x.data(), dy.data(), s.N, s.H, s.W, s.C, fw.data(), fb.data());
@@ -249,6 +261,45 @@ TEST(BackwardKernels, DepthwiseBackwardMatchesReferenceOnOddShapes) {
       EXPECT_TRUE(close(T(fb), T(rdb), 1e-4)) << f.name << " db";
     }
   }
+}
+
+// The layer scale and drop path's backward against the definition in double, on odd shapes,
+// with and without γ; the families give the same floats.
+TEST(BackwardKernels, LayerScaleBackwardMatchesItsDefinition) {
+  for (const int64_t N : {1, 3})
+    for (const int64_t per : {1, 7, 300})
+      for (const int64_t C : {1, 17, 96}) {
+        const int64_t rows = N * per;
+        const auto G = randn(rows * C, 90 + C), z = randn(rows * C, 91 + per), gam = randn(C, 92, 0.5f);
+        std::vector<float> scale = randn(N, 93);
+        scale[0] = 0.0f;  // a dropped sample
+        for (const bool with_gamma : {true, false}) {
+          std::vector<double> want_dz(static_cast<size_t>(rows * C)), want_dg(static_cast<size_t>(C), 0.5),
+              want_ds(static_cast<size_t>(C), 0.25);
+          for (int64_t r = 0; r < rows; ++r)
+            for (int64_t c = 0; c < C; ++c) {
+              const size_t i = static_cast<size_t>(r * C + c);
+              const double gs = static_cast<double>(G[i]) * scale[static_cast<size_t>(r / per)];
+              want_dz[i] = gs * (with_gamma ? gam[static_cast<size_t>(c)] : 1.0);
+              want_dg[static_cast<size_t>(c)] += gs * z[i];
+              want_ds[static_cast<size_t>(c)] += want_dz[i];
+            }
+          std::vector<std::vector<float>> first;
+          for (const kernels::Context& ctx : contexts()) {
+            std::vector<float> dz(static_cast<size_t>(rows * C)), dg(static_cast<size_t>(C), 0.5f), ds(static_cast<size_t>(C), 0.25f);
+            kernels::layer_scale_backward(ctx, G.data(), z.data(), scale.data(), per, with_gamma ? gam.data() : nullptr, rows, C,
+                                          dz.data(), dg.data(), ds.data());
+            const std::string what = std::string(kernels::family_name(ctx.family)) + " rows=" + std::to_string(rows) +
+                                     " C=" + std::to_string(C) + (with_gamma ? " with gamma" : " without");
+            EXPECT_TRUE(close(T(dz), T(std::vector<float>(want_dz.begin(), want_dz.end())), 1e-6)) << what << " dz";
+            EXPECT_TRUE(close(T(ds), T(std::vector<float>(want_ds.begin(), want_ds.end())), 1e-5)) << what << " dsum";
+            if (with_gamma) EXPECT_TRUE(close(T(dg), T(std::vector<float>(want_dg.begin(), want_dg.end())), 1e-5)) << what << " dgamma";
+            else EXPECT_EQ(dg, std::vector<float>(static_cast<size_t>(C), 0.5f)) << what << ": no gamma, dgamma untouched";
+            if (first.empty()) first = {dz, dg, ds};
+            else EXPECT_TRUE(first[0] == dz && first[1] == dg && first[2] == ds) << what << ": not the portable family's floats";
+          }
+        }
+      }
 }
 
 TEST(BackwardKernels, DepthwiseReferenceMatchesFiniteDifferences) {

@@ -160,6 +160,48 @@ void dwconv7_weight_grad(int threads, const float* x, const float* dy, int64_t N
 }
 #endif
 
+// The backward of y = x + s_r·(γ ⊙ z) for z's side (s_r one factor per `per` rows: drop path's):
+// dz = G·s_r·γ (γ null: 1), dgamma += Σ_r G·s_r·z (when gamma), dsum += Σ_r dz. One pass over
+// G and z for what took three (dz twice, once for each sum) and two column sums; the same floats
+// and sums as those passes and column_sums.
+void layer_scale_backward(int threads, const float* G, const float* z, const float* row_scale, int64_t per,
+                          const float* gamma, int64_t rows, int64_t C, float* dz, float* dgamma, float* dsum) {
+  const int64_t slice = reduction_slice(rows, rows * C > 65536), slices = (rows + slice - 1) / slice;
+  double* const part = zeroed_partials(slices * 2 * C);
+  parallel::for_chunks(rows, slice, [&](int64_t r0, int64_t r1) {
+    double* pg = part + static_cast<size_t>(r0 / slice * 2 * C);
+    double* ps = pg + C;
+    for (int64_t r = r0; r < r1; ++r) {
+      const float sc = row_scale[r / per];
+      const float* gr = G + r * C;
+      float* dr = dz + r * C;
+      if (gamma) {
+        const float* zr = z + r * C;
+        for (int64_t c = 0; c < C; ++c) {
+          const float gs = gr[c] * sc;
+          pg[c] += gs * zr[c];
+          dr[c] = gs * gamma[c];
+          ps[c] += dr[c];
+        }
+      } else {
+        for (int64_t c = 0; c < C; ++c) {
+          dr[c] = gr[c] * sc;
+          ps[c] += dr[c];
+        }
+      }
+    }
+  }, threads);
+  for (int64_t c = 0; c < C; ++c) {
+    double sg = 0, ss = 0;
+    for (int64_t t = 0; t < slices; ++t) {
+      sg += part[static_cast<size_t>(t * 2 * C + c)];
+      ss += part[static_cast<size_t>(t * 2 * C + C + c)];
+    }
+    if (gamma && dgamma) dgamma[c] += static_cast<float>(sg);
+    dsum[c] += static_cast<float>(ss);
+  }
+}
+
 // out[c] += Σ_r x[r, c] (bias gradients), in double across rows.
 void column_sums(int threads, const float* x, int64_t rows, int64_t C, float* out) {
   const int64_t slice = reduction_slice(rows, rows * C > 65536), slices = (rows + slice - 1) / slice;

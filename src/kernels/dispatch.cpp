@@ -125,7 +125,8 @@ void dwconv7_backward(const Context& ctx, const float* x, const float* dy, int64
   std::vector<float> mirrored(static_cast<size_t>(49 * C));
   for (int64_t t = 0; t < 49; ++t)
     std::copy(w49 + (48 - t) * C, w49 + (49 - t) * C, mirrored.begin() + t * C);
-  dwconv7(ctx, dy, N, H, W, C, mirrored.data(), nullptr, dx);
+  if (use_x86(ctx)) x86::dwconv7(ctx.threads, dy, N, H, W, C, mirrored.data(), nullptr, dx, /*accumulate=*/true);
+  else portable::dwconv7(ctx.threads, dy, N, H, W, C, mirrored.data(), nullptr, dx, /*accumulate=*/true);
   if (use_x86(ctx)) x86::dwconv7_weight_grad(ctx.threads, x, dy, N, H, W, C, dw49, dbias);
   else portable::dwconv7_weight_grad(ctx.threads, x, dy, N, H, W, C, dw49, dbias);
 }
@@ -170,6 +171,12 @@ void adamw_update(const Context& ctx, const AdamWScalars& s, float* p, float* g,
 void column_sums(const Context& ctx, const float* x, int64_t rows, int64_t C, float* out) {
   if (use_x86(ctx)) x86::column_sums(ctx.threads, x, rows, C, out);
   else portable::column_sums(ctx.threads, x, rows, C, out);
+}
+
+void layer_scale_backward(const Context& ctx, const float* G, const float* z, const float* row_scale, int64_t per,
+                          const float* gamma, int64_t rows, int64_t C, float* dz, float* dgamma, float* dsum) {
+  if (use_x86(ctx)) x86::layer_scale_backward(ctx.threads, G, z, row_scale, per, gamma, rows, C, dz, dgamma, dsum);
+  else portable::layer_scale_backward(ctx.threads, G, z, row_scale, per, gamma, rows, C, dz, dgamma, dsum);
 }
 
 }  // namespace convnext::kernels

@@ -9,7 +9,8 @@ void linear_bf16(int threads, int64_t M, const float* A, int64_t lda, const Pack
 void linear_int8(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
                  Activation act);
 void layer_norm(int threads, const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps, float* y);
-void dwconv7(int threads, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y);
+void dwconv7(int threads, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y,
+             bool accumulate = false);
 void dwconv7_ln(int threads, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
                 float eps, float* y);
 void dwconv7_ln_rows(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
@@ -37,6 +38,8 @@ void activation_and_grad_rows(Activation act, int64_t rows, int64_t cols, const 
                               float* d, int64_t ldd);
 void multiply_rows(int64_t rows, int64_t cols, float* y, int64_t ldy, const float* x, int64_t ldx);
 void column_sums(int threads, const float* x, int64_t rows, int64_t C, float* out);
+void layer_scale_backward(int threads, const float* G, const float* z, const float* row_scale, int64_t per,
+                          const float* gamma, int64_t rows, int64_t C, float* dz, float* dgamma, float* dsum);
 void adamw_update(const AdamWScalars& s, float* p, float* g, float* m, float* v, int64_t n, bool zero_g);
 // Measured fp32 multiply-add throughput (GFLOP/s, 2 per FMA) on `threads` threads.
 double fp32_peak_gflops(int threads);

@@ -196,7 +196,8 @@ void layer_norm_train(const Context& ctx, const float* x, int64_t rows, int64_t 
 // LayerNorm backward from x̂ and 1/σ: dx (may alias dy); dgamma += Σ dy·x̂, dbeta += Σ dy (either may be null).
 void layer_norm_backward(const Context& ctx, const float* dy, const float* xhat, const float* rstd, int64_t rows, int64_t C,
                          const float* gamma, float* dx, float* dgamma, float* dbeta);
-// Depthwise 7×7 backward. dx = the convolution of dy with the taps mirrored (written, not added);
+// Depthwise 7×7 backward. dx += the convolution of dy with the taps mirrored (added: the block's
+// input gradient joins the residual's where it lies, without a pass of its own);
 // dw49 [49][C] += Σ x·dy per tap; dbias += Σ dy (may be null).
 void dwconv7_backward(const Context& ctx, const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49,
                       float* dx, float* dw49, float* dbias);
@@ -215,6 +216,11 @@ void activation_and_grad_rows(const Context& ctx, Activation act, int64_t rows, 
 void multiply_rows(const Context& ctx, int64_t rows, int64_t cols, float* y, int64_t ldy, const float* x, int64_t ldx);
 // out[c] += Σ over rows of x[r, c].
 void column_sums(const Context& ctx, const float* x, int64_t rows, int64_t C, float* out);
+// The backward of y = x + s_r·(γ ⊙ z) on z's side, s_r one factor per `per` rows (drop path):
+// dz = G·s_r·γ (gamma null: γ = 1), dgamma += Σ_r G·s_r·z (when gamma and dgamma are given),
+// dsum += Σ_r dz (the bias gradient of the layer that made z). One pass over G and z.
+void layer_scale_backward(const Context& ctx, const float* G, const float* z, const float* row_scale, int64_t per,
+                          const float* gamma, int64_t rows, int64_t C, float* dz, float* dgamma, float* dsum);
 // AdamW's update of n parameters as torch.optim.AdamW's single-tensor loop does it in float32,
 // the step's scalars computed by the caller (in double, as Python does):
 //   g ← g·grad_scale;  m ← m + w1·(g − m);  v ← b2·v + w2·g·g

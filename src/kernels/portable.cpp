@@ -106,10 +106,10 @@ void layer_norm(int threads, const float* x, int64_t rows, int64_t C, const floa
 namespace {
 // Output image row i of image n into out (W·C values).
 void dw_row(const float* x, int64_t n, int64_t i, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
-            float* out_row) {
+            float* out_row, bool accumulate = false) {
   for (int64_t j = 0; j < W; ++j) {
     float* out = out_row + j * C;
-    for (int64_t c = 0; c < C; ++c) out[c] = bias ? bias[c] : 0.0f;
+    for (int64_t c = 0; c < C; ++c) out[c] = (accumulate ? out[c] : 0.0f) + (bias ? bias[c] : 0.0f);
     for (int64_t ky = 0; ky < 7; ++ky) {
       const int64_t yy = i + ky - 3;
       if (yy < 0 || yy >= H) continue;
@@ -125,8 +125,11 @@ void dw_row(const float* x, int64_t n, int64_t i, int64_t H, int64_t W, int64_t 
 }
 }  // namespace
 
-void dwconv7(int threads, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y) {
-  parallel::for_each(N * H, threads, true, [&](int64_t ni) { dw_row(x, ni / H, ni % H, H, W, C, w49, bias, y + ni * W * C); });
+void dwconv7(int threads, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y,
+             bool accumulate) {
+  parallel::for_each(N * H, threads, true, [&](int64_t ni) {
+    dw_row(x, ni / H, ni % H, H, W, C, w49, bias, y + ni * W * C, accumulate);
+  });
 }
 
 void dwconv7_ln_rows(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,

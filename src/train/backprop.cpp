@@ -342,18 +342,11 @@ void TrainGraph::Impl::backward_block(const BlockParams& b, size_t bi, size_t mi
   const Geo gg = geo[mi];
   const int64_t M = rows(mi), C = gg.C, C4 = 4 * C, per = M / N;
   const float* x = maps[mi].data();
+  // dz = G·scale·γ, dγ = Σ G·scale·z and pwconv2's bias gradient Σ dz in one pass.
   float* dz = grow(s1, M * C);
   const float* ls = b.layer_scale.empty() ? nullptr : b.layer_scale.data();
-  const float* scale = bs.scale.data();
-  if (ls) {  // d γ = Σ (G·scale)·z: the product goes through dz, summed by column_sums
-    parallel::for_each(M, ctx.threads, M * C > 32768, [&](int64_t r) {
-      for (int64_t c = 0; c < C; ++c) dz[r * C + c] = G[r * C + c] * scale[r / per] * bs.z[static_cast<size_t>(r * C + c)];
-    });
-    kernels::column_sums(ctx, dz, M, C, grads.of(b.layer_scale).data());
-  }
-  parallel::for_each(M, ctx.threads, M * C > 32768, [&](int64_t r) {
-    for (int64_t c = 0; c < C; ++c) dz[r * C + c] = G[r * C + c] * scale[r / per] * (ls ? ls[c] : 1.0f);
-  });
+  kernels::layer_scale_backward(ctx, G, bs.z.data(), bs.scale.data(), per, ls, M, C, dz,
+                                ls ? grads.of(b.layer_scale).data() : nullptr, grads.of(b.pw2_bias).data());
   // pwconv2: dW2 += dzᵀ·a (V2: ·GRN(a), recomputed), da = dz·W2 (V2: then through GRN).
   const bool v2 = !b.grn_weight.empty();
   const float* pw2_in = bs.a.data();
@@ -363,7 +356,6 @@ void TrainGraph::Impl::backward_block(const BlockParams& b, size_t bi, size_t mi
     pw2_in = gn;
   }
   weight_grad(ctx, dz, pw2_in, M, C, C4, grads.of(b.pw2_weight).data(), bf16);
-  kernels::column_sums(ctx, dz, M, C, grads.of(b.pw2_bias).data());
   // dh = dz·W2 (V2: then through GRN), times act'(h): in V1 each tile of dh while in cache.
   float* dh = grow(s3, M * C4);
   const float* da = bs.dact.data();
@@ -393,15 +385,13 @@ void TrainGraph::Impl::backward_block(const BlockParams& b, size_t bi, size_t mi
   kernels::linear(ctx, M, dh, C4, pw1[bi].bwd, dt, C, false, Activation::Linear);
   kernels::layer_norm_backward(ctx, dt, bs.xhat.data(), bs.rstd.data(), M, C, gam, dt, grads.of(b.norm.weight).data(),
                                grads.of(b.norm.bias).data());
-  // Depthwise conv: its input gradient joins the residual's.
-  float* dx = dz;  // dz is no longer needed
+  // Depthwise conv: its input gradient is added to G, the residual's.
   float* dw = grow(dw49, 49 * C);
   std::fill(dw, dw + 49 * C, 0.0f);
-  kernels::dwconv7_backward(ctx, x, dt, N, gg.H, gg.W, C, taps[bi].data(), dx, dw, grads.of(b.dw_bias).data());
+  kernels::dwconv7_backward(ctx, x, dt, N, gg.H, gg.W, C, taps[bi].data(), G, dw, grads.of(b.dw_bias).data());
   float* gdw = grads.of(b.dw_weight).data();
   for (int64_t c = 0; c < C; ++c)
     for (int64_t tp = 0; tp < 49; ++tp) gdw[c * 49 + tp] += dw[tp * C + c];
-  parallel::for_each(M * C, ctx.threads, M * C > 32768, [&](int64_t i) { G[i] += dx[i]; });
 }
 
 // The conv's and the LayerNorm's gradients; returns d loss / d (the larger input map).

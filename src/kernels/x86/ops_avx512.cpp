@@ -76,10 +76,10 @@ void layer_norm(int threads, const float* x, int64_t rows, int64_t C, const floa
 // is a constant and the accumulators are registers.
 template <int B>
 inline void dw_block(const float* x, int64_t i, int64_t W, int64_t C, int64_t ky0, int64_t ky1, int64_t j0,
-                     const float* w49, __m512 b, __mmask16 m, float* yrow) {
+                     const float* w49, __m512 b, __mmask16 m, float* yrow, bool accumulate) {
   __m512 acc[B];
 #pragma GCC unroll 16
-  for (int j = 0; j < B; ++j) acc[j] = b;
+  for (int j = 0; j < B; ++j) acc[j] = accumulate ? _mm512_add_ps(b, _mm512_maskz_loadu_ps(m, yrow + (j0 + j) * C)) : b;
   for (int64_t ky = ky0; ky < ky1; ++ky) {
     const float* row = x + (i + ky - 3) * W * C;  // x points at the image's channel block c
     const float* wk = w49 + ky * 7 * C;
@@ -103,7 +103,7 @@ inline void dw_block(const float* x, int64_t i, int64_t W, int64_t C, int64_t ky
 }
 
 using DwBlockFn = void (*)(const float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, const float*, __m512,
-                           __mmask16, float*);
+                           __mmask16, float*, bool);
 constexpr int kDwB = 14;  // outputs per block: 14 accumulators + 7 weights + 1 input in 32 registers
 constexpr DwBlockFn kDwBlock[kDwB + 1] = {nullptr,      dw_block<1>,  dw_block<2>,  dw_block<3>, dw_block<4>,
                                           dw_block<5>,  dw_block<6>,  dw_block<7>,  dw_block<8>, dw_block<9>,
@@ -112,7 +112,7 @@ constexpr DwBlockFn kDwBlock[kDwB + 1] = {nullptr,      dw_block<1>,  dw_block<2
 // One output row (n, i) of the depthwise 7×7: the row in blocks of up to 14 outputs, as even as
 // possible (56 = 4 × 14, 61 = 13 + 4 × 12), for every block of 16 channels.
 static void dw_row(const float* x, int64_t H, int64_t W, int64_t C, int64_t i, const float* w49, const float* bias,
-                   float* yrow) {
+                   float* yrow, bool accumulate = false) {
   const int64_t ky0 = std::max<int64_t>(0, 3 - i), ky1 = std::min<int64_t>(7, H + 3 - i);
   const int64_t blocks = (W + kDwB - 1) / kDwB;
   for (int64_t c = 0; c < C; c += 16) {
@@ -120,7 +120,7 @@ static void dw_row(const float* x, int64_t H, int64_t W, int64_t C, int64_t i, c
     const __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + c) : _mm512_setzero_ps();
     for (int64_t k = 0, j0 = 0; k < blocks; ++k) {
       const int64_t rest = W - j0, left = blocks - k, n = rest / left + (rest % left ? 1 : 0);
-      kDwBlock[n](x + c, i, W, C, ky0, ky1, j0, w49 + c, b, m, yrow + c);
+      kDwBlock[n](x + c, i, W, C, ky0, ky1, j0, w49 + c, b, m, yrow + c, accumulate);
       j0 += n;
     }
   }
@@ -143,10 +143,11 @@ void dwconv7_ln(int threads, const float* x, int64_t N, int64_t H, int64_t W, in
   });
 }
 
-void dwconv7(int threads, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y) {
+void dwconv7(int threads, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias, float* y,
+             bool accumulate) {
   parallel::for_each(N * H, threads, N * H * W * C > 16384, [&](int64_t r) {
     const int64_t n = r / H, i = r % H;
-    dw_row(x + n * H * W * C, H, W, C, i, w49, bias, y + r * W * C);
+    dw_row(x + n * H * W * C, H, W, C, i, w49, bias, y + r * W * C, accumulate);
   });
 }
 
