@@ -382,6 +382,46 @@ std::vector<float> rounded(std::vector<float> v) {
   return v;
 }
 
+// A GEMM with an ActivationGradient gives the very floats of the GEMM followed by the pass it
+// replaces (activation_and_grad_rows): fp32 and bf16, every family, activations with and without
+// a derivative in registers (GeluTanh, Mish: through a tile epilogue), rows in partial
+// microkernel runs, a partial last panel, K within and over a K block (d written on the last
+// block only), rows wider than N (the padding untouched); a caller's tile epilogue still sees
+// every value once, after both are written.
+TEST(BackwardKernels, ActivationGradientIsTheGemmThenActivationAndGrad) {
+  for (const kernels::Context& ctx : contexts())
+    for (const bool bf16 : {false, true})
+      for (const int64_t K : {40, 600})
+        for (const Activation act : {Activation::Gelu, Activation::Relu, Activation::Silu, Activation::QuickGelu,
+                                     Activation::Linear, Activation::GeluTanh, Activation::Mish}) {
+          const int64_t M = 149, N = 83, ld = N + 5;
+          SCOPED_TRACE(std::string(kernels::family_name(ctx.family)) + (bf16 ? " bf16" : " fp32") + " K=" + std::to_string(K) +
+                       " act " + std::to_string(static_cast<int>(act)));
+          const auto x = randn(M * K, 101 + K), W = randn(N * K, 102, 0.2f), b = randn(N, 103);
+          kernels::PackedLinear P;
+          kernels::pack_linear_into(ctx, W.data(), b.data(), N, K, P, bf16);
+          std::vector<float> h(static_cast<size_t>(M * ld), 7.0f);
+          kernels::linear(ctx, M, x.data(), K, P, h.data(), ld, false, Activation::Linear);
+          std::vector<float> want_a = h, want_d = h;
+          kernels::activation_and_grad_rows(ctx, act, M, N, h.data(), ld, want_a.data(), ld, want_d.data(), ld);
+          std::vector<float> a(h.size(), 7.0f), d(h.size(), 7.0f);
+          std::vector<int> seen(static_cast<size_t>(M * N), 0);
+          const kernels::TileEpilogue check = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+            for (int64_t m = m0; m < m1; ++m)
+              for (int64_t n = n0; n < n1; ++n) {
+                const size_t i = static_cast<size_t>(m * ld + n);
+                ++seen[static_cast<size_t>(m * N + n)];
+                EXPECT_TRUE(a[i] == want_a[i] && d[i] == want_d[i]) << "the epilogue came before (" << m << ", " << n << ")";
+              }
+          };
+          const kernels::ActivationGradient grad{d.data(), ld};
+          kernels::linear(ctx, M, x.data(), K, P, a.data(), ld, false, act, &check, &grad);
+          EXPECT_EQ(a, want_a) << "act(h)";
+          EXPECT_EQ(d, want_d) << "act'(h)";
+          EXPECT_EQ(seen, std::vector<int>(seen.size(), 1)) << "every value once";
+        }
+}
+
 TEST(BackwardKernels, WideTilesOfManyPanelsMatchReference) {
   // Shapes with enough rows that the AVX-512 GEMMs' tiles span many 32-column panels (up to 1 MiB
   // of a K block of panels: 21 fp32 panels at K = 96, 16 or more in bf16 on 3 threads), a partial

@@ -8,6 +8,7 @@
 #include "core/cpu.h"
 #include "core/parallel.h"
 #include "kernels/kernels.h"
+#include "kernels/x86/activation_gradient.h"
 #include "kernels/x86/weight_gradient.h"
 
 namespace convnext::kernels {
@@ -26,7 +27,23 @@ bool use_x86(const Context& ctx) { return ctx.family == Family::Avx512; }
 }  // namespace
 
 void linear(const Context& ctx, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc,
-            bool accumulate, Activation act, const TileEpilogue* after) {
+            bool accumulate, Activation act, const TileEpilogue* after, const ActivationGradient* grad) {
+  if (grad) {
+    // In registers where the x86 fp32 or bf16 GEMM can; elsewhere the same values from a tile
+    // epilogue (activation_and_grad_rows), then the caller's.
+    const bool native = W.is_bf16() ? native_bf16(ctx) : !W.is_int8() && use_x86(ctx);
+    if (native && x86::act_and_grad_in_registers(act)) {
+      if (W.is_bf16()) x86::linear_bf16(ctx.threads, M, A, lda, W, C, ldc, act, after, *grad);
+      else x86::linear(ctx.threads, M, A, lda, W, C, ldc, act, after, *grad);
+      return;
+    }
+    const TileEpilogue tile = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+      float* c = C + m0 * ldc + n0;
+      activation_and_grad_rows(ctx.serial(), act, m1 - m0, n1 - n0, c, ldc, c, ldc, grad->d + m0 * grad->ldd + n0, grad->ldd);
+      if (after) (*after)(m0, m1, n0, n1);
+    };
+    return linear(ctx, M, A, lda, W, C, ldc, false, Activation::Linear, &tile);
+  }
   // The x86 fp32 and bf16 GEMMs call `after` on each tile as they finish it.
   if (W.is_int8()) {
     if (native_int8(ctx)) x86::linear_int8(ctx.threads, M, A, lda, W, C, ldc, accumulate, act);

@@ -126,6 +126,17 @@ bool native_bf16(const Context& ctx);
 // C afterwards would do, without C's trip to memory and back. May run concurrently on other blocks.
 using TileEpilogue = std::function<void(int64_t m0, int64_t m1, int64_t n0, int64_t n1)>;
 
+// Where a GEMM also writes the derivative of its activation: d[m][n] = act'(v) for each finished
+// value v of C (bias added), C getting act(v) as usual, both computed while v is in a register
+// (training's pwconv1 keeps act(h) and act'(h); a tile epilogue would read h back). d has C's
+// shape, rows ldd floats apart. The same floats as activation_and_grad. The x86 fp32 and bf16
+// GEMMs do it in registers for the activations whose derivative they have there; everything
+// else gets the same values through a tile epilogue.
+struct ActivationGradient {
+  float* d;
+  int64_t ldd;
+};
+
 // The scalars of one AdamW step (see adamw_update).
 struct AdamWScalars {
   float grad_scale, w1, b2, w2, bc2_sqrt, eps, step_size, keep;
@@ -134,8 +145,10 @@ struct AdamWScalars {
 // C[M,N] = act(A[M,K]·Wᵀ + b), or with `accumulate` C += A·Wᵀ + b (act must then be Linear).
 // Rows of A and C are lda / ldc floats apart. Threads split the output over rows and columns.
 // `after`, when given, runs on each finished block of C (see TileEpilogue).
+// `grad`, when given, receives act'(v) of every value (accumulate must then be false; `after` sees
+// C's act(v) once both are written).
 void linear(const Context& ctx, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
-            Activation act, const TileEpilogue* after = nullptr);
+            Activation act, const TileEpilogue* after = nullptr, const ActivationGradient* grad = nullptr);
 
 // y[r,:] = (x[r,:] − mean) / sqrt(var + eps) · gamma + beta for each of `rows` rows of C floats
 // (biased variance, two passes, as F.layer_norm). x and y may alias.

@@ -19,13 +19,6 @@ namespace convnext::kernels::x86 {
 
 namespace {
 inline __mmask16 tail_mask(int64_t n) { return static_cast<__mmask16>(n >= 16 ? 0xffff : (1u << n) - 1); }
-
-// d/dx of x·σ(βx) = σ + βx·σ(1 − σ).
-inline __m512 x_sigmoid_grad16(__m512 x, __m512 beta) {
-  const __m512 bx = _mm512_mul_ps(beta, x);
-  const __m512 s = rcp16(_mm512_add_ps(_mm512_set1_ps(1.0f), exp16(_mm512_sub_ps(_mm512_setzero_ps(), bx))));
-  return _mm512_fmadd_ps(_mm512_mul_ps(bx, s), _mm512_sub_ps(_mm512_set1_ps(1.0f), s), s);
-}
 }  // namespace
 
 namespace {
@@ -139,31 +132,10 @@ template <Activation A>
 void act_grad_span(const float* x, float* y, float* d, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = tail_mask(n - i);
-    const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
     __m512 a, g;
-    if constexpr (A == Activation::Gelu) {  // gelu16's value and gelu_grad16's derivative from one tail
-      const __m512 ax = _mm512_min_ps(_mm512_set1_ps(16.0f), _mm512_abs_ps(v));
-      __m512 gauss;
-      const __m512 q = normal_tail16(ax, gauss);
-      a = _mm512_fnmadd_ps(ax, q, _mm512_max_ps(v, _mm512_setzero_ps()));
-      const __mmask16 neg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);
-      const __m512 cdf = _mm512_mask_blend_ps(neg, _mm512_sub_ps(_mm512_set1_ps(1.0f), q), q);
-      g = _mm512_fmadd_ps(_mm512_mul_ps(v, _mm512_set1_ps(0.39894228040143267794f)), gauss, cdf);
-    } else if constexpr (A == Activation::Relu) {
-      a = _mm512_max_ps(v, _mm512_setzero_ps());
-      g = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ), _mm512_set1_ps(1.0f));
-    } else if constexpr (A == Activation::Silu) {
-      a = x_sigmoid16(v, v);
-      g = x_sigmoid_grad16(v, _mm512_set1_ps(1.0f));
-    } else if constexpr (A == Activation::QuickGelu) {
-      a = x_sigmoid16(v, _mm512_mul_ps(v, _mm512_set1_ps(1.702f)));
-      g = x_sigmoid_grad16(v, _mm512_set1_ps(1.702f));
-    } else {
-      a = v;
-      g = _mm512_set1_ps(1.0f);
-    }
+    act_and_grad16<A>(_mm512_maskz_loadu_ps(m, x + i), a, g);
     _mm512_mask_storeu_ps(y + i, m, a);
-    _mm512_mask_storeu_ps(d + i, m, g);  // after v was read: d may alias x
+    _mm512_mask_storeu_ps(d + i, m, g);  // after x was read: d may alias x
   }
 }
 

@@ -21,9 +21,10 @@ constexpr int64_t kKc = 384;
 
 // TA: A is stored transposed (element (i, k) at A[k·lda + i]), as in dW = dYᵀ·X of the backward
 // pass; the MR broadcasts of one k then come from one contiguous run.
-template <int MR, bool TA = false>
+template <int MR, bool TA = false, bool GRAD = false>
 inline void micro(int64_t kc, const float* A, int64_t lda, const float* Bp, const float* bias, Activation act, float* C,
-                  int64_t ldc, __mmask16 m0, __mmask16 m1, bool load_c, const char* pf, int64_t pf_rows) {
+                  int64_t ldc, __mmask16 m0, __mmask16 m1, bool load_c, const char* pf, int64_t pf_rows,
+                  const ActivationGradient* grad) {
   __m512 c0[MR], c1[MR];
   load_tile<MR>(c0, c1, C, ldc, m0, m1, load_c);
   const auto step = [&](int64_t k) {
@@ -42,20 +43,25 @@ inline void micro(int64_t kc, const float* A, int64_t lda, const float* Bp, cons
     step(k);
   }
   for (; k < kc; ++k) step(k);
-  store_tile<MR>(c0, c1, bias, act, C, ldc, m0, m1);
+  store_tile<MR, GRAD>(c0, c1, bias, act, C, ldc, m0, m1, grad);
 }
 
 using MicroFn = void (*)(int64_t, const float*, int64_t, const float*, const float*, Activation, float*, int64_t,
-                         __mmask16, __mmask16, bool, const char*, int64_t);
+                         __mmask16, __mmask16, bool, const char*, int64_t, const ActivationGradient*);
 constexpr MicroFn kMicro[kMr + 1] = {nullptr,   micro<1>, micro<2>, micro<3>,  micro<4>,  micro<5>, micro<6>,
                                      micro<7>,  micro<8>, micro<9>, micro<10>, micro<11>, micro<12>};
 constexpr MicroFn kMicroT[kMr + 1] = {nullptr,         micro<1, true>,  micro<2, true>,  micro<3, true>, micro<4, true>,
                                       micro<5, true>,  micro<6, true>,  micro<7, true>,  micro<8, true>, micro<9, true>,
                                       micro<10, true>, micro<11, true>, micro<12, true>};
+constexpr MicroFn kMicroGrad[kMr + 1] = {nullptr,          micro<1, false, true>,  micro<2, false, true>,
+                                         micro<3, false, true>,  micro<4, false, true>,  micro<5, false, true>,
+                                         micro<6, false, true>,  micro<7, false, true>,  micro<8, false, true>,
+                                         micro<9, false, true>,  micro<10, false, true>, micro<11, false, true>,
+                                         micro<12, false, true>};
 
 template <bool TA>
 void linear_impl(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
-                 Activation act, const TileEpilogue* after = nullptr) {
+                 Activation act, const TileEpilogue* after = nullptr, const ActivationGradient* grad = nullptr) {
   const MicroFn* kern = TA ? kMicroT : kMicro;
   const int64_t N = W.N, K = W.K;
   if (M <= 0 || N <= 0) return;
@@ -77,9 +83,11 @@ void linear_impl(int threads, int64_t M, const float* A, int64_t lda, const Pack
         for_each_row_run(m0, m1, [&](int64_t m, int rows) {
           int64_t pf_rows;
           const char* pf_at = pf.slice(pf_rows);
-          prefetch_next_output(C, ldc, m, rows, m0, m1, n0, std::min(N, p1 * kPanel));
-          kern[rows](kc, TA ? A + k0 * lda + m : A + m * lda + k0, lda, Bp, bias, reg_act, C + m * ldc + n0, ldc, mask_lo(nc), mask_hi(nc),
-                       accumulate || !first, pf_at, pf_rows);
+          prefetch_next_output(C, ldc, m, rows, m0, m1, n0, std::min(N, p1 * kPanel), last ? grad : nullptr);
+          ActivationGradient run;
+          const ActivationGradient* g = run_gradient(grad, last, m, n0, run);
+          (g ? kMicroGrad : kern)[rows](kc, TA ? A + k0 * lda + m : A + m * lda + k0, lda, Bp, bias, reg_act, C + m * ldc + n0, ldc, mask_lo(nc), mask_hi(nc),
+                       accumulate || !first, pf_at, pf_rows, g);
         });
       }
       if (K == 0) break;
@@ -93,6 +101,16 @@ void linear_impl(int threads, int64_t M, const float* A, int64_t lda, const Pack
 void linear(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
             Activation act, const TileEpilogue* after) {
   linear_impl<false>(threads, M, A, lda, W, C, ldc, accumulate, act, after);
+}
+
+bool act_and_grad_in_registers(Activation a) {  // those of act_and_grad16
+  return a == Activation::Gelu || a == Activation::Relu || a == Activation::Silu || a == Activation::QuickGelu ||
+         a == Activation::Linear;
+}
+
+void linear(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, Activation act,
+            const TileEpilogue* after, const ActivationGradient& grad) {
+  linear_impl<false>(threads, M, A, lda, W, C, ldc, false, act, after, &grad);
 }
 
 void linear_at(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate) {
@@ -141,7 +159,7 @@ void weight_gradient(int threads, int64_t M, const float* dy, int64_t ldy, int64
   }, [&](int rows, int64_t kc, const uint32_t* a, int64_t lda, const uint32_t* bp, float* C, int64_t ldc, __mmask16 lo,
          __mmask16 hi, bool load_c, const char* pf, int64_t pf_rows) {
     kMicroT[rows](kc, reinterpret_cast<const float*>(a), lda, reinterpret_cast<const float*>(bp), nullptr, Activation::Linear, C,
-                  ldc, lo, hi, load_c, pf, pf_rows);
+                  ldc, lo, hi, load_c, pf, pf_rows, nullptr);
   });
 }
 

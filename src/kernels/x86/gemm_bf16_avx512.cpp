@@ -22,9 +22,9 @@ constexpr int64_t kKc2 = 256;  // k-pairs per block: 256 × 32 × 2 bf16 = 32 Ki
 
 // TA: A's pairs stored transposed (pair (i, kk) at A[kk·lda2 + i]), as in dW = dYᵀ·X of the
 // backward pass; the MR broadcasts of one kk then come from one contiguous run.
-template <int MR, bool TA = false>
+template <int MR, bool TA = false, bool GRAD = false>
 void micro(int64_t k2, const uint32_t* A, int64_t lda2, const uint16_t* Bp, const float* bias, Activation act, float* C,
-           int64_t ldc, __mmask16 m0, __mmask16 m1, bool load_c, const char* pf, int64_t pf_rows) {
+           int64_t ldc, __mmask16 m0, __mmask16 m1, bool load_c, const char* pf, int64_t pf_rows, const ActivationGradient* grad) {
   __m512 c0[MR], c1[MR];
   load_tile<MR>(c0, c1, C, ldc, m0, m1, load_c);
   const auto step = [&](int64_t kk) {
@@ -43,16 +43,21 @@ void micro(int64_t k2, const uint32_t* A, int64_t lda2, const uint16_t* Bp, cons
     step(kk);
   }
   for (; kk < k2; ++kk) step(kk);
-  store_tile<MR>(c0, c1, bias, act, C, ldc, m0, m1);
+  store_tile<MR, GRAD>(c0, c1, bias, act, C, ldc, m0, m1, grad);
 }
 
 using MicroFn = void (*)(int64_t, const uint32_t*, int64_t, const uint16_t*, const float*, Activation, float*, int64_t,
-                         __mmask16, __mmask16, bool, const char*, int64_t);
+                         __mmask16, __mmask16, bool, const char*, int64_t, const ActivationGradient*);
 constexpr MicroFn kMicro[kMr + 1] = {nullptr,   micro<1>, micro<2>, micro<3>,  micro<4>,  micro<5>, micro<6>,
                                      micro<7>,  micro<8>, micro<9>, micro<10>, micro<11>, micro<12>};
 constexpr MicroFn kMicroT[kMr + 1] = {nullptr,         micro<1, true>,  micro<2, true>,  micro<3, true>, micro<4, true>,
                                       micro<5, true>,  micro<6, true>,  micro<7, true>,  micro<8, true>, micro<9, true>,
                                       micro<10, true>, micro<11, true>, micro<12, true>};
+constexpr MicroFn kMicroGrad[kMr + 1] = {nullptr,          micro<1, false, true>,  micro<2, false, true>,
+                                         micro<3, false, true>,  micro<4, false, true>,  micro<5, false, true>,
+                                         micro<6, false, true>,  micro<7, false, true>,  micro<8, false, true>,
+                                         micro<9, false, true>,  micro<10, false, true>, micro<11, false, true>,
+                                         micro<12, false, true>};
 
 // Rows of A (fp32) → bf16 pairs, zero padded to K2 pairs.
 void convert_rows(const float* A, int64_t lda, int64_t rows, int64_t K, int64_t K2, uint32_t* out) {
@@ -63,7 +68,7 @@ void convert_rows(const float* A, int64_t lda, int64_t rows, int64_t K, int64_t 
 // (rows m0..m1−1) and its stride in pairs; TA as for micro.
 template <bool TA, class RowsOf>
 void gemm_pairs(int threads, int64_t M, const PackedLinear& W, float* C, int64_t ldc, bool accumulate, Activation act,
-                const TileEpilogue* after, RowsOf&& rows_of) {
+                const TileEpilogue* after, const ActivationGradient* grad, RowsOf&& rows_of) {
   const int64_t N = W.N, K2 = (W.K + 1) / 2;
   const MicroFn* kern = TA ? kMicroT : kMicro;
   const TilePlan plan = plan_tiles(M, N, threads, std::min(K2, kKc2));
@@ -86,10 +91,12 @@ void gemm_pairs(int threads, int64_t M, const PackedLinear& W, float* C, int64_t
         for_each_row_run(m0, m1, [&](int64_t m, int rows) {
           int64_t pf_rows;
           const char* pf_at = pf.slice(pf_rows);
-          prefetch_next_output(C, ldc, m, rows, m0, m1, n0, std::min(N, p1 * kPanel));
+          prefetch_next_output(C, ldc, m, rows, m0, m1, n0, std::min(N, p1 * kPanel), last ? grad : nullptr);
           const uint32_t* a = TA ? abuf + k0 * lda2 + (m - m0) : abuf + (m - m0) * lda2 + k0;
-          kern[rows](kc, a, lda2, Bp, bias, reg_act, C + m * ldc + n0, ldc, mask_lo(nc), mask_hi(nc), accumulate || !first,
-                     pf_at, pf_rows);
+          ActivationGradient run;
+          const ActivationGradient* g = run_gradient(grad, last, m, n0, run);
+          (g ? kMicroGrad : kern)[rows](kc, a, lda2, Bp, bias, reg_act, C + m * ldc + n0, ldc, mask_lo(nc), mask_hi(nc), accumulate || !first,
+                     pf_at, pf_rows, g);
         });
       }
       if (K2 == 0) break;
@@ -100,20 +107,32 @@ void gemm_pairs(int threads, int64_t M, const PackedLinear& W, float* C, int64_t
 
 }  // namespace
 
-void linear_bf16(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
-                 Activation act, const TileEpilogue* after) {
+namespace {
+void linear_bf16_impl(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc,
+                      bool accumulate, Activation act, const TileEpilogue* after, const ActivationGradient* grad) {
   const int64_t K = W.K, K2 = (K + 1) / 2;
   if (M <= 0 || W.N <= 0) return;
   const TilePlan plan = plan_tiles(M, W.N, threads, std::min(K2, kKc2));
   static std::atomic<uint64_t> calls{0};  // each call's number, for ConvertedRows
   const uint64_t call = calls.fetch_add(1, std::memory_order_relaxed) + 1;
-  gemm_pairs<false>(threads, M, W, C, ldc, accumulate, act, after, [&](int64_t t, int64_t m0, int64_t m1, int64_t& lda2) {
+  gemm_pairs<false>(threads, M, W, C, ldc, accumulate, act, after, grad, [&](int64_t t, int64_t m0, int64_t m1, int64_t& lda2) {
     static thread_local ConvertedRows<uint32_t> rows_bf16;
     if (rows_bf16.stale(call, t / plan.ntiles, static_cast<size_t>(plan.mc * K2)))
       convert_rows(A + m0 * lda, lda, m1 - m0, K, K2, rows_bf16.data.data());
     lda2 = K2;
     return static_cast<const uint32_t*>(rows_bf16.data.data());
   });
+}
+}  // namespace
+
+void linear_bf16(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, bool accumulate,
+                 Activation act, const TileEpilogue* after) {
+  linear_bf16_impl(threads, M, A, lda, W, C, ldc, accumulate, act, after, nullptr);
+}
+
+void linear_bf16(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, Activation act,
+                 const TileEpilogue* after, const ActivationGradient& grad) {
+  linear_bf16_impl(threads, M, A, lda, W, C, ldc, false, act, after, &grad);
 }
 
 void linear_at_bf16(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc,
@@ -128,7 +147,7 @@ void linear_at_bf16(int threads, int64_t M, const float* A, int64_t lda, const P
   parallel::for_each(K2, threads, K2 * M > 65536, [&](int64_t kk) {
     interleave_bf16(A + 2 * kk * lda, 2 * kk + 1 < K ? A + (2 * kk + 1) * lda : nullptr, M, out + kk * M);
   });
-  gemm_pairs<true>(threads, M, B, C, ldc, accumulate, Activation::Linear, nullptr, [&](int64_t, int64_t m0, int64_t, int64_t& lda2) {
+  gemm_pairs<true>(threads, M, B, C, ldc, accumulate, Activation::Linear, nullptr, nullptr, [&](int64_t, int64_t m0, int64_t, int64_t& lda2) {
     lda2 = M;
     return static_cast<const uint32_t*>(out + m0);
   });
@@ -160,7 +179,7 @@ void weight_gradient_bf16(int threads, int64_t M, const float* dy, int64_t ldy, 
   }, [&](int rows, int64_t k2, const uint32_t* a, int64_t lda, const uint32_t* bp, float* C, int64_t ldc, __mmask16 lo,
          __mmask16 hi, bool load_c, const char* pf, int64_t pf_rows) {
     kMicroT[rows](k2, a, lda, reinterpret_cast<const uint16_t*>(bp), nullptr, Activation::Linear, C, ldc, lo, hi, load_c, pf,
-                  pf_rows);
+                  pf_rows, nullptr);
   });
 }
 

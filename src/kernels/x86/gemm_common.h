@@ -11,6 +11,7 @@
 #include "core/parallel.h"
 #include "kernels/kernels.h"
 #include "kernels/x86/vmath_avx512.h"
+#include "kernels/x86/activation_gradient.h"
 #include "kernels/x86/weight_gradient.h"
 
 namespace convnext::kernels::x86 {
@@ -105,13 +106,20 @@ inline void for_each_row_run(int64_t m0, int64_t m1, F&& f) {
 // Without it each of a call's 24 stores to a line not in cache waits for its read-for-ownership;
 // one call's k loop is time enough for the lines to arrive. Stage 1's pwconv1 (K = 96: few FMAs
 // per stored line) ran 5-8% faster alone, stage 1's training forward 10% (alternated runs).
-inline void prefetch_next_output(float* C, int64_t ldc, int64_t m, int rows, int64_t m0, int64_t m1, int64_t n0, int64_t n_end) {
+// With an ActivationGradient, the same lines of its d too. Always inlined: GCC takes a function
+// of prefetches alone for one without effects ("const") and drops calls it has not inlined.
+[[gnu::always_inline]] inline void prefetch_next_output(float* C, int64_t ldc, int64_t m, int rows, int64_t m0, int64_t m1, int64_t n0, int64_t n_end,
+                                 const ActivationGradient* grad = nullptr) {
   int64_t nm = m + rows, nn = n0;
   if (nm >= m1) nm = m0, nn = n0 + kPanel;
   if (nn >= n_end) return;
   for (int64_t i = nm, end = std::min(m1, nm + kMr); i < end; ++i) {
     __builtin_prefetch(C + i * ldc + nn, 1, 3);
     __builtin_prefetch(C + i * ldc + nn + 16, 1, 3);
+    if (grad) {
+      __builtin_prefetch(grad->d + i * grad->ldd + nn, 1, 3);
+      __builtin_prefetch(grad->d + i * grad->ldd + nn + 16, 1, 3);
+    }
   }
 }
 
@@ -161,11 +169,29 @@ inline __m512 apply_act(Activation a, __m512 v) {
   }
 }
 
+// C = act(v), D = act'(v) for the MR×32 values v of a microkernel (A fixed at compile time).
+template <Activation A, int MR>
+inline void store_act_and_grad(__m512 (&c0)[MR], __m512 (&c1)[MR], float* C, int64_t ldc, float* D, int64_t ldd, __mmask16 m0,
+                               __mmask16 m1) {
+  for (int i = 0; i < MR; ++i) {
+    __m512 a, g;
+    act_and_grad16<A>(c0[i], a, g);
+    _mm512_mask_storeu_ps(C + i * ldc, m0, a);
+    _mm512_mask_storeu_ps(D + i * ldd, m0, g);
+    act_and_grad16<A>(c1[i], a, g);
+    _mm512_mask_storeu_ps(C + i * ldc + 16, m1, a);
+    _mm512_mask_storeu_ps(D + i * ldd + 16, m1, g);
+  }
+}
+
 // The epilogue of an MR×32 microkernel. On the last K block (bias given): + bias, then the
-// activation while the values are still in registers (act_in_registers); masked stores.
-template <int MR>
+// activation while the values are still in registers (act_in_registers); masked stores. `grad`
+// (the last K block only; d at this microkernel's rows and columns): act'(v) into d as well, for
+// the activations of act_and_grad_in_registers.
+// GRAD is a separate instantiation, so that the plain microkernels' code stays as it was.
+template <int MR, bool GRAD = false>
 inline void store_tile(__m512 (&c0)[MR], __m512 (&c1)[MR], const float* bias, Activation act, float* C, int64_t ldc,
-                       __mmask16 m0, __mmask16 m1) {
+                       __mmask16 m0, __mmask16 m1, const ActivationGradient* grad = nullptr) {
   if (bias) {
     const __m512 bb0 = _mm512_loadu_ps(bias), bb1 = _mm512_loadu_ps(bias + 16);
 #pragma GCC unroll 12
@@ -173,17 +199,35 @@ inline void store_tile(__m512 (&c0)[MR], __m512 (&c1)[MR], const float* bias, Ac
       c0[i] = _mm512_add_ps(c0[i], bb0);
       c1[i] = _mm512_add_ps(c1[i], bb1);
     }
-    if (act != Activation::Linear)
-      for (int i = 0; i < MR; ++i) {
-        c0[i] = apply_act(act, c0[i]);
-        c1[i] = apply_act(act, c1[i]);
-      }
   }
+  if constexpr (GRAD) {
+    switch (act) {
+      case Activation::Gelu: return store_act_and_grad<Activation::Gelu, MR>(c0, c1, C, ldc, grad->d, grad->ldd, m0, m1);
+      case Activation::Relu: return store_act_and_grad<Activation::Relu, MR>(c0, c1, C, ldc, grad->d, grad->ldd, m0, m1);
+      case Activation::Silu: return store_act_and_grad<Activation::Silu, MR>(c0, c1, C, ldc, grad->d, grad->ldd, m0, m1);
+      case Activation::QuickGelu: return store_act_and_grad<Activation::QuickGelu, MR>(c0, c1, C, ldc, grad->d, grad->ldd, m0, m1);
+      default: return store_act_and_grad<Activation::Linear, MR>(c0, c1, C, ldc, grad->d, grad->ldd, m0, m1);
+    }
+  }
+  if (bias && act != Activation::Linear)
+    for (int i = 0; i < MR; ++i) {
+      c0[i] = apply_act(act, c0[i]);
+      c1[i] = apply_act(act, c1[i]);
+    }
 #pragma GCC unroll 12
   for (int i = 0; i < MR; ++i) {
     _mm512_mask_storeu_ps(C + i * ldc, m0, c0[i]);
     _mm512_mask_storeu_ps(C + i * ldc + 16, m1, c1[i]);
   }
+}
+
+// The ActivationGradient of the microkernel call at rows m.., columns n0.. (null: none, or not
+// the last K block: then the plain microkernel runs).
+inline const ActivationGradient* run_gradient(const ActivationGradient* grad, bool last, int64_t m, int64_t n0,
+                                              ActivationGradient& out) {
+  if (!grad || !last) return nullptr;
+  out = {grad->d + m * grad->ldd + n0, grad->ldd};
+  return &out;
 }
 
 template <int MR>

@@ -2,6 +2,8 @@
 #pragma once
 #include <immintrin.h>
 
+#include "kernels/kernels.h"  // Activation
+
 namespace convnext::kernels::x86 {
 
 // e^x, Cephes polynomial on the reduced argument, 2^n applied with vscalefps (handles underflow).
@@ -89,6 +91,41 @@ static inline __m512 gelu_grad16(__m512 x) {
 static inline __m512 x_sigmoid16(__m512 x, __m512 bx) {
   const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), bx));
   return _mm512_mul_ps(x, rcp16(_mm512_add_ps(_mm512_set1_ps(1.0f), e)));
+}
+
+// d/dx of x·σ(βx) = σ + βx·σ(1 − σ).
+static inline __m512 x_sigmoid_grad16(__m512 x, __m512 beta) {
+  const __m512 bx = _mm512_mul_ps(beta, x);
+  const __m512 s = rcp16(_mm512_add_ps(_mm512_set1_ps(1.0f), exp16(_mm512_sub_ps(_mm512_setzero_ps(), bx))));
+  return _mm512_fmadd_ps(_mm512_mul_ps(bx, s), _mm512_sub_ps(_mm512_set1_ps(1.0f), s), s);
+}
+
+// a = act(v) and g = act'(v) for Gelu, Relu, Silu, QuickGelu and Linear (A fixed at compile
+// time; act_and_grad_in_registers names them). The exact GELU's value and derivative share one normal tail: gelu16's value and
+// gelu_grad16's derivative, bit for bit.
+template <Activation A>
+static inline void act_and_grad16(__m512 v, __m512& a, __m512& g) {
+  if constexpr (A == Activation::Gelu) {
+    const __m512 ax = _mm512_min_ps(_mm512_set1_ps(16.0f), _mm512_abs_ps(v));
+    __m512 gauss;
+    const __m512 q = normal_tail16(ax, gauss);
+    a = _mm512_fnmadd_ps(ax, q, _mm512_max_ps(v, _mm512_setzero_ps()));
+    const __mmask16 neg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);
+    const __m512 cdf = _mm512_mask_blend_ps(neg, _mm512_sub_ps(_mm512_set1_ps(1.0f), q), q);
+    g = _mm512_fmadd_ps(_mm512_mul_ps(v, _mm512_set1_ps(0.39894228040143267794f)), gauss, cdf);
+  } else if constexpr (A == Activation::Relu) {
+    a = _mm512_max_ps(v, _mm512_setzero_ps());
+    g = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ), _mm512_set1_ps(1.0f));
+  } else if constexpr (A == Activation::Silu) {
+    a = x_sigmoid16(v, v);
+    g = x_sigmoid_grad16(v, _mm512_set1_ps(1.0f));
+  } else if constexpr (A == Activation::QuickGelu) {
+    a = x_sigmoid16(v, _mm512_mul_ps(v, _mm512_set1_ps(1.702f)));
+    g = x_sigmoid_grad16(v, _mm512_set1_ps(1.702f));
+  } else {
+    a = v;
+    g = _mm512_set1_ps(1.0f);
+  }
 }
 
 static inline __m512 gelu_tanh16(__m512 x) {
