@@ -25,6 +25,20 @@ inline double* zeroed_partials(int64_t n) {
   return v.data();
 }
 
+// Slices of two partial sums each (C doubles for `a`, then C for `b`), added in slice order into a
+// and b (either may be null).
+inline void add_paired_partials(const double* part, int64_t slices, int64_t C, float* a, float* b) {
+  for (int64_t c = 0; c < C; ++c) {
+    double sa = 0, sb = 0;
+    for (int64_t t = 0; t < slices; ++t) {
+      sa += part[static_cast<size_t>(t * 2 * C + c)];
+      sb += part[static_cast<size_t>(t * 2 * C + C + c)];
+    }
+    if (a) a[c] += static_cast<float>(sa);
+    if (b) b[c] += static_cast<float>(sb);
+  }
+}
+
 // LayerNorm forward that keeps what its backward needs: x̂ = (x − mean)/σ and 1/σ per row.
 void layer_norm_train(int threads, const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta,
                                   float eps, float* y, float* xhat, float* rstd) {
@@ -86,15 +100,7 @@ void layer_norm_backward(int threads, const float* dy, const float* xhat, const 
     }
     flush();
   }, threads);
-  for (int64_t c = 0; c < C; ++c) {
-    double sg = 0, sb = 0;
-    for (int64_t t = 0; t < slices; ++t) {
-      sg += part[static_cast<size_t>(t * 2 * C + c)];
-      sb += part[static_cast<size_t>(t * 2 * C + C + c)];
-    }
-    if (dgamma) dgamma[c] += static_cast<float>(sg);
-    if (dbeta) dbeta[c] += static_cast<float>(sb);
-  }
+  add_paired_partials(part, slices, C, dgamma, dbeta);
 }
 
 // The depthwise weight gradient's slices of partial sums (49 taps then the bias, C each) added in
@@ -111,8 +117,9 @@ inline void add_dwconv7_partials(const double* part, int64_t slices, int64_t C, 
 
 // The depthwise weight gradient's sums: float over the pixels of a run of kDwFloatRows output
 // rows, double across the runs of a slice of dwconv7_slice(rows) rows, then across slices in
-// order. Slices of 64 rows (at most kReductionSlices): their partials (50·C doubles each) stay
-// small next to the maps when rows are few (stage 4: one slice, 300 KB, not 8 and 2.4 MB).
+// order. Slices of at least 64 rows (and at most kReductionSlices slices): their partials (50·C
+// doubles each) stay small next to the maps when rows are few (stage 4: one slice, 300 KB, not 8
+// and 2.4 MB).
 constexpr int64_t kDwFloatRows = 8;
 inline int64_t dwconv7_slice(int64_t rows) {
   return std::max<int64_t>(64, (rows + kReductionSlices - 1) / kReductionSlices);
@@ -191,15 +198,7 @@ void layer_scale_backward(int threads, const float* G, const float* z, const flo
       }
     }
   }, threads);
-  for (int64_t c = 0; c < C; ++c) {
-    double sg = 0, ss = 0;
-    for (int64_t t = 0; t < slices; ++t) {
-      sg += part[static_cast<size_t>(t * 2 * C + c)];
-      ss += part[static_cast<size_t>(t * 2 * C + C + c)];
-    }
-    if (gamma && dgamma) dgamma[c] += static_cast<float>(sg);
-    dsum[c] += static_cast<float>(ss);
-  }
+  add_paired_partials(part, slices, C, gamma ? dgamma : nullptr, dsum);
 }
 
 // out[c] += Σ_r x[r, c] (bias gradients), in double across rows.

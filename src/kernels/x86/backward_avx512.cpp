@@ -147,15 +147,10 @@ void act_grad_other(Activation act, const float* x, float* y, float* d, int64_t 
 }
 
 using ActGradFn = void (*)(const float*, float*, float*, int64_t);
-ActGradFn act_grad_fn(Activation act) {
-  switch (act) {
-    case Activation::Gelu: return act_grad_span<Activation::Gelu>;
-    case Activation::Relu: return act_grad_span<Activation::Relu>;
-    case Activation::Silu: return act_grad_span<Activation::Silu>;
-    case Activation::QuickGelu: return act_grad_span<Activation::QuickGelu>;
-    case Activation::Linear: return act_grad_span<Activation::Linear>;
-    default: return nullptr;
-  }
+ActGradFn act_grad_fn(Activation act) {  // null: act_grad_other
+  ActGradFn fn = nullptr;
+  with_act_and_grad(act, [&](auto a) { fn = act_grad_span<decltype(a)::value>; });
+  return fn;
 }
 }  // namespace
 

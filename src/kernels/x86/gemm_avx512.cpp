@@ -86,8 +86,8 @@ void linear_impl(int threads, int64_t M, const float* A, int64_t lda, const Pack
           prefetch_next_output(C, ldc, m, rows, m0, m1, n0, std::min(N, p1 * kPanel), last ? grad : nullptr);
           ActivationGradient run;
           const ActivationGradient* g = run_gradient(grad, last, m, n0, run);
-          (g ? kMicroGrad : kern)[rows](kc, TA ? A + k0 * lda + m : A + m * lda + k0, lda, Bp, bias, reg_act, C + m * ldc + n0, ldc, mask_lo(nc), mask_hi(nc),
-                       accumulate || !first, pf_at, pf_rows, g);
+          (g ? kMicroGrad : kern)[rows](kc, TA ? A + k0 * lda + m : A + m * lda + k0, lda, Bp, bias, reg_act, C + m * ldc + n0,
+                                        ldc, mask_lo(nc), mask_hi(nc), accumulate || !first, pf_at, pf_rows, g);
         });
       }
       if (K == 0) break;
@@ -103,9 +103,8 @@ void linear(int threads, int64_t M, const float* A, int64_t lda, const PackedLin
   linear_impl<false>(threads, M, A, lda, W, C, ldc, accumulate, act, after);
 }
 
-bool act_and_grad_in_registers(Activation a) {  // those of act_and_grad16
-  return a == Activation::Gelu || a == Activation::Relu || a == Activation::Silu || a == Activation::QuickGelu ||
-         a == Activation::Linear;
+bool act_and_grad_in_registers(Activation a) {
+  return with_act_and_grad(a, [](auto) {});
 }
 
 void linear(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, Activation act,

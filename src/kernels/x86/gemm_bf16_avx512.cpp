@@ -95,8 +95,8 @@ void gemm_pairs(int threads, int64_t M, const PackedLinear& W, float* C, int64_t
           const uint32_t* a = TA ? abuf + k0 * lda2 + (m - m0) : abuf + (m - m0) * lda2 + k0;
           ActivationGradient run;
           const ActivationGradient* g = run_gradient(grad, last, m, n0, run);
-          (g ? kMicroGrad : kern)[rows](kc, a, lda2, Bp, bias, reg_act, C + m * ldc + n0, ldc, mask_lo(nc), mask_hi(nc), accumulate || !first,
-                     pf_at, pf_rows, g);
+          (g ? kMicroGrad : kern)[rows](kc, a, lda2, Bp, bias, reg_act, C + m * ldc + n0, ldc, mask_lo(nc), mask_hi(nc),
+                                        accumulate || !first, pf_at, pf_rows, g);
         });
       }
       if (K2 == 0) break;

@@ -108,8 +108,8 @@ inline void for_each_row_run(int64_t m0, int64_t m1, F&& f) {
 // per stored line) ran 5-8% faster alone, stage 1's training forward 10% (alternated runs).
 // With an ActivationGradient, the same lines of its d too. Always inlined: GCC takes a function
 // of prefetches alone for one without effects ("const") and drops calls it has not inlined.
-[[gnu::always_inline]] inline void prefetch_next_output(float* C, int64_t ldc, int64_t m, int rows, int64_t m0, int64_t m1, int64_t n0, int64_t n_end,
-                                 const ActivationGradient* grad = nullptr) {
+[[gnu::always_inline]] inline void prefetch_next_output(float* C, int64_t ldc, int64_t m, int rows, int64_t m0, int64_t m1,
+                                                        int64_t n0, int64_t n_end, const ActivationGradient* grad = nullptr) {
   int64_t nm = m + rows, nn = n0;
   if (nm >= m1) nm = m0, nn = n0 + kPanel;
   if (nn >= n_end) return;
@@ -187,7 +187,7 @@ inline void store_act_and_grad(__m512 (&c0)[MR], __m512 (&c1)[MR], float* C, int
 // The epilogue of an MR×32 microkernel. On the last K block (bias given): + bias, then the
 // activation while the values are still in registers (act_in_registers); masked stores. `grad`
 // (the last K block only; d at this microkernel's rows and columns): act'(v) into d as well, for
-// the activations of act_and_grad_in_registers.
+// the activations of with_act_and_grad.
 // GRAD is a separate instantiation, so that the plain microkernels' code stays as it was.
 template <int MR, bool GRAD = false>
 inline void store_tile(__m512 (&c0)[MR], __m512 (&c1)[MR], const float* bias, Activation act, float* C, int64_t ldc,
@@ -200,14 +200,11 @@ inline void store_tile(__m512 (&c0)[MR], __m512 (&c1)[MR], const float* bias, Ac
       c1[i] = _mm512_add_ps(c1[i], bb1);
     }
   }
-  if constexpr (GRAD) {
-    switch (act) {
-      case Activation::Gelu: return store_act_and_grad<Activation::Gelu, MR>(c0, c1, C, ldc, grad->d, grad->ldd, m0, m1);
-      case Activation::Relu: return store_act_and_grad<Activation::Relu, MR>(c0, c1, C, ldc, grad->d, grad->ldd, m0, m1);
-      case Activation::Silu: return store_act_and_grad<Activation::Silu, MR>(c0, c1, C, ldc, grad->d, grad->ldd, m0, m1);
-      case Activation::QuickGelu: return store_act_and_grad<Activation::QuickGelu, MR>(c0, c1, C, ldc, grad->d, grad->ldd, m0, m1);
-      default: return store_act_and_grad<Activation::Linear, MR>(c0, c1, C, ldc, grad->d, grad->ldd, m0, m1);
-    }
+  if constexpr (GRAD) {  // act is one of with_act_and_grad's (the dispatcher sees to it)
+    with_act_and_grad(act, [&](auto a) {
+      store_act_and_grad<decltype(a)::value, MR>(c0, c1, C, ldc, grad->d, grad->ldd, m0, m1);
+    });
+    return;
   }
   if (bias && act != Activation::Linear)
     for (int i = 0; i < MR; ++i) {

@@ -2,6 +2,8 @@
 #pragma once
 #include <immintrin.h>
 
+#include <type_traits>
+
 #include "kernels/kernels.h"  // Activation
 
 namespace convnext::kernels::x86 {
@@ -100,9 +102,9 @@ static inline __m512 x_sigmoid_grad16(__m512 x, __m512 beta) {
   return _mm512_fmadd_ps(_mm512_mul_ps(bx, s), _mm512_sub_ps(_mm512_set1_ps(1.0f), s), s);
 }
 
-// a = act(v) and g = act'(v) for Gelu, Relu, Silu, QuickGelu and Linear (A fixed at compile
-// time; act_and_grad_in_registers names them). The exact GELU's value and derivative share one normal tail: gelu16's value and
-// gelu_grad16's derivative, bit for bit.
+// a = act(v) and g = act'(v) for the activations of with_act_and_grad (A fixed at compile time).
+// The exact GELU's value and derivative share one normal tail: gelu16's value and gelu_grad16's
+// derivative, bit for bit.
 template <Activation A>
 static inline void act_and_grad16(__m512 v, __m512& a, __m512& g) {
   if constexpr (A == Activation::Gelu) {
@@ -125,6 +127,20 @@ static inline void act_and_grad16(__m512 v, __m512& a, __m512& g) {
   } else {
     a = v;
     g = _mm512_set1_ps(1.0f);
+  }
+}
+
+// The one list of activations act_and_grad16 computes: calls f(std::integral_constant<Activation,
+// A>{}) with A = act and returns true, or returns false for the others.
+template <class F>
+static inline bool with_act_and_grad(Activation act, F&& f) {
+  switch (act) {
+    case Activation::Gelu: f(std::integral_constant<Activation, Activation::Gelu>{}); return true;
+    case Activation::Relu: f(std::integral_constant<Activation, Activation::Relu>{}); return true;
+    case Activation::Silu: f(std::integral_constant<Activation, Activation::Silu>{}); return true;
+    case Activation::QuickGelu: f(std::integral_constant<Activation, Activation::QuickGelu>{}); return true;
+    case Activation::Linear: f(std::integral_constant<Activation, Activation::Linear>{}); return true;
+    default: return false;
   }
 }
 
