@@ -7,6 +7,7 @@
 #include <functional>
 #include <random>
 
+#include "convnext/error.h"
 #include "core/cpu.h"
 #include "io/safetensors.h"  // f32_to_bf16
 #include "kernels/kernels.h"
@@ -130,7 +131,67 @@ TEST(BackwardKernels, TileEpilogueKernelsMatchTheirRowByRowDefinitions) {
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t c = 0; c < cols; ++c) want[static_cast<size_t>(r * ld + c)] *= f[static_cast<size_t>(r * ld + c)];
         EXPECT_EQ(y, want) << kernels::family_name(ctx.family) << " multiply " << rows << "x" << cols;
+        // With sums: the same products, and each column's added to what the sums held, in double,
+        // row by row.
+        std::vector<float> ys = x;
+        std::vector<double> sums(static_cast<size_t>(cols), 0.5), want_sums = sums;
+        kernels::multiply_rows(ctx, rows, cols, ys.data(), ld, f.data(), ld, sums.data());
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = 0; c < cols; ++c) want_sums[static_cast<size_t>(c)] += want[static_cast<size_t>(r * ld + c)];
+        EXPECT_EQ(ys, want) << kernels::family_name(ctx.family) << " multiply with sums " << rows << "x" << cols;
+        EXPECT_EQ(sums, want_sums) << kernels::family_name(ctx.family) << " sums " << rows << "x" << cols;
       }
+}
+
+TEST(BackwardKernels, TileColumnSumsAreTheColumnSumsOfTheGemmsOutput) {
+  // A GEMM whose tile epilogue multiplies each tile by a factor and gathers its column sums (the
+  // dh GEMM of training, pwconv1's bias gradient): the output is the GEMM then the product, the
+  // sums the output's column sums (added to what `out` held), and the same bits on 1 and 3 threads.
+  for (const kernels::Context& ctx : contexts())
+    for (const bool bf16 : {false, true})
+      for (const int64_t M : {1, 64, 149, 1000}) {
+        const int64_t K = 40, N = 83, ld = N + 3;
+        SCOPED_TRACE(std::string(kernels::family_name(ctx.family)) + (bf16 ? " bf16" : " fp32") + " M=" + std::to_string(M));
+        const auto x = randn(M * K, 201 + M), W = randn(N * K, 202, 0.2f), b = randn(N, 203), f = randn(M * ld, 204);
+        kernels::PackedLinear P;
+        kernels::pack_linear_into(ctx, W.data(), b.data(), N, K, P, bf16);
+        std::vector<float> want(static_cast<size_t>(M * ld), 7.0f);
+        kernels::linear(ctx, M, x.data(), K, P, want.data(), ld, false, Activation::Linear);
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t n = 0; n < N; ++n) want[static_cast<size_t>(m * ld + n)] *= f[static_cast<size_t>(m * ld + n)];
+        std::vector<float> first;
+        for (const int threads : {1, kThreads}) {
+          const kernels::Context c{threads, ctx.family};
+          kernels::TileColumnSums sums;
+          sums.reset(M, N);
+          std::vector<float> y(want.size(), 7.0f);
+          const kernels::TileEpilogue epi = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+            kernels::multiply_rows(c.serial(), m1 - m0, n1 - n0, y.data() + m0 * ld + n0, ld, f.data() + m0 * ld + n0, ld,
+                                   sums.tile(m0, n0, n1));
+          };
+          kernels::linear(c, M, x.data(), K, P, y.data(), ld, false, Activation::Linear, &epi);
+          EXPECT_EQ(y, want) << threads << " threads";
+          std::vector<float> out(static_cast<size_t>(N), 0.25f);
+          sums.finish(out.data());
+          for (int64_t n = 0; n < N; ++n) {
+            double s = 0, mag = 0;
+            for (int64_t m = 0; m < M; ++m) {
+              s += want[static_cast<size_t>(m * ld + n)];
+              mag += std::fabs(want[static_cast<size_t>(m * ld + n)]);
+            }
+            EXPECT_NEAR(out[static_cast<size_t>(n)], static_cast<float>(0.25 + s), 1e-6 * (mag + 1)) << "column " << n;
+          }
+          if (first.empty()) first = out;
+          else EXPECT_EQ(out, first) << "1 thread against " << threads;
+        }
+      }
+  // Two row tiles in one slot would mix their sums: finish() says so.
+  kernels::TileColumnSums sums;
+  sums.reset(200, 4);
+  sums.tile(0, 0, 4);
+  sums.tile(10, 0, 4);
+  std::vector<float> out(4);
+  EXPECT_THROW(sums.finish(out.data()), Error);
 }
 
 TEST(BackwardKernels, AdamWUpdateIsTheSameFloatsInEveryFamily) {

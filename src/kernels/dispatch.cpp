@@ -168,9 +168,10 @@ void activation_and_grad_rows(const Context& ctx, Activation act, int64_t rows, 
   else portable::activation_and_grad_rows(act, rows, cols, x, ldx, y, ldy, d, ldd);
 }
 
-void multiply_rows(const Context& ctx, int64_t rows, int64_t cols, float* y, int64_t ldy, const float* x, int64_t ldx) {
-  if (use_x86(ctx)) x86::multiply_rows(rows, cols, y, ldy, x, ldx);
-  else portable::multiply_rows(rows, cols, y, ldy, x, ldx);
+void multiply_rows(const Context& ctx, int64_t rows, int64_t cols, float* y, int64_t ldy, const float* x, int64_t ldx,
+                   double* sums) {
+  if (use_x86(ctx)) x86::multiply_rows(rows, cols, y, ldy, x, ldx, sums);
+  else portable::multiply_rows(rows, cols, y, ldy, x, ldx, sums);
 }
 
 void adamw_update(const Context& ctx, const AdamWScalars& s, float* p, float* g, float* m, float* v, int64_t n, bool zero_g) {

@@ -36,7 +36,7 @@ void activation_backward(int threads, Activation act, const float* h, const floa
 void activation_and_grad(int threads, Activation act, const float* x, float* y, float* d, int64_t n);
 void activation_and_grad_rows(Activation act, int64_t rows, int64_t cols, const float* x, int64_t ldx, float* y, int64_t ldy,
                               float* d, int64_t ldd);
-void multiply_rows(int64_t rows, int64_t cols, float* y, int64_t ldy, const float* x, int64_t ldx);
+void multiply_rows(int64_t rows, int64_t cols, float* y, int64_t ldy, const float* x, int64_t ldx, double* sums);
 void column_sums(int threads, const float* x, int64_t rows, int64_t C, float* out);
 void layer_scale_backward(int threads, const float* G, const float* z, const float* row_scale, int64_t per,
                           const float* gamma, int64_t rows, int64_t C, float* dz, float* dgamma, float* dsum);

@@ -3,9 +3,11 @@
 // Each entry point takes a Context (threads, family) from its caller and runs the AVX-512
 // kernels (x86/) or portable C++; reference/ holds the plain twins that tests compare against.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <functional>
+#include <memory>
 #include <new>
 #include <vector>
 
@@ -225,8 +227,36 @@ void activation_backward(const Context& ctx, Activation act, const float* h, con
 void activation_and_grad_rows(const Context& ctx, Activation act, int64_t rows, int64_t cols, const float* x, int64_t ldx,
                               float* y, int64_t ldy, float* d, int64_t ldd);
 // y[r][c] *= x[r][c] over a block of `rows` rows of `cols` values (rows ldy, ldx floats apart): a
-// GEMM tile times a saved factor (dh · act'(h)). On the calling thread.
-void multiply_rows(const Context& ctx, int64_t rows, int64_t cols, float* y, int64_t ldy, const float* x, int64_t ldx);
+// GEMM tile times a saved factor (dh · act'(h)). With `sums`, also sums[c] += each product (in
+// double, rows in order; the same bits in every family). On the calling thread.
+void multiply_rows(const Context& ctx, int64_t rows, int64_t cols, float* y, int64_t ldy, const float* x, int64_t ldx,
+                   double* sums = nullptr);
+
+// Column sums of a GEMM's output gathered by its tile epilogue while each tile is in cache (the
+// bias gradient of the layer whose input gradient the GEMM computes, without a pass of its own
+// over a map of tens of megabytes): each tile adds its rows' sums, in double, into the slot of its
+// first row; finish() adds the slots to `out` in row order. A GEMM's row tiles depend on M and the
+// kernel family only, never on the thread count, and so does the result. Row tiles must start at
+// least kSlotRows apart: the x86 GEMMs' tiles do (a single tile, or tiles of more than 64 rows),
+// and so do linear()'s 64-row blocks for the others; finish() throws if two tiles met in a slot.
+class TileColumnSums {
+ public:
+  static constexpr int64_t kSlotRows = 64;
+  // For an M × N output; the slots are reused from call to call.
+  void reset(int64_t M, int64_t N);
+  // The sums of the tile starting at row m0, for columns [n0, n1): zeroed, to be added to (by
+  // multiply_rows or the caller). Safe to call from the GEMM's threads at once.
+  double* tile(int64_t m0, int64_t n0, int64_t n1);
+  // out[n] += Σ over the slots (in row order) of their sums, rounded to float once.
+  void finish(float* out) const;
+
+ private:
+  int64_t N_ = 0, slots_ = 0;
+  std::vector<double> sums_;
+  std::unique_ptr<std::atomic<int64_t>[]> first_row_;  // the tile's m0 per slot, −1 when unused
+  int64_t capacity_ = 0;
+  std::atomic<bool> clash_{false};
+};
 // out[c] += Σ over rows of x[r, c].
 void column_sums(const Context& ctx, const float* x, int64_t rows, int64_t C, float* out);
 // The backward of y = x + s_r·(γ ⊙ z) on z's side, s_r one factor per `per` rows (drop path):

@@ -79,9 +79,13 @@ void activation_and_grad_rows(Activation act, int64_t rows, int64_t cols, const 
     }
 }
 
-void multiply_rows(int64_t rows, int64_t cols, float* y, int64_t ldy, const float* x, int64_t ldx) {
+void multiply_rows(int64_t rows, int64_t cols, float* y, int64_t ldy, const float* x, int64_t ldx, double* sums) {
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) y[r * ldy + c] *= x[r * ldx + c];
+    for (int64_t c = 0; c < cols; ++c) {
+      const float v = y[r * ldy + c] * x[r * ldx + c];
+      y[r * ldy + c] = v;
+      if (sums) sums[c] += v;
+    }
 }
 
 // The reference loop of adamw_update: one parameter at a time (x86's twin does 16 at a time).

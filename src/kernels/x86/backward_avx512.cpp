@@ -173,10 +173,11 @@ void activation_and_grad_rows(Activation act, int64_t rows, int64_t cols, const 
   }
 }
 
-// y ⊙= x over the block. In training y is a GEMM tile just computed (in cache) and x comes from
-// memory, a few hundred bytes per row at a stride of a whole row: the next rows of x are
-// prefetched so that their loads are in flight while this row is multiplied.
-void multiply_rows(int64_t rows, int64_t cols, float* y, int64_t ldy, const float* x, int64_t ldx) {
+// y ⊙= x over the block (and with `sums`, sums[c] += each product, in double, row by row). In
+// training y is a GEMM tile just computed (in cache) and x comes from memory, a few hundred bytes
+// per row at a stride of a whole row: the next rows of x are prefetched so that their loads are
+// in flight while this row is multiplied.
+void multiply_rows(int64_t rows, int64_t cols, float* y, int64_t ldy, const float* x, int64_t ldx, double* sums) {
   constexpr int64_t kAhead = 4;
   for (int64_t r = 0; r < rows; ++r) {
     if (r + kAhead < rows)
@@ -185,7 +186,9 @@ void multiply_rows(int64_t rows, int64_t cols, float* y, int64_t ldy, const floa
     const float* xr = x + r * ldx;
     for (int64_t j = 0; j < cols; j += 16) {
       const __mmask16 m = tail_mask(cols - j);
-      _mm512_mask_storeu_ps(yr + j, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, yr + j), _mm512_maskz_loadu_ps(m, xr + j)));
+      const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, yr + j), _mm512_maskz_loadu_ps(m, xr + j));
+      _mm512_mask_storeu_ps(yr + j, m, v);
+      if (sums) add_to_double(sums + j, v, std::min<int64_t>(16, cols - j));
     }
   }
 }
