@@ -33,7 +33,7 @@ struct Map {
   MapShape shape() const { return {N, H, W, C}; }
 };
 
-float* grow(std::vector<float>& v, int64_t n) {
+float* grow(kernels::AlignedVector<float>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
   return v.data();
 }

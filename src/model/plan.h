@@ -81,11 +81,12 @@ class InferencePlan {
 
  private:
   // Activation buffers reused by every pass (grown when an input needs more, never per call), so
-  // the hot path allocates only its outputs. One pass at a time holds them.
+  // the hot path allocates only its outputs. One pass at a time holds them. On 64-byte
+  // boundaries: each pixel's row of 16-float vectors then lies in whole cache lines.
   struct Workspace {
-    std::vector<float> map[2], normed, hidden, patches;
-    std::vector<double> grn_sumsq;  // V2: each tile's GRN sums of squares
-    std::vector<float> grn_scale;   // V2: 1 + γ·N per image and channel
+    kernels::AlignedVector<float> map[2], normed, hidden, patches;
+    std::vector<double> grn_sumsq;           // V2: each tile's GRN sums of squares
+    kernels::AlignedVector<float> grn_scale;  // V2: 1 + γ·N per image and channel
   };
   mutable Workspace workspace_;
   mutable std::mutex workspace_mutex_;
