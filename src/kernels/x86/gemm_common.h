@@ -346,7 +346,7 @@ void run(int threads, int64_t M, int64_t N, int64_t K, float* dW, const Operands
   if (M <= 0 || N <= 0 || K <= 0) return;
   const Plan pl(M, N, K, threads);
   // The partial sums of groups 1.. (the calling thread's buffer; the team writes disjoint parts).
-  static thread_local std::vector<float> partials;
+  static thread_local AlignedVector<float> partials;  // 64-byte aligned: its rows are the microkernels' C
   const size_t need = static_cast<size_t>((pl.groups - 1) * N * pl.kpad);
   if (partials.size() < need) partials.resize(need);
   float* part = partials.data();
