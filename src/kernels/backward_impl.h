@@ -20,7 +20,7 @@ inline int64_t reduction_slice(int64_t rows, bool worth_threads) {
 // (training calls these kernels hundreds of times a step, and a fresh megabyte-sized vector each
 // time came back from the system as zeroed pages: page faults). The kernels here do not nest.
 inline double* zeroed_partials(int64_t n) {
-  static thread_local std::vector<double> v;
+  static thread_local AlignedVector<double> v;  // 64-byte aligned: the kernels add 8 doubles at a time
   v.assign(static_cast<size_t>(n), 0.0);
   return v.data();
 }

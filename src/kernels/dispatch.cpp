@@ -139,7 +139,7 @@ void layer_norm_backward(const Context& ctx, const float* dy, const float* xhat,
 void dwconv7_backward(const Context& ctx, const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C,
                       const float* w49, float* dx, float* dw49, float* dbias) {
   // dx is the forward convolution of dy with the 49 taps in reverse order (the kernel mirrored).
-  std::vector<float> mirrored(static_cast<size_t>(49 * C));
+  AlignedVector<float> mirrored(static_cast<size_t>(49 * C));
   for (int64_t t = 0; t < 49; ++t)
     std::copy(w49 + (48 - t) * C, w49 + (49 - t) * C, mirrored.begin() + t * C);
   if (use_x86(ctx)) x86::dwconv7(ctx.threads, dy, N, H, W, C, mirrored.data(), nullptr, dx, /*accumulate=*/true);

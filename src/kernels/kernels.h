@@ -252,7 +252,7 @@ class TileColumnSums {
 
  private:
   int64_t N_ = 0, slots_ = 0;
-  std::vector<double> sums_;
+  AlignedVector<double> sums_;  // 64-byte aligned: with N a multiple of 8, every slot's row too
   std::unique_ptr<std::atomic<int64_t>[]> first_row_;  // the tile's m0 per slot, −1 when unused
   int64_t capacity_ = 0;
   std::atomic<bool> clash_{false};

@@ -197,7 +197,7 @@ struct TrainGraph::Impl {
   Buffer lin, dlin, dw49, dpooled;             // small scratch (kept: nothing is allocated per step)
   LinearPacks stem, cls;                              // the weights packed both ways
   std::vector<LinearPacks> down_packs, pw1, pw2;
-  std::vector<std::vector<float>> taps;
+  std::vector<Buffer> taps;
   kernels::TileColumnSums db1;  // pwconv1's bias gradient, from the dh GEMM's tiles
   Buffer db1_step, pw1_part;
 
