@@ -659,6 +659,107 @@ TEST(BackwardKernels, Bf16PacksIntoReusedStorageEqualFreshPacksAndFamiliesRoundA
   EXPECT_EQ(a, c);
 }
 
+// bf16 training keeps act(h) in bf16 between pwconv1 and its two readers (kernels.h, "maps kept
+// in bf16"): each entry point must give the bits of its fp32 form on the map widened to fp32, in
+// every family, on odd shapes: K over one bf16 K block (600: 300 pairs), odd K and odd row
+// strides (the widening route), rows that start at 2-byte boundaries, thread counts 3 and 1.
+std::vector<uint16_t> bf16_bits(const std::vector<float>& v) {
+  std::vector<uint16_t> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = io::f32_to_bf16(v[i]);
+  return out;
+}
+std::vector<float> widen(const std::vector<uint16_t>& v) {
+  std::vector<float> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = io::bf16_to_f32(v[i]);
+  return out;
+}
+
+TEST(BackwardKernels, MapsKeptInBf16GiveTheBitsOfTheirFp32Forms) {
+  for (const kernels::Context& base : contexts())
+    for (const int threads : {kThreads, 1}) {
+      const kernels::Context ctx{threads, base.family};
+      SCOPED_TRACE(std::string(kernels::family_name(ctx.family)) + " threads " + std::to_string(threads));
+      // round_to_bf16 rounds to nearest even as io::f32_to_bf16 (normal values), odd lengths included.
+      for (const int64_t n : {1, 31, 1001}) {
+        const auto v = randn(n, 300 + n, 50.0f);
+        std::vector<uint16_t> got(static_cast<size_t>(n) + 1, 0xabcd);
+        kernels::round_to_bf16(ctx, v.data(), n, got.data() + 1);  // at a 2-byte boundary
+        EXPECT_EQ(std::vector<uint16_t>(got.begin() + 1, got.end()), bf16_bits(v)) << "n=" << n;
+        EXPECT_EQ(got[0], 0xabcd) << "wrote before the output";
+      }
+      // pwconv1 with its output kept in bf16: act(h) rounded, act'(h) in fp32 as before.
+      for (const int64_t K : {7, 40, 600})
+        for (const Activation act : {Activation::Gelu, Activation::Relu, Activation::Linear, Activation::Mish}) {
+          const int64_t M = 149, N = 83, ld = N + 4;
+          SCOPED_TRACE("linear_bf16_out K=" + std::to_string(K) + " act " + std::to_string(static_cast<int>(act)));
+          const auto x = randn(M * K, 311 + K), W = randn(N * K, 312, 0.2f), b = randn(N, 313);
+          kernels::PackedLinear P;
+          kernels::pack_linear_into(ctx, W.data(), b.data(), N, K, P, /*bf16=*/true);
+          std::vector<float> h(static_cast<size_t>(M * ld), 7.0f), want_d(h.size(), 7.0f), d(h.size(), 7.0f);
+          const kernels::ActivationGradient want_grad{want_d.data(), ld}, grad{d.data(), ld};
+          kernels::linear(ctx, M, x.data(), K, P, h.data(), ld, false, act, nullptr, &want_grad);
+          std::vector<uint16_t> want(h.size(), 0x7777), got(h.size() + 1, 0x7777);
+          for (int64_t m = 0; m < M; ++m) kernels::round_to_bf16(ctx, h.data() + m * ld, N, want.data() + m * ld);
+          kernels::linear_bf16_out(ctx, M, x.data(), K, P, got.data() + 1, ld, act, grad);
+          EXPECT_EQ(std::vector<uint16_t>(got.begin() + 1, got.end()), want) << "act(h) (and nothing between rows)";
+          EXPECT_EQ(got[0], 0x7777);
+          EXPECT_EQ(d, want_d) << "act'(h)";
+        }
+      // pwconv2 reading it: aligned pairs (the x86 route), odd K or stride (the widening route).
+      struct LinShape {
+        int64_t K, lda;
+      };
+      for (const LinShape s : {LinShape{40, 40}, LinShape{600, 602}, LinShape{7, 8}, LinShape{40, 41}})
+        for (const bool accumulate : {false, true}) {
+          const int64_t M = 149, N = 37;
+          SCOPED_TRACE("linear on bf16 A, K=" + std::to_string(s.K) + " lda=" + std::to_string(s.lda) + (accumulate ? " +=" : ""));
+          const auto a16 = bf16_bits(randn(M * s.lda, 321 + s.K, 3.0f));
+          const auto W = randn(N * s.K, 322, 0.2f), b = randn(N, 323);
+          const auto af = widen(a16);
+          kernels::PackedLinear P;
+          kernels::pack_linear_into(ctx, W.data(), b.data(), N, s.K, P, /*bf16=*/true);
+          std::vector<float> want(static_cast<size_t>(M * N), 0.5f), got(want);
+          kernels::linear(ctx, M, af.data(), s.lda, P, want.data(), N, accumulate, Activation::Linear);
+          std::vector<int> seen(want.size(), 0);
+          const kernels::TileEpilogue count = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+            for (int64_t m = m0; m < m1; ++m)
+              for (int64_t n = n0; n < n1; ++n) ++seen[static_cast<size_t>(m * N + n)];
+          };
+          kernels::linear(ctx, M, a16.data(), s.lda, P, got.data(), N, accumulate, Activation::Linear, &count);
+          EXPECT_EQ(got, want);
+          EXPECT_EQ(seen, std::vector<int>(seen.size(), 1)) << "the epilogue saw every value once";
+        }
+      // dW2 from it: the grouped kernel (M ≥ 4096) and the packed route, and the pack itself.
+      for (const int64_t M : {41, 4097}) {
+        const int64_t N = 57, K = 100, ldx = 104;
+        SCOPED_TRACE("weight_gradient on bf16 x, M=" + std::to_string(M));
+        const auto dy = randn(M * N, 331 + M);
+        const auto x16 = bf16_bits(randn(M * ldx, 332 + M));
+        const auto xf = widen(x16);
+        std::vector<float> want(static_cast<size_t>(N * K), 1.0f), got(want);
+        kernels::weight_gradient(ctx, M, dy.data(), N, N, xf.data(), ldx, K, want.data(), /*bf16=*/true);
+        kernels::weight_gradient(ctx, M, dy.data(), N, N, x16.data(), ldx, K, got.data());
+        EXPECT_EQ(got, want);
+        kernels::PackedLinear pw, pg;
+        kernels::pack_kn_into(ctx, xf.data(), ldx, M, K, pw, /*bf16=*/true);
+        kernels::pack_kn_into(ctx, x16.data(), ldx, M, K, pg);
+        EXPECT_TRUE(pg.is_bf16());
+        EXPECT_EQ(pg.panels_bf16, pw.panels_bf16) << "pack_kn_into from bf16";
+      }
+    }
+  if (!kernels::native_bf16({1, kernels::Family::Avx512})) return;
+  for (const int64_t n : {1, 16, 17, 37, 64}) {  // the two families interleave bf16 rows alike
+    const auto r0 = bf16_bits(randn(n, 341)), r1 = bf16_bits(randn(n, 342));
+    std::vector<uint32_t> a(static_cast<size_t>(n) + 1, 9u), c(a);
+    kernels::x86::interleave_bf16(r0.data(), r1.data(), n, a.data());
+    kernels::portable::interleave_bf16(r0.data(), r1.data(), n, c.data());
+    EXPECT_EQ(a, c) << "n=" << n;
+    kernels::x86::interleave_bf16(r0.data(), nullptr, n, a.data());
+    kernels::portable::interleave_bf16(r0.data(), nullptr, n, c.data());
+    EXPECT_EQ(a, c) << "n=" << n << " (no second row)";
+  }
+}
+
 TEST(BackwardKernels, UnpatchifyInvertsPatchify) {
   for (int64_t p : {2, 4}) {
     const int64_t N = 3, C = 5, H = 9, W = 7;  // odd sizes: the floor leaves a border no patch covers

@@ -3,12 +3,16 @@
 // default_context() is the process default, for callers that have none.
 
 #include <algorithm>
+#include <cstring>
+#include <stdexcept>
 #include <vector>
 
 #include "core/cpu.h"
 #include "core/parallel.h"
 #include "kernels/kernels.h"
+#include "io/safetensors.h"  // bf16_to_f32
 #include "kernels/x86/activation_gradient.h"
+#include "kernels/x86/bf16_maps.h"
 #include "kernels/x86/weight_gradient.h"
 
 namespace convnext::kernels {
@@ -121,6 +125,68 @@ void weight_gradient(const Context& ctx, int64_t M, const float* dy, int64_t ldy
   // Fewer pixels, or another family: x packed whole (pack_kn), then linear_at on the family's kernels.
   static thread_local PackedLinear xp;  // the storage is kept from call to call
   pack_kn_into(ctx, x, ldx, M, K, xp, bf16);
+  linear_at(ctx, N, dy, ldy, xp, dW, K, /*accumulate=*/true);
+}
+
+// ---- maps kept in bf16 ----
+
+namespace {
+// Rows of a map kept in bf16 widened to fp32 (exact), into the calling thread's buffer.
+const float* widened(const Context& ctx, const uint16_t* x, int64_t rows, int64_t cols, int64_t ld) {
+  static thread_local AlignedVector<float> buf;
+  if (buf.size() < static_cast<size_t>(rows * cols)) buf.resize(static_cast<size_t>(rows * cols));
+  float* out = buf.data();
+  parallel::for_each(rows, ctx.threads, rows * cols > 65536, [&](int64_t r) {
+    for (int64_t c = 0; c < cols; ++c) out[r * cols + c] = io::bf16_to_f32(x[r * ld + c]);
+  });
+  return out;
+}
+}  // namespace
+
+void round_to_bf16(const Context& ctx, const float* x, int64_t n, uint16_t* out) {
+  // The family's pair conversion (bf16_pairs), through whole pairs; the buffer keeps its uint32
+  // stores off `out`, which may sit at any even address.
+  constexpr int64_t kChunk = 512;
+  uint32_t pairs[kChunk / 2];
+  for (int64_t i = 0; i < n; i += kChunk) {
+    const int64_t len = std::min(kChunk, n - i);
+    if (native_bf16(ctx)) x86::bf16_pairs(x + i, len, pairs);
+    else portable::bf16_pairs(x + i, len, pairs);
+    std::memcpy(out + i, pairs, static_cast<size_t>(len) * sizeof(uint16_t));
+  }
+}
+
+void linear_bf16_out(const Context& ctx, int64_t M, const float* A, int64_t lda, const PackedLinear& W, uint16_t* C, int64_t ldc,
+                     Activation act, const ActivationGradient& grad) {
+  if (!W.is_bf16()) throw std::invalid_argument("linear_bf16_out: the weights are not in bf16 form");
+  if (native_bf16(ctx) && x86::act_and_grad_in_registers(act))
+    return x86::linear_bf16_out(ctx.threads, M, A, lda, W, C, ldc, act, grad);
+  // Elsewhere: into fp32 (the calling thread's buffer), each finished tile rounded into C.
+  static thread_local AlignedVector<float> h;
+  if (h.size() < static_cast<size_t>(M * W.N)) h.resize(static_cast<size_t>(M * W.N));
+  float* hp = h.data();
+  const int64_t N = W.N;
+  const TileEpilogue round = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    for (int64_t m = m0; m < m1; ++m) round_to_bf16(ctx.serial(), hp + m * N + n0, n1 - n0, C + m * ldc + n0);
+  };
+  linear(ctx, M, A, lda, W, hp, N, false, act, &round, &grad);
+}
+
+void linear(const Context& ctx, int64_t M, const uint16_t* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc,
+            bool accumulate, Activation act, const TileEpilogue* after) {
+  if (!W.is_bf16()) throw std::invalid_argument("linear on a bf16 map: the weights are not in bf16 form");
+  // The x86 kernel multiplies A's rows in place as k pairs: whole pairs, at 4-byte boundaries.
+  const bool pairs = W.K % 2 == 0 && lda % 2 == 0 && reinterpret_cast<uintptr_t>(A) % 4 == 0;
+  if (native_bf16(ctx) && pairs) return x86::linear_bf16(ctx.threads, M, A, lda, W, C, ldc, accumulate, act, after);
+  linear(ctx, M, widened(ctx, A, M, W.K, lda), W.K, W, C, ldc, accumulate, act, after);
+}
+
+void weight_gradient(const Context& ctx, int64_t M, const float* dy, int64_t ldy, int64_t N, const uint16_t* x, int64_t ldx,
+                     int64_t K, float* dW) {
+  if (native_bf16(ctx) && x86::grouped_weight_gradient_pays(M))
+    return x86::weight_gradient_bf16(ctx.threads, M, dy, ldy, N, x, ldx, K, dW);
+  static thread_local PackedLinear xp;  // as in the fp32 form: the storage is kept from call to call
+  pack_kn_into(ctx, x, ldx, M, K, xp);
   linear_at(ctx, N, dy, ldy, xp, dW, K, /*accumulate=*/true);
 }
 

@@ -23,6 +23,9 @@ void linear_at_bf16(int threads, int64_t M, const float* A, int64_t lda, const P
 // out[j] = bf16(r0[j]) | bf16(r1[j]) << 16 for j < n (r1 null: its half 0), rounded to nearest
 // even: two rows of K made into the k pairs the bf16 GEMM multiplies.
 void interleave_bf16(const float* r0, const float* r1, int64_t n, uint32_t* out);
+// out[j] = r0[j] | r1[j] << 16 for j < n (r1 null: its half 0): the same pairs from two rows
+// already in bf16.
+void interleave_bf16(const uint16_t* r0, const uint16_t* r1, int64_t n, uint32_t* out);
 // out[i] = bf16(a[2i]) | bf16(a[2i+1]) << 16 for i < ceil(K/2) (a[K] read as 0 when K is odd): a
 // row of K made into its k pairs.
 void bf16_pairs(const float* a, int64_t K, uint32_t* out);

@@ -205,6 +205,29 @@ void linear_at(const Context& ctx, int64_t M, const float* A, int64_t lda, const
 // rounded to bf16 (round to nearest even) and the products summed in fp32.
 void weight_gradient(const Context& ctx, int64_t M, const float* dy, int64_t ldy, int64_t N, const float* x, int64_t ldx,
                      int64_t K, float* dW, bool bf16 = false);
+// ---- bf16 training: maps kept in bf16 ------------------------------------------------------
+// Mixed precision rounds every GEMM input to bf16; a map that feeds GEMMs only (act(h), between
+// pwconv1 and pwconv2 and dW2) can be kept in bf16 instead: the same bits in half the bytes, and
+// nothing for its consumers to convert. These give or take such a map (uint16_t: a bfloat16's
+// bits, rows ld values apart), W in bf16 form (pack_linear_into / pack_kn_into with bf16), and
+// each gives the same bits as its fp32 form on the map widened to fp32 (exact).
+//
+// linear() with an ActivationGradient, C kept in bf16: act(v) rounded to nearest even as the
+// family's bf16 GEMM rounds its inputs (the same bits as linear() into fp32 followed by that
+// rounding; d = act'(v) in fp32 as before).
+void linear_bf16_out(const Context& ctx, int64_t M, const float* A, int64_t lda, const PackedLinear& W, uint16_t* C, int64_t ldc,
+                     Activation act, const ActivationGradient& grad);
+// linear() on A kept in bf16.
+void linear(const Context& ctx, int64_t M, const uint16_t* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc,
+            bool accumulate, Activation act, const TileEpilogue* after = nullptr);
+// weight_gradient(…, bf16 = true) on x kept in bf16.
+void weight_gradient(const Context& ctx, int64_t M, const float* dy, int64_t ldy, int64_t N, const uint16_t* x, int64_t ldx,
+                     int64_t K, float* dW);
+// pack_kn_into's bf16 form of B kept in bf16.
+void pack_kn_into(const Context& ctx, const uint16_t* B, int64_t ldb, int64_t K, int64_t N, PackedLinear& out);
+// n floats rounded to bf16 as the family's bf16 GEMM rounds its inputs.
+void round_to_bf16(const Context& ctx, const float* x, int64_t n, uint16_t* out);
+
 // LayerNorm (affine) that also writes x̂ = (x − mean)/σ and 1/σ of each row for the backward.
 void layer_norm_train(const Context& ctx, const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps,
                       float* y, float* xhat, float* rstd);

@@ -208,6 +208,23 @@ void pack_kn_into(const Context& ctx, const float* B, int64_t ldb, int64_t K, in
   });
 }
 
+void pack_kn_into(const Context& ctx, const uint16_t* B, int64_t ldb, int64_t K, int64_t N, PackedLinear& P) {
+  // As the bf16 form above, the rows already rounded: interleaved as they are.
+  const int64_t panels = reuse_storage_bf16(P, N, K), K2 = (K + 1) / 2, rows = 64, blocks = (K2 + rows - 1) / rows;
+  auto* out = reinterpret_cast<uint32_t*>(P.panels_bf16.data());
+  const bool native = native_bf16(ctx);
+  parallel::for_each(panels * blocks, ctx.threads, panels * K * kPanel > 262144, [&](int64_t task) {
+    const int64_t p = task / blocks, n0 = p * kPanel, nc = std::min(kPanel, N - n0);
+    for (int64_t kk = task % blocks * rows; kk < std::min(K2, (task % blocks + 1) * rows); ++kk) {
+      uint32_t* dst = out + (p * K2 + kk) * kPanel;
+      const uint16_t* r1 = 2 * kk + 1 < K ? B + (2 * kk + 1) * ldb + n0 : nullptr;
+      if (native) x86::interleave_bf16(B + 2 * kk * ldb + n0, r1, nc, dst);
+      else portable::interleave_bf16(B + 2 * kk * ldb + n0, r1, nc, dst);
+      std::fill(dst + nc, dst + kPanel, 0u);
+    }
+  });
+}
+
 void unpatchify_nhwc(const Context& ctx, const float* patches, int64_t N, int64_t H, int64_t W, int64_t C, int64_t p, float* x) {
   const int64_t Ho = H / p, Wo = W / p, K = p * p * C;
   if (Ho * p != H || Wo * p != W) std::memset(x, 0, static_cast<size_t>(N * H * W * C) * sizeof(float));

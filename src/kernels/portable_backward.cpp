@@ -139,6 +139,10 @@ void bf16_pairs(const float* a, int64_t K, uint32_t* out) {
     out[k / 2] = static_cast<uint32_t>(io::f32_to_bf16(a[k])) | (k + 1 < K ? static_cast<uint32_t>(io::f32_to_bf16(a[k + 1])) << 16 : 0u);
 }
 
+void interleave_bf16(const uint16_t* r0, const uint16_t* r1, int64_t n, uint32_t* out) {
+  for (int64_t j = 0; j < n; ++j) out[j] = static_cast<uint32_t>(r0[j]) | (r1 ? static_cast<uint32_t>(r1[j]) << 16 : 0u);
+}
+
 void interleave_bf16(const float* r0, const float* r1, int64_t n, uint32_t* out) {
   for (int64_t j = 0; j < n; ++j)
     out[j] = static_cast<uint32_t>(io::f32_to_bf16(r0[j])) | (r1 ? static_cast<uint32_t>(io::f32_to_bf16(r1[j])) << 16 : 0u);

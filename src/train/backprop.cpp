@@ -45,7 +45,8 @@ namespace {
 // weight gradient alone ran 10-15% slower so, the GEMMs' output stores likewise).
 using Buffer = kernels::AlignedVector<float>;
 
-float* grow(Buffer& v, int64_t n) {
+template <class T>
+T* grow(kernels::AlignedVector<T>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
   return v.data();
 }
@@ -181,6 +182,9 @@ struct TrainGraph::Impl {
   };
   struct BlockState {
     Buffer xhat, rstd, a, z;
+    // bf16 training keeps a = act(h) in bf16 (V1): pwconv2 and dW2, its only readers, round it to
+    // bf16 anyway, so the same bits in half the bytes (GRN, V2, needs it in fp32).
+    kernels::AlignedVector<uint16_t> a16;
     Buffer dact;  // act'(h) of pwconv1's output h: all the backward needs of h
     std::vector<float> scale;  // the per-sample factor of stochastic depth
   };
@@ -285,14 +289,20 @@ void TrainGraph::Impl::forward_block(const BlockParams& b, size_t bi, size_t mi,
                             grow(bs.rstd, M));
   // h = t·W1ᵀ + b1, kept as a = act(h) and act'(h) (the backward needs nothing else of h), both
   // computed from h while it is in registers.
-  float* a = grow(bs.a, M * C4);
   const kernels::ActivationGradient act_grad{grow(bs.dact, M * C4), C4};
-  kernels::linear(ctx, M, t, C, pw1[bi].fwd, a, C4, false, net.act, nullptr, &act_grad);
+  const bool a_in_bf16 = bf16 && b.grn_weight.empty();
+  const float* pw2_in = nullptr;
+  if (a_in_bf16) {
+    kernels::linear_bf16_out(ctx, M, t, C, pw1[bi].fwd, grow(bs.a16, M * C4), C4, net.act, act_grad);
+  } else {
+    float* a = grow(bs.a, M * C4);
+    kernels::linear(ctx, M, t, C, pw1[bi].fwd, a, C4, false, net.act, nullptr, &act_grad);
+    pw2_in = a;
+  }
   float* z = grow(bs.z, M * C);
-  const float* pw2_in = a;
   if (!b.grn_weight.empty()) {  // V2: GRN over each image's H·W pixels
     float* gn = grow(s3, M * C4);
-    kernels::grn(ctx, a, N, gg.H * gg.W, C4, b.grn_weight.data(), b.grn_bias.data(), gn);
+    kernels::grn(ctx, bs.a.data(), N, gg.H * gg.W, C4, b.grn_weight.data(), b.grn_bias.data(), gn);
     pw2_in = gn;
   }
   // x' = x + drop_path(γ ⊙ z), drop_path scaling whole samples by mask / keep_prob: on each tile
@@ -308,7 +318,8 @@ void TrainGraph::Impl::forward_block(const BlockParams& b, size_t bi, size_t mi,
       for (int64_t c = n0; c < n1; ++c) y[r * C + c] = x[r * C + c] + sc * ((ls ? ls[c] : 1.0f) * z[r * C + c]);
     }
   };
-  kernels::linear(ctx, M, pw2_in, C4, pw2[bi].fwd, z, C, false, Activation::Linear, &residual);
+  if (a_in_bf16) kernels::linear(ctx, M, bs.a16.data(), C4, pw2[bi].fwd, z, C, false, Activation::Linear, &residual);
+  else kernels::linear(ctx, M, pw2_in, C4, pw2[bi].fwd, z, C, false, Activation::Linear, &residual);
 }
 
 // Mean over H, W, then the head as inference runs it (detail::classifier_head), keeping x̂, 1/σ.
@@ -362,7 +373,8 @@ void TrainGraph::Impl::backward_block(const BlockParams& b, size_t bi, size_t mi
     kernels::grn(ctx, bs.a.data(), N, gg.H * gg.W, C4, b.grn_weight.data(), b.grn_bias.data(), gn);
     pw2_in = gn;
   }
-  weight_grad(ctx, dz, pw2_in, M, C, C4, grads.of(b.pw2_weight).data(), bf16);
+  if (bf16 && !v2) kernels::weight_gradient(ctx, M, dz, C, C, bs.a16.data(), C4, C4, grads.of(b.pw2_weight).data());
+  else weight_grad(ctx, dz, pw2_in, M, C, C4, grads.of(b.pw2_weight).data(), bf16);
   // dh = dz·W2 (V2: then through GRN), times act'(h), and db1 = Σ dh, pwconv1's bias gradient of
   // this step. In V1 both on each tile of dh while it is in cache (the product in registers,
   // act'(h) read 128 bytes a row at a time, measured 5-7% slower; the sums in the tile pass rather

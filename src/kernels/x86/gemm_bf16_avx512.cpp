@@ -8,10 +8,14 @@
 #include <atomic>
 
 #include <algorithm>
+#include <array>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "core/parallel.h"
 #include "kernels/kernels.h"
+#include "kernels/x86/bf16_maps.h"
 #include "kernels/x86/gemm_common.h"
 
 namespace convnext::kernels::x86 {
@@ -20,13 +24,36 @@ namespace {
 
 constexpr int64_t kKc2 = 256;  // k-pairs per block: 256 × 32 × 2 bf16 = 32 KiB of panel
 
+// The epilogue of a microkernel whose output is kept in bf16 (training's act(h) between pwconv1 and
+// pwconv2, which round it to bf16 anyway): + bias, then act and act' in registers, C rounded to
+// nearest even as the consumers' conversion would round it, act' in fp32.
+template <int MR>
+inline void store_tile_bf16_out(__m512 (&c0)[MR], __m512 (&c1)[MR], const float* bias, Activation act, uint16_t* C, int64_t ldc,
+                                __mmask16 m0, __mmask16 m1, const ActivationGradient* grad) {
+  add_bias<MR>(c0, c1, bias);
+  with_act_and_grad(act, [&](auto k) {
+    constexpr Activation A = decltype(k)::value;
+    for (int i = 0; i < MR; ++i) {
+      __m512 a, g;
+      act_and_grad16<A>(c0[i], a, g);
+      _mm256_mask_storeu_epi16(C + i * ldc, m0, (__m256i)_mm512_cvtneps_pbh(a));
+      _mm512_mask_storeu_ps(grad->d + i * grad->ldd, m0, g);
+      act_and_grad16<A>(c1[i], a, g);
+      _mm256_mask_storeu_epi16(C + i * ldc + 16, m1, (__m256i)_mm512_cvtneps_pbh(a));
+      _mm512_mask_storeu_ps(grad->d + i * grad->ldd + 16, m1, g);
+    }
+  });
+}
+
 // TA: A's pairs stored transposed (pair (i, kk) at A[kk·lda2 + i]), as in dW = dYᵀ·X of the
-// backward pass; the MR broadcasts of one kk then come from one contiguous run.
-template <int MR, bool TA = false, bool GRAD = false>
-void micro(int64_t k2, const uint32_t* A, int64_t lda2, const uint16_t* Bp, const float* bias, Activation act, float* C,
+// backward pass; the MR broadcasts of one kk then come from one contiguous run. Out: float, or
+// uint16_t for a bf16 output (GRAD, one K block: nothing to load).
+template <int MR, bool TA = false, bool GRAD = false, class Out = float>
+void micro(int64_t k2, const uint32_t* A, int64_t lda2, const uint16_t* Bp, const float* bias, Activation act, Out* C,
            int64_t ldc, __mmask16 m0, __mmask16 m1, bool load_c, const char* pf, int64_t pf_rows, const ActivationGradient* grad) {
   __m512 c0[MR], c1[MR];
-  load_tile<MR>(c0, c1, C, ldc, m0, m1, load_c);
+  if constexpr (std::is_same_v<Out, float>) load_tile<MR>(c0, c1, C, ldc, m0, m1, load_c);
+  else for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
   const auto step = [&](int64_t kk) {
     const __m512bh b0 = (__m512bh)_mm512_loadu_si512(Bp + kk * kPanel * 2);
     const __m512bh b1 = (__m512bh)_mm512_loadu_si512(Bp + kk * kPanel * 2 + 32);
@@ -43,50 +70,54 @@ void micro(int64_t k2, const uint32_t* A, int64_t lda2, const uint16_t* Bp, cons
     step(kk);
   }
   for (; kk < k2; ++kk) step(kk);
-  store_tile<MR, GRAD>(c0, c1, bias, act, C, ldc, m0, m1, grad);
+  if constexpr (std::is_same_v<Out, float>) store_tile<MR, GRAD>(c0, c1, bias, act, C, ldc, m0, m1, grad);
+  else store_tile_bf16_out<MR>(c0, c1, bias, act, C, ldc, m0, m1, grad);
 }
 
-using MicroFn = void (*)(int64_t, const uint32_t*, int64_t, const uint16_t*, const float*, Activation, float*, int64_t,
+template <class Out>
+using MicroFn = void (*)(int64_t, const uint32_t*, int64_t, const uint16_t*, const float*, Activation, Out*, int64_t,
                          __mmask16, __mmask16, bool, const char*, int64_t, const ActivationGradient*);
-constexpr MicroFn kMicro[kMr + 1] = {nullptr,   micro<1>, micro<2>, micro<3>,  micro<4>,  micro<5>, micro<6>,
-                                     micro<7>,  micro<8>, micro<9>, micro<10>, micro<11>, micro<12>};
-constexpr MicroFn kMicroT[kMr + 1] = {nullptr,         micro<1, true>,  micro<2, true>,  micro<3, true>, micro<4, true>,
-                                      micro<5, true>,  micro<6, true>,  micro<7, true>,  micro<8, true>, micro<9, true>,
-                                      micro<10, true>, micro<11, true>, micro<12, true>};
-constexpr MicroFn kMicroGrad[kMr + 1] = {nullptr,          micro<1, false, true>,  micro<2, false, true>,
-                                         micro<3, false, true>,  micro<4, false, true>,  micro<5, false, true>,
-                                         micro<6, false, true>,  micro<7, false, true>,  micro<8, false, true>,
-                                         micro<9, false, true>,  micro<10, false, true>, micro<11, false, true>,
-                                         micro<12, false, true>};
+// The microkernels of 1 … kMr rows (index 0 unused).
+template <bool TA, bool GRAD, class Out, size_t... I>
+constexpr std::array<MicroFn<Out>, kMr + 1> micro_table(std::index_sequence<I...>) {
+  return {nullptr, micro<static_cast<int>(I) + 1, TA, GRAD, Out>...};
+}
+constexpr auto kMicro = micro_table<false, false, float>(std::make_index_sequence<kMr>{});
+constexpr auto kMicroT = micro_table<true, false, float>(std::make_index_sequence<kMr>{});
+constexpr auto kMicroGrad = micro_table<false, true, float>(std::make_index_sequence<kMr>{});
+constexpr auto kMicroBf16Out = micro_table<false, true, uint16_t>(std::make_index_sequence<kMr>{});
 
 // Rows of A (fp32) → bf16 pairs, zero padded to K2 pairs.
 void convert_rows(const float* A, int64_t lda, int64_t rows, int64_t K, int64_t K2, uint32_t* out) {
   for (int64_t r = 0; r < rows; ++r) bf16_pairs(A + r * lda, K, out + r * K2);
 }
 
-// The tiled product over pairs already in bf16: `rows_of(t, m0, m1, lda2)` gives tile t's A
-// (rows m0..m1−1) and its stride in pairs; TA as for micro.
-template <bool TA, class RowsOf>
-void gemm_pairs(int threads, int64_t M, const PackedLinear& W, float* C, int64_t ldc, bool accumulate, Activation act,
+// The tiled product over pairs already in bf16: `rows_of(row_tile, m0, m1, lda2)` gives the A of
+// rows m0..m1−1 (row tile `row_tile`) and its stride in pairs; TA as for micro. With a bf16
+// output (Out = uint16_t: `grad` given, act in registers, no `after`) K is one block, so that no
+// partial sum goes through C.
+template <bool TA, class Out, class RowsOf>
+void gemm_pairs(int threads, int64_t M, const PackedLinear& W, Out* C, int64_t ldc, bool accumulate, Activation act,
                 const TileEpilogue* after, const ActivationGradient* grad, RowsOf&& rows_of) {
-  const int64_t N = W.N, K2 = (W.K + 1) / 2;
-  const MicroFn* kern = TA ? kMicroT : kMicro;
-  const TilePlan plan = plan_tiles(M, N, threads, std::min(K2, kKc2));
+  constexpr bool kOut16 = std::is_same_v<Out, uint16_t>;
+  const int64_t N = W.N, K2 = (W.K + 1) / 2, kb = kOut16 ? std::max<int64_t>(K2, 1) : kKc2;
+  const auto& kern = TA ? kMicroT : kMicro;
+  const TilePlan plan = plan_tiles(M, N, threads, std::min(K2, kb));
   const int64_t tiles = plan.tiles();
   const Activation reg_act = act_in_registers(act) ? act : Activation::Linear;
   parallel::for_chunks(tiles, 1, [&](int64_t t, int64_t) {
     const int64_t m0 = (t / plan.ntiles) * plan.mc, m1 = std::min(M, m0 + plan.mc);
     const int64_t p0 = (t % plan.ntiles) * plan.np, p1 = std::min(plan.panels, p0 + plan.np);
     int64_t lda2 = 0;
-    const uint32_t* abuf = rows_of(t, m0, m1, lda2);
-    for (int64_t k0 = 0; k0 < K2 || k0 == 0; k0 += kKc2) {
-      const int64_t kc = std::min(kKc2, K2 - k0);
-      const bool first = k0 == 0, last = k0 + kKc2 >= K2;
+    const uint32_t* abuf = rows_of(t / plan.ntiles, m0, m1, lda2);
+    for (int64_t k0 = 0; k0 < K2 || k0 == 0; k0 += kb) {
+      const int64_t kc = std::min(kb, K2 - k0);
+      const bool first = k0 == 0, last = k0 + kb >= K2;
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t n0 = p * kPanel, nc = std::min(kPanel, N - n0);
         const uint16_t* Bp = W.panels_bf16.data() + (p * K2 + k0) * kPanel * 2;
         const float* bias = last ? W.bias.data() + n0 : nullptr;
-        ChunkPrefetch pf(W.panels_bf16.data(), plan, K2, kKc2, t, tiles, parallel::team_size(), p, p0, p1, k0, kc,
+        ChunkPrefetch pf(W.panels_bf16.data(), plan, K2, kb, t, tiles, parallel::team_size(), p, p0, p1, k0, kc,
                          (m1 - m0 + kMr - 1) / kMr);
         for_each_row_run(m0, m1, [&](int64_t m, int rows) {
           int64_t pf_rows;
@@ -95,14 +126,38 @@ void gemm_pairs(int threads, int64_t M, const PackedLinear& W, float* C, int64_t
           const uint32_t* a = TA ? abuf + k0 * lda2 + (m - m0) : abuf + (m - m0) * lda2 + k0;
           ActivationGradient run;
           const ActivationGradient* g = run_gradient(grad, last, m, n0, run);
-          (g ? kMicroGrad : kern)[rows](kc, a, lda2, Bp, bias, reg_act, C + m * ldc + n0, ldc, mask_lo(nc), mask_hi(nc),
-                                        accumulate || !first, pf_at, pf_rows, g);
+          if constexpr (kOut16)
+            kMicroBf16Out[rows](kc, a, lda2, Bp, bias, act, C + m * ldc + n0, ldc, mask_lo(nc), mask_hi(nc), false, pf_at,
+                                pf_rows, g);
+          else
+            (g ? kMicroGrad : kern)[rows](kc, a, lda2, Bp, bias, reg_act, C + m * ldc + n0, ldc, mask_lo(nc), mask_hi(nc),
+                                          accumulate || !first, pf_at, pf_rows, g);
         });
       }
       if (K2 == 0) break;
     }
-    finish_tile(act, after, C, ldc, m0, m1, p0 * kPanel, std::min(N, p1 * kPanel));
+    if constexpr (!kOut16) finish_tile(act, after, C, ldc, m0, m1, p0 * kPanel, std::min(N, p1 * kPanel));
   }, tiles > 1 && M * N * W.K > 32768 ? threads : 1);
+}
+
+// The row tiles' A converted to pairs in the calling thread's buffer (ConvertedRows: once per
+// call and row tile), for gemm_pairs.
+struct ConvertRows {
+  const float* A;
+  int64_t lda, K;
+  uint64_t call;
+  const uint32_t* operator()(int64_t row_tile, int64_t m0, int64_t m1, int64_t& lda2) const {
+    static thread_local ConvertedRows<uint32_t> rows_bf16;
+    const int64_t K2 = (K + 1) / 2;
+    if (rows_bf16.stale(call, row_tile, static_cast<size_t>((m1 - m0) * K2)))
+      convert_rows(A + m0 * lda, lda, m1 - m0, K, K2, rows_bf16.data.data());
+    lda2 = K2;
+    return rows_bf16.data.data();
+  }
+};
+uint64_t next_call() {
+  static std::atomic<uint64_t> calls{0};  // each call's number, for ConvertedRows
+  return calls.fetch_add(1, std::memory_order_relaxed) + 1;
 }
 
 }  // namespace
@@ -110,18 +165,8 @@ void gemm_pairs(int threads, int64_t M, const PackedLinear& W, float* C, int64_t
 namespace {
 void linear_bf16_impl(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc,
                       bool accumulate, Activation act, const TileEpilogue* after, const ActivationGradient* grad) {
-  const int64_t K = W.K, K2 = (K + 1) / 2;
   if (M <= 0 || W.N <= 0) return;
-  const TilePlan plan = plan_tiles(M, W.N, threads, std::min(K2, kKc2));
-  static std::atomic<uint64_t> calls{0};  // each call's number, for ConvertedRows
-  const uint64_t call = calls.fetch_add(1, std::memory_order_relaxed) + 1;
-  gemm_pairs<false>(threads, M, W, C, ldc, accumulate, act, after, grad, [&](int64_t t, int64_t m0, int64_t m1, int64_t& lda2) {
-    static thread_local ConvertedRows<uint32_t> rows_bf16;
-    if (rows_bf16.stale(call, t / plan.ntiles, static_cast<size_t>(plan.mc * K2)))
-      convert_rows(A + m0 * lda, lda, m1 - m0, K, K2, rows_bf16.data.data());
-    lda2 = K2;
-    return static_cast<const uint32_t*>(rows_bf16.data.data());
-  });
+  gemm_pairs<false>(threads, M, W, C, ldc, accumulate, act, after, grad, ConvertRows{A, lda, W.K, next_call()});
 }
 }  // namespace
 
@@ -133,6 +178,24 @@ void linear_bf16(int threads, int64_t M, const float* A, int64_t lda, const Pack
 void linear_bf16(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc, Activation act,
                  const TileEpilogue* after, const ActivationGradient& grad) {
   linear_bf16_impl(threads, M, A, lda, W, C, ldc, false, act, after, &grad);
+}
+
+void linear_bf16_out(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, uint16_t* C, int64_t ldc,
+                     Activation act, const ActivationGradient& grad) {
+  if (M <= 0 || W.N <= 0) return;
+  gemm_pairs<false>(threads, M, W, C, ldc, false, act, nullptr, &grad, ConvertRows{A, lda, W.K, next_call()});
+}
+
+void linear_bf16(int threads, int64_t M, const uint16_t* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc,
+                 bool accumulate, Activation act, const TileEpilogue* after) {
+  if (M <= 0 || W.N <= 0) return;
+  // A's rows are already the k pairs the microkernel multiplies: no conversion, no copy.
+  const auto* pairs = reinterpret_cast<const uint32_t*>(A);
+  gemm_pairs<false>(threads, M, W, C, ldc, accumulate, act, after, nullptr,
+                    [&](int64_t, int64_t m0, int64_t, int64_t& lda2) {
+                      lda2 = lda / 2;
+                      return pairs + m0 * lda2;
+                    });
 }
 
 void linear_at_bf16(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc,
@@ -153,14 +216,16 @@ void linear_at_bf16(int threads, int64_t M, const float* A, int64_t lda, const P
   });
 }
 
-// The weight gradient in bf16 pairs of pixels (the driver: wgrad::run in gemm_common.h). Pair kk
-// of a block is pixels m0 + 2kk and m0 + 2kk + 1 (the second zero past the block's end).
-void weight_gradient_bf16(int threads, int64_t M, const float* dy, int64_t ldy, int64_t N, const float* x, int64_t ldx,
-                          int64_t K, float* dW) {
-  const wgrad::Operands ops{dy, ldy, x, ldx, 2, false};
+namespace {
+// The weight gradient's driver on x of element type X: float (rounded to bf16 in the pack) or
+// uint16_t (a map kept in bf16: interleaved as it is).
+template <class X>
+void weight_gradient_pairs(int threads, int64_t M, const float* dy, int64_t ldy, int64_t N, const X* x, int64_t ldx, int64_t K,
+                           float* dW) {
+  const wgrad::Operands ops{dy, ldy, x, ldx, 2, false, static_cast<int>(sizeof(X))};
   wgrad::run(threads, M, N, K, dW, ops, [&](const wgrad::Block& b, uint32_t* abuf, uint32_t* bbuf) {
     const int64_t k2 = (b.kc + 1) / 2;
-    const auto row = [&](const float* base, int64_t ld, int64_t kk, int64_t half) {
+    const auto row = [&](const auto* base, int64_t ld, int64_t kk, int64_t half) {
       return 2 * kk + half < b.kc ? base + (b.m0 + 2 * kk + half) * ld : nullptr;
     };
     for (int64_t kk = 0; kk < k2; ++kk) {  // dy's pair rows
@@ -168,7 +233,7 @@ void weight_gradient_bf16(int threads, int64_t M, const float* dy, int64_t ldy, 
       interleave_bf16(row(dy, ldy, kk, 0) + b.n0, r1 ? r1 + b.n0 : nullptr, b.n1 - b.n0, abuf + kk * b.lda);
     }
     for (int64_t kk = 0; kk < k2; ++kk) {  // x's panels
-      const float *r0 = row(x, ldx, kk, 0) + b.c0, *r1 = row(x, ldx, kk, 1);
+      const X *r0 = row(x, ldx, kk, 0) + b.c0, *r1 = row(x, ldx, kk, 1);
       for (int64_t p = 0; p < b.np; ++p) {
         const int64_t nc = std::min(kPanel, b.width - p * kPanel);
         uint32_t* dst = bbuf + (p * k2 + kk) * kPanel;
@@ -181,6 +246,18 @@ void weight_gradient_bf16(int threads, int64_t M, const float* dy, int64_t ldy, 
     kMicroT[rows](k2, a, lda, reinterpret_cast<const uint16_t*>(bp), nullptr, Activation::Linear, C, ldc, lo, hi, load_c, pf,
                   pf_rows, nullptr);
   });
+}
+}  // namespace
+
+// The weight gradient in bf16 pairs of pixels (the driver: wgrad::run in gemm_common.h). Pair kk
+// of a block is pixels m0 + 2kk and m0 + 2kk + 1 (the second zero past the block's end).
+void weight_gradient_bf16(int threads, int64_t M, const float* dy, int64_t ldy, int64_t N, const float* x, int64_t ldx,
+                          int64_t K, float* dW) {
+  weight_gradient_pairs(threads, M, dy, ldy, N, x, ldx, K, dW);
+}
+void weight_gradient_bf16(int threads, int64_t M, const float* dy, int64_t ldy, int64_t N, const uint16_t* x, int64_t ldx,
+                          int64_t K, float* dW) {
+  weight_gradient_pairs(threads, M, dy, ldy, N, x, ldx, K, dW);
 }
 
 void bf16_pairs(const float* a, int64_t K, uint32_t* out) {
@@ -211,6 +288,25 @@ void interleave_bf16(const float* r0, const float* r1, int64_t n, uint32_t* out)
     const __m512 b = r1 ? _mm512_maskz_loadu_ps(m, r1 + j) : _mm512_setzero_ps();
     const __m512i v = _mm512_permutexvar_epi16(pairs, (__m512i)_mm512_cvtne2ps_pbh(b, a));
     _mm512_mask_storeu_epi32(out + j, m, v);
+  }
+}
+
+void interleave_bf16(const uint16_t* r0, const uint16_t* r1, int64_t n, uint32_t* out) {
+  // Value j of r0 in the low half of pair j, of r1 in the high half: lanes 0-15 of r0 with 32-47
+  // (r1's 0-15) for pairs 0-15, then 16-31 with 48-63.
+  const __m512i lo = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38, 6, 37, 5, 36, 4,
+                                      35, 3, 34, 2, 33, 1, 32, 0);
+  const __m512i hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
+  for (int64_t j = 0; j < n; j += 32) {
+    const int64_t left = std::min<int64_t>(32, n - j);
+    const __mmask32 m = left >= 32 ? 0xffffffffu : (1u << left) - 1;
+    const __m512i a = _mm512_maskz_loadu_epi16(m, r0 + j);
+    const __m512i b = r1 ? _mm512_maskz_loadu_epi16(m, r1 + j) : _mm512_setzero_si512();
+    _mm512_mask_storeu_epi32(out + j, static_cast<__mmask16>(left >= 16 ? 0xffff : (1u << left) - 1),
+                             _mm512_permutex2var_epi16(a, lo, b));
+    if (left > 16)
+      _mm512_mask_storeu_epi32(out + j + 16, static_cast<__mmask16>(left >= 32 ? 0xffff : (1u << (left - 16)) - 1),
+                               _mm512_permutex2var_epi16(a, hi, b));
   }
 }
 

@@ -108,7 +108,8 @@ inline void for_each_row_run(int64_t m0, int64_t m1, F&& f) {
 // per stored line) ran 5-8% faster alone, stage 1's training forward 10% (alternated runs).
 // With an ActivationGradient, the same lines of its d too. Always inlined: GCC takes a function
 // of prefetches alone for one without effects ("const") and drops calls it has not inlined.
-[[gnu::always_inline]] inline void prefetch_next_output(float* C, int64_t ldc, int64_t m, int rows, int64_t m0, int64_t m1,
+template <class Out>  // float, or uint16_t for a bf16 output
+[[gnu::always_inline]] inline void prefetch_next_output(Out* C, int64_t ldc, int64_t m, int rows, int64_t m0, int64_t m1,
                                                         int64_t n0, int64_t n_end, const ActivationGradient* grad = nullptr) {
   int64_t nm = m + rows, nn = n0;
   if (nm >= m1) nm = m0, nn = n0 + kPanel;
@@ -189,17 +190,21 @@ inline void store_act_and_grad(__m512 (&c0)[MR], __m512 (&c1)[MR], float* C, int
 // (the last K block only; d at this microkernel's rows and columns): act'(v) into d as well, for
 // the activations of with_act_and_grad.
 // GRAD is a separate instantiation, so that the plain microkernels' code stays as it was.
+template <int MR>
+inline void add_bias(__m512 (&c0)[MR], __m512 (&c1)[MR], const float* bias) {
+  if (!bias) return;
+  const __m512 bb0 = _mm512_loadu_ps(bias), bb1 = _mm512_loadu_ps(bias + 16);
+#pragma GCC unroll 12
+  for (int i = 0; i < MR; ++i) {
+    c0[i] = _mm512_add_ps(c0[i], bb0);
+    c1[i] = _mm512_add_ps(c1[i], bb1);
+  }
+}
+
 template <int MR, bool GRAD = false>
 inline void store_tile(__m512 (&c0)[MR], __m512 (&c1)[MR], const float* bias, Activation act, float* C, int64_t ldc,
                        __mmask16 m0, __mmask16 m1, const ActivationGradient* grad = nullptr) {
-  if (bias) {
-    const __m512 bb0 = _mm512_loadu_ps(bias), bb1 = _mm512_loadu_ps(bias + 16);
-#pragma GCC unroll 12
-    for (int i = 0; i < MR; ++i) {
-      c0[i] = _mm512_add_ps(c0[i], bb0);
-      c1[i] = _mm512_add_ps(c1[i], bb1);
-    }
-  }
+  add_bias<MR>(c0, c1, bias);
   if constexpr (GRAD) {  // act is one of with_act_and_grad's (the dispatcher sees to it)
     with_act_and_grad(act, [&](auto a) {
       store_act_and_grad<decltype(a)::value, MR>(c0, c1, C, ldc, grad->d, grad->ldd, m0, m1);
@@ -255,15 +260,17 @@ constexpr int64_t kGroup = kWeightGradientGroup;  // pixels per group
 constexpr int64_t kMb = 384;                      // rows of dW per unit at most (their dy block stays in L2)
 constexpr int64_t kPanels = 12;                   // 32-column panels per unit at most (their x block stays in L2)
 
-// The inputs; `pair`: pixels per 4-byte element of the buffers (1: fp32, 2: bf16 pairs); `runs`:
-// A is packed in row runs (see run()), else as rows of the block.
+// The inputs; x: x_bytes per element (4: fp32, 2: a map kept in bf16); `pair`: pixels per 4-byte
+// element of the buffers (1: fp32, 2: bf16 pairs); `runs`: A is packed in row runs (see run()),
+// else as rows of the block.
 struct Operands {
   const float* dy;
   int64_t ldy;
-  const float* x;
+  const void* x;
   int64_t ldx;
   int pair;
   bool runs;
+  int x_bytes = 4;
 };
 
 // A block to pack: pixels [m0, m0 + kc), rows [n0, n1) of dW, columns [c0, c0 + width) in np
@@ -326,11 +333,12 @@ struct PrefetchRange {
     return at + first * 128;
   }
 };
-// Rows [m0, m0 + kc) of a matrix, columns [c0, c1) (and what lies between the rows).
-inline PrefetchRange rows_of(const float* base, int64_t ld, int64_t m0, int64_t kc, int64_t c0, int64_t c1) {
+// Rows [m0, m0 + kc) of a matrix of `bytes`-byte elements, columns [c0, c1) (and what lies
+// between the rows).
+inline PrefetchRange rows_of(const void* base, int64_t bytes, int64_t ld, int64_t m0, int64_t kc, int64_t c0, int64_t c1) {
   if (kc <= 0) return {};
-  const char* b = reinterpret_cast<const char*>(base + m0 * ld + c0);
-  const char* e = reinterpret_cast<const char*>(base + (m0 + kc - 1) * ld + c1);
+  const char* b = static_cast<const char*>(base) + (m0 * ld + c0) * bytes;
+  const char* e = static_cast<const char*>(base) + ((m0 + kc - 1) * ld + c1) * bytes;
   return {b, (e - b + 127) / 128};
 }
 
@@ -371,8 +379,8 @@ void run(int threads, int64_t M, int64_t N, int64_t K, float* dW, const Operands
         next_m0 = next.r0;
       }
       const int64_t next_kc = next_m0 < next.r1 ? std::min(kBlock, next.r1 - next_m0) : 0;
-      const PrefetchRange pa = rows_of(o.dy, o.ldy, next_m0, next_kc, next.n0, next.n1);
-      const PrefetchRange pb = rows_of(o.x, o.ldx, next_m0, next_kc, next.p0 * kPanel, std::min(K, next.p1 * kPanel));
+      const PrefetchRange pa = rows_of(o.dy, 4, o.ldy, next_m0, next_kc, next.n0, next.n1);
+      const PrefetchRange pb = rows_of(o.x, o.x_bytes, o.ldx, next_m0, next_kc, next.p0 * kPanel, std::min(K, next.p1 * kPanel));
       const PrefetchRange& big = pa.rows >= pb.rows ? pa : pb;  // spread over the microkernels' k steps
       const PrefetchRange& small = pa.rows >= pb.rows ? pb : pa;  // issued before each call
       const int64_t calls = (un.p1 - un.p0) * ((un.n1 - un.n0 + kMr - 1) / kMr);

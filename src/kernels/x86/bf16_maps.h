@@ -1,0 +1,22 @@
+// The x86 bf16 kernels for maps kept in bfloat16 between GEMMs (bf16 training's act(h)), entry
+// points of the x86 family only: the dispatcher (kernels.h, "maps kept in bf16") gives the other
+// families the same bits by widening such a map to fp32, which is exact.
+#pragma once
+#include <cstdint>
+
+#include "kernels/kernels.h"
+
+namespace convnext::kernels::x86 {
+
+// linear_bf16 with an ActivationGradient whose C is bf16: act(v) rounded to nearest even (act one
+// of act_and_grad_in_registers').
+void linear_bf16_out(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, uint16_t* C, int64_t ldc,
+                     Activation act, const ActivationGradient& grad);
+// linear_bf16 on A already in bf16: rows lda values apart, K and lda even, A 4-byte aligned.
+void linear_bf16(int threads, int64_t M, const uint16_t* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc,
+                 bool accumulate, Activation act, const TileEpilogue* after);
+// weight_gradient_bf16 (weight_gradient.h) on x already in bf16.
+void weight_gradient_bf16(int threads, int64_t M, const float* dy, int64_t ldy, int64_t N, const uint16_t* x, int64_t ldx,
+                          int64_t K, float* dW);
+
+}  // namespace convnext::kernels::x86
