@@ -659,9 +659,10 @@ TEST(BackwardKernels, Bf16PacksIntoReusedStorageEqualFreshPacksAndFamiliesRoundA
   EXPECT_EQ(a, c);
 }
 
-// bf16 training keeps act(h) in bf16 between pwconv1 and its two readers (kernels.h, "maps kept
-// in bf16"): each entry point must give the bits of its fp32 form on the map widened to fp32, in
-// every family, on odd shapes: K over one bf16 K block (600: 300 pairs), odd K and odd row
+// bf16 training keeps act(h) in bf16 between pwconv1 and its two readers, and dh between its GEMM
+// (whose tiles are handed over, never stored) and its two (kernels.h, "maps kept in bf16"): each
+// entry point must give the bits of its fp32 form on the map widened to fp32, in every family,
+// on odd shapes: K over one bf16 K block (600: 300 pairs), odd K and odd row
 // strides (the widening route), rows that start at 2-byte boundaries, thread counts 3 and 1.
 std::vector<uint16_t> bf16_bits(const std::vector<float>& v) {
   std::vector<uint16_t> out(v.size());
@@ -729,17 +730,50 @@ TEST(BackwardKernels, MapsKeptInBf16GiveTheBitsOfTheirFp32Forms) {
           EXPECT_EQ(got, want);
           EXPECT_EQ(seen, std::vector<int>(seen.size(), 1)) << "the epilogue saw every value once";
         }
-      // dW2 from it: the grouped kernel (M ≥ 4096) and the packed route, and the pack itself.
+      // dh's GEMM handing its tiles over: the values of linear() with a tile epilogue, each once,
+      // in tiles that a TileColumnSums accepts (row tiles at least kSlotRows apart).
+      for (const int64_t M : {1, 149, 1000})
+        for (const bool bf16 : {false, true}) {
+          const int64_t N = 83, K = 40;
+          SCOPED_TRACE("linear_tiles M=" + std::to_string(M) + (bf16 ? " bf16" : " fp32"));
+          const auto x = randn(M * K, 351 + M), W = randn(N * K, 352, 0.2f), b = randn(N, 353);
+          kernels::PackedLinear P;
+          kernels::pack_linear_into(ctx, W.data(), b.data(), N, K, P, bf16);
+          std::vector<float> want(static_cast<size_t>(M * N)), got(want.size(), 7.0f);
+          kernels::linear(ctx, M, x.data(), K, P, want.data(), N, false, Activation::Linear);
+          std::vector<int> seen(want.size(), 0);
+          kernels::TileColumnSums sums;
+          sums.reset(M, N);
+          const kernels::TileConsumer take = [&](const kernels::OutputTile& o) {
+            sums.tile(o.m0, o.n0, o.n1);
+            for (int64_t m = o.m0; m < o.m1; ++m)
+              for (int64_t n = o.n0; n < o.n1; ++n) {
+                got[static_cast<size_t>(m * N + n)] = o.data[(m - o.m0) * o.ld + (n - o.n0)];
+                ++seen[static_cast<size_t>(m * N + n)];
+              }
+          };
+          kernels::linear_tiles(ctx, M, x.data(), K, P, take);
+          EXPECT_EQ(got, want);
+          EXPECT_EQ(seen, std::vector<int>(seen.size(), 1)) << "every value once";
+          std::vector<float> unused(static_cast<size_t>(N), 0.0f);
+          EXPECT_NO_THROW(sums.finish(unused.data())) << "row tiles closer than kSlotRows";
+        }
+      // dW2 from it (bf16 x) and dW1 from dh kept in bf16 (bf16 dy): the grouped kernel
+      // (M ≥ 4096) and the packed route (linear_at on bf16 A), and the pack itself.
       for (const int64_t M : {41, 4097}) {
-        const int64_t N = 57, K = 100, ldx = 104;
-        SCOPED_TRACE("weight_gradient on bf16 x, M=" + std::to_string(M));
-        const auto dy = randn(M * N, 331 + M);
-        const auto x16 = bf16_bits(randn(M * ldx, 332 + M));
-        const auto xf = widen(x16);
+        const int64_t N = 57, K = 100, ldx = 104, ldy = 59;
+        SCOPED_TRACE("weight_gradient on bf16 maps, M=" + std::to_string(M));
+        const auto dy = randn(M * ldy, 331 + M);
+        const auto x16 = bf16_bits(randn(M * ldx, 332 + M)), dy16 = bf16_bits(dy);
+        const auto xf = widen(x16), dyf = widen(dy16);
         std::vector<float> want(static_cast<size_t>(N * K), 1.0f), got(want);
-        kernels::weight_gradient(ctx, M, dy.data(), N, N, xf.data(), ldx, K, want.data(), /*bf16=*/true);
-        kernels::weight_gradient(ctx, M, dy.data(), N, N, x16.data(), ldx, K, got.data());
-        EXPECT_EQ(got, want);
+        kernels::weight_gradient(ctx, M, dy.data(), ldy, N, xf.data(), ldx, K, want.data(), /*bf16=*/true);
+        kernels::weight_gradient(ctx, M, dy.data(), ldy, N, x16.data(), ldx, K, got.data());
+        EXPECT_EQ(got, want) << "bf16 x";
+        want.assign(want.size(), 1.0f), got = want;
+        kernels::weight_gradient(ctx, M, dyf.data(), ldy, N, xf.data(), ldx, K, want.data(), /*bf16=*/true);
+        kernels::weight_gradient(ctx, M, dy16.data(), ldy, N, xf.data(), ldx, K, got.data());
+        EXPECT_EQ(got, want) << "bf16 dy";
         kernels::PackedLinear pw, pg;
         kernels::pack_kn_into(ctx, xf.data(), ldx, M, K, pw, /*bf16=*/true);
         kernels::pack_kn_into(ctx, x16.data(), ldx, M, K, pg);

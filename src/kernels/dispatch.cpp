@@ -190,6 +190,36 @@ void weight_gradient(const Context& ctx, int64_t M, const float* dy, int64_t ldy
   linear_at(ctx, N, dy, ldy, xp, dW, K, /*accumulate=*/true);
 }
 
+void weight_gradient(const Context& ctx, int64_t M, const uint16_t* dy, int64_t ldy, int64_t N, const float* x, int64_t ldx,
+                     int64_t K, float* dW) {
+  if (native_bf16(ctx) && x86::grouped_weight_gradient_pays(M))
+    return x86::weight_gradient_bf16(ctx.threads, M, dy, ldy, N, x, ldx, K, dW);
+  static thread_local PackedLinear xp;
+  pack_kn_into(ctx, x, ldx, M, K, xp, /*bf16=*/true);
+  linear_at(ctx, N, dy, ldy, xp, dW, K, /*accumulate=*/true);
+}
+
+void linear_at(const Context& ctx, int64_t M, const uint16_t* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc,
+               bool accumulate) {
+  if (!B.is_bf16()) throw std::invalid_argument("linear_at on a bf16 map: B is not in bf16 form");
+  if (native_bf16(ctx)) return x86::linear_at_bf16(ctx.threads, M, A, lda, B, C, ldc, accumulate);
+  // A is [K][M] here: B.K rows of M.
+  linear_at(ctx, M, widened(ctx, A, B.K, M, lda), M, B, C, ldc, accumulate);
+}
+
+void linear_tiles(const Context& ctx, int64_t M, const float* A, int64_t lda, const PackedLinear& W, const TileConsumer& consume) {
+  if (M <= 0 || W.N <= 0) return;
+  if (W.is_bf16() && native_bf16(ctx)) return x86::linear_bf16_tiles(ctx.threads, M, A, lda, W, consume);
+  const int64_t N = W.N;
+  static thread_local AlignedVector<float> c;
+  if (c.size() < static_cast<size_t>(M * N)) c.resize(static_cast<size_t>(M * N));
+  float* cp = c.data();
+  const TileEpilogue hand_over = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    consume(OutputTile{m0, m1, n0, n1, cp + m0 * N + n0, N});
+  };
+  linear(ctx, M, A, lda, W, cp, N, false, Activation::Linear, &hand_over);
+}
+
 void layer_norm_train(const Context& ctx, const float* x, int64_t rows, int64_t C, const float* gamma,
                       const float* beta, float eps, float* y, float* xhat, float* rstd) {
   if (use_x86(ctx)) x86::layer_norm_train(ctx.threads, x, rows, C, gamma, beta, eps, y, xhat, rstd);

@@ -223,6 +223,28 @@ void linear(const Context& ctx, int64_t M, const uint16_t* A, int64_t lda, const
 // weight_gradient(…, bf16 = true) on x kept in bf16.
 void weight_gradient(const Context& ctx, int64_t M, const float* dy, int64_t ldy, int64_t N, const uint16_t* x, int64_t ldx,
                      int64_t K, float* dW);
+// weight_gradient(…, bf16 = true) on dy kept in bf16.
+void weight_gradient(const Context& ctx, int64_t M, const uint16_t* dy, int64_t ldy, int64_t N, const float* x, int64_t ldx,
+                     int64_t K, float* dW);
+// linear_at() on A kept in bf16 (B in bf16 form).
+void linear_at(const Context& ctx, int64_t M, const uint16_t* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc,
+               bool accumulate);
+// A finished block of a GEMM's output handed over instead of stored: rows [m0, m1), columns
+// [n0, n1), element (m, n) at data[(m − m0)·ld + (n − n0)], in a buffer of the thread that runs
+// the consumer (which may change it).
+struct OutputTile {
+  int64_t m0, m1, n0, n1;
+  float* data;
+  int64_t ld;
+};
+using TileConsumer = std::function<void(const OutputTile&)>;
+// C = A·Wᵀ + b handed to `consume` tile by tile (on the call's threads, the tiles covering C once)
+// and never stored whole: for an output of which only a function is kept (bf16 training's
+// dh = (dz·W2)⊙act'(h), kept in bf16 beside its column sums), without C's trip to memory and
+// back. The x86 bf16 GEMM computes each tile into a buffer of its thread; elsewhere linear()
+// fills a buffer of the calling thread and hands it over as its TileEpilogue gets it (the same
+// row tiles either way, so TileColumnSums holds).
+void linear_tiles(const Context& ctx, int64_t M, const float* A, int64_t lda, const PackedLinear& W, const TileConsumer& consume);
 // pack_kn_into's bf16 form of B kept in bf16.
 void pack_kn_into(const Context& ctx, const uint16_t* B, int64_t ldb, int64_t K, int64_t N, PackedLinear& out);
 // n floats rounded to bf16 as the family's bf16 GEMM rounds its inputs.

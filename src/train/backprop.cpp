@@ -203,6 +203,7 @@ struct TrainGraph::Impl {
   std::vector<LinearPacks> down_packs, pw1, pw2;
   std::vector<Buffer> taps;
   kernels::TileColumnSums db1;  // pwconv1's bias gradient, from the dh GEMM's tiles
+  kernels::AlignedVector<uint16_t> dh16;  // bf16 training (V1): dh kept in bf16, as a16
   Buffer db1_step, pw1_part;
 
   Impl(Parameters& n, const Context& c, bool b) : net(n), ctx(c), bf16(b) {}
@@ -367,23 +368,38 @@ void TrainGraph::Impl::backward_block(const BlockParams& b, size_t bi, size_t mi
                                 ls ? grads.of(b.layer_scale).data() : nullptr, grads.of(b.pw2_bias).data());
   // pwconv2: dW2 += dzᵀ·a (V2: ·GRN(a), recomputed), da = dz·W2 (V2: then through GRN).
   const bool v2 = !b.grn_weight.empty();
+  const bool in_bf16 = bf16 && !v2;  // a, and dh below, kept in bf16 (see BlockState::a16)
   const float* pw2_in = bs.a.data();
   if (v2) {
     float* gn = grow(s4, M * C4);
     kernels::grn(ctx, bs.a.data(), N, gg.H * gg.W, C4, b.grn_weight.data(), b.grn_bias.data(), gn);
     pw2_in = gn;
   }
-  if (bf16 && !v2) kernels::weight_gradient(ctx, M, dz, C, C, bs.a16.data(), C4, C4, grads.of(b.pw2_weight).data());
+  if (in_bf16) kernels::weight_gradient(ctx, M, dz, C, C, bs.a16.data(), C4, C4, grads.of(b.pw2_weight).data());
   else weight_grad(ctx, dz, pw2_in, M, C, C4, grads.of(b.pw2_weight).data(), bf16);
   // dh = dz·W2 (V2: then through GRN), times act'(h), and db1 = Σ dh, pwconv1's bias gradient of
   // this step. In V1 both on each tile of dh while it is in cache (the product in registers,
   // act'(h) read 128 bytes a row at a time, measured 5-7% slower; the sums in the tile pass rather
   // than a pass of their own: stage 1's dh 9.79 → 8.81 ms).
-  float* dh = grow(s3, M * C4);
+  float* dh = in_bf16 ? nullptr : grow(s3, M * C4);
   const float* da = bs.dact.data();
   float* db1s = grow(db1_step, C4);
   std::fill(db1s, db1s + C4, 0.0f);
-  if (!v2) {
+  if (in_bf16) {
+    // bf16: dh is read by dW1 and dt's GEMMs only, which round it to bf16: each tile of dz·W2 is
+    // taken from the GEMM's buffer, multiplied and summed as below and kept in bf16 only (the
+    // same bits, without dh's fp32 trip to memory and back).
+    db1.reset(M, C4);
+    uint16_t* h16 = grow(dh16, M * C4);
+    const kernels::TileConsumer keep = [&](const kernels::OutputTile& o) {
+      kernels::multiply_rows(ctx.serial(), o.m1 - o.m0, o.n1 - o.n0, o.data, o.ld, da + o.m0 * C4 + o.n0, C4,
+                             db1.tile(o.m0, o.n0, o.n1));
+      for (int64_t m = o.m0; m < o.m1; ++m)
+        kernels::round_to_bf16(ctx.serial(), o.data + (m - o.m0) * o.ld, o.n1 - o.n0, h16 + m * C4 + o.n0);
+    };
+    kernels::linear_tiles(ctx, M, dz, C, pw2[bi].bwd, keep);
+    db1.finish(db1s);
+  } else if (!v2) {
     db1.reset(M, C4);
     const kernels::TileEpilogue act_grad = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
       kernels::multiply_rows(ctx.serial(), m1 - m0, n1 - n0, dh + m0 * C4 + n0, C4, da + m0 * C4 + n0, C4,
@@ -413,10 +429,14 @@ void TrainGraph::Impl::backward_block(const BlockParams& b, size_t bi, size_t mi
   const float* gam = b.norm.weight.data();
   const float* bet = b.norm.bias.data();
   float* dW1 = grads.of(b.pw1_weight).data();
+  const auto dW1_from = [&](const float* x, float* out) {
+    if (in_bf16) kernels::weight_gradient(ctx, M, dh16.data(), C4, C4, x, C, C, out);
+    else weight_grad(ctx, dh, x, M, C4, C, out, bf16);
+  };
   if (M >= 2 * C4) {
     float* P = grow(pw1_part, C4 * C);
     std::fill(P, P + C4 * C, 0.0f);
-    weight_grad(ctx, dh, bs.xhat.data(), M, C4, C, P, bf16);
+    dW1_from(bs.xhat.data(), P);
     parallel::for_each(C4, ctx.threads, C4 * C > 32768, [&](int64_t n) {
       for (int64_t k = 0; k < C; ++k) dW1[n * C + k] += P[n * C + k] * gam[k] + db1s[n] * bet[k];
     });
@@ -425,10 +445,11 @@ void TrainGraph::Impl::backward_block(const BlockParams& b, size_t bi, size_t mi
     parallel::for_each(M, ctx.threads, M * C > 32768, [&](int64_t r) {
       for (int64_t c = 0; c < C; ++c) t[r * C + c] = bs.xhat[static_cast<size_t>(r * C + c)] * gam[c] + bet[c];
     });
-    weight_grad(ctx, dh, t, M, C4, C, dW1, bf16);
+    dW1_from(t, dW1);
   }
   float* dt = grow(s2, M * C);
-  kernels::linear(ctx, M, dh, C4, pw1[bi].bwd, dt, C, false, Activation::Linear);
+  if (in_bf16) kernels::linear(ctx, M, dh16.data(), C4, pw1[bi].bwd, dt, C, false, Activation::Linear);
+  else kernels::linear(ctx, M, dh, C4, pw1[bi].bwd, dt, C, false, Activation::Linear);
   kernels::layer_norm_backward(ctx, dt, bs.xhat.data(), bs.rstd.data(), M, C, gam, dt, grads.of(b.norm.weight).data(),
                                grads.of(b.norm.bias).data());
   // Depthwise conv: its input gradient is added to G, the residual's.

@@ -19,4 +19,13 @@ void linear_bf16(int threads, int64_t M, const uint16_t* A, int64_t lda, const P
 void weight_gradient_bf16(int threads, int64_t M, const float* dy, int64_t ldy, int64_t N, const uint16_t* x, int64_t ldx,
                           int64_t K, float* dW);
 
+// … and on dy already in bf16.
+void weight_gradient_bf16(int threads, int64_t M, const uint16_t* dy, int64_t ldy, int64_t N, const float* x, int64_t ldx,
+                          int64_t K, float* dW);
+// linear_at_bf16 (family.h) on A already in bf16.
+void linear_at_bf16(int threads, int64_t M, const uint16_t* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc,
+                    bool accumulate);
+// linear_bf16 handing each finished tile to `consume` from a buffer of its thread (kernels::linear_tiles).
+void linear_bf16_tiles(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, const TileConsumer& consume);
+
 }  // namespace convnext::kernels::x86

@@ -96,9 +96,12 @@ void convert_rows(const float* A, int64_t lda, int64_t rows, int64_t K, int64_t 
 // rows m0..m1−1 (row tile `row_tile`) and its stride in pairs; TA as for micro. With a bf16
 // output (Out = uint16_t: `grad` given, act in registers, no `after`) K is one block, so that no
 // partial sum goes through C.
+// With `consume` (Out = float, act Linear, no `after`, no `grad`), C and ldc are ignored: each tile
+// is computed into a buffer of its thread and handed over (kernels::linear_tiles).
 template <bool TA, class Out, class RowsOf>
 void gemm_pairs(int threads, int64_t M, const PackedLinear& W, Out* C, int64_t ldc, bool accumulate, Activation act,
-                const TileEpilogue* after, const ActivationGradient* grad, RowsOf&& rows_of) {
+                const TileEpilogue* after, const ActivationGradient* grad, RowsOf&& rows_of,
+                const TileConsumer* consume = nullptr) {
   constexpr bool kOut16 = std::is_same_v<Out, uint16_t>;
   const int64_t N = W.N, K2 = (W.K + 1) / 2, kb = kOut16 ? std::max<int64_t>(K2, 1) : kKc2;
   const auto& kern = TA ? kMicroT : kMicro;
@@ -110,6 +113,15 @@ void gemm_pairs(int threads, int64_t M, const PackedLinear& W, Out* C, int64_t l
     const int64_t p0 = (t % plan.ntiles) * plan.np, p1 = std::min(plan.panels, p0 + plan.np);
     int64_t lda2 = 0;
     const uint32_t* abuf = rows_of(t / plan.ntiles, m0, m1, lda2);
+    // Where the tile's values go: element (m, n) at out + (m − om)·ldo + (n − on).
+    Out* out = C;
+    int64_t ldo = ldc, om = 0, on = 0;
+    if (consume) {
+      static thread_local AlignedVector<Out> tile;
+      ldo = (p1 - p0) * kPanel;
+      if (tile.size() < static_cast<size_t>((m1 - m0) * ldo)) tile.resize(static_cast<size_t>((m1 - m0) * ldo));
+      out = tile.data(), om = m0, on = p0 * kPanel;
+    }
     for (int64_t k0 = 0; k0 < K2 || k0 == 0; k0 += kb) {
       const int64_t kc = std::min(kb, K2 - k0);
       const bool first = k0 == 0, last = k0 + kb >= K2;
@@ -122,21 +134,25 @@ void gemm_pairs(int threads, int64_t M, const PackedLinear& W, Out* C, int64_t l
         for_each_row_run(m0, m1, [&](int64_t m, int rows) {
           int64_t pf_rows;
           const char* pf_at = pf.slice(pf_rows);
-          prefetch_next_output(C, ldc, m, rows, m0, m1, n0, std::min(N, p1 * kPanel), last ? grad : nullptr);
+          // (A tile buffer stays in cache: no stores to wait for there.)
+          if (!consume) prefetch_next_output(C, ldc, m, rows, m0, m1, n0, std::min(N, p1 * kPanel), last ? grad : nullptr);
           const uint32_t* a = TA ? abuf + k0 * lda2 + (m - m0) : abuf + (m - m0) * lda2 + k0;
           ActivationGradient run;
           const ActivationGradient* g = run_gradient(grad, last, m, n0, run);
+          Out* c = out + (m - om) * ldo + (n0 - on);
           if constexpr (kOut16)
-            kMicroBf16Out[rows](kc, a, lda2, Bp, bias, act, C + m * ldc + n0, ldc, mask_lo(nc), mask_hi(nc), false, pf_at,
-                                pf_rows, g);
+            kMicroBf16Out[rows](kc, a, lda2, Bp, bias, act, c, ldo, mask_lo(nc), mask_hi(nc), false, pf_at, pf_rows, g);
           else
-            (g ? kMicroGrad : kern)[rows](kc, a, lda2, Bp, bias, reg_act, C + m * ldc + n0, ldc, mask_lo(nc), mask_hi(nc),
+            (g ? kMicroGrad : kern)[rows](kc, a, lda2, Bp, bias, reg_act, c, ldo, mask_lo(nc), mask_hi(nc),
                                           accumulate || !first, pf_at, pf_rows, g);
         });
       }
       if (K2 == 0) break;
     }
-    if constexpr (!kOut16) finish_tile(act, after, C, ldc, m0, m1, p0 * kPanel, std::min(N, p1 * kPanel));
+    if constexpr (!kOut16) {
+      if (consume) (*consume)(OutputTile{m0, m1, p0 * kPanel, std::min(N, p1 * kPanel), out, ldo});
+      else finish_tile(act, after, C, ldc, m0, m1, p0 * kPanel, std::min(N, p1 * kPanel));
+    }
   }, tiles > 1 && M * N * W.K > 32768 ? threads : 1);
 }
 
@@ -186,6 +202,12 @@ void linear_bf16_out(int threads, int64_t M, const float* A, int64_t lda, const 
   gemm_pairs<false>(threads, M, W, C, ldc, false, act, nullptr, &grad, ConvertRows{A, lda, W.K, next_call()});
 }
 
+void linear_bf16_tiles(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, const TileConsumer& consume) {
+  if (M <= 0 || W.N <= 0) return;
+  gemm_pairs<false>(threads, M, W, static_cast<float*>(nullptr), 0, false, Activation::Linear, nullptr, nullptr,
+                    ConvertRows{A, lda, W.K, next_call()}, &consume);
+}
+
 void linear_bf16(int threads, int64_t M, const uint16_t* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc,
                  bool accumulate, Activation act, const TileEpilogue* after) {
   if (M <= 0 || W.N <= 0) return;
@@ -198,12 +220,15 @@ void linear_bf16(int threads, int64_t M, const uint16_t* A, int64_t lda, const P
                     });
 }
 
-void linear_at_bf16(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc,
-                    bool accumulate) {
+namespace {
+// Aᵀ's rows (k) in pairs, converted once for every tile: pair (i, kk) = (A[2kk][i], A[2kk+1][i]);
+// A in fp32 (rounded here) or already in bf16. The buffer belongs to the calling thread; the team
+// only reads it.
+template <class T>
+void linear_at_pairs(int threads, int64_t M, const T* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc,
+                     bool accumulate) {
   const int64_t K = B.K, K2 = (K + 1) / 2;
   if (M <= 0 || B.N <= 0) return;
-  // Aᵀ's rows (k) in pairs, converted once for every tile: pair (i, kk) = (A[2kk][i], A[2kk+1][i]).
-  // The buffer belongs to the calling thread; the team only reads it.
   static thread_local AlignedVector<uint32_t> pairs;
   if (pairs.size() < static_cast<size_t>(K2 * M)) pairs.resize(static_cast<size_t>(K2 * M));
   uint32_t* out = pairs.data();
@@ -215,21 +240,31 @@ void linear_at_bf16(int threads, int64_t M, const float* A, int64_t lda, const P
     return static_cast<const uint32_t*>(out + m0);
   });
 }
+}  // namespace
+
+void linear_at_bf16(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc,
+                    bool accumulate) {
+  linear_at_pairs(threads, M, A, lda, B, C, ldc, accumulate);
+}
+void linear_at_bf16(int threads, int64_t M, const uint16_t* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc,
+                    bool accumulate) {
+  linear_at_pairs(threads, M, A, lda, B, C, ldc, accumulate);
+}
 
 namespace {
-// The weight gradient's driver on x of element type X: float (rounded to bf16 in the pack) or
-// uint16_t (a map kept in bf16: interleaved as it is).
-template <class X>
-void weight_gradient_pairs(int threads, int64_t M, const float* dy, int64_t ldy, int64_t N, const X* x, int64_t ldx, int64_t K,
+// The weight gradient's driver on dy and x of element types DY and X: float (rounded to bf16 in
+// the pack) or uint16_t (a map kept in bf16: interleaved as it is).
+template <class DY, class X>
+void weight_gradient_pairs(int threads, int64_t M, const DY* dy, int64_t ldy, int64_t N, const X* x, int64_t ldx, int64_t K,
                            float* dW) {
-  const wgrad::Operands ops{dy, ldy, x, ldx, 2, false, static_cast<int>(sizeof(X))};
+  const wgrad::Operands ops{dy, ldy, x, ldx, 2, false, static_cast<int>(sizeof(X)), static_cast<int>(sizeof(DY))};
   wgrad::run(threads, M, N, K, dW, ops, [&](const wgrad::Block& b, uint32_t* abuf, uint32_t* bbuf) {
     const int64_t k2 = (b.kc + 1) / 2;
     const auto row = [&](const auto* base, int64_t ld, int64_t kk, int64_t half) {
       return 2 * kk + half < b.kc ? base + (b.m0 + 2 * kk + half) * ld : nullptr;
     };
     for (int64_t kk = 0; kk < k2; ++kk) {  // dy's pair rows
-      const float* r1 = row(dy, ldy, kk, 1);
+      const DY* r1 = row(dy, ldy, kk, 1);
       interleave_bf16(row(dy, ldy, kk, 0) + b.n0, r1 ? r1 + b.n0 : nullptr, b.n1 - b.n0, abuf + kk * b.lda);
     }
     for (int64_t kk = 0; kk < k2; ++kk) {  // x's panels
@@ -256,6 +291,10 @@ void weight_gradient_bf16(int threads, int64_t M, const float* dy, int64_t ldy, 
   weight_gradient_pairs(threads, M, dy, ldy, N, x, ldx, K, dW);
 }
 void weight_gradient_bf16(int threads, int64_t M, const float* dy, int64_t ldy, int64_t N, const uint16_t* x, int64_t ldx,
+                          int64_t K, float* dW) {
+  weight_gradient_pairs(threads, M, dy, ldy, N, x, ldx, K, dW);
+}
+void weight_gradient_bf16(int threads, int64_t M, const uint16_t* dy, int64_t ldy, int64_t N, const float* x, int64_t ldx,
                           int64_t K, float* dW) {
   weight_gradient_pairs(threads, M, dy, ldy, N, x, ldx, K, dW);
 }

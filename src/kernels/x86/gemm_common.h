@@ -260,17 +260,17 @@ constexpr int64_t kGroup = kWeightGradientGroup;  // pixels per group
 constexpr int64_t kMb = 384;                      // rows of dW per unit at most (their dy block stays in L2)
 constexpr int64_t kPanels = 12;                   // 32-column panels per unit at most (their x block stays in L2)
 
-// The inputs; x: x_bytes per element (4: fp32, 2: a map kept in bf16); `pair`: pixels per 4-byte
+// The inputs; dy, x: dy_bytes, x_bytes per element (4: fp32, 2: a map kept in bf16); `pair`: pixels per 4-byte
 // element of the buffers (1: fp32, 2: bf16 pairs); `runs`: A is packed in row runs (see run()),
 // else as rows of the block.
 struct Operands {
-  const float* dy;
+  const void* dy;
   int64_t ldy;
   const void* x;
   int64_t ldx;
   int pair;
   bool runs;
-  int x_bytes = 4;
+  int x_bytes = 4, dy_bytes = 4;
 };
 
 // A block to pack: pixels [m0, m0 + kc), rows [n0, n1) of dW, columns [c0, c0 + width) in np
@@ -379,7 +379,7 @@ void run(int threads, int64_t M, int64_t N, int64_t K, float* dW, const Operands
         next_m0 = next.r0;
       }
       const int64_t next_kc = next_m0 < next.r1 ? std::min(kBlock, next.r1 - next_m0) : 0;
-      const PrefetchRange pa = rows_of(o.dy, 4, o.ldy, next_m0, next_kc, next.n0, next.n1);
+      const PrefetchRange pa = rows_of(o.dy, o.dy_bytes, o.ldy, next_m0, next_kc, next.n0, next.n1);
       const PrefetchRange pb = rows_of(o.x, o.x_bytes, o.ldx, next_m0, next_kc, next.p0 * kPanel, std::min(K, next.p1 * kPanel));
       const PrefetchRange& big = pa.rows >= pb.rows ? pa : pb;  // spread over the microkernels' k steps
       const PrefetchRange& small = pa.rows >= pb.rows ? pb : pa;  // issued before each call
