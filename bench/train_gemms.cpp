@@ -3,7 +3,8 @@
 // (as in a step, where each GEMM's operands were written long before): pwconv1 with the GELU and
 // its derivative (ActivationGradient), pwconv2, pwconv2's weight gradient, dh = dz·W2 with the
 // act'(h) product and pwconv1's bias gradient in its tile epilogue, pwconv1's weight gradient and
-// dt = dh·W1. Medians of 9 runs; `--warm` skips the flush. Built and run by bench/train_gemms.sh.
+// dt = dh·W1. bf16 as training runs it: act(h) and dh kept in bf16 between their GEMMs. Medians of
+// 9 runs; `--warm` skips the flush. Built and run by bench/train_gemms.sh.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -71,17 +72,43 @@ double stage(const Context& ctx, int64_t M, int64_t C, bool bf16) {
     multiply_rows(ctx.serial(), m1 - m0, n1 - n0, dh.data() + m0 * C4 + n0, C4, dact.data() + m0 * C4 + n0, C4,
                   sums.tile(m0, n0, n1));
   };
+  // bf16 as training runs it: act(h) and dh kept in bf16 (kernels.h, "maps kept in bf16").
+  AlignedVector<uint16_t> a16(h.size()), dh16(h.size());
+  round_to_bf16(ctx, a.data(), M * C4, a16.data());
+  round_to_bf16(ctx, a.data(), M * C4, dh16.data());
+  const TileConsumer keep = [&](const OutputTile& o) {
+    multiply_rows(ctx.serial(), o.m1 - o.m0, o.n1 - o.n0, o.data, o.ld, dact.data() + o.m0 * C4 + o.n0, C4,
+                  sums.tile(o.m0, o.n0, o.n1));
+    for (int64_t m = o.m0; m < o.m1; ++m)
+      round_to_bf16(ctx.serial(), o.data + (m - o.m0) * o.ld, o.n1 - o.n0, dh16.data() + m * C4 + o.n0);
+  };
   const double ms[6] = {
-      median_ms([&] { linear(ctx, M, t.data(), C, p1, h.data(), C4, false, Activation::Gelu, nullptr, &grad); }),
-      median_ms([&] { linear(ctx, M, a.data(), C4, p2, z.data(), C, false, Activation::Linear); }),
-      median_ms([&] { weight_gradient(ctx, M, dz.data(), C, C, a.data(), C4, C4, dW2.data(), bf16); }),
+      median_ms([&] {
+        if (bf16) linear_bf16_out(ctx, M, t.data(), C, p1, a16.data(), C4, Activation::Gelu, grad);
+        else linear(ctx, M, t.data(), C, p1, h.data(), C4, false, Activation::Gelu, nullptr, &grad);
+      }),
+      median_ms([&] {
+        if (bf16) linear(ctx, M, a16.data(), C4, p2, z.data(), C, false, Activation::Linear);
+        else linear(ctx, M, a.data(), C4, p2, z.data(), C, false, Activation::Linear);
+      }),
+      median_ms([&] {
+        if (bf16) weight_gradient(ctx, M, dz.data(), C, C, a16.data(), C4, C4, dW2.data());
+        else weight_gradient(ctx, M, dz.data(), C, C, a.data(), C4, C4, dW2.data());
+      }),
       median_ms([&] {
         sums.reset(M, C4);
-        linear(ctx, M, dz.data(), C, q2, dh.data(), C4, false, Activation::Linear, &epi);
+        if (bf16) linear_tiles(ctx, M, dz.data(), C, q2, keep);
+        else linear(ctx, M, dz.data(), C, q2, dh.data(), C4, false, Activation::Linear, &epi);
         sums.finish(db1.data());
       }),
-      median_ms([&] { weight_gradient(ctx, M, a.data(), C4, C4, t.data(), C, C, dW1.data(), bf16); }),
-      median_ms([&] { linear(ctx, M, a.data(), C4, q1, dt.data(), C, false, Activation::Linear); }),
+      median_ms([&] {
+        if (bf16) weight_gradient(ctx, M, dh16.data(), C4, C4, t.data(), C, C, dW1.data());
+        else weight_gradient(ctx, M, a.data(), C4, C4, t.data(), C, C, dW1.data());
+      }),
+      median_ms([&] {
+        if (bf16) linear(ctx, M, dh16.data(), C4, q1, dt.data(), C, false, Activation::Linear);
+        else linear(ctx, M, a.data(), C4, q1, dt.data(), C, false, Activation::Linear);
+      }),
   };
   const double gflop = 2.0 * static_cast<double>(M * C * C4) / 1e6;  // per GEMM, divided by ms
   double total = 0;
