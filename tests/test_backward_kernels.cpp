@@ -707,16 +707,20 @@ TEST(BackwardKernels, MapsKeptInBf16GiveTheBitsOfTheirFp32Forms) {
           EXPECT_EQ(d, want_d) << "act'(h)";
         }
       // pwconv2 reading it: aligned pairs (the x86 route), odd K or stride (the widening route).
+      // The last shape's rows start 2 bytes past a 4-byte boundary (widened too).
       struct LinShape {
-        int64_t K, lda;
+        int64_t K, lda, offset;
       };
-      for (const LinShape s : {LinShape{40, 40}, LinShape{600, 602}, LinShape{7, 8}, LinShape{40, 41}})
+      for (const LinShape s : {LinShape{40, 40, 0}, LinShape{600, 602, 0}, LinShape{7, 8, 0}, LinShape{40, 41, 0},
+                               LinShape{40, 40, 1}})
         for (const bool accumulate : {false, true}) {
           const int64_t M = 149, N = 37;
-          SCOPED_TRACE("linear on bf16 A, K=" + std::to_string(s.K) + " lda=" + std::to_string(s.lda) + (accumulate ? " +=" : ""));
-          const auto a16 = bf16_bits(randn(M * s.lda, 321 + s.K, 3.0f));
+          SCOPED_TRACE("linear on bf16 A, K=" + std::to_string(s.K) + " lda=" + std::to_string(s.lda) + " offset " +
+                       std::to_string(s.offset) + (accumulate ? " +=" : ""));
+          const auto a16 = bf16_bits(randn(M * s.lda + s.offset, 321 + s.K, 3.0f));
+          const uint16_t* A = a16.data() + s.offset;
           const auto W = randn(N * s.K, 322, 0.2f), b = randn(N, 323);
-          const auto af = widen(a16);
+          const auto af = widen(std::vector<uint16_t>(A, A + M * s.lda));
           kernels::PackedLinear P;
           kernels::pack_linear_into(ctx, W.data(), b.data(), N, s.K, P, /*bf16=*/true);
           std::vector<float> want(static_cast<size_t>(M * N), 0.5f), got(want);
@@ -726,38 +730,39 @@ TEST(BackwardKernels, MapsKeptInBf16GiveTheBitsOfTheirFp32Forms) {
             for (int64_t m = m0; m < m1; ++m)
               for (int64_t n = n0; n < n1; ++n) ++seen[static_cast<size_t>(m * N + n)];
           };
-          kernels::linear(ctx, M, a16.data(), s.lda, P, got.data(), N, accumulate, Activation::Linear, &count);
+          kernels::linear(ctx, M, A, s.lda, P, got.data(), N, accumulate, Activation::Linear, &count);
           EXPECT_EQ(got, want);
           EXPECT_EQ(seen, std::vector<int>(seen.size(), 1)) << "the epilogue saw every value once";
         }
       // dh's GEMM handing its tiles over: the values of linear() with a tile epilogue, each once,
       // in tiles that a TileColumnSums accepts (row tiles at least kSlotRows apart).
       for (const int64_t M : {1, 149, 1000})
-        for (const bool bf16 : {false, true}) {
-          const int64_t N = 83, K = 40;
-          SCOPED_TRACE("linear_tiles M=" + std::to_string(M) + (bf16 ? " bf16" : " fp32"));
-          const auto x = randn(M * K, 351 + M), W = randn(N * K, 352, 0.2f), b = randn(N, 353);
-          kernels::PackedLinear P;
-          kernels::pack_linear_into(ctx, W.data(), b.data(), N, K, P, bf16);
-          std::vector<float> want(static_cast<size_t>(M * N)), got(want.size(), 7.0f);
-          kernels::linear(ctx, M, x.data(), K, P, want.data(), N, false, Activation::Linear);
-          std::vector<int> seen(want.size(), 0);
-          kernels::TileColumnSums sums;
-          sums.reset(M, N);
-          const kernels::TileConsumer take = [&](const kernels::OutputTile& o) {
-            sums.tile(o.m0, o.n0, o.n1);
-            for (int64_t m = o.m0; m < o.m1; ++m)
-              for (int64_t n = o.n0; n < o.n1; ++n) {
-                got[static_cast<size_t>(m * N + n)] = o.data[(m - o.m0) * o.ld + (n - o.n0)];
-                ++seen[static_cast<size_t>(m * N + n)];
-              }
-          };
-          kernels::linear_tiles(ctx, M, x.data(), K, P, take);
-          EXPECT_EQ(got, want);
-          EXPECT_EQ(seen, std::vector<int>(seen.size(), 1)) << "every value once";
-          std::vector<float> unused(static_cast<size_t>(N), 0.0f);
-          EXPECT_NO_THROW(sums.finish(unused.data())) << "row tiles closer than kSlotRows";
-        }
+        for (const int64_t K : {40, 600})  // 600: partial sums kept in the tile buffer between K blocks
+          for (const bool bf16 : {false, true}) {
+            const int64_t N = 83;
+            SCOPED_TRACE("linear_tiles M=" + std::to_string(M) + " K=" + std::to_string(K) + (bf16 ? " bf16" : " fp32"));
+            const auto x = randn(M * K, 351 + M), W = randn(N * K, 352, 0.2f), b = randn(N, 353);
+            kernels::PackedLinear P;
+            kernels::pack_linear_into(ctx, W.data(), b.data(), N, K, P, bf16);
+            std::vector<float> want(static_cast<size_t>(M * N)), got(want.size(), 7.0f);
+            kernels::linear(ctx, M, x.data(), K, P, want.data(), N, false, Activation::Linear);
+            std::vector<int> seen(want.size(), 0);
+            kernels::TileColumnSums sums;
+            sums.reset(M, N);
+            const kernels::TileConsumer take = [&](const kernels::OutputTile& o) {
+              sums.tile(o.m0, o.n0, o.n1);
+              for (int64_t m = o.m0; m < o.m1; ++m)
+                for (int64_t n = o.n0; n < o.n1; ++n) {
+                  got[static_cast<size_t>(m * N + n)] = o.data[(m - o.m0) * o.ld + (n - o.n0)];
+                  ++seen[static_cast<size_t>(m * N + n)];
+                }
+            };
+            kernels::linear_tiles(ctx, M, x.data(), K, P, take);
+            EXPECT_EQ(got, want);
+            EXPECT_EQ(seen, std::vector<int>(seen.size(), 1)) << "every value once";
+            std::vector<float> unused(static_cast<size_t>(N), 0.0f);
+            EXPECT_NO_THROW(sums.finish(unused.data())) << "row tiles closer than kSlotRows";
+          }
       // dW2 from it (bf16 x) and dW1 from dh kept in bf16 (bf16 dy): the grouped kernel
       // (M ≥ 4096) and the packed route (linear_at on bf16 A), and the pack itself.
       for (const int64_t M : {41, 4097}) {

@@ -206,11 +206,13 @@ void linear_at(const Context& ctx, int64_t M, const float* A, int64_t lda, const
 void weight_gradient(const Context& ctx, int64_t M, const float* dy, int64_t ldy, int64_t N, const float* x, int64_t ldx,
                      int64_t K, float* dW, bool bf16 = false);
 // ---- bf16 training: maps kept in bf16 ------------------------------------------------------
-// Mixed precision rounds every GEMM input to bf16; a map that feeds GEMMs only (act(h), between
-// pwconv1 and pwconv2 and dW2) can be kept in bf16 instead: the same bits in half the bytes, and
-// nothing for its consumers to convert. These give or take such a map (uint16_t: a bfloat16's
-// bits, rows ld values apart), W in bf16 form (pack_linear_into / pack_kn_into with bf16), and
-// each gives the same bits as its fp32 form on the map widened to fp32 (exact).
+// Mixed precision rounds every GEMM input to bf16; a map that feeds GEMMs only (act(h), read by
+// pwconv2 and dW2; dh, read by dW1 and dt = dh·W1) can be kept in bf16 instead: the same bits in
+// half the bytes, and nothing for its consumers to convert. These give or take such a map
+// (uint16_t: a bfloat16's bits, rows ld values apart), W in bf16 form (pack_linear_into /
+// pack_kn_into with bf16), and each gives the same bits as its fp32 form on the map widened to
+// fp32 (exact). Where they cannot run natively they work in buffers of the calling thread, which
+// the call's team reads: a TileEpilogue or TileConsumer must not call them.
 //
 // linear() with an ActivationGradient, C kept in bf16: act(v) rounded to nearest even as the
 // family's bf16 GEMM rounds its inputs (the same bits as linear() into fp32 followed by that
@@ -230,8 +232,8 @@ void weight_gradient(const Context& ctx, int64_t M, const uint16_t* dy, int64_t 
 void linear_at(const Context& ctx, int64_t M, const uint16_t* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc,
                bool accumulate);
 // A finished block of a GEMM's output handed over instead of stored: rows [m0, m1), columns
-// [n0, n1), element (m, n) at data[(m − m0)·ld + (n − n0)], in a buffer of the thread that runs
-// the consumer (which may change it).
+// [n0, n1), element (m, n) at data[(m − m0)·ld + (n − n0)], in a buffer that the consumer may
+// change (no other tile overlaps it) and that is reused once the consumer returns.
 struct OutputTile {
   int64_t m0, m1, n0, n1;
   float* data;

@@ -1,4 +1,4 @@
-// The x86 bf16 kernels for maps kept in bfloat16 between GEMMs (bf16 training's act(h)), entry
+// The x86 bf16 kernels for maps kept in bfloat16 between GEMMs (bf16 training's act(h) and dh), entry
 // points of the x86 family only: the dispatcher (kernels.h, "maps kept in bf16") gives the other
 // families the same bits by widening such a map to fp32, which is exact.
 #pragma once

@@ -185,11 +185,7 @@ inline void store_act_and_grad(__m512 (&c0)[MR], __m512 (&c1)[MR], float* C, int
   }
 }
 
-// The epilogue of an MR×32 microkernel. On the last K block (bias given): + bias, then the
-// activation while the values are still in registers (act_in_registers); masked stores. `grad`
-// (the last K block only; d at this microkernel's rows and columns): act'(v) into d as well, for
-// the activations of with_act_and_grad.
-// GRAD is a separate instantiation, so that the plain microkernels' code stays as it was.
+// The bias (when given: the last K block) added to an MR×32 block of accumulators.
 template <int MR>
 inline void add_bias(__m512 (&c0)[MR], __m512 (&c1)[MR], const float* bias) {
   if (!bias) return;
@@ -201,6 +197,11 @@ inline void add_bias(__m512 (&c0)[MR], __m512 (&c1)[MR], const float* bias) {
   }
 }
 
+// The epilogue of an MR×32 microkernel. On the last K block (bias given): + bias, then the
+// activation while the values are still in registers (act_in_registers); masked stores. `grad`
+// (the last K block only; d at this microkernel's rows and columns): act'(v) into d as well, for
+// the activations of with_act_and_grad.
+// GRAD is a separate instantiation, so that the plain microkernels' code stays as it was.
 template <int MR, bool GRAD = false>
 inline void store_tile(__m512 (&c0)[MR], __m512 (&c1)[MR], const float* bias, Activation act, float* C, int64_t ldc,
                        __mmask16 m0, __mmask16 m1, const ActivationGradient* grad = nullptr) {
