@@ -3,7 +3,6 @@
 // default_context() is the process default, for callers that have none.
 
 #include <algorithm>
-#include <cstring>
 #include <stdexcept>
 #include <vector>
 
@@ -144,16 +143,8 @@ const float* widened(const Context& ctx, const uint16_t* x, int64_t rows, int64_
 }  // namespace
 
 void round_to_bf16(const Context& ctx, const float* x, int64_t n, uint16_t* out) {
-  // The family's pair conversion (bf16_pairs), through whole pairs; the buffer keeps its uint32
-  // stores off `out`, which may sit at any even address.
-  constexpr int64_t kChunk = 512;
-  uint32_t pairs[kChunk / 2];
-  for (int64_t i = 0; i < n; i += kChunk) {
-    const int64_t len = std::min(kChunk, n - i);
-    if (native_bf16(ctx)) x86::bf16_pairs(x + i, len, pairs);
-    else portable::bf16_pairs(x + i, len, pairs);
-    std::memcpy(out + i, pairs, static_cast<size_t>(len) * sizeof(uint16_t));
-  }
+  if (native_bf16(ctx)) return x86::round_to_bf16(x, n, out);
+  for (int64_t i = 0; i < n; ++i) out[i] = io::f32_to_bf16(x[i]);  // portable::bf16_pairs' rounding
 }
 
 void linear_bf16_out(const Context& ctx, int64_t M, const float* A, int64_t lda, const PackedLinear& W, uint16_t* C, int64_t ldc,

@@ -25,6 +25,8 @@ void weight_gradient_bf16(int threads, int64_t M, const uint16_t* dy, int64_t ld
 // linear_at_bf16 (family.h) on A already in bf16.
 void linear_at_bf16(int threads, int64_t M, const uint16_t* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc,
                     bool accumulate);
+// out[i] = bf16(x[i]) for i < n, rounded to nearest even (AVX512_BF16's conversion).
+void round_to_bf16(const float* x, int64_t n, uint16_t* out);
 // linear_bf16 handing each finished tile to `consume` from a buffer of its thread (kernels::linear_tiles).
 void linear_bf16_tiles(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, const TileConsumer& consume);
 

@@ -330,6 +330,13 @@ void interleave_bf16(const float* r0, const float* r1, int64_t n, uint32_t* out)
   }
 }
 
+void round_to_bf16(const float* x, int64_t n, uint16_t* out) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = static_cast<__mmask16>(n - i >= 16 ? 0xffff : (1u << (n - i)) - 1);
+    _mm256_mask_storeu_epi16(out + i, m, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + i)));
+  }
+}
+
 void interleave_bf16(const uint16_t* r0, const uint16_t* r1, int64_t n, uint32_t* out) {
   // Value j of r0 in the low half of pair j, of r1 in the high half: lanes 0-15 of r0 with 32-47
   // (r1's 0-15) for pairs 0-15, then 16-31 with 48-63.
