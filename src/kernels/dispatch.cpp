@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 #include "core/cpu.h"
@@ -114,17 +115,28 @@ void linear_at(const Context& ctx, int64_t M, const float* A, int64_t lda, const
   else portable::linear_at(ctx.threads, M, A, lda, B, C, ldc, accumulate);
 }
 
+namespace {
+// The weight gradient of every operand type (dy and x in fp32, or either kept in bf16): the x86
+// grouped kernel where it pays; on fewer pixels, or another family, x packed whole (pack_kn),
+// then linear_at on the family's kernels.
+template <class DY, class X>
+void weight_gradient_of(const Context& ctx, int64_t M, const DY* dy, int64_t ldy, int64_t N, const X* x, int64_t ldx, int64_t K,
+                        float* dW, bool bf16) {
+  if ((bf16 ? native_bf16(ctx) : use_x86(ctx)) && x86::grouped_weight_gradient_pays(M)) {
+    if constexpr (std::is_same_v<DY, float> && std::is_same_v<X, float>)  // (a bf16 map means bf16)
+      if (!bf16) return x86::weight_gradient(ctx.threads, M, dy, ldy, N, x, ldx, K, dW);
+    return x86::weight_gradient_bf16(ctx.threads, M, dy, ldy, N, x, ldx, K, dW);
+  }
+  static thread_local PackedLinear xp;  // the storage is kept from call to call
+  if constexpr (std::is_same_v<X, float>) pack_kn_into(ctx, x, ldx, M, K, xp, bf16);
+  else pack_kn_into(ctx, x, ldx, M, K, xp);
+  linear_at(ctx, N, dy, ldy, xp, dW, K, /*accumulate=*/true);
+}
+}  // namespace
+
 void weight_gradient(const Context& ctx, int64_t M, const float* dy, int64_t ldy, int64_t N, const float* x, int64_t ldx,
                      int64_t K, float* dW, bool bf16) {
-  if ((bf16 ? native_bf16(ctx) : use_x86(ctx)) && x86::grouped_weight_gradient_pays(M)) {
-    if (bf16) x86::weight_gradient_bf16(ctx.threads, M, dy, ldy, N, x, ldx, K, dW);
-    else x86::weight_gradient(ctx.threads, M, dy, ldy, N, x, ldx, K, dW);
-    return;
-  }
-  // Fewer pixels, or another family: x packed whole (pack_kn), then linear_at on the family's kernels.
-  static thread_local PackedLinear xp;  // the storage is kept from call to call
-  pack_kn_into(ctx, x, ldx, M, K, xp, bf16);
-  linear_at(ctx, N, dy, ldy, xp, dW, K, /*accumulate=*/true);
+  weight_gradient_of(ctx, M, dy, ldy, N, x, ldx, K, dW, bf16);
 }
 
 // ---- maps kept in bf16 ----
@@ -174,20 +186,12 @@ void linear(const Context& ctx, int64_t M, const uint16_t* A, int64_t lda, const
 
 void weight_gradient(const Context& ctx, int64_t M, const float* dy, int64_t ldy, int64_t N, const uint16_t* x, int64_t ldx,
                      int64_t K, float* dW) {
-  if (native_bf16(ctx) && x86::grouped_weight_gradient_pays(M))
-    return x86::weight_gradient_bf16(ctx.threads, M, dy, ldy, N, x, ldx, K, dW);
-  static thread_local PackedLinear xp;  // as in the fp32 form: the storage is kept from call to call
-  pack_kn_into(ctx, x, ldx, M, K, xp);
-  linear_at(ctx, N, dy, ldy, xp, dW, K, /*accumulate=*/true);
+  weight_gradient_of(ctx, M, dy, ldy, N, x, ldx, K, dW, /*bf16=*/true);
 }
 
 void weight_gradient(const Context& ctx, int64_t M, const uint16_t* dy, int64_t ldy, int64_t N, const float* x, int64_t ldx,
                      int64_t K, float* dW) {
-  if (native_bf16(ctx) && x86::grouped_weight_gradient_pays(M))
-    return x86::weight_gradient_bf16(ctx.threads, M, dy, ldy, N, x, ldx, K, dW);
-  static thread_local PackedLinear xp;
-  pack_kn_into(ctx, x, ldx, M, K, xp, /*bf16=*/true);
-  linear_at(ctx, N, dy, ldy, xp, dW, K, /*accumulate=*/true);
+  weight_gradient_of(ctx, M, dy, ldy, N, x, ldx, K, dW, /*bf16=*/true);
 }
 
 void linear_at(const Context& ctx, int64_t M, const uint16_t* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc,

@@ -207,6 +207,9 @@ struct TrainGraph::Impl {
   Buffer db1_step, pw1_part;
 
   Impl(Parameters& n, const Context& c, bool b) : net(n), ctx(c), bf16(b) {}
+  // bf16 training keeps a block's act(h) and dh in bf16 (BlockState::a16, dh16); V2's GRN reads
+  // act(h) in fp32.
+  bool maps_in_bf16(const BlockParams& b) const { return bf16 && b.grn_weight.empty(); }
   int64_t rows(size_t map) const { return N * geo[map].H * geo[map].W; }
 
   void size_for(const Tensor& px);
@@ -291,7 +294,7 @@ void TrainGraph::Impl::forward_block(const BlockParams& b, size_t bi, size_t mi,
   // h = t·W1ᵀ + b1, kept as a = act(h) and act'(h) (the backward needs nothing else of h), both
   // computed from h while it is in registers.
   const kernels::ActivationGradient act_grad{grow(bs.dact, M * C4), C4};
-  const bool a_in_bf16 = bf16 && b.grn_weight.empty();
+  const bool a_in_bf16 = maps_in_bf16(b);
   const float* pw2_in = nullptr;
   if (a_in_bf16) {
     kernels::linear_bf16_out(ctx, M, t, C, pw1[bi].fwd, grow(bs.a16, M * C4), C4, net.act, act_grad);
@@ -368,7 +371,7 @@ void TrainGraph::Impl::backward_block(const BlockParams& b, size_t bi, size_t mi
                                 ls ? grads.of(b.layer_scale).data() : nullptr, grads.of(b.pw2_bias).data());
   // pwconv2: dW2 += dzᵀ·a (V2: ·GRN(a), recomputed), da = dz·W2 (V2: then through GRN).
   const bool v2 = !b.grn_weight.empty();
-  const bool in_bf16 = bf16 && !v2;  // a, and dh below, kept in bf16 (see BlockState::a16)
+  const bool in_bf16 = maps_in_bf16(b);  // a, and dh below
   const float* pw2_in = bs.a.data();
   if (v2) {
     float* gn = grow(s4, M * C4);
