@@ -77,10 +77,8 @@ double stage(const Context& ctx, int64_t M, int64_t C, bool bf16) {
   round_to_bf16(ctx, a.data(), M * C4, a16.data());
   round_to_bf16(ctx, a.data(), M * C4, dh16.data());
   const TileConsumer keep = [&](const OutputTile& o) {
-    multiply_rows(ctx.serial(), o.m1 - o.m0, o.n1 - o.n0, o.data, o.ld, dact.data() + o.m0 * C4 + o.n0, C4,
-                  sums.tile(o.m0, o.n0, o.n1));
-    for (int64_t m = o.m0; m < o.m1; ++m)
-      round_to_bf16(ctx.serial(), o.data + (m - o.m0) * o.ld, o.n1 - o.n0, dh16.data() + m * C4 + o.n0);
+    multiply_rows_to_bf16(ctx.serial(), o.m1 - o.m0, o.n1 - o.n0, o.data, o.ld, dact.data() + o.m0 * C4 + o.n0, C4,
+                          dh16.data() + o.m0 * C4 + o.n0, C4, sums.tile(o.m0, o.n0, o.n1));
   };
   const double ms[6] = {
       median_ms([&] {

@@ -2,6 +2,7 @@
 // twins on odd shapes (C = 1, 3, 13, 57; H×W = 1×1, 5×9, 57×61; batch 1 and 3), and the
 // reference twins against central finite differences of the forward definitions.
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <iterator>
 #include <functional>
@@ -222,8 +223,9 @@ TEST(BackwardKernels, AdamWUpdateIsTheSameFloatsInEveryFamily) {
         EXPECT_EQ(g, zero_g ? std::vector<float>(static_cast<size_t>(n), 0.0f) : g0) << kernels::family_name(ctx.family);
         for (auto* t : {&p, &m, &v}) got.push_back(*t);
       }
-      if (got.size() == 6)
+      if (got.size() == 6) {
         for (size_t t = 0; t < 3; ++t) EXPECT_EQ(got[t], got[t + 3]) << "n=" << n << " tensor " << t;
+      }
       for (int64_t k = 0; k < n; ++k) {
         const auto i = static_cast<size_t>(k);
         const double g = static_cast<double>(g0[i]) * s.grad_scale, m = m0[i] + s.w1 * (g - m0[i]);
@@ -688,6 +690,26 @@ TEST(BackwardKernels, MapsKeptInBf16GiveTheBitsOfTheirFp32Forms) {
         EXPECT_EQ(std::vector<uint16_t>(got.begin() + 1, got.end()), bf16_bits(v)) << "n=" << n;
         EXPECT_EQ(got[0], 0xabcd) << "wrote before the output";
       }
+      // multiply_rows_to_bf16 (dh's tile consumer): the bits of multiply_rows then round_to_bf16,
+      // sums alike; widths across its 64-column strips, rows ld apart, nothing written between rows.
+      for (const int64_t rows : {1, 7, 130})
+        for (const int64_t cols : {1, 17, 64, 96, 131}) {
+          SCOPED_TRACE("multiply_rows_to_bf16 " + std::to_string(rows) + "x" + std::to_string(cols));
+          const int64_t ld = cols + 5, n = rows * ld;
+          const auto y0 = randn(n, 330 + rows + cols, 3.0f), f = randn(n, 331 + rows * cols);
+          std::vector<float> want_y = y0, y = y0;
+          std::vector<double> want_sums(static_cast<size_t>(cols), 0.5), sums = want_sums;
+          std::vector<uint16_t> want(static_cast<size_t>(n), 0xabcd), got = want;
+          kernels::multiply_rows(ctx.serial(), rows, cols, want_y.data(), ld, f.data(), ld, want_sums.data());
+          for (int64_t r = 0; r < rows; ++r) kernels::round_to_bf16(ctx.serial(), want_y.data() + r * ld, cols, want.data() + r * ld);
+          kernels::multiply_rows_to_bf16(ctx.serial(), rows, cols, y.data(), ld, f.data(), ld, got.data(), ld, sums.data());
+          EXPECT_EQ(got, want);
+          EXPECT_EQ(sums, want_sums);
+          std::vector<uint16_t> no_sums(static_cast<size_t>(n), 0xabcd);
+          y = y0;
+          kernels::multiply_rows_to_bf16(ctx.serial(), rows, cols, y.data(), ld, f.data(), ld, no_sums.data(), ld);
+          EXPECT_EQ(no_sums, want) << "without sums";
+        }
       // pwconv1 with its output kept in bf16: act(h) rounded, act'(h) in fp32 as before.
       for (const int64_t K : {7, 40, 600})
         for (const Activation act : {Activation::Gelu, Activation::Relu, Activation::Linear, Activation::Mish}) {
@@ -797,6 +819,118 @@ TEST(BackwardKernels, MapsKeptInBf16GiveTheBitsOfTheirFp32Forms) {
     kernels::portable::interleave_bf16(r0.data(), nullptr, n, c.data());
     EXPECT_EQ(a, c) << "n=" << n << " (no second row)";
   }
+}
+
+// The producers and readers of the maps bf16 training also keeps in bf16 (t, the block's
+// LayerNorm output; dz; dh from its tile consumer), and the fused depthwise conv + LayerNorm: each
+// gives the bits of the steps it replaces, in every family, at rows on 64-byte boundaries (where
+// the x86 kernels stream whole rows past the caches) and off them.
+TEST(BackwardKernels, FusedAndBf16ProducersGiveTheBitsOfTheirSteps) {
+  for (const kernels::Context& base : contexts())
+    for (const int threads : {kThreads, 1}) {
+      const kernels::Context ctx{threads, base.family};
+      SCOPED_TRACE(std::string(kernels::family_name(ctx.family)) + " threads " + std::to_string(threads));
+      // dwconv7_ln_train = dwconv7 then layer_norm_train; y in fp32 or rounded to bf16.
+      for (const auto& [N, H, W, C] : {std::array<int64_t, 4>{2, 9, 11, 24}, std::array<int64_t, 4>{1, 5, 3, 13}}) {
+        const int64_t M = N * H * W;
+        const auto x = randn(M * C, 350 + C, 2.0f), w49 = randn(49 * C, 351, 0.2f), bias = randn(C, 352);
+        const auto gamma = randn(C, 353, 1.0f, 1.0f), beta = randn(C, 354);
+        std::vector<float> d(static_cast<size_t>(M * C)), y(d.size()), xh(d.size()), rs(static_cast<size_t>(M));
+        kernels::dwconv7(ctx, x.data(), N, H, W, C, w49.data(), bias.data(), d.data());
+        kernels::layer_norm_train(ctx, d.data(), M, C, gamma.data(), beta.data(), 1e-6f, y.data(), xh.data(), rs.data());
+        std::vector<float> y2(d.size(), 7.0f), xh2(d.size(), 7.0f), rs2(rs.size(), 7.0f);
+        kernels::dwconv7_ln_train(ctx, x.data(), N, H, W, C, w49.data(), bias.data(), gamma.data(), beta.data(), 1e-6f,
+                                  y2.data(), nullptr, xh2.data(), rs2.data());
+        EXPECT_EQ(y2, y) << "dwconv7_ln_train y, C=" << C;
+        EXPECT_EQ(xh2, xh) << "x̂";
+        EXPECT_EQ(rs2, rs) << "1/σ";
+        std::vector<uint16_t> y16(d.size(), 0x7777), want16(d.size());
+        kernels::round_to_bf16(ctx, y.data(), M * C, want16.data());
+        kernels::dwconv7_ln_train(ctx, x.data(), N, H, W, C, w49.data(), bias.data(), gamma.data(), beta.data(), 1e-6f,
+                                  nullptr, y16.data(), xh2.data(), rs2.data());
+        EXPECT_EQ(y16, want16) << "y kept in bf16";
+        EXPECT_EQ(xh2, xh);
+      }
+      // pwconv1 on t kept in bf16 = on t widened; whole panels at 64-byte rows (streamed) and a
+      // partial last panel; K odd takes the widening route.
+      for (const auto& [N, K] : {std::array<int64_t, 2>{96, 64}, std::array<int64_t, 2>{80, 40}, std::array<int64_t, 2>{64, 7}}) {
+        const int64_t M = 149;
+        SCOPED_TRACE("linear_bf16_out on bf16 A, N=" + std::to_string(N) + " K=" + std::to_string(K));
+        const auto a16 = bf16_bits(randn(M * K, 360 + K, 2.0f));
+        const auto af = widen(a16);
+        const auto W = randn(N * K, 361, 0.2f), b = randn(N, 362);
+        kernels::PackedLinear P;
+        kernels::pack_linear_into(ctx, W.data(), b.data(), N, K, P, /*bf16=*/true);
+        kernels::AlignedVector<float> want_d(static_cast<size_t>(M * N), 7.0f), d(want_d.size(), 7.0f);
+        kernels::AlignedVector<uint16_t> want(want_d.size(), 0x7777), got(want.size(), 0x7777);
+        kernels::linear_bf16_out(ctx, M, af.data(), K, P, want.data(), N, Activation::Gelu, {want_d.data(), N});
+        kernels::linear_bf16_out(ctx, M, a16.data(), K, P, got.data(), N, Activation::Gelu, {d.data(), N});
+        EXPECT_TRUE(std::equal(got.begin(), got.end(), want.begin())) << "act(h)";
+        EXPECT_TRUE(std::equal(d.begin(), d.end(), want_d.begin())) << "act'(h)";
+        // … and the line-aligned output equals the unaligned one (a 2-byte and 4-byte offset).
+        std::vector<uint16_t> off(want.size() + 1, 0x7777);
+        std::vector<float> doff(want_d.size() + 1, 7.0f);
+        kernels::linear_bf16_out(ctx, M, af.data(), K, P, off.data() + 1, N, Activation::Gelu, {doff.data() + 1, N});
+        EXPECT_TRUE(std::equal(got.begin(), got.end(), off.begin() + 1)) << "act(h) off the line boundary";
+        EXPECT_TRUE(std::equal(d.begin(), d.end(), doff.begin() + 1)) << "act'(h) off the line boundary";
+      }
+      // dz kept in bf16: layer_scale_backward's fp32 dz rounded, the sums from fp32 as before.
+      for (const bool with_gamma : {true, false}) {
+        const int64_t rows = 300, C = 37, per = 100;
+        const auto G = randn(rows * C, 370), z = randn(rows * C, 371), scale = randn(3, 372, 0.5f, 1.0f), gam = randn(C, 373);
+        std::vector<float> dz(static_cast<size_t>(rows * C)), dg(static_cast<size_t>(C), 0.5f), ds(dg), dg2(dg), ds2(dg);
+        std::vector<uint16_t> want(dz.size()), dz16(dz.size(), 0x7777);
+        const float* gp = with_gamma ? gam.data() : nullptr;
+        kernels::layer_scale_backward(ctx, G.data(), z.data(), scale.data(), per, gp, rows, C, dz.data(), dg.data(), ds.data());
+        kernels::round_to_bf16(ctx, dz.data(), rows * C, want.data());
+        kernels::layer_scale_backward(ctx, G.data(), z.data(), scale.data(), per, gp, rows, C, dz16.data(), dg2.data(), ds2.data());
+        EXPECT_EQ(dz16, want) << "dz in bf16, gamma " << with_gamma;
+        EXPECT_EQ(dg2, dg);
+        EXPECT_EQ(ds2, ds);
+      }
+      // dW2 from dz and act(h) both kept in bf16 (grouped kernel and packed route), and dh's GEMM
+      // on dz kept in bf16 (tiles as on dz widened).
+      for (const int64_t M : {41, 4097}) {
+        const int64_t N = 57, K = 100, ldx = 104, ldy = 58;
+        SCOPED_TRACE("bf16 dz, M=" + std::to_string(M));
+        const auto x16 = bf16_bits(randn(M * ldx, 380 + M)), dy16 = bf16_bits(randn(M * ldy, 381 + M));
+        const auto xf = widen(x16), dyf = widen(dy16);
+        std::vector<float> want(static_cast<size_t>(N * K), 1.0f), got(want);
+        kernels::weight_gradient(ctx, M, dyf.data(), ldy, N, xf.data(), ldx, K, want.data(), /*bf16=*/true);
+        kernels::weight_gradient(ctx, M, dy16.data(), ldy, N, x16.data(), ldx, K, got.data());
+        EXPECT_EQ(got, want) << "bf16 dy and x";
+        const auto W2 = randn(N * ldy, 382, 0.2f);  // dh = dz·W2 with dz [M][ldy], W2 packed kn
+        kernels::PackedLinear P;
+        kernels::pack_kn_into(ctx, W2.data(), N, ldy, N, P, /*bf16=*/true);
+        for (const int64_t off : {0, 1}) {  // rows at 4-byte boundaries (pairs), then 2 bytes past
+          std::vector<uint16_t> a(dy16.size() + 1);
+          std::copy(dy16.begin(), dy16.end(), a.begin() + off);
+          std::vector<float> w(static_cast<size_t>(M * N), 0.0f), g(w);
+          const auto into = [&](std::vector<float>& out) {
+            return kernels::TileConsumer([&out, N](const kernels::OutputTile& o) {
+              for (int64_t m = o.m0; m < o.m1; ++m)
+                for (int64_t n = o.n0; n < o.n1; ++n) out[static_cast<size_t>(m * N + n)] += o.data[(m - o.m0) * o.ld + n - o.n0];
+            });
+          };
+          kernels::linear_tiles(ctx, M, dyf.data(), ldy, P, into(w));
+          kernels::linear_tiles(ctx, M, a.data() + off, ldy, P, into(g));
+          EXPECT_EQ(g, w) << "linear_tiles on bf16 A, offset " << off;
+        }
+      }
+      // dh's tile consumer at 64-byte rows: whole 64-column strips streamed, the rest stored.
+      for (const int64_t cols : {128, 160}) {
+        const int64_t rows = 37;
+        const auto y0 = randn(rows * cols, 390 + cols, 3.0f), f = randn(rows * cols, 391);
+        std::vector<float> wy = y0, y = y0;
+        std::vector<double> ws(static_cast<size_t>(cols), 0.25), sums(ws);
+        kernels::AlignedVector<uint16_t> want(static_cast<size_t>(rows * cols)), got(want.size(), 0x7777);
+        kernels::multiply_rows(ctx.serial(), rows, cols, wy.data(), cols, f.data(), cols, ws.data());
+        kernels::round_to_bf16(ctx.serial(), wy.data(), rows * cols, want.data());
+        kernels::multiply_rows_to_bf16(ctx.serial(), rows, cols, y.data(), cols, f.data(), cols, got.data(), cols, sums.data());
+        EXPECT_TRUE(std::equal(got.begin(), got.end(), want.begin())) << "aligned rows, cols " << cols;
+        EXPECT_EQ(sums, ws);
+      }
+    }
 }
 
 TEST(BackwardKernels, UnpatchifyInvertsPatchify) {

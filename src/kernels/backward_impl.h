@@ -172,16 +172,18 @@ void dwconv7_weight_grad(int threads, const float* x, const float* dy, int64_t N
 // G and z for what took three (dz twice, once for each sum) and two column sums; the same floats
 // and sums as those passes and column_sums.
 void layer_scale_backward(int threads, const float* G, const float* z, const float* row_scale, int64_t per,
-                          const float* gamma, int64_t rows, int64_t C, float* dz, float* dgamma, float* dsum) {
+                          const float* gamma, int64_t rows, int64_t C, float* dz, float* dgamma, float* dsum,
+                          const RoundRow& dz16) {
   const int64_t slice = reduction_slice(rows, rows * C > 65536), slices = (rows + slice - 1) / slice;
   double* const part = zeroed_partials(slices * 2 * C);
   parallel::for_chunks(rows, slice, [&](int64_t r0, int64_t r1) {
     double* pg = part + static_cast<size_t>(r0 / slice * 2 * C);
     double* ps = pg + C;
+    std::vector<float> row(dz16.out ? static_cast<size_t>(C) : 0);  // a row of dz, to be rounded
     for (int64_t r = r0; r < r1; ++r) {
       const float sc = row_scale[r / per];
       const float* gr = G + r * C;
-      float* dr = dz + r * C;
+      float* dr = dz16.out ? row.data() : dz + r * C;
       if (gamma) {
         const float* zr = z + r * C;
         for (int64_t c = 0; c < C; ++c) {
@@ -196,6 +198,7 @@ void layer_scale_backward(int threads, const float* G, const float* z, const flo
           ps[c] += dr[c];
         }
       }
+      if (dz16.out) dz16.round(dr, C, dz16.out + r * C);
     }
   }, threads);
   add_paired_partials(part, slices, C, gamma ? dgamma : nullptr, dsum);

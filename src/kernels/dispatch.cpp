@@ -154,9 +154,25 @@ const float* widened(const Context& ctx, const uint16_t* x, int64_t rows, int64_
 }
 }  // namespace
 
-void round_to_bf16(const Context& ctx, const float* x, int64_t n, uint16_t* out) {
-  if (native_bf16(ctx)) return x86::round_to_bf16(x, n, out);
+namespace {
+void round_portably(const float* x, int64_t n, uint16_t* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = io::f32_to_bf16(x[i]);  // portable::bf16_pairs' rounding
+}
+// round_to_bf16 as a function of the row, for kernels that keep an output in bf16 (RoundRow).
+RoundRow rounding_into(const Context& ctx, uint16_t* out) {
+  return {out, native_bf16(ctx) ? &x86::round_to_bf16 : &round_portably};
+}
+}  // namespace
+
+void round_to_bf16(const Context& ctx, const float* x, int64_t n, uint16_t* out) {
+  rounding_into(ctx, out).round(x, n, out);
+}
+
+void multiply_rows_to_bf16(const Context& ctx, int64_t rows, int64_t cols, float* y, int64_t ldy, const float* x, int64_t ldx,
+                           uint16_t* out, int64_t ldo, double* sums) {
+  if (native_bf16(ctx)) return x86::multiply_rows_to_bf16(rows, cols, y, ldy, x, ldx, out, ldo, sums);
+  multiply_rows(ctx, rows, cols, y, ldy, x, ldx, sums);
+  for (int64_t r = 0; r < rows; ++r) round_to_bf16(ctx, y + r * ldy, cols, out + r * ldo);
 }
 
 void linear_bf16_out(const Context& ctx, int64_t M, const float* A, int64_t lda, const PackedLinear& W, uint16_t* C, int64_t ldc,
@@ -175,11 +191,25 @@ void linear_bf16_out(const Context& ctx, int64_t M, const float* A, int64_t lda,
   linear(ctx, M, A, lda, W, hp, N, false, act, &round, &grad);
 }
 
+namespace {
+// The x86 kernel multiplies A's rows in place as k pairs: whole pairs, at 4-byte boundaries.
+bool whole_pairs(const uint16_t* A, int64_t lda, int64_t K) {
+  return K % 2 == 0 && lda % 2 == 0 && reinterpret_cast<uintptr_t>(A) % 4 == 0;
+}
+}  // namespace
+
+void linear_bf16_out(const Context& ctx, int64_t M, const uint16_t* A, int64_t lda, const PackedLinear& W, uint16_t* C,
+                     int64_t ldc, Activation act, const ActivationGradient& grad) {
+  if (!W.is_bf16()) throw std::invalid_argument("linear_bf16_out: the weights are not in bf16 form");
+  if (native_bf16(ctx) && x86::act_and_grad_in_registers(act) && whole_pairs(A, lda, W.K))
+    return x86::linear_bf16_out(ctx.threads, M, A, lda, W, C, ldc, act, grad);
+  linear_bf16_out(ctx, M, widened(ctx, A, M, W.K, lda), W.K, W, C, ldc, act, grad);
+}
+
 void linear(const Context& ctx, int64_t M, const uint16_t* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc,
             bool accumulate, Activation act, const TileEpilogue* after) {
   if (!W.is_bf16()) throw std::invalid_argument("linear on a bf16 map: the weights are not in bf16 form");
-  // The x86 kernel multiplies A's rows in place as k pairs: whole pairs, at 4-byte boundaries.
-  const bool pairs = W.K % 2 == 0 && lda % 2 == 0 && reinterpret_cast<uintptr_t>(A) % 4 == 0;
+  const bool pairs = whole_pairs(A, lda, W.K);
   if (native_bf16(ctx) && pairs) return x86::linear_bf16(ctx.threads, M, A, lda, W, C, ldc, accumulate, act, after);
   linear(ctx, M, widened(ctx, A, M, W.K, lda), W.K, W, C, ldc, accumulate, act, after);
 }
@@ -190,6 +220,11 @@ void weight_gradient(const Context& ctx, int64_t M, const float* dy, int64_t ldy
 }
 
 void weight_gradient(const Context& ctx, int64_t M, const uint16_t* dy, int64_t ldy, int64_t N, const float* x, int64_t ldx,
+                     int64_t K, float* dW) {
+  weight_gradient_of(ctx, M, dy, ldy, N, x, ldx, K, dW, /*bf16=*/true);
+}
+
+void weight_gradient(const Context& ctx, int64_t M, const uint16_t* dy, int64_t ldy, int64_t N, const uint16_t* x, int64_t ldx,
                      int64_t K, float* dW) {
   weight_gradient_of(ctx, M, dy, ldy, N, x, ldx, K, dW, /*bf16=*/true);
 }
@@ -215,10 +250,32 @@ void linear_tiles(const Context& ctx, int64_t M, const float* A, int64_t lda, co
   linear(ctx, M, A, lda, W, cp, N, false, Activation::Linear, &hand_over);
 }
 
+void linear_tiles(const Context& ctx, int64_t M, const uint16_t* A, int64_t lda, const PackedLinear& W, const TileConsumer& consume) {
+  if (!W.is_bf16()) throw std::invalid_argument("linear_tiles on a bf16 map: the weights are not in bf16 form");
+  if (M <= 0 || W.N <= 0) return;
+  if (native_bf16(ctx) && whole_pairs(A, lda, W.K)) return x86::linear_bf16_tiles(ctx.threads, M, A, lda, W, consume);
+  linear_tiles(ctx, M, widened(ctx, A, M, W.K, lda), W.K, W, consume);
+}
+
 void layer_norm_train(const Context& ctx, const float* x, int64_t rows, int64_t C, const float* gamma,
                       const float* beta, float eps, float* y, float* xhat, float* rstd) {
   if (use_x86(ctx)) x86::layer_norm_train(ctx.threads, x, rows, C, gamma, beta, eps, y, xhat, rstd);
   else portable::layer_norm_train(ctx.threads, x, rows, C, gamma, beta, eps, y, xhat, rstd);
+}
+
+void dwconv7_ln_train(const Context& ctx, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49,
+                      const float* bias, const float* gamma, const float* beta, float eps, float* y, uint16_t* y16, float* xhat,
+                      float* rstd) {
+  if ((y == nullptr) == (y16 == nullptr)) throw std::invalid_argument("dwconv7_ln_train: give y or y16");
+  const int64_t WC = W * C;
+  parallel::for_each(N * H, ctx.threads, N * H * WC > 16384, [&](int64_t r) {
+    static thread_local AlignedVector<float> row;  // y of one image row, to be rounded
+    if (y16 && row.size() < static_cast<size_t>(WC)) row.resize(static_cast<size_t>(WC));
+    float* yr = y16 ? row.data() : y + r * WC;
+    if (use_x86(ctx)) x86::dwconv7_ln_train_rows(x, N, H, W, C, w49, bias, gamma, beta, eps, r, r + 1, yr, xhat + r * WC, rstd + r * W);
+    else portable::dwconv7_ln_train_rows(x, N, H, W, C, w49, bias, gamma, beta, eps, r, r + 1, yr, xhat + r * WC, rstd + r * W);
+    if (y16) round_to_bf16(ctx.serial(), yr, WC, y16 + r * WC);
+  });
 }
 
 void layer_norm_backward(const Context& ctx, const float* dy, const float* xhat, const float* rstd, int64_t rows,
@@ -286,6 +343,13 @@ void layer_scale_backward(const Context& ctx, const float* G, const float* z, co
                           const float* gamma, int64_t rows, int64_t C, float* dz, float* dgamma, float* dsum) {
   if (use_x86(ctx)) x86::layer_scale_backward(ctx.threads, G, z, row_scale, per, gamma, rows, C, dz, dgamma, dsum);
   else portable::layer_scale_backward(ctx.threads, G, z, row_scale, per, gamma, rows, C, dz, dgamma, dsum);
+}
+
+void layer_scale_backward(const Context& ctx, const float* G, const float* z, const float* row_scale, int64_t per,
+                          const float* gamma, int64_t rows, int64_t C, uint16_t* dz, float* dgamma, float* dsum) {
+  const RoundRow into = rounding_into(ctx, dz);
+  if (use_x86(ctx)) x86::layer_scale_backward(ctx.threads, G, z, row_scale, per, gamma, rows, C, nullptr, dgamma, dsum, into);
+  else portable::layer_scale_backward(ctx.threads, G, z, row_scale, per, gamma, rows, C, nullptr, dgamma, dsum, into);
 }
 
 }  // namespace convnext::kernels

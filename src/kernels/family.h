@@ -31,6 +31,12 @@ void interleave_bf16(const uint16_t* r0, const uint16_t* r1, int64_t n, uint32_t
 void bf16_pairs(const float* a, int64_t K, uint32_t* out);
 void layer_norm_train(int threads, const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps,
                       float* y, float* xhat, float* rstd);
+// layer_norm_train of dwconv7's output image rows r0 … r1−1 of the N·H (y, xhat and rstd from
+// their starts: row r0's W·C values, W statistics, first), the convolution written into xhat and
+// normalised there while in cache. On the calling thread.
+void dwconv7_ln_train_rows(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
+                           const float* gamma, const float* beta, float eps, int64_t r0, int64_t r1, float* y, float* xhat,
+                           float* rstd);
 void layer_norm_backward(int threads, const float* dy, const float* xhat, const float* rstd, int64_t rows, int64_t C,
                          const float* gamma, float* dx, float* dgamma, float* dbeta);
 void dwconv7_weight_grad(int threads, const float* x, const float* dy, int64_t N, int64_t H, int64_t W, int64_t C, float* dw49,
@@ -41,8 +47,10 @@ void activation_and_grad_rows(Activation act, int64_t rows, int64_t cols, const 
                               float* d, int64_t ldd);
 void multiply_rows(int64_t rows, int64_t cols, float* y, int64_t ldy, const float* x, int64_t ldx, double* sums);
 void column_sums(int threads, const float* x, int64_t rows, int64_t C, float* out);
+// With dz16.out, dz is rounded into it row by row (dz16.round) rather than stored in fp32.
 void layer_scale_backward(int threads, const float* G, const float* z, const float* row_scale, int64_t per,
-                          const float* gamma, int64_t rows, int64_t C, float* dz, float* dgamma, float* dsum);
+                          const float* gamma, int64_t rows, int64_t C, float* dz, float* dgamma, float* dsum,
+                          const RoundRow& dz16 = {});
 void adamw_update(const AdamWScalars& s, float* p, float* g, float* m, float* v, int64_t n, bool zero_g);
 // Measured fp32 multiply-add throughput (GFLOP/s, 2 per FMA) on `threads` threads.
 double fp32_peak_gflops(int threads);

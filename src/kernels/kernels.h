@@ -139,6 +139,13 @@ struct ActivationGradient {
   int64_t ldd;
 };
 
+// Where a kernel keeps an output in bf16 instead of fp32: each row of it rounded by `round` (the
+// family's bf16 rounding, as round_to_bf16) into `out` (null: the output stays fp32).
+struct RoundRow {
+  uint16_t* out = nullptr;
+  void (*round)(const float* x, int64_t n, uint16_t* out) = nullptr;
+};
+
 // The scalars of one AdamW step (see adamw_update).
 struct AdamWScalars {
   float grad_scale, w1, b2, w2, bc2_sqrt, eps, step_size, keep;
@@ -219,6 +226,9 @@ void weight_gradient(const Context& ctx, int64_t M, const float* dy, int64_t ldy
 // rounding; d = act'(v) in fp32 as before).
 void linear_bf16_out(const Context& ctx, int64_t M, const float* A, int64_t lda, const PackedLinear& W, uint16_t* C, int64_t ldc,
                      Activation act, const ActivationGradient& grad);
+// … and on A kept in bf16 too (bf16 training's LayerNorm output t, which pwconv1 alone reads).
+void linear_bf16_out(const Context& ctx, int64_t M, const uint16_t* A, int64_t lda, const PackedLinear& W, uint16_t* C,
+                     int64_t ldc, Activation act, const ActivationGradient& grad);
 // linear() on A kept in bf16.
 void linear(const Context& ctx, int64_t M, const uint16_t* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc,
             bool accumulate, Activation act, const TileEpilogue* after = nullptr);
@@ -227,6 +237,9 @@ void weight_gradient(const Context& ctx, int64_t M, const float* dy, int64_t ldy
                      int64_t K, float* dW);
 // weight_gradient(…, bf16 = true) on dy kept in bf16.
 void weight_gradient(const Context& ctx, int64_t M, const uint16_t* dy, int64_t ldy, int64_t N, const float* x, int64_t ldx,
+                     int64_t K, float* dW);
+// … and on both kept in bf16.
+void weight_gradient(const Context& ctx, int64_t M, const uint16_t* dy, int64_t ldy, int64_t N, const uint16_t* x, int64_t ldx,
                      int64_t K, float* dW);
 // linear_at() on A kept in bf16 (B in bf16 form).
 void linear_at(const Context& ctx, int64_t M, const uint16_t* A, int64_t lda, const PackedLinear& B, float* C, int64_t ldc,
@@ -247,14 +260,29 @@ using TileConsumer = std::function<void(const OutputTile&)>;
 // fills a buffer of the calling thread and hands it over as its TileEpilogue gets it (the same
 // row tiles either way, so TileColumnSums holds).
 void linear_tiles(const Context& ctx, int64_t M, const float* A, int64_t lda, const PackedLinear& W, const TileConsumer& consume);
+// … on A kept in bf16.
+void linear_tiles(const Context& ctx, int64_t M, const uint16_t* A, int64_t lda, const PackedLinear& W, const TileConsumer& consume);
 // pack_kn_into's bf16 form of B kept in bf16.
 void pack_kn_into(const Context& ctx, const uint16_t* B, int64_t ldb, int64_t K, int64_t N, PackedLinear& out);
 // n floats rounded to bf16 as the family's bf16 GEMM rounds its inputs.
 void round_to_bf16(const Context& ctx, const float* x, int64_t n, uint16_t* out);
+// multiply_rows kept in bf16: out[r][c] = y[r][c]·x[r][c] rounded as round_to_bf16 (rows ldo
+// apart), sums as multiply_rows' (the same bits as multiply_rows followed by round_to_bf16; y may
+// be overwritten). bf16 training's dh = (dz·W2)⊙act'(h) from each tile of its GEMM, in one pass
+// over the tile. On the calling thread.
+void multiply_rows_to_bf16(const Context& ctx, int64_t rows, int64_t cols, float* y, int64_t ldy, const float* x, int64_t ldx,
+                           uint16_t* out, int64_t ldo, double* sums = nullptr);
 
 // LayerNorm (affine) that also writes x̂ = (x − mean)/σ and 1/σ of each row for the backward.
 void layer_norm_train(const Context& ctx, const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps,
                       float* y, float* xhat, float* rstd);
+// The block's depthwise conv and its LayerNorm in one pass for training: layer_norm_train of
+// dwconv7(x), the convolution's output never stored (each image row is normalised while in
+// cache, in x̂'s place). y in fp32, or, with y16 instead, rounded as round_to_bf16 (bf16
+// training's pwconv1 input, which its GEMM would round anyway). The same bits as the two calls.
+void dwconv7_ln_train(const Context& ctx, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49,
+                      const float* bias, const float* gamma, const float* beta, float eps, float* y, uint16_t* y16, float* xhat,
+                      float* rstd);
 // LayerNorm backward from x̂ and 1/σ: dx (may alias dy); dgamma += Σ dy·x̂, dbeta += Σ dy (either may be null).
 void layer_norm_backward(const Context& ctx, const float* dy, const float* xhat, const float* rstd, int64_t rows, int64_t C,
                          const float* gamma, float* dx, float* dgamma, float* dbeta);
@@ -311,6 +339,10 @@ void column_sums(const Context& ctx, const float* x, int64_t rows, int64_t C, fl
 // dsum += Σ_r dz (the bias gradient of the layer that made z). One pass over G and z.
 void layer_scale_backward(const Context& ctx, const float* G, const float* z, const float* row_scale, int64_t per,
                           const float* gamma, int64_t rows, int64_t C, float* dz, float* dgamma, float* dsum);
+// … with dz kept in bf16, rounded as round_to_bf16 (bf16 training: dz feeds dW2's and dh's GEMMs
+// only, which round it anyway); the sums from dz in fp32 as before.
+void layer_scale_backward(const Context& ctx, const float* G, const float* z, const float* row_scale, int64_t per,
+                          const float* gamma, int64_t rows, int64_t C, uint16_t* dz, float* dgamma, float* dsum);
 // AdamW's update of n parameters as torch.optim.AdamW's single-tensor loop does it in float32,
 // the step's scalars computed by the caller (in double, as Python does):
 //   g ← g·grad_scale;  m ← m + w1·(g − m);  v ← b2·v + w2·g·g

@@ -138,6 +138,13 @@ void dwconv7_ln_rows(const float* x, int64_t N, int64_t H, int64_t W, int64_t C,
   layer_norm(1, y, (r1 - r0) * W, C, nullptr, nullptr, eps, y);  // on the calling thread, as the contract says
 }
 
+void dwconv7_ln_train_rows(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
+                           const float* gamma, const float* beta, float eps, int64_t r0, int64_t r1, float* y, float* xhat,
+                           float* rstd) {
+  for (int64_t r = r0; r < r1; ++r) dw_row(x, r / H, r % H, H, W, C, w49, bias, xhat + (r - r0) * W * C);
+  layer_norm_train(1, xhat, (r1 - r0) * W, C, gamma, beta, eps, y, xhat, rstd);  // each value read before it is replaced
+}
+
 void dwconv7_ln(int threads, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
                 float eps, float* y) {
   dwconv7(threads, x, N, H, W, C, w49, bias, y);

@@ -204,6 +204,7 @@ struct TrainGraph::Impl {
   std::vector<Buffer> taps;
   kernels::TileColumnSums db1;  // pwconv1's bias gradient, from the dh GEMM's tiles
   kernels::AlignedVector<uint16_t> dh16;  // bf16 training (V1): dh kept in bf16, as a16
+  kernels::AlignedVector<uint16_t> t16, dz16;  // … and a block's LayerNorm output and dz (scratch, as s2, s1)
   Buffer db1_step, pw1_part;
 
   Impl(Parameters& n, const Context& c, bool b) : net(n), ctx(c), bf16(b) {}
@@ -286,18 +287,19 @@ void TrainGraph::Impl::forward_block(const BlockParams& b, size_t bi, size_t mi,
     for (int64_t t = 0; t < 49; ++t) taps[bi][static_cast<size_t>(t * C + c)] = b.dw_weight[c * 49 + t];
   pw1[bi].pack(ctx, b.pw1_weight.data(), b.pw1_bias.data(), C4, C, bf16);
   pw2[bi].pack(ctx, b.pw2_weight.data(), b.pw2_bias.data(), C, C4, bf16);
-  float* d = grow(s1, M * C);
-  kernels::dwconv7(ctx, x, N, gg.H, gg.W, C, taps[bi].data(), b.dw_bias.data(), d);
-  float* t = grow(s2, M * C);
-  kernels::layer_norm_train(ctx, d, M, C, b.norm.weight.data(), b.norm.bias.data(), kBlockEps, t, grow(bs.xhat, M * C),
-                            grow(bs.rstd, M));
+  // t = LayerNorm(dwconv(x)), the conv's output never stored; bf16 training (V1) keeps t in bf16,
+  // as act(h): pwconv1, its only reader, rounds it anyway.
+  const bool a_in_bf16 = maps_in_bf16(b);
+  float* t = a_in_bf16 ? nullptr : grow(s2, M * C);
+  uint16_t* t16 = a_in_bf16 ? grow(this->t16, M * C) : nullptr;
+  kernels::dwconv7_ln_train(ctx, x, N, gg.H, gg.W, C, taps[bi].data(), b.dw_bias.data(), b.norm.weight.data(),
+                            b.norm.bias.data(), kBlockEps, t, t16, grow(bs.xhat, M * C), grow(bs.rstd, M));
   // h = t·W1ᵀ + b1, kept as a = act(h) and act'(h) (the backward needs nothing else of h), both
   // computed from h while it is in registers.
   const kernels::ActivationGradient act_grad{grow(bs.dact, M * C4), C4};
-  const bool a_in_bf16 = maps_in_bf16(b);
   const float* pw2_in = nullptr;
   if (a_in_bf16) {
-    kernels::linear_bf16_out(ctx, M, t, C, pw1[bi].fwd, grow(bs.a16, M * C4), C4, net.act, act_grad);
+    kernels::linear_bf16_out(ctx, M, t16, C, pw1[bi].fwd, grow(bs.a16, M * C4), C4, net.act, act_grad);
   } else {
     float* a = grow(bs.a, M * C4);
     kernels::linear(ctx, M, t, C, pw1[bi].fwd, a, C4, false, net.act, nullptr, &act_grad);
@@ -364,21 +366,24 @@ void TrainGraph::Impl::backward_block(const BlockParams& b, size_t bi, size_t mi
   const Geo gg = geo[mi];
   const int64_t M = rows(mi), C = gg.C, C4 = 4 * C, per = M / N;
   const float* x = maps[mi].data();
-  // dz = G·scale·γ, dγ = Σ G·scale·z and pwconv2's bias gradient Σ dz in one pass.
-  float* dz = grow(s1, M * C);
+  // dz = G·scale·γ, dγ = Σ G·scale·z and pwconv2's bias gradient Σ dz in one pass; bf16 training
+  // (V1) keeps dz in bf16 (its two readers, dW2's and dh's GEMMs, round it anyway).
+  const bool in_bf16 = maps_in_bf16(b);  // dz, a, and dh below
+  float* dz = in_bf16 ? nullptr : grow(s1, M * C);
+  uint16_t* dz16 = in_bf16 ? grow(this->dz16, M * C) : nullptr;
   const float* ls = b.layer_scale.empty() ? nullptr : b.layer_scale.data();
-  kernels::layer_scale_backward(ctx, G, bs.z.data(), bs.scale.data(), per, ls, M, C, dz,
-                                ls ? grads.of(b.layer_scale).data() : nullptr, grads.of(b.pw2_bias).data());
+  float* dls = ls ? grads.of(b.layer_scale).data() : nullptr;
+  if (in_bf16) kernels::layer_scale_backward(ctx, G, bs.z.data(), bs.scale.data(), per, ls, M, C, dz16, dls, grads.of(b.pw2_bias).data());
+  else kernels::layer_scale_backward(ctx, G, bs.z.data(), bs.scale.data(), per, ls, M, C, dz, dls, grads.of(b.pw2_bias).data());
   // pwconv2: dW2 += dzᵀ·a (V2: ·GRN(a), recomputed), da = dz·W2 (V2: then through GRN).
   const bool v2 = !b.grn_weight.empty();
-  const bool in_bf16 = maps_in_bf16(b);  // a, and dh below
   const float* pw2_in = bs.a.data();
   if (v2) {
     float* gn = grow(s4, M * C4);
     kernels::grn(ctx, bs.a.data(), N, gg.H * gg.W, C4, b.grn_weight.data(), b.grn_bias.data(), gn);
     pw2_in = gn;
   }
-  if (in_bf16) kernels::weight_gradient(ctx, M, dz, C, C, bs.a16.data(), C4, C4, grads.of(b.pw2_weight).data());
+  if (in_bf16) kernels::weight_gradient(ctx, M, dz16, C, C, bs.a16.data(), C4, C4, grads.of(b.pw2_weight).data());
   else weight_grad(ctx, dz, pw2_in, M, C, C4, grads.of(b.pw2_weight).data(), bf16);
   // dh = dz·W2 (V2: then through GRN), times act'(h), and db1 = Σ dh, pwconv1's bias gradient of
   // this step. In V1 both on each tile of dh while it is in cache (the product in registers,
@@ -395,12 +400,10 @@ void TrainGraph::Impl::backward_block(const BlockParams& b, size_t bi, size_t mi
     db1.reset(M, C4);
     uint16_t* h16 = grow(dh16, M * C4);
     const kernels::TileConsumer keep = [&](const kernels::OutputTile& o) {
-      kernels::multiply_rows(ctx.serial(), o.m1 - o.m0, o.n1 - o.n0, o.data, o.ld, da + o.m0 * C4 + o.n0, C4,
-                             db1.tile(o.m0, o.n0, o.n1));
-      for (int64_t m = o.m0; m < o.m1; ++m)
-        kernels::round_to_bf16(ctx.serial(), o.data + (m - o.m0) * o.ld, o.n1 - o.n0, h16 + m * C4 + o.n0);
+      kernels::multiply_rows_to_bf16(ctx.serial(), o.m1 - o.m0, o.n1 - o.n0, o.data, o.ld, da + o.m0 * C4 + o.n0, C4,
+                                     h16 + o.m0 * C4 + o.n0, C4, db1.tile(o.m0, o.n0, o.n1));
     };
-    kernels::linear_tiles(ctx, M, dz, C, pw2[bi].bwd, keep);
+    kernels::linear_tiles(ctx, M, dz16, C, pw2[bi].bwd, keep);
     db1.finish(db1s);
   } else if (!v2) {
     db1.reset(M, C4);

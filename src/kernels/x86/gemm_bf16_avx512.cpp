@@ -27,20 +27,34 @@ constexpr int64_t kKc2 = 256;  // k-pairs per block: 256 × 32 × 2 bf16 = 32 Ki
 // The epilogue of a microkernel whose output is kept in bf16 (training's act(h) between pwconv1 and
 // pwconv2, which round it to bf16 anyway): + bias, then act and act' in registers, C rounded to
 // nearest even as the consumers' conversion would round it, act' in fp32.
+//
+// Whole rows of the tile at 64-byte boundaries go out as non-temporal stores: these maps (tens of
+// megabytes, read back a layer later) would otherwise cost a read of every line before its write;
+// stage 1's pwconv1 at batch 8 writes 58 MB of them. gemm_pairs fences each thread's tiles.
+inline bool at_line(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 63) == 0; }
 template <int MR>
 inline void store_tile_bf16_out(__m512 (&c0)[MR], __m512 (&c1)[MR], const float* bias, Activation act, uint16_t* C, int64_t ldc,
                                 __mmask16 m0, __mmask16 m1, const ActivationGradient* grad) {
   add_bias<MR>(c0, c1, bias);
+  const bool whole = m0 == 0xffff && m1 == 0xffff;
   with_act_and_grad(act, [&](auto k) {
     constexpr Activation A = decltype(k)::value;
     for (int i = 0; i < MR; ++i) {
-      __m512 a, g;
-      act_and_grad16<A>(c0[i], a, g);
-      _mm256_mask_storeu_epi16(C + i * ldc, m0, (__m256i)_mm512_cvtneps_pbh(a));
-      _mm512_mask_storeu_ps(grad->d + i * grad->ldd, m0, g);
-      act_and_grad16<A>(c1[i], a, g);
-      _mm256_mask_storeu_epi16(C + i * ldc + 16, m1, (__m256i)_mm512_cvtneps_pbh(a));
-      _mm512_mask_storeu_ps(grad->d + i * grad->ldd + 16, m1, g);
+      __m512 a0, g0, a1, g1;
+      act_and_grad16<A>(c0[i], a0, g0);
+      act_and_grad16<A>(c1[i], a1, g1);
+      uint16_t* c = C + i * ldc;
+      float* d = grad->d + i * grad->ldd;
+      if (whole && at_line(c) && at_line(d)) {
+        _mm512_stream_si512(reinterpret_cast<__m512i*>(c), (__m512i)_mm512_cvtne2ps_pbh(a1, a0));  // a0's in the low half
+        _mm512_stream_ps(d, g0);
+        _mm512_stream_ps(d + 16, g1);
+        continue;
+      }
+      _mm256_mask_storeu_epi16(c, m0, (__m256i)_mm512_cvtneps_pbh(a0));
+      _mm512_mask_storeu_ps(d, m0, g0);
+      _mm256_mask_storeu_epi16(c + 16, m1, (__m256i)_mm512_cvtneps_pbh(a1));
+      _mm512_mask_storeu_ps(d + 16, m1, g1);
     }
   });
 }
@@ -60,8 +74,8 @@ void micro(int64_t k2, const uint32_t* A, int64_t lda2, const uint16_t* Bp, cons
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) {
       const __m512bh a = (__m512bh)_mm512_set1_epi32(static_cast<int>(TA ? A[kk * lda2 + i] : A[i * lda2 + kk]));
-      c0[i] = _mm512_dpbf16_ps(c0[i], a, b0);
-      c1[i] = _mm512_dpbf16_ps(c1[i], a, b1);
+      c0[i] = _mm512_dpbf16_ps(c0[i], b0, a);
+      c1[i] = _mm512_dpbf16_ps(c1[i], b1, a);
     }
   };
   int64_t kk = 0;
@@ -135,7 +149,8 @@ void gemm_pairs(int threads, int64_t M, const PackedLinear& W, Out* C, int64_t l
           int64_t pf_rows;
           const char* pf_at = pf.slice(pf_rows);
           // (A tile buffer stays in cache: no stores to wait for there.)
-          if (!consume) prefetch_next_output(C, ldc, m, rows, m0, m1, n0, std::min(N, p1 * kPanel), last ? grad : nullptr);
+          // (A bf16 output is streamed past the caches: nothing to fetch.)
+          if (!consume && !kOut16) prefetch_next_output(C, ldc, m, rows, m0, m1, n0, std::min(N, p1 * kPanel), last ? grad : nullptr);
           const uint32_t* a = TA ? abuf + k0 * lda2 + (m - m0) : abuf + (m - m0) * lda2 + k0;
           ActivationGradient run;
           const ActivationGradient* g = run_gradient(grad, last, m, n0, run);
@@ -152,6 +167,8 @@ void gemm_pairs(int threads, int64_t M, const PackedLinear& W, Out* C, int64_t l
     if constexpr (!kOut16) {
       if (consume) (*consume)(OutputTile{m0, m1, p0 * kPanel, std::min(N, p1 * kPanel), out, ldo});
       else finish_tile(act, after, C, ldc, m0, m1, p0 * kPanel, std::min(N, p1 * kPanel));
+    } else {
+      _mm_sfence();  // the tile's non-temporal stores, ordered before the call returns
     }
   }, tiles > 1 && M * N * W.K > 32768 ? threads : 1);
 }
@@ -208,16 +225,35 @@ void linear_bf16_tiles(int threads, int64_t M, const float* A, int64_t lda, cons
                     ConvertRows{A, lda, W.K, next_call()}, &consume);
 }
 
+namespace {
+// A's rows already the k pairs the microkernel multiplies (bf16, lda even): no conversion, no copy.
+struct PairRows {
+  const uint32_t* pairs;
+  int64_t lda2;
+  const uint32_t* operator()(int64_t, int64_t m0, int64_t, int64_t& ld) const {
+    ld = lda2;
+    return pairs + m0 * lda2;
+  }
+};
+PairRows pair_rows(const uint16_t* A, int64_t lda) { return {reinterpret_cast<const uint32_t*>(A), lda / 2}; }
+}  // namespace
+
 void linear_bf16(int threads, int64_t M, const uint16_t* A, int64_t lda, const PackedLinear& W, float* C, int64_t ldc,
                  bool accumulate, Activation act, const TileEpilogue* after) {
   if (M <= 0 || W.N <= 0) return;
-  // A's rows are already the k pairs the microkernel multiplies: no conversion, no copy.
-  const auto* pairs = reinterpret_cast<const uint32_t*>(A);
-  gemm_pairs<false>(threads, M, W, C, ldc, accumulate, act, after, nullptr,
-                    [&](int64_t, int64_t m0, int64_t, int64_t& lda2) {
-                      lda2 = lda / 2;
-                      return pairs + m0 * lda2;
-                    });
+  gemm_pairs<false>(threads, M, W, C, ldc, accumulate, act, after, nullptr, pair_rows(A, lda));
+}
+
+void linear_bf16_out(int threads, int64_t M, const uint16_t* A, int64_t lda, const PackedLinear& W, uint16_t* C, int64_t ldc,
+                     Activation act, const ActivationGradient& grad) {
+  if (M <= 0 || W.N <= 0) return;
+  gemm_pairs<false>(threads, M, W, C, ldc, false, act, nullptr, &grad, pair_rows(A, lda));
+}
+
+void linear_bf16_tiles(int threads, int64_t M, const uint16_t* A, int64_t lda, const PackedLinear& W, const TileConsumer& consume) {
+  if (M <= 0 || W.N <= 0) return;
+  gemm_pairs<false>(threads, M, W, static_cast<float*>(nullptr), 0, false, Activation::Linear, nullptr, nullptr,
+                    pair_rows(A, lda), &consume);
 }
 
 namespace {
@@ -298,6 +334,10 @@ void weight_gradient_bf16(int threads, int64_t M, const uint16_t* dy, int64_t ld
                           int64_t K, float* dW) {
   weight_gradient_pairs(threads, M, dy, ldy, N, x, ldx, K, dW);
 }
+void weight_gradient_bf16(int threads, int64_t M, const uint16_t* dy, int64_t ldy, int64_t N, const uint16_t* x, int64_t ldx,
+                          int64_t K, float* dW) {
+  weight_gradient_pairs(threads, M, dy, ldy, N, x, ldx, K, dW);
+}
 
 void bf16_pairs(const float* a, int64_t K, uint32_t* out) {
   int64_t k = 0;
@@ -335,6 +375,61 @@ void round_to_bf16(const float* x, int64_t n, uint16_t* out) {
     const __mmask16 m = static_cast<__mmask16>(n - i >= 16 ? 0xffff : (1u << (n - i)) - 1);
     _mm256_mask_storeu_epi16(out + i, m, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + i)));
   }
+}
+
+void multiply_rows_to_bf16(int64_t rows, int64_t cols, const float* y, int64_t ldy, const float* x, int64_t ldx, uint16_t* out,
+                           int64_t ldo, double* sums) {
+  // Strips of 64 columns walked down the rows, their sums in registers: each column still adds
+  // its rows in order, in double, from the value in `sums` (multiply_rows' bits), without a load
+  // and store of the sums per row; x, read from memory, is prefetched a few rows ahead.
+  // A whole strip's row (128 bytes of bf16) at a 64-byte boundary is streamed out past the caches
+  // (non-temporal), as pwconv1's bf16 output (store_tile_bf16_out): dh is read a GEMM later.
+  constexpr int64_t kStrip = 64, kAhead = 6;
+  bool streamed = false;
+  for (int64_t j0 = 0; j0 < cols; j0 += kStrip) {
+    __mmask16 m[4];
+    __mmask8 lo[4], hi[4];
+    for (int b = 0; b < 4; ++b) {
+      const int64_t left = std::clamp<int64_t>(cols - j0 - 16 * b, 0, 16);
+      m[b] = static_cast<__mmask16>((1u << left) - 1);
+      lo[b] = static_cast<__mmask8>(m[b] & 0xff);
+      hi[b] = static_cast<__mmask8>(m[b] >> 8);
+    }
+    __m512d s[8];
+    for (int b = 0; b < 4; ++b) {
+      s[2 * b] = sums ? _mm512_maskz_loadu_pd(lo[b], sums + j0 + 16 * b) : _mm512_setzero_pd();
+      s[2 * b + 1] = sums ? _mm512_maskz_loadu_pd(hi[b], sums + j0 + 16 * b + 8) : _mm512_setzero_pd();
+    }
+    const bool whole = m[3] == 0xffff;
+    for (int64_t r = 0; r < rows; ++r) {
+      if (r + kAhead < rows)
+        for (int b = 0; b < 4; b += 1)
+          if (m[b]) _mm_prefetch(reinterpret_cast<const char*>(x + (r + kAhead) * ldx + j0 + 16 * b), _MM_HINT_T0);
+      __m512 v[4];
+#pragma GCC unroll 4
+      for (int b = 0; b < 4; ++b) {
+        const int64_t j = j0 + 16 * b;
+        v[b] = _mm512_mul_ps(_mm512_maskz_loadu_ps(m[b], y + r * ldy + j), _mm512_maskz_loadu_ps(m[b], x + r * ldx + j));
+        s[2 * b] = _mm512_add_pd(s[2 * b], _mm512_cvtps_pd(_mm512_castps512_ps256(v[b])));
+        s[2 * b + 1] = _mm512_add_pd(s[2 * b + 1], _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v[b]), 1))));
+      }
+      uint16_t* o = out + r * ldo + j0;
+      if (whole && (reinterpret_cast<uintptr_t>(o) & 63) == 0) {
+        _mm512_stream_si512(reinterpret_cast<__m512i*>(o), (__m512i)_mm512_cvtne2ps_pbh(v[1], v[0]));
+        _mm512_stream_si512(reinterpret_cast<__m512i*>(o + 32), (__m512i)_mm512_cvtne2ps_pbh(v[3], v[2]));
+        streamed = true;
+        continue;
+      }
+#pragma GCC unroll 4
+      for (int b = 0; b < 4; ++b) _mm256_mask_storeu_epi16(o + 16 * b, m[b], (__m256i)_mm512_cvtneps_pbh(v[b]));
+    }
+    if (sums)
+      for (int b = 0; b < 4; ++b) {
+        _mm512_mask_storeu_pd(sums + j0 + 16 * b, lo[b], s[2 * b]);
+        _mm512_mask_storeu_pd(sums + j0 + 16 * b + 8, hi[b], s[2 * b + 1]);
+      }
+  }
+  if (streamed) _mm_sfence();
 }
 
 void interleave_bf16(const uint16_t* r0, const uint16_t* r1, int64_t n, uint32_t* out) {

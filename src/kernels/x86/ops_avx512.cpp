@@ -136,6 +136,16 @@ void dwconv7_ln_rows(const float* x, int64_t N, int64_t H, int64_t W, int64_t C,
   }
 }
 
+void dwconv7_ln_train_rows(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
+                           const float* gamma, const float* beta, float eps, int64_t r0, int64_t r1, float* y, float* xhat,
+                           float* rstd) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t n = r / H, i = r % H, o = (r - r0) * W;
+    dw_row(x + n * H * W * C, H, W, C, i, w49, bias, xhat + o * C);
+    layer_norm_train(1, xhat + o * C, W, C, gamma, beta, eps, y + o * C, xhat + o * C, rstd + o);
+  }
+}
+
 void dwconv7_ln(int threads, const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const float* w49, const float* bias,
                 float eps, float* y) {
   parallel::for_each(N * H, threads, N * H * W * C > 16384, [&](int64_t r) {
