@@ -39,7 +39,9 @@ inline void add_paired_partials(const double* part, int64_t slices, int64_t C, f
   }
 }
 
+#ifndef CONVNEXT_OWN_LAYER_NORM_TRAINING
 // LayerNorm forward that keeps what its backward needs: x̂ = (x − mean)/σ and 1/σ per row.
+// (The x86 family has its own pair, its row sums 16 lanes wide.)
 void layer_norm_train(int threads, const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta,
                                   float eps, float* y, float* xhat, float* rstd) {
   parallel::for_each(rows, threads, rows * C > 16384, [&](int64_t r) {
@@ -102,6 +104,7 @@ void layer_norm_backward(int threads, const float* dy, const float* xhat, const 
   }, threads);
   add_paired_partials(part, slices, C, dgamma, dbeta);
 }
+#endif
 
 // The depthwise weight gradient's slices of partial sums (49 taps then the bias, C each) added in
 // slice order into dw49 [49][C] and dbias (may be null).
