@@ -185,6 +185,7 @@ struct TrainGraph::Impl {
     // bf16 training keeps a = act(h) in bf16 (V1): pwconv2 and dW2, its only readers, round it to
     // bf16 anyway, so the same bits in half the bytes (GRN, V2, needs it in fp32).
     kernels::AlignedVector<uint16_t> a16;
+    kernels::AlignedVector<uint16_t> t16;  // … and t = LayerNorm(dwconv(x)), for pwconv1 and dW1
     Buffer dact;  // act'(h) of pwconv1's output h: all the backward needs of h
     std::vector<float> scale;  // the per-sample factor of stochastic depth
   };
@@ -204,7 +205,7 @@ struct TrainGraph::Impl {
   std::vector<Buffer> taps;
   kernels::TileColumnSums db1;  // pwconv1's bias gradient, from the dh GEMM's tiles
   kernels::AlignedVector<uint16_t> dh16;  // bf16 training (V1): dh kept in bf16, as a16
-  kernels::AlignedVector<uint16_t> t16, dz16;  // … and a block's LayerNorm output and dz (scratch, as s2, s1)
+  kernels::AlignedVector<uint16_t> dz16;  // … and dz (scratch, as s1)
   Buffer db1_step, pw1_part;
 
   Impl(Parameters& n, const Context& c, bool b) : net(n), ctx(c), bf16(b) {}
@@ -288,10 +289,10 @@ void TrainGraph::Impl::forward_block(const BlockParams& b, size_t bi, size_t mi,
   pw1[bi].pack(ctx, b.pw1_weight.data(), b.pw1_bias.data(), C4, C, bf16);
   pw2[bi].pack(ctx, b.pw2_weight.data(), b.pw2_bias.data(), C, C4, bf16);
   // t = LayerNorm(dwconv(x)), the conv's output never stored; bf16 training (V1) keeps t in bf16,
-  // as act(h): pwconv1, its only reader, rounds it anyway.
+  // as act(h): pwconv1 and dW1, its readers, round it anyway.
   const bool a_in_bf16 = maps_in_bf16(b);
   float* t = a_in_bf16 ? nullptr : grow(s2, M * C);
-  uint16_t* t16 = a_in_bf16 ? grow(this->t16, M * C) : nullptr;
+  uint16_t* t16 = a_in_bf16 ? grow(bs.t16, M * C) : nullptr;
   kernels::dwconv7_ln_train(ctx, x, N, gg.H, gg.W, C, taps[bi].data(), b.dw_bias.data(), b.norm.weight.data(),
                             b.norm.bias.data(), kBlockEps, t, t16, grow(bs.xhat, M * C), grow(bs.rstd, M));
   // h = t·W1ᵀ + b1, kept as a = act(h) and act'(h) (the backward needs nothing else of h), both
@@ -426,20 +427,20 @@ void TrainGraph::Impl::backward_block(const BlockParams& b, size_t bi, size_t mi
   }
   float* gb1 = grads.of(b.pw1_bias).data();
   for (int64_t n = 0; n < C4; ++n) gb1[n] += db1s[n];
-  // pwconv1: dW1 += dhᵀ·t with t = x̂·γ + β, then dt = dh·W1. Where the map holds at least twice
-  // W1's values (stages 1 and 2 of ConvNeXt-T), from x̂ itself: dhᵀ·t = (dhᵀ·x̂)·diag(γ) + db1·βᵀ,
-  // which spares a pass writing t over the map for one over W1 (stage 1: 1.08 → 0.09 ms a block;
-  // at stage 3's M ≈ 4C the pass over W1 costs more: 0.33 → 0.44 ms); elsewhere t is made again.
-  // In bf16 the GEMM then rounds x̂ rather than t (the β term is exact): the same product up to
-  // where the rounding falls.
+  // pwconv1: dW1 += dhᵀ·t with t = x̂·γ + β, then dt = dh·W1. bf16 training (V1) kept t in bf16
+  // from the forward: both operands as the GEMM rounds them, nothing to make or convert. Otherwise,
+  // where the map holds at least twice W1's values (stages 1 and 2 of ConvNeXt-T), from x̂ itself:
+  // dhᵀ·t = (dhᵀ·x̂)·diag(γ) + db1·βᵀ, which spares a pass writing t over the map for one over W1
+  // (stage 1: 1.08 → 0.09 ms a block; at stage 3's M ≈ 4C the pass over W1 costs more: 0.33 →
+  // 0.44 ms); elsewhere t is made again. (V2 in bf16 then rounds x̂ rather than t, the β term
+  // being exact: the same product up to where the rounding falls.)
   const float* gam = b.norm.weight.data();
   const float* bet = b.norm.bias.data();
   float* dW1 = grads.of(b.pw1_weight).data();
-  const auto dW1_from = [&](const float* x, float* out) {
-    if (in_bf16) kernels::weight_gradient(ctx, M, dh16.data(), C4, C4, x, C, C, out);
-    else weight_grad(ctx, dh, x, M, C4, C, out, bf16);
-  };
-  if (M >= 2 * C4) {
+  const auto dW1_from = [&](const float* x, float* out) { weight_grad(ctx, dh, x, M, C4, C, out, bf16); };
+  if (in_bf16) {
+    kernels::weight_gradient(ctx, M, dh16.data(), C4, C4, bs.t16.data(), C, C, dW1);
+  } else if (M >= 2 * C4) {
     float* P = grow(pw1_part, C4 * C);
     std::fill(P, P + C4 * C, 0.0f);
     dW1_from(bs.xhat.data(), P);
