@@ -873,6 +873,24 @@ TEST(BackwardKernels, FusedAndBf16ProducersGiveTheBitsOfTheirSteps) {
         kernels::linear_bf16_out(ctx, M, af.data(), K, P, off.data() + 1, N, Activation::Gelu, {doff.data() + 1, N});
         EXPECT_TRUE(std::equal(got.begin(), got.end(), off.begin() + 1)) << "act(h) off the line boundary";
         EXPECT_TRUE(std::equal(d.begin(), d.end(), doff.begin() + 1)) << "act'(h) off the line boundary";
+        // act'(h) kept in bf16 (ActivationGradient::d16): act'(h) in fp32, rounded; act(h) as before.
+        kernels::AlignedVector<uint16_t> want_d16(want.size()), d16(want.size(), 0x7777), got2(want.size(), 0x7777);
+        kernels::round_to_bf16(ctx, want_d.data(), M * N, want_d16.data());
+        for (const int64_t o : {0, 1}) {  // on and off the line boundary
+          std::vector<uint16_t> c(want.size() + 1, 0x7777), g(want.size() + 1, 0x7777);
+          kernels::linear_bf16_out(ctx, M, a16.data(), K, P, c.data() + o, N, Activation::Gelu, {nullptr, N, g.data() + o});
+          EXPECT_TRUE(std::equal(want.begin(), want.end(), c.begin() + o)) << "act(h) beside a bf16 act'(h), offset " << o;
+          EXPECT_TRUE(std::equal(want_d16.begin(), want_d16.end(), g.begin() + o)) << "act'(h) in bf16, offset " << o;
+        }
+        kernels::linear_bf16_out(ctx, M, af.data(), K, P, got2.data(), N, Activation::Mish, {nullptr, N, d16.data()});
+        std::vector<float> hm(want.size()), dm(want.size());
+        const kernels::ActivationGradient mish_grad{dm.data(), N};
+        kernels::linear(ctx, M, af.data(), K, P, hm.data(), N, false, Activation::Mish, nullptr, &mish_grad);
+        std::vector<uint16_t> wm(want.size()), wdm(want.size());
+        kernels::round_to_bf16(ctx, hm.data(), M * N, wm.data());
+        kernels::round_to_bf16(ctx, dm.data(), M * N, wdm.data());
+        EXPECT_TRUE(std::equal(wm.begin(), wm.end(), got2.begin())) << "Mish (the fallback) act(h)";
+        EXPECT_TRUE(std::equal(wdm.begin(), wdm.end(), d16.begin())) << "Mish (the fallback) act'(h) in bf16";
       }
       // dz kept in bf16: layer_scale_backward's fp32 dz rounded, the sums from fp32 as before.
       for (const bool with_gamma : {true, false}) {
@@ -929,6 +947,25 @@ TEST(BackwardKernels, FusedAndBf16ProducersGiveTheBitsOfTheirSteps) {
         kernels::multiply_rows_to_bf16(ctx.serial(), rows, cols, y.data(), cols, f.data(), cols, got.data(), cols, sums.data());
         EXPECT_TRUE(std::equal(got.begin(), got.end(), want.begin())) << "aligned rows, cols " << cols;
         EXPECT_EQ(sums, ws);
+        // The factor kept in bf16 (act'(h) of bf16 training): as on the factor widened.
+        const auto f16 = bf16_bits(f);
+        const auto fw = widen(f16);
+        for (const int64_t ld : {cols, cols + 3}) {
+          std::vector<uint16_t> fl(static_cast<size_t>(rows * ld));
+          std::vector<float> fwl(fl.size());
+          for (int64_t r = 0; r < rows; ++r)
+            for (int64_t c = 0; c < cols; ++c) {
+              fl[static_cast<size_t>(r * ld + c)] = f16[static_cast<size_t>(r * cols + c)];
+              fwl[static_cast<size_t>(r * ld + c)] = fw[static_cast<size_t>(r * cols + c)];
+            }
+          std::vector<float> ya = y0, yb = y0;
+          std::vector<double> sa(static_cast<size_t>(cols), 0.25), sb(sa);
+          kernels::AlignedVector<uint16_t> oa(want.size(), 1), ob(want.size(), 2);
+          kernels::multiply_rows_to_bf16(ctx.serial(), rows, cols, ya.data(), cols, fwl.data(), ld, oa.data(), cols, sa.data());
+          kernels::multiply_rows_to_bf16(ctx.serial(), rows, cols, yb.data(), cols, fl.data(), ld, ob.data(), cols, sb.data());
+          EXPECT_TRUE(std::equal(oa.begin(), oa.end(), ob.begin())) << "bf16 factor, ld " << ld;
+          EXPECT_EQ(sa, sb) << "bf16 factor sums, ld " << ld;
+        }
       }
     }
 }

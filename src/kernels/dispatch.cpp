@@ -175,20 +175,38 @@ void multiply_rows_to_bf16(const Context& ctx, int64_t rows, int64_t cols, float
   for (int64_t r = 0; r < rows; ++r) round_to_bf16(ctx, y + r * ldy, cols, out + r * ldo);
 }
 
+void multiply_rows_to_bf16(const Context& ctx, int64_t rows, int64_t cols, float* y, int64_t ldy, const uint16_t* x,
+                           int64_t ldx, uint16_t* out, int64_t ldo, double* sums) {
+  if (native_bf16(ctx)) return x86::multiply_rows_to_bf16(rows, cols, y, ldy, x, ldx, out, ldo, sums);
+  // Its own buffer, not widened()'s: this runs as a TileConsumer, whose GEMM may be reading a map
+  // widened() holds for the calling thread.
+  static thread_local AlignedVector<float> xw;
+  if (xw.size() < static_cast<size_t>(rows * cols)) xw.resize(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) xw[static_cast<size_t>(r * cols + c)] = io::bf16_to_f32(x[r * ldx + c]);
+  multiply_rows_to_bf16(ctx, rows, cols, y, ldy, xw.data(), cols, out, ldo, sums);
+}
+
 void linear_bf16_out(const Context& ctx, int64_t M, const float* A, int64_t lda, const PackedLinear& W, uint16_t* C, int64_t ldc,
                      Activation act, const ActivationGradient& grad) {
   if (!W.is_bf16()) throw std::invalid_argument("linear_bf16_out: the weights are not in bf16 form");
   if (native_bf16(ctx) && x86::act_and_grad_in_registers(act))
     return x86::linear_bf16_out(ctx.threads, M, A, lda, W, C, ldc, act, grad);
-  // Elsewhere: into fp32 (the calling thread's buffer), each finished tile rounded into C.
-  static thread_local AlignedVector<float> h;
-  if (h.size() < static_cast<size_t>(M * W.N)) h.resize(static_cast<size_t>(M * W.N));
-  float* hp = h.data();
+  // Elsewhere: into fp32 (the calling thread's buffers), each finished tile rounded into C (and
+  // act'(v) into grad.d16).
+  static thread_local AlignedVector<float> h, d;
   const int64_t N = W.N;
+  if (h.size() < static_cast<size_t>(M * N)) h.resize(static_cast<size_t>(M * N));
+  if (grad.d16 && d.size() < static_cast<size_t>(M * N)) d.resize(static_cast<size_t>(M * N));
+  float* hp = h.data();
+  const ActivationGradient g32 = grad.d16 ? ActivationGradient{d.data(), N} : grad;
   const TileEpilogue round = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-    for (int64_t m = m0; m < m1; ++m) round_to_bf16(ctx.serial(), hp + m * N + n0, n1 - n0, C + m * ldc + n0);
+    for (int64_t m = m0; m < m1; ++m) {
+      round_to_bf16(ctx.serial(), hp + m * N + n0, n1 - n0, C + m * ldc + n0);
+      if (grad.d16) round_to_bf16(ctx.serial(), g32.d + m * N + n0, n1 - n0, grad.d16 + m * grad.ldd + n0);
+    }
   };
-  linear(ctx, M, A, lda, W, hp, N, false, act, &round, &grad);
+  linear(ctx, M, A, lda, W, hp, N, false, act, &round, &g32);
 }
 
 namespace {

@@ -137,6 +137,10 @@ using TileEpilogue = std::function<void(int64_t m0, int64_t m1, int64_t n0, int6
 struct ActivationGradient {
   float* d;
   int64_t ldd;
+  // linear_bf16_out only (bf16 training, V1): act'(v) rounded to bf16 into d16 (rows ldd values
+  // apart) instead of d (null then), as torch.autocast keeps h in bf16 for the activation's
+  // backward; dh = (dz·W2)⊙act'(h), read by GEMMs that round it to bf16, needs no more.
+  uint16_t* d16 = nullptr;
 };
 
 // Where a kernel keeps an output in bf16 instead of fp32: each row of it rounded by `round` (the
@@ -272,6 +276,9 @@ void round_to_bf16(const Context& ctx, const float* x, int64_t n, uint16_t* out)
 // over the tile. On the calling thread.
 void multiply_rows_to_bf16(const Context& ctx, int64_t rows, int64_t cols, float* y, int64_t ldy, const float* x, int64_t ldx,
                            uint16_t* out, int64_t ldo, double* sums = nullptr);
+// … with x kept in bf16 (act'(h) of bf16 training; widened exactly).
+void multiply_rows_to_bf16(const Context& ctx, int64_t rows, int64_t cols, float* y, int64_t ldy, const uint16_t* x,
+                           int64_t ldx, uint16_t* out, int64_t ldo, double* sums = nullptr);
 
 // LayerNorm (affine) that also writes x̂ = (x − mean)/σ and 1/σ of each row for the backward.
 void layer_norm_train(const Context& ctx, const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps,

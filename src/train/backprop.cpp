@@ -187,6 +187,7 @@ struct TrainGraph::Impl {
     kernels::AlignedVector<uint16_t> a16;
     kernels::AlignedVector<uint16_t> t16;  // … and t = LayerNorm(dwconv(x)), for pwconv1 and dW1
     Buffer dact;  // act'(h) of pwconv1's output h: all the backward needs of h
+    kernels::AlignedVector<uint16_t> dact16;  // … in bf16 under bf16 training (V1)
     std::vector<float> scale;  // the per-sample factor of stochastic depth
   };
   struct DownState {
@@ -297,7 +298,8 @@ void TrainGraph::Impl::forward_block(const BlockParams& b, size_t bi, size_t mi,
                             b.norm.bias.data(), kBlockEps, t, t16, grow(bs.xhat, M * C), grow(bs.rstd, M));
   // h = t·W1ᵀ + b1, kept as a = act(h) and act'(h) (the backward needs nothing else of h), both
   // computed from h while it is in registers.
-  const kernels::ActivationGradient act_grad{grow(bs.dact, M * C4), C4};
+  const kernels::ActivationGradient act_grad =
+      a_in_bf16 ? kernels::ActivationGradient{nullptr, C4, grow(bs.dact16, M * C4)} : kernels::ActivationGradient{grow(bs.dact, M * C4), C4};
   const float* pw2_in = nullptr;
   if (a_in_bf16) {
     kernels::linear_bf16_out(ctx, M, t16, C, pw1[bi].fwd, grow(bs.a16, M * C4), C4, net.act, act_grad);
@@ -392,6 +394,7 @@ void TrainGraph::Impl::backward_block(const BlockParams& b, size_t bi, size_t mi
   // than a pass of their own: stage 1's dh 9.79 → 8.81 ms).
   float* dh = in_bf16 ? nullptr : grow(s3, M * C4);
   const float* da = bs.dact.data();
+  const uint16_t* da16 = bs.dact16.data();
   float* db1s = grow(db1_step, C4);
   std::fill(db1s, db1s + C4, 0.0f);
   if (in_bf16) {
@@ -401,7 +404,7 @@ void TrainGraph::Impl::backward_block(const BlockParams& b, size_t bi, size_t mi
     db1.reset(M, C4);
     uint16_t* h16 = grow(dh16, M * C4);
     const kernels::TileConsumer keep = [&](const kernels::OutputTile& o) {
-      kernels::multiply_rows_to_bf16(ctx.serial(), o.m1 - o.m0, o.n1 - o.n0, o.data, o.ld, da + o.m0 * C4 + o.n0, C4,
+      kernels::multiply_rows_to_bf16(ctx.serial(), o.m1 - o.m0, o.n1 - o.n0, o.data, o.ld, da16 + o.m0 * C4 + o.n0, C4,
                                      h16 + o.m0 * C4 + o.n0, C4, db1.tile(o.m0, o.n0, o.n1));
     };
     kernels::linear_tiles(ctx, M, dz16, C, pw2[bi].bwd, keep);

@@ -12,7 +12,8 @@ ConvNeXt V2: the gradients through GRN, grn.weight and grn.bias included), and b
 as `convnext train --dtype bf16` defines it (variants named bf16_*: every GEMM of the forward and
 the backward, i.e. the stem and downsampling convolutions, pwconv1/2 and the classifier with their
 input and weight gradients, takes its two inputs rounded to bfloat16 (nearest even) and sums them
-exactly; everything else stays in the run's float dtype; see Bf16Functional).
+exactly; in ConvNeXt V1 the activation's derivative is kept rounded to bfloat16 too (Bf16ActGrad);
+everything else stays in the run's float dtype; see Bf16Functional).
 
   --check-shared DIR   validates the twin itself on train_tiny4 and train_multilabel: float32
                        forward, loss and backward against loss, logits, grad.pixel_values and
@@ -146,6 +147,30 @@ class Bf16PatchConv(torch.autograd.Function):
         return dx, dw, dy.sum((0, 2, 3)), None
 
 
+class Bf16ActGrad(torch.autograd.Function):
+    """y = act(x); dx = dy·r(act'(x)): bf16 training keeps pwconv1's activation derivative in bf16
+    (ConvNeXt V1; torch.autocast keeps h itself in bf16 for it). act' from autograd, in the run's dtype."""
+
+    @staticmethod
+    def forward(ctx, x, fn):
+        with torch.enable_grad():
+            xd = x.detach().requires_grad_(True)
+            y = fn(xd)
+            (d,) = torch.autograd.grad(y.sum(), xd)
+        ctx.save_for_backward(bf16_round(d))
+        return y.detach()
+
+    @staticmethod
+    def backward(ctx, dy):
+        (d,) = ctx.saved_tensors
+        return dy * d, None
+
+
+def bf16_act2fn():
+    """mv.ACT2FN with every activation's derivative rounded to bf16 (Bf16ActGrad)."""
+    return {k: (lambda fn: (lambda x: Bf16ActGrad.apply(x, fn)))(fn) for k, fn in mv.ACT2FN.items()}
+
+
 class Bf16Functional:
     """torch.nn.functional with linear and the non-grouped convolutions in bf16 mixed precision;
     the depthwise convolution (groups > 1), LayerNorm, activations and losses are untouched."""
@@ -190,12 +215,14 @@ def train_run(weights, cfg, pixel_values, labels, dtype, bf16=False):
     for step in range(1, STEPS + 1):
         opt.zero_grad()
         P = mv.Params(params)
-        plain_f = mv.F
+        plain_f, plain_act = mv.F, mv.ACT2FN
         mv.F = Bf16Functional() if bf16 else plain_f
+        if bf16 and not mv.is_v2(cfg):  # V1 keeps act'(h) in bf16; V2 (GRN) keeps it in fp32
+            mv.ACT2FN = bf16_act2fn()
         try:
             out = mv.classifier_forward(P, cfg, pv if step == 1 else pv.detach(), lab)
         finally:
-            mv.F = plain_f
+            mv.F, mv.ACT2FN = plain_f, plain_act
         unused |= set(P.unused())
         out["loss"].backward()
         losses.append(out["loss"].detach().reshape(1))
@@ -430,7 +457,8 @@ def write_variant(root, spec):
                      "autograd + torch.optim.AdamW, not transformers)",
         "compute": "float64 (torch CPU), stored as float32" + (
             "; bf16 mixed precision: the inputs of every GEMM (stem and downsampling convolutions, pwconv1/2, "
-            "classifier; forward, input and weight gradients) rounded to bfloat16" if bf16 else ""),
+            "classifier; forward, input and weight gradients) rounded to bfloat16, and in V1 the activation's "
+            "derivative" if bf16 else ""),
         "dtype": "bf16" if bf16 else "f32",
         "float32_worst_rel_error": worst,
         "grad_max_abs_min": {"parameter": weakest, "value": grad_max[weakest]},

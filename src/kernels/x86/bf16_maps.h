@@ -36,6 +36,8 @@ void round_to_bf16(const float* x, int64_t n, uint16_t* out);
 // kernels::multiply_rows_to_bf16 (y is only read here).
 void multiply_rows_to_bf16(int64_t rows, int64_t cols, const float* y, int64_t ldy, const float* x, int64_t ldx, uint16_t* out,
                            int64_t ldo, double* sums);
+void multiply_rows_to_bf16(int64_t rows, int64_t cols, const float* y, int64_t ldy, const uint16_t* x, int64_t ldx,
+                           uint16_t* out, int64_t ldo, double* sums);
 // linear_bf16 handing each finished tile to `consume` from a buffer of its thread (kernels::linear_tiles).
 void linear_bf16_tiles(int threads, int64_t M, const float* A, int64_t lda, const PackedLinear& W, const TileConsumer& consume);
 // … on A already in bf16 (as linear_bf16 on a bf16 A).

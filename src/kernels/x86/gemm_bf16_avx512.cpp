@@ -44,17 +44,28 @@ inline void store_tile_bf16_out(__m512 (&c0)[MR], __m512 (&c1)[MR], const float*
       act_and_grad16<A>(c0[i], a0, g0);
       act_and_grad16<A>(c1[i], a1, g1);
       uint16_t* c = C + i * ldc;
-      float* d = grad->d + i * grad->ldd;
-      if (whole && at_line(c) && at_line(d)) {
-        _mm512_stream_si512(reinterpret_cast<__m512i*>(c), (__m512i)_mm512_cvtne2ps_pbh(a1, a0));  // a0's in the low half
-        _mm512_stream_ps(d, g0);
-        _mm512_stream_ps(d + 16, g1);
-        continue;
+      if (grad->d16) {  // act' in bf16 too
+        uint16_t* d = grad->d16 + i * grad->ldd;
+        if (whole && at_line(c) && at_line(d)) {
+          _mm512_stream_si512(reinterpret_cast<__m512i*>(c), (__m512i)_mm512_cvtne2ps_pbh(a1, a0));  // a0's in the low half
+          _mm512_stream_si512(reinterpret_cast<__m512i*>(d), (__m512i)_mm512_cvtne2ps_pbh(g1, g0));
+          continue;
+        }
+        _mm256_mask_storeu_epi16(d, m0, (__m256i)_mm512_cvtneps_pbh(g0));
+        _mm256_mask_storeu_epi16(d + 16, m1, (__m256i)_mm512_cvtneps_pbh(g1));
+      } else {
+        float* d = grad->d + i * grad->ldd;
+        if (whole && at_line(c) && at_line(d)) {
+          _mm512_stream_si512(reinterpret_cast<__m512i*>(c), (__m512i)_mm512_cvtne2ps_pbh(a1, a0));
+          _mm512_stream_ps(d, g0);
+          _mm512_stream_ps(d + 16, g1);
+          continue;
+        }
+        _mm512_mask_storeu_ps(d, m0, g0);
+        _mm512_mask_storeu_ps(d + 16, m1, g1);
       }
       _mm256_mask_storeu_epi16(c, m0, (__m256i)_mm512_cvtneps_pbh(a0));
-      _mm512_mask_storeu_ps(d, m0, g0);
       _mm256_mask_storeu_epi16(c + 16, m1, (__m256i)_mm512_cvtneps_pbh(a1));
-      _mm512_mask_storeu_ps(d + 16, m1, g1);
     }
   });
 }
@@ -377,8 +388,15 @@ void round_to_bf16(const float* x, int64_t n, uint16_t* out) {
   }
 }
 
-void multiply_rows_to_bf16(int64_t rows, int64_t cols, const float* y, int64_t ldy, const float* x, int64_t ldx, uint16_t* out,
-                           int64_t ldo, double* sums) {
+namespace {
+inline __m512 load_widened(__mmask16 m, const float* x) { return _mm512_maskz_loadu_ps(m, x); }
+inline __m512 load_widened(__mmask16 m, const uint16_t* x) {  // bf16 → fp32: the bits moved up 16 (exact)
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, x)), 16));
+}
+
+template <class X>
+void multiply_rows_to_bf16_impl(int64_t rows, int64_t cols, const float* y, int64_t ldy, const X* x, int64_t ldx, uint16_t* out,
+                                int64_t ldo, double* sums) {
   // Strips of 64 columns walked down the rows, their sums in registers: each column still adds
   // its rows in order, in double, from the value in `sums` (multiply_rows' bits), without a load
   // and store of the sums per row; x, read from memory, is prefetched a few rows ahead.
@@ -409,7 +427,7 @@ void multiply_rows_to_bf16(int64_t rows, int64_t cols, const float* y, int64_t l
 #pragma GCC unroll 4
       for (int b = 0; b < 4; ++b) {
         const int64_t j = j0 + 16 * b;
-        v[b] = _mm512_mul_ps(_mm512_maskz_loadu_ps(m[b], y + r * ldy + j), _mm512_maskz_loadu_ps(m[b], x + r * ldx + j));
+        v[b] = _mm512_mul_ps(_mm512_maskz_loadu_ps(m[b], y + r * ldy + j), load_widened(m[b], x + r * ldx + j));
         s[2 * b] = _mm512_add_pd(s[2 * b], _mm512_cvtps_pd(_mm512_castps512_ps256(v[b])));
         s[2 * b + 1] = _mm512_add_pd(s[2 * b + 1], _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v[b]), 1))));
       }
@@ -430,6 +448,16 @@ void multiply_rows_to_bf16(int64_t rows, int64_t cols, const float* y, int64_t l
       }
   }
   if (streamed) _mm_sfence();
+}
+}  // namespace
+
+void multiply_rows_to_bf16(int64_t rows, int64_t cols, const float* y, int64_t ldy, const float* x, int64_t ldx, uint16_t* out,
+                           int64_t ldo, double* sums) {
+  multiply_rows_to_bf16_impl(rows, cols, y, ldy, x, ldx, out, ldo, sums);
+}
+void multiply_rows_to_bf16(int64_t rows, int64_t cols, const float* y, int64_t ldy, const uint16_t* x, int64_t ldx,
+                           uint16_t* out, int64_t ldo, double* sums) {
+  multiply_rows_to_bf16_impl(rows, cols, y, ldy, x, ldx, out, ldo, sums);
 }
 
 void interleave_bf16(const uint16_t* r0, const uint16_t* r1, int64_t n, uint32_t* out) {

@@ -229,7 +229,8 @@ inline void store_tile(__m512 (&c0)[MR], __m512 (&c1)[MR], const float* bias, Ac
 inline const ActivationGradient* run_gradient(const ActivationGradient* grad, bool last, int64_t m, int64_t n0,
                                               ActivationGradient& out) {
   if (!grad || !last) return nullptr;
-  out = {grad->d + m * grad->ldd + n0, grad->ldd};
+  const int64_t at = m * grad->ldd + n0;
+  out = {grad->d ? grad->d + at : nullptr, grad->ldd, grad->d16 ? grad->d16 + at : nullptr};
   return &out;
 }
 
