@@ -299,6 +299,31 @@ void linear_at_bf16(int threads, int64_t M, const uint16_t* A, int64_t lda, cons
 }
 
 namespace {
+// Pairs j of two rows (j < nc ≤ 32; r1 null: its half 0) into a panel's 32, zero past nc: the
+// bf16 kernels' interleave, inline for the weight gradient's panel-sized pieces (a call per
+// panel and pair row cost more than the work).
+[[gnu::always_inline]] inline void interleave32(const uint16_t* r0, const uint16_t* r1, int64_t nc, uint32_t* d) {
+  const __m512i lo = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38, 6, 37, 5, 36, 4,
+                                      35, 3, 34, 2, 33, 1, 32, 0);
+  const __m512i hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
+  const __mmask32 m = nc >= 32 ? 0xffffffffu : (1u << nc) - 1;
+  const __m512i a = _mm512_maskz_loadu_epi16(m, r0);
+  const __m512i b = r1 ? _mm512_maskz_loadu_epi16(m, r1) : _mm512_setzero_si512();
+  _mm512_storeu_si512(d, _mm512_permutex2var_epi16(a, lo, b));
+  _mm512_storeu_si512(d + 16, _mm512_permutex2var_epi16(a, hi, b));
+}
+[[gnu::always_inline]] inline void interleave32(const float* r0, const float* r1, int64_t nc, uint32_t* d) {
+  const __m512i pairs = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
+                                         4, 19, 3, 18, 2, 17, 1, 16, 0);
+  for (int h = 0; h < 2; ++h) {
+    const int64_t left = std::clamp<int64_t>(nc - 16 * h, 0, 16);
+    const __mmask16 m = static_cast<__mmask16>((1u << left) - 1);
+    const __m512 a = _mm512_maskz_loadu_ps(m, r0 + 16 * h);
+    const __m512 b = r1 ? _mm512_maskz_loadu_ps(m, r1 + 16 * h) : _mm512_setzero_ps();
+    _mm512_storeu_si512(d + 16 * h, _mm512_permutexvar_epi16(pairs, (__m512i)_mm512_cvtne2ps_pbh(b, a)));
+  }
+}
+
 // The weight gradient's driver on dy and x of element types DY and X: float (rounded to bf16 in
 // the pack) or uint16_t (a map kept in bf16: interleaved as it is).
 template <class DY, class X>
@@ -316,12 +341,9 @@ void weight_gradient_pairs(int threads, int64_t M, const DY* dy, int64_t ldy, in
     }
     for (int64_t kk = 0; kk < k2; ++kk) {  // x's panels
       const X *r0 = row(x, ldx, kk, 0) + b.c0, *r1 = row(x, ldx, kk, 1);
-      for (int64_t p = 0; p < b.np; ++p) {
-        const int64_t nc = std::min(kPanel, b.width - p * kPanel);
-        uint32_t* dst = bbuf + (p * k2 + kk) * kPanel;
-        interleave_bf16(r0 + p * kPanel, r1 ? r1 + b.c0 + p * kPanel : nullptr, nc, dst);
-        std::fill(dst + nc, dst + kPanel, 0u);
-      }
+      for (int64_t p = 0; p < b.np; ++p)
+        interleave32(r0 + p * kPanel, r1 ? r1 + b.c0 + p * kPanel : nullptr, std::min(kPanel, b.width - p * kPanel),
+                     bbuf + (p * k2 + kk) * kPanel);
     }
   }, [&](int rows, int64_t k2, const uint32_t* a, int64_t lda, const uint32_t* bp, float* C, int64_t ldc, __mmask16 lo,
          __mmask16 hi, bool load_c, const char* pf, int64_t pf_rows) {
