@@ -227,7 +227,7 @@ void weight_gradient(const Context& ctx, int64_t M, const float* dy, int64_t ldy
 //
 // linear() with an ActivationGradient, C kept in bf16: act(v) rounded to nearest even as the
 // family's bf16 GEMM rounds its inputs (the same bits as linear() into fp32 followed by that
-// rounding; d = act'(v) in fp32 as before).
+// rounding; d = act'(v) in fp32 as before, or with grad.d16 rounded to bf16 the same way).
 void linear_bf16_out(const Context& ctx, int64_t M, const float* A, int64_t lda, const PackedLinear& W, uint16_t* C, int64_t ldc,
                      Activation act, const ActivationGradient& grad);
 // … and on A kept in bf16 too (bf16 training's LayerNorm output t, which pwconv1 alone reads).

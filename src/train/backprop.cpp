@@ -297,7 +297,7 @@ void TrainGraph::Impl::forward_block(const BlockParams& b, size_t bi, size_t mi,
   kernels::dwconv7_ln_train(ctx, x, N, gg.H, gg.W, C, taps[bi].data(), b.dw_bias.data(), b.norm.weight.data(),
                             b.norm.bias.data(), kBlockEps, t, t16, grow(bs.xhat, M * C), grow(bs.rstd, M));
   // h = t·W1ᵀ + b1, kept as a = act(h) and act'(h) (the backward needs nothing else of h), both
-  // computed from h while it is in registers.
+  // computed from h while it is in registers; bf16 training (V1) keeps both in bf16.
   const kernels::ActivationGradient act_grad =
       a_in_bf16 ? kernels::ActivationGradient{nullptr, C4, grow(bs.dact16, M * C4)} : kernels::ActivationGradient{grow(bs.dact, M * C4), C4};
   const float* pw2_in = nullptr;
