@@ -122,9 +122,11 @@ std::deque<Batcher::Job> Batcher::take_batch(std::unique_lock<std::mutex>& lock)
       cv_.wait_until(lock, until);
       waited = true;
     }
-    // A wait that ran out with no one else coming: the next ones would too, until requests
-    // overlap again (submit).
-    if (waited && arrivals_ == arrived && Clock::now() >= until) waits_in_vain_ = true;
+    // A lone request's wait that ran out with no one else coming: the next ones would too, until
+    // requests overlap again (submit). Requests that queued together while the model was busy and
+    // then waited with no newcomer did overlap: that wait is no reason to stop waiting (counting
+    // it made the next lone request after a burst run at once, or not, by a race).
+    if (waited && arrivals_ == arrived && queue_.size() == 1 && Clock::now() >= until) waits_in_vain_ = true;
     drop_expired(Clock::now());
     if (!queue_.empty()) break;
   }
