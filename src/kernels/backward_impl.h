@@ -39,38 +39,63 @@ inline void add_paired_partials(const double* part, int64_t slices, int64_t C, f
   }
 }
 
-#ifndef CONVNEXT_OWN_LAYER_NORM_TRAINING
+// ---- LayerNorm of training ----
+// One row each way, as plain loops; a family may bring its own rows (CONVNEXT_OWN_LAYER_NORM_ROWS:
+// the x86 one sums 16 lanes wide, where these loops' sums are one dependent chain of C additions
+// the compiler may not reorder). The drivers below (threads, the parameter sums' slices) are one.
+#ifndef CONVNEXT_OWN_LAYER_NORM_ROWS
+// x̂ = (x − mean)/σ into hr (may alias xr: each value is read before it is replaced) and
+// y = x̂·γ + β into yr; returns 1/σ.
+inline float ln_train_row(const float* xr, int64_t C, const float* gamma, const float* beta, float eps, float* hr, float* yr) {
+  float s = 0;
+  for (int64_t c = 0; c < C; ++c) s += xr[c];
+  const float mean = s / static_cast<float>(C);
+  float v = 0;
+  for (int64_t c = 0; c < C; ++c) v += (xr[c] - mean) * (xr[c] - mean);
+  const float rs = 1.0f / std::sqrt(v / static_cast<float>(C) + eps);
+  for (int64_t c = 0; c < C; ++c) {
+    const float h = (xr[c] - mean) * rs;
+    hr[c] = h;
+    yr[c] = h * gamma[c] + beta[c];
+  }
+  return rs;
+}
+
+// dx = (g − mean(g) − x̂·mean(g·x̂))/σ with g = dy·γ (g: C floats of scratch) into dxr (may alias
+// dyr); accg += dy·x̂, accb += dy, per column.
+inline void ln_backward_row(const float* dyr, const float* hr, int64_t C, const float* gamma, float rs, float* g, float* accg,
+                            float* accb, float* dxr) {
+  float s1 = 0, s2 = 0;
+  for (int64_t c = 0; c < C; ++c) {
+    const float gc = dyr[c] * gamma[c];
+    g[c] = gc;
+    s1 += gc;
+    s2 += gc * hr[c];
+    accg[c] += dyr[c] * hr[c];
+    accb[c] += dyr[c];
+  }
+  const float m1 = s1 / static_cast<float>(C), m2 = s2 / static_cast<float>(C);
+  for (int64_t c = 0; c < C; ++c) dxr[c] = (g[c] - m1 - hr[c] * m2) * rs;
+}
+#endif
+
 // LayerNorm forward that keeps what its backward needs: x̂ = (x − mean)/σ and 1/σ per row.
-// (The x86 family has its own pair, its row sums 16 lanes wide.)
 void layer_norm_train(int threads, const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta,
                                   float eps, float* y, float* xhat, float* rstd) {
   parallel::for_each(rows, threads, rows * C > 16384, [&](int64_t r) {
-    const float* xr = x + r * C;
-    float s = 0;
-    for (int64_t c = 0; c < C; ++c) s += xr[c];
-    const float mean = s / static_cast<float>(C);
-    float v = 0;
-    for (int64_t c = 0; c < C; ++c) v += (xr[c] - mean) * (xr[c] - mean);
-    const float rs = 1.0f / std::sqrt(v / static_cast<float>(C) + eps);
-    rstd[r] = rs;
-    float* hr = xhat + r * C;
-    float* yr = y + r * C;
-    for (int64_t c = 0; c < C; ++c) {
-      const float h = (xr[c] - mean) * rs;
-      hr[c] = h;
-      yr[c] = h * gamma[c] + beta[c];
-    }
+    rstd[r] = ln_train_row(x + r * C, C, gamma, beta, eps, xhat + r * C, y + r * C);
   });
 }
 
-// dx = (g − mean(g) − x̂·mean(g·x̂))/σ with g = dy·γ, per row; dgamma += Σ dy·x̂, dbeta += Σ dy.
+// dx = (g − mean(g) − x̂·mean(g·x̂))/σ with g = dy·γ, per row; dgamma += Σ dy·x̂, dbeta += Σ dy
+// (float over runs of 64 rows per column, double across runs and fixed slices of rows).
 void layer_norm_backward(int threads, const float* dy, const float* xhat, const float* rstd, int64_t rows, int64_t C,
                                      const float* gamma, float* dx, float* dgamma, float* dbeta) {
   const int64_t slice = reduction_slice(rows, rows * C > 16384), slices = (rows + slice - 1) / slice;
   double* const part = zeroed_partials(slices * 2 * C);
   parallel::for_chunks(rows, slice, [&](int64_t r0, int64_t r1) {
     const int64_t t = r0 / slice;
-    std::vector<float> g(static_cast<size_t>(C)), accg(static_cast<size_t>(C), 0.0f), accb(static_cast<size_t>(C), 0.0f);
+    AlignedVector<float> g(static_cast<size_t>(C)), accg(static_cast<size_t>(C), 0.0f), accb(static_cast<size_t>(C), 0.0f);
     int64_t since_flush = 0;
     auto flush = [&] {
       double* pg = part + static_cast<size_t>(t) * 2 * C;
@@ -81,20 +106,7 @@ void layer_norm_backward(int threads, const float* dy, const float* xhat, const 
       }
     };
     for (int64_t r = r0; r < r1; ++r) {
-      const float* dyr = dy + r * C;
-      const float* hr = xhat + r * C;
-      float s1 = 0, s2 = 0;
-      for (int64_t c = 0; c < C; ++c) {
-        const float gc = dyr[c] * gamma[c];
-        g[static_cast<size_t>(c)] = gc;
-        s1 += gc;
-        s2 += gc * hr[c];
-        accg[static_cast<size_t>(c)] += dyr[c] * hr[c];
-        accb[static_cast<size_t>(c)] += dyr[c];
-      }
-      const float m1 = s1 / static_cast<float>(C), m2 = s2 / static_cast<float>(C), rs = rstd[r];
-      float* dxr = dx + r * C;  // may alias dy: dy's row was fully read above
-      for (int64_t c = 0; c < C; ++c) dxr[c] = (g[static_cast<size_t>(c)] - m1 - hr[c] * m2) * rs;
+      ln_backward_row(dy + r * C, xhat + r * C, C, gamma, rstd[r], g.data(), accg.data(), accb.data(), dx + r * C);
       if (++since_flush == 64) {  // short float sums, long double ones
         flush();
         since_flush = 0;
@@ -104,7 +116,6 @@ void layer_norm_backward(int threads, const float* dy, const float* xhat, const 
   }, threads);
   add_paired_partials(part, slices, C, dgamma, dbeta);
 }
-#endif
 
 // The depthwise weight gradient's slices of partial sums (49 taps then the bias, C each) added in
 // slice order into dw49 [49][C] and dbias (may be null).

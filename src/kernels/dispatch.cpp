@@ -142,15 +142,19 @@ void weight_gradient(const Context& ctx, int64_t M, const float* dy, int64_t ldy
 // ---- maps kept in bf16 ----
 
 namespace {
-// Rows of a map kept in bf16 widened to fp32 (exact), into the calling thread's buffer.
-const float* widened(const Context& ctx, const uint16_t* x, int64_t rows, int64_t cols, int64_t ld) {
-  static thread_local AlignedVector<float> buf;
+// Rows of a map kept in bf16 widened to fp32 (exact) into buf, rows cols floats apart.
+const float* widened(const Context& ctx, const uint16_t* x, int64_t rows, int64_t cols, int64_t ld, AlignedVector<float>& buf) {
   if (buf.size() < static_cast<size_t>(rows * cols)) buf.resize(static_cast<size_t>(rows * cols));
   float* out = buf.data();
   parallel::for_each(rows, ctx.threads, rows * cols > 65536, [&](int64_t r) {
     for (int64_t c = 0; c < cols; ++c) out[r * cols + c] = io::bf16_to_f32(x[r * ld + c]);
   });
   return out;
+}
+// … into the calling thread's buffer.
+const float* widened(const Context& ctx, const uint16_t* x, int64_t rows, int64_t cols, int64_t ld) {
+  static thread_local AlignedVector<float> buf;
+  return widened(ctx, x, rows, cols, ld, buf);
 }
 }  // namespace
 
@@ -178,13 +182,10 @@ void multiply_rows_to_bf16(const Context& ctx, int64_t rows, int64_t cols, float
 void multiply_rows_to_bf16(const Context& ctx, int64_t rows, int64_t cols, float* y, int64_t ldy, const uint16_t* x,
                            int64_t ldx, uint16_t* out, int64_t ldo, double* sums) {
   if (native_bf16(ctx)) return x86::multiply_rows_to_bf16(rows, cols, y, ldy, x, ldx, out, ldo, sums);
-  // Its own buffer, not widened()'s: this runs as a TileConsumer, whose GEMM may be reading a map
-  // widened() holds for the calling thread.
+  // A buffer of its own, not widened()'s thread buffer: this runs as a TileConsumer, whose GEMM
+  // may be reading a map widened() holds for the calling thread.
   static thread_local AlignedVector<float> xw;
-  if (xw.size() < static_cast<size_t>(rows * cols)) xw.resize(static_cast<size_t>(rows * cols));
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) xw[static_cast<size_t>(r * cols + c)] = io::bf16_to_f32(x[r * ldx + c]);
-  multiply_rows_to_bf16(ctx, rows, cols, y, ldy, xw.data(), cols, out, ldo, sums);
+  multiply_rows_to_bf16(ctx, rows, cols, y, ldy, widened(ctx.serial(), x, rows, cols, ldx, xw), cols, out, ldo, sums);
 }
 
 void linear_bf16_out(const Context& ctx, int64_t M, const float* A, int64_t lda, const PackedLinear& W, uint16_t* C, int64_t ldc,

@@ -1,7 +1,7 @@
-// AVX-512 backward-pass kernels: backward_impl.h's loops compiled 16 floats wide, and the GELU
-// derivatives in registers (the activation backward touches every hidden value of every block).
+// AVX-512 backward-pass kernels: backward_impl.h's loops compiled 16 floats wide (LayerNorm's rows
+// written out 16 lanes wide), and the GELU derivatives in registers (the activation backward
+// touches every hidden value of every block).
 #include <immintrin.h>
-
 
 #include <algorithm>
 #include <cmath>
@@ -9,103 +9,56 @@
 
 #include "core/parallel.h"
 #include "kernels/kernels.h"
+#include "kernels/x86/layer_norm_row.h"
 #include "kernels/x86/vmath_avx512.h"
 
 namespace convnext::kernels::x86 {
 
+// ---- LayerNorm of training: backward_impl.h's drivers on rows 16 lanes wide ----
+// The row sums (mean and variance as inference's LayerNorm takes them, layer_norm_row.h; Σ dy·γ
+// and Σ dy·γ·x̂ of the backward) in 16 lanes and then across them: the plain loops' sums are one
+// dependent chain of C additions (the compiler may not reorder them), 8–11% of a bf16 step.
+
+inline float ln_train_row(const float* xr, int64_t C, const float* gamma, const float* beta, float eps, float* hr, float* yr) {
+  __m512 mean, rs;
+  layer_norm_stats(xr, C, eps, mean, rs);
+  for (int64_t c = 0; c < C; c += 16) {
+    const __mmask16 m = tail_mask(C - c);
+    const __m512 h = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, xr + c), mean), rs);
+    _mm512_mask_storeu_ps(hr + c, m, h);
+    _mm512_mask_storeu_ps(yr + c, m, _mm512_fmadd_ps(h, _mm512_maskz_loadu_ps(m, gamma + c), _mm512_maskz_loadu_ps(m, beta + c)));
+  }
+  return _mm512_cvtss_f32(rs);
+}
+
+inline void ln_backward_row(const float* dyr, const float* hr, int64_t C, const float* gamma, float rstd, float* g, float* accg,
+                            float* accb, float* dxr) {
+  __m512 s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps();
+  for (int64_t c = 0; c < C; c += 16) {
+    const __mmask16 m = tail_mask(C - c);
+    const __m512 d = _mm512_maskz_loadu_ps(m, dyr + c), h = _mm512_maskz_loadu_ps(m, hr + c);
+    const __m512 gc = _mm512_mul_ps(d, _mm512_maskz_loadu_ps(m, gamma + c));
+    _mm512_mask_storeu_ps(g + c, m, gc);
+    s1 = _mm512_add_ps(s1, gc);
+    s2 = _mm512_fmadd_ps(gc, h, s2);
+    _mm512_mask_storeu_ps(accg + c, m, _mm512_fmadd_ps(d, h, _mm512_maskz_loadu_ps(m, accg + c)));
+    _mm512_mask_storeu_ps(accb + c, m, _mm512_add_ps(d, _mm512_maskz_loadu_ps(m, accb + c)));
+  }
+  const float inv_c = 1.0f / static_cast<float>(C);
+  const __m512 m1 = _mm512_set1_ps(_mm512_reduce_add_ps(s1) * inv_c), m2 = _mm512_set1_ps(_mm512_reduce_add_ps(s2) * inv_c);
+  const __m512 rs = _mm512_set1_ps(rstd);
+  for (int64_t c = 0; c < C; c += 16) {  // dxr may alias dyr: dy's row was fully read above
+    const __mmask16 m = tail_mask(C - c);
+    const __m512 gc = _mm512_maskz_loadu_ps(m, g + c), h = _mm512_maskz_loadu_ps(m, hr + c);
+    _mm512_mask_storeu_ps(dxr + c, m, _mm512_mul_ps(_mm512_fnmadd_ps(h, m2, _mm512_sub_ps(gc, m1)), rs));
+  }
+}
+
 #define CONVNEXT_OWN_DWCONV7_WEIGHT_GRAD
-#define CONVNEXT_OWN_LAYER_NORM_TRAINING
+#define CONVNEXT_OWN_LAYER_NORM_ROWS
 #include "kernels/backward_impl.h"
-#undef CONVNEXT_OWN_LAYER_NORM_TRAINING
+#undef CONVNEXT_OWN_LAYER_NORM_ROWS
 #undef CONVNEXT_OWN_DWCONV7_WEIGHT_GRAD
-
-namespace {
-inline __mmask16 tail_mask(int64_t n) { return static_cast<__mmask16>(n >= 16 ? 0xffff : (1u << n) - 1); }
-}  // namespace
-
-// ---- LayerNorm of training ----
-// backward_impl.h's loops, with the row sums (mean, variance; Σ dy·γ and Σ dy·γ·x̂ of the
-// backward) in 16 lanes and then across them, as inference's ln_row: the plain loops' sums are
-// one dependent chain of C additions (the compiler may not reorder them), 8–11% of a bf16 step.
-
-void layer_norm_train(int threads, const float* x, int64_t rows, int64_t C, const float* gamma, const float* beta, float eps,
-                      float* y, float* xhat, float* rstd) {
-  const float inv_c = 1.0f / static_cast<float>(C);
-  parallel::for_each(rows, threads, rows * C > 16384, [&](int64_t r) {
-    const float* xr = x + r * C;
-    __m512 s = _mm512_setzero_ps();
-    for (int64_t c = 0; c < C; c += 16) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(tail_mask(C - c), xr + c));
-    const __m512 mean = _mm512_set1_ps(_mm512_reduce_add_ps(s) * inv_c);
-    __m512 v = _mm512_setzero_ps();
-    for (int64_t c = 0; c < C; c += 16) {
-      const __mmask16 m = tail_mask(C - c);
-      const __m512 d = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, xr + c), mean);
-      v = _mm512_fmadd_ps(d, d, v);
-    }
-    const float rs = 1.0f / std::sqrt(_mm512_reduce_add_ps(v) * inv_c + eps);
-    rstd[r] = rs;
-    const __m512 vrs = _mm512_set1_ps(rs);
-    float* hr = xhat + r * C;  // may alias x: each value is read before it is replaced
-    float* yr = y + r * C;
-    for (int64_t c = 0; c < C; c += 16) {
-      const __mmask16 m = tail_mask(C - c);
-      const __m512 h = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, xr + c), mean), vrs);
-      _mm512_mask_storeu_ps(hr + c, m, h);
-      _mm512_mask_storeu_ps(yr + c, m, _mm512_fmadd_ps(h, _mm512_maskz_loadu_ps(m, gamma + c), _mm512_maskz_loadu_ps(m, beta + c)));
-    }
-  });
-}
-
-void layer_norm_backward(int threads, const float* dy, const float* xhat, const float* rstd, int64_t rows, int64_t C,
-                         const float* gamma, float* dx, float* dgamma, float* dbeta) {
-  // The parameter sums as backward_impl.h's: float over runs of 64 rows per column, double across
-  // runs and fixed slices of rows.
-  const int64_t slice = reduction_slice(rows, rows * C > 16384), slices = (rows + slice - 1) / slice;
-  double* const part = zeroed_partials(slices * 2 * C);
-  const float inv_c = 1.0f / static_cast<float>(C);
-  parallel::for_chunks(rows, slice, [&](int64_t r0, int64_t r1) {
-    const int64_t t = r0 / slice;
-    AlignedVector<float> g(static_cast<size_t>(C)), accg(static_cast<size_t>(C), 0.0f), accb(static_cast<size_t>(C), 0.0f);
-    const auto flush = [&] {
-      double* pg = part + static_cast<size_t>(t) * 2 * C;
-      for (int64_t c = 0; c < C; ++c) {
-        pg[c] += accg[static_cast<size_t>(c)];
-        pg[C + c] += accb[static_cast<size_t>(c)];
-        accg[static_cast<size_t>(c)] = accb[static_cast<size_t>(c)] = 0.0f;
-      }
-    };
-    int64_t since_flush = 0;
-    for (int64_t r = r0; r < r1; ++r) {
-      const float* dyr = dy + r * C;
-      const float* hr = xhat + r * C;
-      __m512 s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps();
-      for (int64_t c = 0; c < C; c += 16) {
-        const __mmask16 m = tail_mask(C - c);
-        const __m512 d = _mm512_maskz_loadu_ps(m, dyr + c), h = _mm512_maskz_loadu_ps(m, hr + c);
-        const __m512 gc = _mm512_mul_ps(d, _mm512_maskz_loadu_ps(m, gamma + c));
-        _mm512_mask_storeu_ps(g.data() + c, m, gc);
-        s1 = _mm512_add_ps(s1, gc);
-        s2 = _mm512_fmadd_ps(gc, h, s2);
-        _mm512_mask_storeu_ps(accg.data() + c, m, _mm512_fmadd_ps(d, h, _mm512_maskz_loadu_ps(m, accg.data() + c)));
-        _mm512_mask_storeu_ps(accb.data() + c, m, _mm512_add_ps(d, _mm512_maskz_loadu_ps(m, accb.data() + c)));
-      }
-      const __m512 m1 = _mm512_set1_ps(_mm512_reduce_add_ps(s1) * inv_c), m2 = _mm512_set1_ps(_mm512_reduce_add_ps(s2) * inv_c);
-      const __m512 rs = _mm512_set1_ps(rstd[r]);
-      float* dxr = dx + r * C;  // may alias dy: dy's row was fully read above
-      for (int64_t c = 0; c < C; c += 16) {
-        const __mmask16 m = tail_mask(C - c);
-        const __m512 gc = _mm512_maskz_loadu_ps(m, g.data() + c), h = _mm512_maskz_loadu_ps(m, hr + c);
-        _mm512_mask_storeu_ps(dxr + c, m, _mm512_mul_ps(_mm512_fnmadd_ps(h, m2, _mm512_sub_ps(gc, m1)), rs));
-      }
-      if (++since_flush == 64) {  // short float sums, long double ones
-        flush();
-        since_flush = 0;
-      }
-    }
-    flush();
-  }, threads);
-  add_paired_partials(part, slices, C, dgamma, dbeta);
-}
 
 namespace {
 // p[0..n) += v's lanes, in double (n <= 16).

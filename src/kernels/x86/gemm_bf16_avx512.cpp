@@ -32,6 +32,13 @@ constexpr int64_t kKc2 = 256;  // k-pairs per block: 256 × 32 × 2 bf16 = 32 Ki
 // megabytes, read back a layer later) would otherwise cost a read of every line before its write;
 // stage 1's pwconv1 at batch 8 writes 58 MB of them. gemm_pairs fences each thread's tiles.
 inline bool at_line(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 63) == 0; }
+// 32 values (v0's 16, then v1's) rounded to bf16 into p: one non-temporal 64-byte store when
+// `stream` (p at a line, both masks whole), else masked stores.
+inline void store_bf16x32(uint16_t* p, __m512 v0, __m512 v1, bool stream, __mmask16 m0, __mmask16 m1) {
+  if (stream) return _mm512_stream_si512(reinterpret_cast<__m512i*>(p), (__m512i)_mm512_cvtne2ps_pbh(v1, v0));
+  _mm256_mask_storeu_epi16(p, m0, (__m256i)_mm512_cvtneps_pbh(v0));
+  _mm256_mask_storeu_epi16(p + 16, m1, (__m256i)_mm512_cvtneps_pbh(v1));
+}
 template <int MR>
 inline void store_tile_bf16_out(__m512 (&c0)[MR], __m512 (&c1)[MR], const float* bias, Activation act, uint16_t* C, int64_t ldc,
                                 __mmask16 m0, __mmask16 m1, const ActivationGradient* grad) {
@@ -44,28 +51,18 @@ inline void store_tile_bf16_out(__m512 (&c0)[MR], __m512 (&c1)[MR], const float*
       act_and_grad16<A>(c0[i], a0, g0);
       act_and_grad16<A>(c1[i], a1, g1);
       uint16_t* c = C + i * ldc;
+      const int64_t at = i * grad->ldd;
+      const bool stream = whole && at_line(c) && at_line(grad->d16 ? static_cast<void*>(grad->d16 + at) : grad->d + at);
+      store_bf16x32(c, a0, a1, stream, m0, m1);
       if (grad->d16) {  // act' in bf16 too
-        uint16_t* d = grad->d16 + i * grad->ldd;
-        if (whole && at_line(c) && at_line(d)) {
-          _mm512_stream_si512(reinterpret_cast<__m512i*>(c), (__m512i)_mm512_cvtne2ps_pbh(a1, a0));  // a0's in the low half
-          _mm512_stream_si512(reinterpret_cast<__m512i*>(d), (__m512i)_mm512_cvtne2ps_pbh(g1, g0));
-          continue;
-        }
-        _mm256_mask_storeu_epi16(d, m0, (__m256i)_mm512_cvtneps_pbh(g0));
-        _mm256_mask_storeu_epi16(d + 16, m1, (__m256i)_mm512_cvtneps_pbh(g1));
+        store_bf16x32(grad->d16 + at, g0, g1, stream, m0, m1);
+      } else if (stream) {
+        _mm512_stream_ps(grad->d + at, g0);
+        _mm512_stream_ps(grad->d + at + 16, g1);
       } else {
-        float* d = grad->d + i * grad->ldd;
-        if (whole && at_line(c) && at_line(d)) {
-          _mm512_stream_si512(reinterpret_cast<__m512i*>(c), (__m512i)_mm512_cvtne2ps_pbh(a1, a0));
-          _mm512_stream_ps(d, g0);
-          _mm512_stream_ps(d + 16, g1);
-          continue;
-        }
-        _mm512_mask_storeu_ps(d, m0, g0);
-        _mm512_mask_storeu_ps(d + 16, m1, g1);
+        _mm512_mask_storeu_ps(grad->d + at, m0, g0);
+        _mm512_mask_storeu_ps(grad->d + at + 16, m1, g1);
       }
-      _mm256_mask_storeu_epi16(c, m0, (__m256i)_mm512_cvtneps_pbh(a0));
-      _mm256_mask_storeu_epi16(c + 16, m1, (__m256i)_mm512_cvtneps_pbh(a1));
     }
   });
 }
@@ -85,8 +82,8 @@ void micro(int64_t k2, const uint32_t* A, int64_t lda2, const uint16_t* Bp, cons
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) {
       const __m512bh a = (__m512bh)_mm512_set1_epi32(static_cast<int>(TA ? A[kk * lda2 + i] : A[i * lda2 + kk]));
-      c0[i] = _mm512_dpbf16_ps(c0[i], b0, a);
-      c1[i] = _mm512_dpbf16_ps(c1[i], b1, a);
+      c0[i] = _mm512_dpbf16_ps(c0[i], a, b0);
+      c1[i] = _mm512_dpbf16_ps(c1[i], a, b1);
     }
   };
   int64_t kk = 0;
@@ -299,28 +296,38 @@ void linear_at_bf16(int threads, int64_t M, const uint16_t* A, int64_t lda, cons
 }
 
 namespace {
-// Pairs j of two rows (j < nc ≤ 32; r1 null: its half 0) into a panel's 32, zero past nc: the
-// bf16 kernels' interleave, inline for the weight gradient's panel-sized pieces (a call per
-// panel and pair row cost more than the work).
+// The k pairs of two rows, value j of r0 in the low half of pair j and of r1 in the high half:
+// of 16 floats each (rounded to nearest even) …
+inline __m512i pairs_of(__m512 r0, __m512 r1) {
+  // cvtne2ps_pbh puts its second operand's 16 values in the low half, the first's in the high
+  // half; the permutation then pairs value j of r0 with value j of r1.
+  const __m512i order = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
+                                         4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(order, (__m512i)_mm512_cvtne2ps_pbh(r1, r0));
+}
+// … and of 32 bf16 values each: pairs 0-15 in lo, 16-31 in hi (lanes 0-15 of r0 with 32-47, r1's
+// 0-15, then 16-31 with 48-63).
+inline void pairs_of(__m512i r0, __m512i r1, __m512i& lo, __m512i& hi) {
+  const __m512i first = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38, 6, 37, 5, 36,
+                                         4, 35, 3, 34, 2, 33, 1, 32, 0);
+  lo = _mm512_permutex2var_epi16(r0, first, r1);
+  hi = _mm512_permutex2var_epi16(r0, _mm512_add_epi16(first, _mm512_set1_epi16(16)), r1);
+}
+
+// interleave_bf16 of nc ≤ 32 values into a panel's 32 pairs, zero past nc, inline: the weight
+// gradient's panel-sized pieces (a call per panel and pair row cost more than the work).
 [[gnu::always_inline]] inline void interleave32(const uint16_t* r0, const uint16_t* r1, int64_t nc, uint32_t* d) {
-  const __m512i lo = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38, 6, 37, 5, 36, 4,
-                                      35, 3, 34, 2, 33, 1, 32, 0);
-  const __m512i hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
   const __mmask32 m = nc >= 32 ? 0xffffffffu : (1u << nc) - 1;
-  const __m512i a = _mm512_maskz_loadu_epi16(m, r0);
-  const __m512i b = r1 ? _mm512_maskz_loadu_epi16(m, r1) : _mm512_setzero_si512();
-  _mm512_storeu_si512(d, _mm512_permutex2var_epi16(a, lo, b));
-  _mm512_storeu_si512(d + 16, _mm512_permutex2var_epi16(a, hi, b));
+  __m512i lo, hi;
+  pairs_of(_mm512_maskz_loadu_epi16(m, r0), r1 ? _mm512_maskz_loadu_epi16(m, r1) : _mm512_setzero_si512(), lo, hi);
+  _mm512_storeu_si512(d, lo);
+  _mm512_storeu_si512(d + 16, hi);
 }
 [[gnu::always_inline]] inline void interleave32(const float* r0, const float* r1, int64_t nc, uint32_t* d) {
-  const __m512i pairs = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
-                                         4, 19, 3, 18, 2, 17, 1, 16, 0);
   for (int h = 0; h < 2; ++h) {
-    const int64_t left = std::clamp<int64_t>(nc - 16 * h, 0, 16);
-    const __mmask16 m = static_cast<__mmask16>((1u << left) - 1);
-    const __m512 a = _mm512_maskz_loadu_ps(m, r0 + 16 * h);
+    const __mmask16 m = mask_lo(std::max<int64_t>(0, nc - 16 * h));
     const __m512 b = r1 ? _mm512_maskz_loadu_ps(m, r1 + 16 * h) : _mm512_setzero_ps();
-    _mm512_storeu_si512(d + 16 * h, _mm512_permutexvar_epi16(pairs, (__m512i)_mm512_cvtne2ps_pbh(b, a)));
+    _mm512_storeu_si512(d + 16 * h, pairs_of(_mm512_maskz_loadu_ps(m, r0 + 16 * h), b));
   }
 }
 
@@ -389,23 +396,16 @@ void bf16_pairs(const float* a, int64_t K, uint32_t* out) {
 }
 
 void interleave_bf16(const float* r0, const float* r1, int64_t n, uint32_t* out) {
-  // cvtne2ps_pbh puts its second operand's 16 values in the low half, the first's in the high
-  // half; the permutation then pairs value j of r0 with value j of r1.
-  const __m512i pairs = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
-                                         4, 19, 3, 18, 2, 17, 1, 16, 0);
-  int64_t j = 0;
-  for (; j < n; j += 16) {
-    const __mmask16 m = static_cast<__mmask16>(n - j >= 16 ? 0xffff : (1u << (n - j)) - 1);
-    const __m512 a = _mm512_maskz_loadu_ps(m, r0 + j);
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = mask_lo(n - j);
     const __m512 b = r1 ? _mm512_maskz_loadu_ps(m, r1 + j) : _mm512_setzero_ps();
-    const __m512i v = _mm512_permutexvar_epi16(pairs, (__m512i)_mm512_cvtne2ps_pbh(b, a));
-    _mm512_mask_storeu_epi32(out + j, m, v);
+    _mm512_mask_storeu_epi32(out + j, m, pairs_of(_mm512_maskz_loadu_ps(m, r0 + j), b));
   }
 }
 
 void round_to_bf16(const float* x, int64_t n, uint16_t* out) {
   for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = static_cast<__mmask16>(n - i >= 16 ? 0xffff : (1u << (n - i)) - 1);
+    const __mmask16 m = mask_lo(n - i);
     _mm256_mask_storeu_epi16(out + i, m, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + i)));
   }
 }
@@ -454,14 +454,10 @@ void multiply_rows_to_bf16_impl(int64_t rows, int64_t cols, const float* y, int6
         s[2 * b + 1] = _mm512_add_pd(s[2 * b + 1], _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v[b]), 1))));
       }
       uint16_t* o = out + r * ldo + j0;
-      if (whole && (reinterpret_cast<uintptr_t>(o) & 63) == 0) {
-        _mm512_stream_si512(reinterpret_cast<__m512i*>(o), (__m512i)_mm512_cvtne2ps_pbh(v[1], v[0]));
-        _mm512_stream_si512(reinterpret_cast<__m512i*>(o + 32), (__m512i)_mm512_cvtne2ps_pbh(v[3], v[2]));
-        streamed = true;
-        continue;
-      }
-#pragma GCC unroll 4
-      for (int b = 0; b < 4; ++b) _mm256_mask_storeu_epi16(o + 16 * b, m[b], (__m256i)_mm512_cvtneps_pbh(v[b]));
+      const bool stream = whole && at_line(o);
+      streamed |= stream;
+      store_bf16x32(o, v[0], v[1], stream, m[0], m[1]);
+      store_bf16x32(o + 32, v[2], v[3], stream, m[2], m[3]);
     }
     if (sums)
       for (int b = 0; b < 4; ++b) {
@@ -483,21 +479,13 @@ void multiply_rows_to_bf16(int64_t rows, int64_t cols, const float* y, int64_t l
 }
 
 void interleave_bf16(const uint16_t* r0, const uint16_t* r1, int64_t n, uint32_t* out) {
-  // Value j of r0 in the low half of pair j, of r1 in the high half: lanes 0-15 of r0 with 32-47
-  // (r1's 0-15) for pairs 0-15, then 16-31 with 48-63.
-  const __m512i lo = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38, 6, 37, 5, 36, 4,
-                                      35, 3, 34, 2, 33, 1, 32, 0);
-  const __m512i hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
   for (int64_t j = 0; j < n; j += 32) {
     const int64_t left = std::min<int64_t>(32, n - j);
     const __mmask32 m = left >= 32 ? 0xffffffffu : (1u << left) - 1;
-    const __m512i a = _mm512_maskz_loadu_epi16(m, r0 + j);
-    const __m512i b = r1 ? _mm512_maskz_loadu_epi16(m, r1 + j) : _mm512_setzero_si512();
-    _mm512_mask_storeu_epi32(out + j, static_cast<__mmask16>(left >= 16 ? 0xffff : (1u << left) - 1),
-                             _mm512_permutex2var_epi16(a, lo, b));
-    if (left > 16)
-      _mm512_mask_storeu_epi32(out + j + 16, static_cast<__mmask16>(left >= 32 ? 0xffff : (1u << (left - 16)) - 1),
-                               _mm512_permutex2var_epi16(a, hi, b));
+    __m512i lo, hi;
+    pairs_of(_mm512_maskz_loadu_epi16(m, r0 + j), r1 ? _mm512_maskz_loadu_epi16(m, r1 + j) : _mm512_setzero_si512(), lo, hi);
+    _mm512_mask_storeu_epi32(out + j, mask_lo(left), lo);
+    if (left > 16) _mm512_mask_storeu_epi32(out + j + 16, mask_lo(left - 16), hi);
   }
 }
 

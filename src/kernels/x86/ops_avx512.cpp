@@ -6,13 +6,11 @@
 
 #include "core/parallel.h"
 #include "kernels/kernels.h"
+#include "kernels/x86/layer_norm_row.h"
 #include "kernels/x86/vmath_avx512.h"
 
 namespace convnext::kernels::x86 {
 
-namespace {
-inline __mmask16 tail_mask(int64_t n) { return static_cast<__mmask16>(n >= 16 ? 0xffff : (1u << n) - 1); }
-}  // namespace
 
 // Serial: callers (the dispatcher, the GEMM epilogue) own the threads.
 void activation(int /*threads*/, Activation act, float* x, int64_t n) {
@@ -40,18 +38,8 @@ void activation(int /*threads*/, Activation act, float* x, int64_t n) {
 namespace {
 // One row: y = (x − mean) / sqrt(var + eps) · gamma + beta, two passes over C.
 inline void ln_row(const float* xr, int64_t C, const float* gamma, const float* beta, float eps, float* yr) {
-  __m512 s = _mm512_setzero_ps();
-  for (int64_t c = 0; c < C; c += 16) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(tail_mask(C - c), xr + c));
-  const float mean = _mm512_reduce_add_ps(s) / static_cast<float>(C);
-  const __m512 vm = _mm512_set1_ps(mean);
-  __m512 v = _mm512_setzero_ps();
-  for (int64_t c = 0; c < C; c += 16) {
-    const __mmask16 m = tail_mask(C - c);
-    const __m512 d = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, xr + c), vm);
-    v = _mm512_fmadd_ps(d, d, v);
-  }
-  const float var = _mm512_reduce_add_ps(v) / static_cast<float>(C);
-  const __m512 rstd = _mm512_set1_ps(1.0f / std::sqrt(var + eps));
+  __m512 vm, rstd;
+  layer_norm_stats(xr, C, eps, vm, rstd);
   for (int64_t c = 0; c < C; c += 16) {
     const __mmask16 m = tail_mask(C - c);
     __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, xr + c), vm), rstd);
